@@ -1,0 +1,132 @@
+"""The scenario as plain, frozen data: what the loader produces and every later stage reads (never mutates).
+
+Units are in the names: memory in KiB (libvirt's unit), hugepage sizes in KiB, loads and ratios as exact fractions.
+Host models are fully resolved: ``cores`` always lists the SMT sibling groups, whether the YAML gave ``cores:`` or
+``threads_per_core:``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cached_property
+from typing import Literal, Mapping
+
+CpuMode = Literal["shared", "dedicated"]
+ThreadsPolicy = Literal["prefer", "isolate", "require"]
+EmulatorPolicy = Literal["host", "isolate", "shared"]
+MemoryMode = Literal["strict", "preferred", "interleave", "restrictive"]
+Objective = Literal["pack", "spread"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    cpu_overcommit_max: Fraction = Fraction(8)
+    cpu_load_target: Fraction = Fraction(7, 10)
+    memory_overcommit: Fraction = Fraction(1)
+    objective: Objective = "pack"
+    time_limit_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Node:
+    id: int
+    cpus: tuple[int, ...]
+    memory_kib: int
+    hugepages: Mapping[int, int] = field(default_factory=dict)  # page size KiB -> pages preallocated
+
+    def pool_kib(self) -> int:
+        """Memory carved out of the node for hugepage pools."""
+        return sum(size * count for size, count in self.hugepages.items())
+
+
+@dataclass(frozen=True, eq=False)
+class HostModel:
+    name: str
+    nodes: tuple[Node, ...]
+    distances: tuple[tuple[int, ...], ...]  # indexed by position in ``nodes``
+    cores: tuple[tuple[int, ...], ...]  # SMT sibling groups, each sorted, sorted by first CPU
+    reserved_cpus: frozenset[int] = frozenset()
+    reserved_memory_kib: int = 0
+    arch: str = "x86_64"
+    source: str | None = None  # where the topology came from (file, capture)
+
+    @cached_property
+    def node_index(self) -> dict[int, int]:
+        """Node id -> position in ``nodes`` (and in ``distances``)."""
+        return {node.id: i for i, node in enumerate(self.nodes)}
+
+    @cached_property
+    def node_by_id(self) -> dict[int, Node]:
+        return {node.id: node for node in self.nodes}
+
+    @cached_property
+    def node_of_cpu(self) -> dict[int, int]:
+        return {cpu: node.id for node in self.nodes for cpu in node.cpus}
+
+    @cached_property
+    def core_of_cpu(self) -> dict[int, tuple[int, ...]]:
+        return {cpu: core for core in self.cores for cpu in core}
+
+    @cached_property
+    def cpu_count(self) -> int:
+        return sum(len(node.cpus) for node in self.nodes)
+
+    def distance(self, node_a: int, node_b: int) -> int:
+        return self.distances[self.node_index[node_a]][self.node_index[node_b]]
+
+    def free_4k_kib(self, node: Node) -> int:
+        """Node memory left for ordinary (4K) pages: memory − reserved − hugepage pools (memory-less nodes keep 0)."""
+        if node.memory_kib == 0:
+            return 0
+        return node.memory_kib - self.reserved_memory_kib - node.pool_kib()
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    model: str
+
+
+@dataclass(frozen=True)
+class Guest:
+    name: str
+    vcpus: int
+    memory_kib: int
+    cpu: CpuMode = "shared"
+    threads: ThreadsPolicy | None = None  # dedicated guests only; None for shared
+    load: Fraction = Fraction(1)  # shared guests only
+    cpu_demand: Fraction | None = None
+    vcpus_auto: bool = False  # vcpus came from ``auto`` (right-sizing)
+    hugepage_kib: int | None = None
+    numa: int | None = None  # None: auto
+    memory_mode: MemoryMode = "strict"
+    emulator: EmulatorPolicy = "host"
+    anti_affinity: tuple[str, ...] = ()
+    priority: int = 1
+    host: str | None = None
+
+    @property
+    def dedicated(self) -> bool:
+        return self.cpu == "dedicated"
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    name: str
+    policy: Policy
+    host_models: Mapping[str, HostModel]
+    hosts: tuple[Host, ...]
+    guests: tuple[Guest, ...]
+    path: str | None = None
+
+    @cached_property
+    def host_by_name(self) -> dict[str, Host]:
+        return {h.name: h for h in self.hosts}
+
+    @cached_property
+    def guest_by_name(self) -> dict[str, Guest]:
+        return {g.name: g for g in self.guests}
+
+    def model_of(self, host: str) -> HostModel:
+        return self.host_models[self.host_by_name[host].model]

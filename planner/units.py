@@ -1,0 +1,205 @@
+"""Small pure helpers for the values of scenario format v1: memory sizes, page sizes, CPU lists, name patterns,
+durations. Every function raises ``ValueError`` with a message meant for a user (the loader adds file and key)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Iterable
+
+KIB_PER_UNIT: dict[str, int | Fraction] = {
+    "KiB": 1,
+    "MiB": 1024,
+    "GiB": 1024**2,
+    "TiB": 1024**3,
+    # libvirt's short forms are binary
+    "K": 1,
+    "M": 1024,
+    "G": 1024**2,
+    "T": 1024**3,
+    # decimal units, in KiB
+    "KB": Fraction(1000, 1024),
+    "MB": Fraction(1000**2, 1024),
+    "GB": Fraction(1000**3, 1024),
+    "TB": Fraction(1000**4, 1024),
+}
+
+_MEMORY_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*$")
+
+
+def parse_memory_kib(value: object, *, allow_zero: bool = False) -> int:
+    """``'32GiB'`` → 33554432. Rounded down to a whole KiB (libvirt's unit).
+
+    A bare number is refused, except ``0`` when ``allow_zero`` (a memory-less node)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a memory size (expected e.g. 32GiB)")
+    if isinstance(value, (int, float)):
+        if allow_zero and value == 0:
+            return 0
+        raise ValueError(f"{value!r}: memory needs a unit, e.g. 32GiB")
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a memory size (expected e.g. 32GiB)")
+    text = value.strip()
+    if allow_zero and text == "0":
+        return 0
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        raise ValueError(f"'{value}': memory needs a unit, e.g. 32GiB")
+    m = _MEMORY_RE.match(text)
+    if not m:
+        raise ValueError(f"'{value}' is not a memory size (expected e.g. 32GiB, 1.5GiB, 512MiB)")
+    number, unit = m.groups()
+    if unit not in KIB_PER_UNIT:
+        units = " ".join(KIB_PER_UNIT)
+        raise ValueError(f"'{value}': unknown memory unit '{unit}' (units are case-sensitive: {units})")
+    try:
+        kib = Fraction(Decimal(number)) * KIB_PER_UNIT[unit]
+    except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
+        raise ValueError(f"'{value}' is not a memory size") from exc
+    return int(kib)  # floor for non-negative values
+
+
+_PAGE_RE = re.compile(r"^([0-9]+)(K|KiB|M|MiB|G|GiB)$")
+
+
+def parse_page_kib(value: object) -> int:
+    """``'2M'``/``'2MiB'`` → 2048, ``'1G'``/``'1GiB'`` → 1048576, ``'64K'`` → 64."""
+    text = str(value).strip()
+    m = _PAGE_RE.match(text)
+    if not m:
+        raise ValueError(f"'{value}' is not a page size (expected e.g. 2M, 2MiB, 1G, 1GiB)")
+    number, unit = int(m.group(1)), m.group(2)[0]
+    if number <= 0:
+        raise ValueError(f"'{value}' is not a page size (must be positive)")
+    return number * {"K": 1, "M": 1024, "G": 1024**2}[unit]
+
+
+def format_page(page_kib: int) -> str:
+    """2048 → '2M', 1048576 → '1G', 64 → '64K' (the short form used in scenarios and messages)."""
+    for unit, size in (("G", 1024**2), ("M", 1024)):
+        if page_kib % size == 0:
+            return f"{page_kib // size}{unit}"
+    return f"{page_kib}K"
+
+
+def format_memory(kib: int) -> str:
+    """A readable size for messages: 33554432 → '32GiB', 1536 → '1.5MiB'."""
+    for unit, size in (("TiB", 1024**3), ("GiB", 1024**2), ("MiB", 1024)):
+        if abs(kib) >= size:
+            value = kib / size
+            text = f"{value:.2f}".rstrip("0").rstrip(".")
+            return f"{text}{unit}"
+    return f"{kib}KiB"
+
+
+_RANGE_RE = re.compile(r"^(\^)?([0-9]+)(?:-([0-9]+))?$")
+
+
+def parse_cpulist(value: object) -> tuple[int, ...]:
+    """Linux/libvirt list syntax → sorted unique ids. ``'0-3,8,^2'`` → (0, 1, 3, 8).
+
+    Also takes a YAML list of non-negative integers; ``''`` and ``[]`` are empty."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a CPU list (expected e.g. '0-3,8,^2')")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is not a CPU list (ids are non-negative)")
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        ids: set[int] = set()
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                raise ValueError(f"{item!r} in {list(value)!r} is not a CPU id (expected a non-negative integer)")
+            ids.add(item)
+        return tuple(sorted(ids))
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a CPU list (expected e.g. '0-3,8,^2')")
+    text = value.strip()
+    if not text:
+        return ()
+    included: set[int] = set()
+    excluded: set[int] = set()
+    for part in text.split(","):
+        m = _RANGE_RE.match(part.strip())
+        if not m:
+            raise ValueError(f"'{value}' is not a CPU list (expected e.g. '0-3,8,^2')")
+        negate, lo_text, hi_text = m.groups()
+        lo = int(lo_text)
+        hi = int(hi_text) if hi_text is not None else lo
+        if hi < lo:
+            raise ValueError(f"'{value}' is not a CPU list: range {lo}-{hi} runs backwards")
+        (excluded if negate else included).update(range(lo, hi + 1))
+    if not included and excluded:
+        raise ValueError(f"'{value}' is not a CPU list: it only excludes")
+    return tuple(sorted(included - excluded))
+
+
+def format_cpulist(ids: Iterable[int]) -> str:
+    """(0, 1, 2, 3, 8, 72) → '0-3,8,72'. The inverse of ``parse_cpulist`` for plain lists."""
+    values = sorted(set(ids))
+    parts: list[str] = []
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        parts.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_PATTERN_RE = re.compile(r"^([^\[\]]*)\[([0-9]+)-([0-9]+)\]([^\[\]]*)$")
+
+
+def expand_name(pattern: str) -> list[str]:
+    """``'web[01-03]'`` → ['web01', 'web02', 'web03']; a plain name → [name]. Each result must be a valid name."""
+    if not isinstance(pattern, str):
+        raise ValueError(f"{pattern!r} is not a name")
+    if "[" in pattern or "]" in pattern:
+        m = _PATTERN_RE.match(pattern)
+        if not m:
+            raise ValueError(f"'{pattern}' is not a name pattern (expected one group, e.g. web[01-40])")
+        prefix, lo_text, hi_text, suffix = m.groups()
+        lo, hi = int(lo_text), int(hi_text)
+        if lo > hi:
+            raise ValueError(f"'{pattern}': pattern range {lo_text}-{hi_text} runs backwards")
+        width = len(lo_text)
+        names = [f"{prefix}{i:0{width}d}{suffix}" for i in range(lo, hi + 1)]
+    else:
+        names = [pattern]
+    for name in names:
+        if not NAME_RE.match(name):
+            raise ValueError(
+                f"'{name}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or digit, "
+                "at most 63 characters)"
+            )
+    return names
+
+
+def parse_duration_s(value: object) -> float:
+    """``60``, ``'60s'``, ``'2m'``, ``'1.5m'`` → seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (expected e.g. 60s or 2m)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m)?\s*", value)
+        if not m:
+            raise ValueError(f"'{value}' is not a duration (expected e.g. 60s or 2m)")
+        seconds = float(m.group(1)) * (60 if m.group(2) == "m" else 1)
+    else:
+        raise ValueError(f"{value!r} is not a duration (expected e.g. 60s or 2m)")
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: a duration must be positive")
+    return seconds
+
+
+def to_fraction(value: object, what: str = "number") -> Fraction:
+    """A YAML number (or numeric string) as an exact fraction: 0.7 → 7/10, not the float's binary expansion."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a {what}")
+    try:
+        return Fraction(Decimal(str(value).strip()))
+    except (InvalidOperation, ValueError) as exc:
+        raise ValueError(f"{value!r} is not a {what}") from exc
