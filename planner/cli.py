@@ -1,0 +1,164 @@
+"""The ``vplan`` command: a thin Typer layer over the Python API (load_scenario, solve, write_plan).
+
+Exit status: 0 every guest placed (or input valid), 3 some guests unplaced (plan written, reasons given),
+2 bad input (one message per problem, naming file, key and item; nothing written), 1 an internal error
+(a plan that failed the checker is never written).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from planner.loader import ScenarioError, load_scenario
+from planner.plan import Plan
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="NUMA-aware capacity and placement planner for KVM/libvirt fleets.")
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_UNPLACED = 0, 1, 2, 3
+
+
+def _load(path: Path):
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            err.print(problem, markup=False, highlight=False)
+        raise typer.Exit(EXIT_INPUT)
+
+
+@app.command()
+def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) -> None:
+    """Check a scenario file without solving: every problem at once, exit 2 if any."""
+    sc = _load(scenario)
+    typer.echo(f"{scenario}: valid ({len(sc.hosts)} hosts, {len(sc.guests)} guests, {len(sc.host_models)} host models)")
+
+
+@app.command()
+def solve(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    out: Path = typer.Option(Path("out"), "-o", "--out", help="output directory (replaced atomically)"),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds; default policy.time_limit"),
+    seed: int = typer.Option(0, "--seed", help="solver random seed"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line and no summary"),
+) -> None:
+    """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest."""
+    from planner.output import write_plan
+    from planner.solver import PlanBug, Progress, solve as solve_fleet
+
+    sc = _load(scenario)
+    console = Console()
+    status = None if quiet else console.status("compiling…")
+
+    def progress(p: Progress) -> None:
+        if status is None:
+            return
+        if p.placed is None:
+            status.update(f"{p.phase}: {p.elapsed_s:.1f}s")
+        else:
+            label = "hosts" if sc.policy.objective == "pack" else "max load ‰"
+            status.update(
+                f"{p.phase}: best so far {p.placed} placed (Σ priority), {p.hosts} {label}, "
+                f"distance cost {p.distance} — {p.elapsed_s:.1f}s"
+            )
+
+    try:
+        if status is not None:
+            status.start()
+        plan = solve_fleet(sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress)
+    except PlanBug as exc:
+        err.print(f"vplan: internal error: {exc}", markup=False)
+        raise typer.Exit(EXIT_BUG)
+    finally:
+        if status is not None:
+            status.stop()
+    write_plan(plan, out)
+    if not quiet:
+        print_summary(plan, console, out)
+    raise typer.Exit(EXIT_UNPLACED if plan.unplaced else EXIT_OK)
+
+
+def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hosts: int = 40) -> None:
+    """Hosts used; per host and node: dedicated/shared CPUs, vCPU:core ratio, load against target, memory and
+    hugepages; unplaced guests with reasons; solver status, objective and time."""
+    from planner.check import node_usage
+    from planner.units import format_memory, format_page
+
+    sc = plan.scenario
+    usage = node_usage(plan)
+    used = plan.hosts_used
+    table = Table(title=f"{sc.name}: {len(plan.placements)} of {len(sc.guests)} guests on {len(used)} of {len(sc.hosts)} hosts")
+    for col in ("host", "node", "guests", "dedicated CPUs", "pool CPUs", "vCPU:core", "load / target", "4K memory used / free", "hugepages used / free"):
+        table.add_column(col, justify="right" if col not in ("host",) else "left")
+    target = float(sc.policy.cpu_load_target)
+    for host in used[:max_hosts]:
+        guests_here = plan.guests_on(host)
+        for node_id, u in usage[host].items():
+            cells = sum(1 for p in guests_here for c in p.cells if c.node_id == node_id)
+            ratio = f"{float(u.shared_vcpus / u.pool_cores):.2f}" if u.pool_cores else "-"
+            load = float(u.shared_load / len(u.pool_cpus)) if u.pool_cpus else 0.0
+            pages = ", ".join(
+                f"{format_page(k)} {u.hugepages_used.get(k, 0)}/{u.hugepages_free.get(k, 0)}" for k in sorted(u.hugepages_free)
+            )
+            table.add_row(
+                host,
+                str(node_id),
+                str(cells),
+                str(len(u.dedicated_cpus)),
+                str(len(u.pool_cpus)),
+                ratio,
+                f"{load:.0%} / {target:.0%}",
+                f"{format_memory(u.memory_4k_used_kib)} / {format_memory(u.memory_4k_free_kib)}",
+                pages or "-",
+            )
+    console.print(table)
+    if len(used) > max_hosts:
+        console.print(f"… {len(used) - max_hosts} more hosts in plan.json")
+    if plan.unplaced:
+        unplaced = Table(title=f"{len(plan.unplaced)} unplaced guests")
+        unplaced.add_column("guest")
+        unplaced.add_column("reason")
+        for name, reason in plan.unplaced.items():
+            unplaced.add_row(name, reason)
+        console.print(unplaced)
+    s = plan.stats
+    extra = s.extra
+    line = (
+        f"status {plan.status} (solver {s.solver}, CP-SAT {s.solver_status}); hosts used {len(used)}; "
+        f"placed {len(plan.placements)}/{len(sc.guests)}; time {s.wall_s:.1f}s"
+    )
+    if "objective_distance" in extra:
+        line += f"; NUMA distance cost {extra['objective_distance']}"
+    console.print(line, highlight=False)
+    if out is not None:
+        console.print(f"wrote {out}/plan.json and {len(plan.placements)} domain XML files under {out}/hosts/", highlight=False)
+
+
+@app.command()
+def generate(
+    hosts: int = typer.Option(50, help="number of hosts"),
+    guests: int = typer.Option(1500, help="number of guests"),
+    seed: int = typer.Option(1, help="random seed"),
+    out: Path = typer.Option(..., "-o", "--out", help="scenario file to write"),
+) -> None:
+    """Write a seeded random fleet scenario (mixed real host models and flavours)."""
+    from planner.generate import generate_fleet
+
+    text = generate_fleet(hosts, guests, seed=seed, out_path=str(out))
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:  # console script entry point
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

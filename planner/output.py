@@ -1,0 +1,134 @@
+"""Writing a plan: ``OUT/plan.json`` and ``OUT/hosts/HOST/GUEST.xml``, atomically.
+
+Everything is written into a temporary directory beside OUT and renamed into place only when complete, so an
+existing OUT is either replaced whole or left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from planner.check import node_usage
+from planner.libvirt_xml import domain_xml
+from planner.plan import Plan
+from planner.units import format_cpulist
+
+
+def _number(value: Fraction | int | float) -> int | float:
+    if isinstance(value, Fraction):
+        return int(value) if value.denominator == 1 else round(float(value), 6)
+    return value
+
+
+def xml_path(plan: Plan, guest: str) -> str:
+    return f"hosts/{plan.placements[guest].host}/{guest}.xml"
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The JSON document of a plan (spec: Output), with extra fields for cells, pins, usage and the solve."""
+    scenario = plan.scenario
+    guests: dict[str, Any] = {}
+    for g in scenario.guests:
+        p = plan.placements.get(g.name)
+        if p is None:
+            guests[g.name] = {"host": None, "xml": None, "reason": plan.unplaced.get(g.name), "cells": []}
+            continue
+        guests[g.name] = {
+            "host": p.host,
+            "xml": xml_path(plan, g.name),
+            "reason": None,
+            "cells": [c.node_id for c in p.cells],
+            "vcpus": g.vcpus,
+            "memory_kib": g.memory_kib,
+            "cpu": g.cpu,
+            "cell_detail": [
+                {
+                    "cell": c.cell_id,
+                    "node": c.node_id,
+                    "vcpus": format_cpulist(c.vcpus),
+                    "memory_kib": c.memory_kib,
+                    "pcpus": format_cpulist({cpu for v in c.vcpus for cpu in p.vcpu_pins[v]}),
+                }
+                for c in p.cells
+            ],
+            "emulator_cpus": format_cpulist(p.emulator_pins),
+            "hugepage_kib": g.hugepage_kib,
+        }
+    usage = node_usage(plan)
+    hosts: dict[str, Any] = {}
+    for h in scenario.hosts:
+        on_host = plan.guests_on(h.name)
+        nodes = {}
+        for node_id, u in usage.get(h.name, {}).items():
+            nodes[str(node_id)] = {
+                "pool_cpus": format_cpulist(u.pool_cpus),
+                "pool_cores": _number(u.pool_cores),
+                "dedicated_cpus": format_cpulist(u.dedicated_cpus),
+                "idle_cpus": format_cpulist(u.idle_cpus),
+                "emulator_cpus": format_cpulist(u.emulator_cpus),
+                "shared_vcpus": u.shared_vcpus,
+                "shared_load": _number(u.shared_load),
+                "dedicated_vcpus": u.dedicated_vcpus,
+                "memory_4k_used": u.memory_4k_used_kib * 1024,
+                "memory_4k_free": u.memory_4k_free_kib * 1024,
+                "hugepages_used": {str(k * 1024): v for k, v in sorted(u.hugepages_used.items()) if v},
+                "hugepages_free": {str(k * 1024): v for k, v in sorted(u.hugepages_free.items())},
+            }
+        hosts[h.name] = {
+            "model": h.model,
+            "guests": len(on_host),
+            "vcpus": sum(scenario.guest_by_name[p.guest].vcpus for p in on_host),
+            "nodes": nodes,
+        }
+    stats = plan.stats
+    return {
+        "scenario": scenario.name,
+        "status": plan.status,
+        "guests": guests,
+        "hosts": hosts,
+        "hosts_used": len(plan.hosts_used),
+        "placed": len(plan.placements),
+        "unplaced": len(plan.unplaced),
+        "solver": {
+            "name": stats.solver,
+            "status": stats.solver_status,
+            "objective": stats.objective,
+            "best_bound": stats.best_bound,
+            "wall_s": stats.wall_s,
+            "greedy_placed": stats.greedy_placed,
+            **{k: v for k, v in stats.extra.items()},
+        },
+    }
+
+
+def write_plan(plan: Plan, out_dir: str | os.PathLike) -> Path:
+    """Write plan.json and one domain XML per placed guest into ``out_dir``, atomically. Returns the path."""
+    out = Path(out_dir)
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        for name in sorted(plan.placements):
+            path = tmp / xml_path(plan, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(domain_xml(plan, name), encoding="utf-8")
+        (tmp / "plan.json").write_text(
+            json.dumps(plan_document(plan), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
+            os.rename(out, old / "out")
+            os.rename(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

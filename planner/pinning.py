@@ -1,0 +1,158 @@
+"""Concrete CPU ids for counted placements: the last step from an assignment (counts) to a Plan's placements.
+
+Per host node, cells take CPUs in a fixed order so the result is exactly what the model counted:
+isolate vCPUs take whole free cores (first thread pinned, siblings idle), require pairs take two threads of one
+core, prefer vCPUs and emulator-isolate pCPUs take single threads core by core (sibling threads packed), and the
+shared pool is what remains. Shared vCPUs are pinned to their node's whole pool; emulator threads go to the host's
+reserved CPUs (``host``), their own pCPU (``isolate``) or the pools of the guest's nodes (``shared``, or ``host``
+on a host without reserved CPUs). Guests are served in name order, so the result is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from planner.plan import CellPlacement, GuestPlacement
+from planner.problem import Assignment, Problem, split_cells
+from planner.scenario import Guest, HostModel
+
+
+def name_guests(problem: Problem, assignment: Assignment) -> dict[str, tuple[str, int, int]]:
+    """Guest name -> (host, class index, option index): members of a class are handed out in name order."""
+    order = {h.name: i for i, h in enumerate(problem.scenario.hosts)}
+    out: dict[str, tuple[str, int, int]] = {}
+    by_class: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+    for (c, host, o), n in assignment.items():
+        by_class[c].append((host, o, n))
+    for c, entries in by_class.items():
+        members = iter(problem.classes[c].members)
+        for host, o, n in sorted(entries, key=lambda e: (order[e[0]], e[1])):
+            for _ in range(n):
+                out[next(members)] = (host, c, o)
+    return out
+
+
+@dataclass
+class _NodeCpus:
+    """Free threads of one host node, by sibling group, in CPU order."""
+
+    cores: list[list[int]]  # free threads per core (mutable)
+    full: list[bool]  # the core had all its threads free and in this node at the start
+
+    @classmethod
+    def of(cls, model: HostModel, node_id: int) -> "_NodeCpus":
+        cpus = set(model.node_by_id[node_id].cpus)
+        cores, full = [], []
+        for core in model.cores:
+            free = [c for c in core if c in cpus and c not in model.reserved_cpus]
+            if free:
+                cores.append(free)
+                full.append(len(free) == len(core))
+        return cls(cores, full)
+
+    def take_isolated(self) -> int:
+        for i, core in enumerate(self.cores):
+            if self.full[i] and core:
+                cpu = core[0]
+                self.cores[i] = []  # siblings idle
+                self.full[i] = False
+                return cpu
+        raise RuntimeError("no full core left: the counts were not feasible")
+
+    def take_pair(self) -> tuple[int, int]:
+        for i, core in enumerate(self.cores):
+            if len(core) >= 2:
+                self.full[i] = False
+                return core.pop(0), core.pop(0)
+        raise RuntimeError("no sibling pair left: the counts were not feasible")
+
+    def take_singles(self, count: int) -> list[int]:
+        out: list[int] = []
+        # finish cores already started before opening whole ones (packs sibling threads)
+        order = sorted(range(len(self.cores)), key=lambda i: (self.full[i], i))
+        for i in order:
+            while self.cores[i] and len(out) < count:
+                out.append(self.cores[i].pop(0))
+                self.full[i] = False
+            if len(out) == count:
+                return out
+        raise RuntimeError("not enough free CPUs: the counts were not feasible")
+
+    def pool(self) -> tuple[int, ...]:
+        return tuple(sorted(c for core in self.cores for c in core))
+
+
+def pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, ...]]]) -> list[GuestPlacement]:
+    """Pin every guest of one host; ``guests`` = (guest, host node of each cell), in any order."""
+    model = problem.scenario.model_of(host)
+    nodes = {n.id: _NodeCpus.of(model, n.id) for n in model.nodes}
+    guests = sorted(guests, key=lambda g: g[0].name)
+    cells: dict[str, list[tuple[tuple[int, ...], int]]] = {}
+
+    for guest, node_ids in guests:
+        split = split_cells(guest, len(node_ids))
+        assert split is not None
+        cells[guest.name] = split
+    pins: dict[str, list[tuple[int, ...]]] = {g.name: [()] * g.vcpus for g, _ in guests}
+    emulator_own: dict[str, int] = {}
+
+    def each_cell(policy_match):
+        for guest, node_ids in guests:
+            if policy_match(guest):
+                for (vcpus, _mem), node_id in zip(cells[guest.name], node_ids):
+                    yield guest, vcpus, nodes[node_id]
+
+    for guest, vcpus, cpus in each_cell(lambda g: g.dedicated and g.threads == "isolate"):
+        for v in vcpus:
+            pins[guest.name][v] = (cpus.take_isolated(),)
+    for guest, vcpus, cpus in each_cell(lambda g: g.dedicated and g.threads == "require"):
+        for v in vcpus[::2]:
+            a, b = cpus.take_pair()
+            pins[guest.name][v], pins[guest.name][v + 1] = (a,), (b,)
+    for guest, vcpus, cpus in each_cell(lambda g: g.dedicated and g.threads == "prefer"):
+        for v, cpu in zip(vcpus, cpus.take_singles(len(vcpus))):
+            pins[guest.name][v] = (cpu,)
+    for guest, node_ids in guests:
+        if guest.emulator == "isolate":
+            emulator_own[guest.name] = nodes[node_ids[0]].take_singles(1)[0]
+    pools = {node_id: cpus.pool() for node_id, cpus in nodes.items()}
+    out = []
+    for guest, node_ids in guests:
+        if not guest.dedicated:
+            for (vcpus, _mem), node_id in zip(cells[guest.name], node_ids):
+                for v in vcpus:
+                    pins[guest.name][v] = pools[node_id]
+        if guest.emulator == "isolate":
+            emulator = (emulator_own[guest.name],)
+        elif guest.emulator == "host" and model.reserved_cpus:
+            emulator = tuple(sorted(model.reserved_cpus))
+        else:
+            emulator = tuple(sorted({c for n in node_ids for c in pools[n]}))
+        out.append(
+            GuestPlacement(
+                guest=guest.name,
+                host=host,
+                cells=tuple(
+                    CellPlacement(cell_id=i, node_id=node_id, vcpus=vcpus, memory_kib=memory)
+                    for i, ((vcpus, memory), node_id) in enumerate(zip(cells[guest.name], node_ids))
+                ),
+                vcpu_pins=tuple(pins[guest.name]),
+                emulator_pins=emulator,
+            )
+        )
+    return out
+
+
+def pin_assignment(problem: Problem, assignment: Assignment) -> dict[str, GuestPlacement]:
+    """Every placed guest with concrete cells and pins."""
+    named = name_guests(problem, assignment)
+    per_host: dict[str, list[tuple[Guest, tuple[int, ...]]]] = defaultdict(list)
+    for name, (host, c, o) in named.items():
+        option = problem.classes[c].options[problem.host_model[host]][o]
+        per_host[host].append((problem.scenario.guest_by_name[name], option.nodes))
+    placements: dict[str, GuestPlacement] = {}
+    for h in problem.scenario.hosts:
+        for placement in pin_host(problem, h.name, per_host.get(h.name, [])):
+            placements[placement.guest] = placement
+    return dict(sorted(placements.items()))
