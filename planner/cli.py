@@ -19,7 +19,6 @@ from planner.loader import ScenarioError, load_scenario
 from planner.plan import Plan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="NUMA-aware capacity and placement planner for KVM/libvirt fleets.")
-err = Console(stderr=True)
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_UNPLACED = 0, 1, 2, 3
 
@@ -29,7 +28,7 @@ def _load(path: Path):
         return load_scenario(path)
     except ScenarioError as exc:
         for problem in exc.problems:
-            err.print(problem, markup=False, highlight=False)
+            print(problem, file=sys.stderr)
         raise typer.Exit(EXIT_INPUT)
 
 
@@ -54,7 +53,7 @@ def solve(
     from planner.solver import PlanBug, Progress, solve as solve_fleet
 
     sc = _load(scenario)
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=150)
     status = None if quiet else console.status("compiling…")
 
     def progress(p: Progress) -> None:
@@ -74,7 +73,7 @@ def solve(
             status.start()
         plan = solve_fleet(sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress)
     except PlanBug as exc:
-        err.print(f"vplan: internal error: {exc}", markup=False)
+        print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)
     finally:
         if status is not None:
@@ -82,7 +81,7 @@ def solve(
     write_plan(plan, out)
     if not quiet:
         print_summary(plan, console, out)
-    raise typer.Exit(EXIT_UNPLACED if plan.unplaced else EXIT_OK)
+    raise typer.Exit(EXIT_UNPLACED if plan.unplaced_reasons else EXIT_OK)
 
 
 def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hosts: int = 40) -> None:
@@ -94,9 +93,9 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hos
     sc = plan.scenario
     usage = node_usage(plan)
     used = plan.hosts_used
-    table = Table(title=f"{sc.name}: {len(plan.placements)} of {len(sc.guests)} guests on {len(used)} of {len(sc.hosts)} hosts")
-    for col in ("host", "node", "guests", "dedicated CPUs", "pool CPUs", "vCPU:core", "load / target", "4K memory used / free", "hugepages used / free"):
-        table.add_column(col, justify="right" if col not in ("host",) else "left")
+    table = Table(title=f"{sc.name}: {len(plan.placed)} of {len(sc.guests)} guests on {len(used)} of {len(sc.hosts)} hosts")
+    for col in ("host", "node", "cells", "dedicated", "pool", "vCPU:core", "load/target", "4K mem used/free", "pages used/free"):
+        table.add_column(col, justify="left" if col == "host" else "right", no_wrap=col == "host")
     target = float(sc.policy.cpu_load_target)
     for host in used[:max_hosts]:
         guests_here = plan.guests_on(host)
@@ -114,31 +113,31 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hos
                 str(len(u.dedicated_cpus)),
                 str(len(u.pool_cpus)),
                 ratio,
-                f"{load:.0%} / {target:.0%}",
-                f"{format_memory(u.memory_4k_used_kib)} / {format_memory(u.memory_4k_free_kib)}",
+                f"{load:.0%}/{target:.0%}",
+                f"{format_memory(u.memory_4k_used_kib)}/{format_memory(u.memory_4k_free_kib)}",
                 pages or "-",
             )
     console.print(table)
     if len(used) > max_hosts:
         console.print(f"… {len(used) - max_hosts} more hosts in plan.json")
-    if plan.unplaced:
-        unplaced = Table(title=f"{len(plan.unplaced)} unplaced guests")
+    if plan.unplaced_reasons:
+        unplaced = Table(title=f"{len(plan.unplaced_reasons)} unplaced guest{'s' if len(plan.unplaced_reasons) != 1 else ''}")
         unplaced.add_column("guest")
         unplaced.add_column("reason")
-        for name, reason in plan.unplaced.items():
+        for name, reason in plan.unplaced_reasons.items():
             unplaced.add_row(name, reason)
         console.print(unplaced)
     s = plan.stats
     extra = s.extra
     line = (
         f"status {plan.status} (solver {s.solver}, CP-SAT {s.solver_status}); hosts used {len(used)}; "
-        f"placed {len(plan.placements)}/{len(sc.guests)}; time {s.wall_s:.1f}s"
+        f"placed {len(plan.placed)}/{len(sc.guests)}; time {s.wall_s:.1f}s"
     )
     if "objective_distance" in extra:
         line += f"; NUMA distance cost {extra['objective_distance']}"
     console.print(line, highlight=False)
     if out is not None:
-        console.print(f"wrote {out}/plan.json and {len(plan.placements)} domain XML files under {out}/hosts/", highlight=False)
+        console.print(f"wrote {out}/plan.json and {len(plan.placed)} domain XML files under {out}/hosts/", highlight=False)
 
 
 @app.command()

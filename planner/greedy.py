@@ -41,28 +41,42 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
         )
         queue = [cls for cls in keyed for _ in cls.members]
     spread = problem.policy.objective == "spread"
+    # Hosts only fill up, so a host that cannot take a guest of a class now never can: each class keeps a pointer
+    # to the first host that may still fit it, which makes first-fit linear in guests + hosts × classes.
+    first_open = {cls.index: 0 for cls in problem.classes}
     for cls in queue:
-        best = None
-        for host in cls.allowed_hosts:
-            options = cls.options.get(problem.host_model[host], ())
-            if not options or state.host_blocker(cls, host):
-                continue
-            for index, option in enumerate(options):
-                if not state.option_shortfalls(cls, host, option):
-                    if not spread:
-                        best = (host, index)
-                        break
+        hosts = cls.allowed_hosts
+        if spread:
+            best = None
+            for host in hosts:
+                index = _first_fitting_option(problem, state, cls, host)
+                if index is not None:
                     usable = problem.cap_of(host).usable_cpus * LOAD_SCALE
-                    score = (state.host_load[host] / usable, option.distance_cost)
+                    score = (state.host_load[host] / usable, index)
                     if best is None or score < best[0]:
                         best = (score, host, index)
-                    break
-            if best is not None and not spread:
+            if best is not None:
+                state.place(cls, best[1], best[2])
+            continue
+        i = first_open[cls.index]
+        while i < len(hosts):
+            index = _first_fitting_option(problem, state, cls, hosts[i])
+            if index is not None:
+                state.place(cls, hosts[i], index)
                 break
-        if best is not None:
-            host, index = best[-2], best[-1]
-            state.place(cls, host, index)
+            i += 1
+        first_open[cls.index] = i
     return state
+
+
+def _first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, host: str) -> int | None:
+    options = cls.options.get(problem.host_model[host], ())
+    if not options or state.host_blocker(cls, host):
+        return None
+    for index, option in enumerate(options):
+        if not state.option_shortfalls(cls, host, option):
+            return index
+    return None
 
 
 def assignment_placed(assignment: Assignment) -> int:

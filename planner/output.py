@@ -27,7 +27,7 @@ def _number(value: Fraction | int | float) -> int | float:
 
 
 def xml_path(plan: Plan, guest: str) -> str:
-    return f"hosts/{plan.placements[guest].host}/{guest}.xml"
+    return f"hosts/{plan.placed[guest].host}/{guest}.xml"
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
@@ -35,9 +35,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     scenario = plan.scenario
     guests: dict[str, Any] = {}
     for g in scenario.guests:
-        p = plan.placements.get(g.name)
+        p = plan.placed.get(g.name)
         if p is None:
-            guests[g.name] = {"host": None, "xml": None, "reason": plan.unplaced.get(g.name), "cells": []}
+            guests[g.name] = {"host": None, "xml": None, "reason": plan.unplaced_reasons.get(g.name), "cells": []}
             continue
         guests[g.name] = {
             "host": p.host,
@@ -93,8 +93,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "guests": guests,
         "hosts": hosts,
         "hosts_used": len(plan.hosts_used),
-        "placed": len(plan.placements),
-        "unplaced": len(plan.unplaced),
+        "placed": len(plan.placed),
+        "unplaced": len(plan.unplaced_reasons),
         "solver": {
             "name": stats.solver,
             "status": stats.solver_status,
@@ -114,7 +114,7 @@ def write_plan(plan: Plan, out_dir: str | os.PathLike) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
-        for name in sorted(plan.placements):
+        for name in sorted(plan.placed):
             path = tmp / xml_path(plan, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(domain_xml(plan, name), encoding="utf-8")

@@ -50,14 +50,14 @@ class SolveStats:
 class Plan:
     scenario: Scenario
     status: PlanStatus
-    placements: Mapping[str, GuestPlacement]  # guest name -> placement, placed guests only
-    unplaced: Mapping[str, str]  # guest name -> reason
+    placed: Mapping[str, GuestPlacement]  # guest name -> placement, placed guests only
+    unplaced_reasons: Mapping[str, str]  # guest name -> reason why it is not placed
     stats: SolveStats = SolveStats()
 
     @property
     def hosts_used(self) -> list[str]:
-        used = {p.host for p in self.placements.values()}
+        used = {p.host for p in self.placed.values()}
         return [h.name for h in self.scenario.hosts if h.name in used]
 
     def guests_on(self, host: str) -> list[GuestPlacement]:
-        return [p for p in self.placements.values() if p.host == host]
+        return [p for p in self.placed.values() if p.host == host]

@@ -145,7 +145,7 @@ def solve(
         greedy_placed=sum(greedy_assignment.values()),
         extra=extra,
     )
-    plan = Plan(scenario=scenario, status=status_text, placements=placements, unplaced=unplaced, stats=stats)
+    plan = Plan(scenario=scenario, status=status_text, placed=placements, unplaced_reasons=unplaced, stats=stats)
     violations = check_plan(plan)
     if violations:
         lines = "\n".join(f"  [{v.rule}] {v.message}" for v in violations[:20])

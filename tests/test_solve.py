@@ -25,11 +25,11 @@ def test_mixed_fleet_is_placed_optimally_and_passes_check():
     sc = scenario([model], {"h1": "m", "h2": "m", "h3": "m"}, guests, time_limit_s=20)
     plan = solve(sc, workers=2)
     assert plan.status == "optimal"
-    assert plan.unplaced == {}
+    assert plan.unplaced_reasons == {}
     assert len(plan.hosts_used) == 2  # anti-affinity forces two hosts, and two suffice
-    assert {plan.placements["db1"].host, plan.placements["db2"].host} == {"h1", "h2"}
+    assert {plan.placed["db1"].host, plan.placed["db2"].host} == {"h1", "h2"}
     assert check_plan(plan) == []
-    rt = plan.placements["rt1"]
+    rt = plan.placed["rt1"]
     core_of = model.core_of_cpu
     assert core_of[rt.vcpu_pins[0][0]] == core_of[rt.vcpu_pins[1][0]]  # require: one core per pair
     assert len(rt.emulator_pins) == 1 and rt.emulator_pins[0] not in {c for p in rt.vcpu_pins for c in p}
@@ -51,7 +51,7 @@ def test_guest_too_big_for_any_node_gets_an_actionable_reason():
     sc = scenario([model], {"kvm01": "m"}, [dedicated("db7", 10, threads="isolate", numa=1)], time_limit_s=5)
     plan = solve(sc, workers=1)
     assert plan.status == "partial"
-    reason = plan.unplaced["db7"]
+    reason = plan.unplaced_reasons["db7"]
     assert "needs 10 dedicated vCPUs (threads=isolate) in one cell" in reason
     assert "whole free cores" in reason and "8 cores" in reason and "short by 2 cores" in reason
 
@@ -61,8 +61,8 @@ def test_guest_unplaced_because_the_fleet_is_full_names_host_node_and_amount():
     guests = [shared("big", 2, 12), shared("late", 2, 6, priority=1)]
     sc = scenario([model], {"kvm01": "m"}, guests, time_limit_s=5)
     plan = solve(sc, workers=1)
-    assert set(plan.unplaced) == {"late"}
-    reason = plan.unplaced["late"]
+    assert set(plan.unplaced_reasons) == {"late"}
+    reason = plan.unplaced_reasons["late"]
     assert "4K memory" in reason and "kvm01 node 0" in reason
     assert "needs 6GiB" in reason and "4GiB free" in reason and "short by 2GiB" in reason
 
@@ -71,8 +71,8 @@ def test_priority_decides_who_is_placed():
     model = host_model(nodes=1, cpus_per_node=8, threads=2, memory_gib=16)
     guests = [shared("cheap", 2, 12, priority=1), shared("vip", 2, 12, priority=5)]
     plan = solve(scenario([model], {"kvm01": "m"}, guests, time_limit_s=5), workers=1)
-    assert set(plan.placements) == {"vip"}
-    assert set(plan.unplaced) == {"cheap"}
+    assert set(plan.placed) == {"vip"}
+    assert set(plan.unplaced_reasons) == {"cheap"}
 
 
 def test_cp_sat_beats_first_fit_decreasing_on_a_fragmentation_trap():
@@ -83,7 +83,7 @@ def test_cp_sat_beats_first_fit_decreasing_on_a_fragmentation_trap():
     sc = scenario([model], {"h1": "m", "h2": "m"}, [dedicated(n, v) for n, v in sizes.items()], time_limit_s=10)
     plan = solve(sc, workers=1)
     assert plan.stats.greedy_placed == 5
-    assert len(plan.placements) == 6 and plan.status == "optimal"
+    assert len(plan.placed) == 6 and plan.status == "optimal"
     for host in ("h1", "h2"):
         assert sum(sizes[p.guest] for p in plan.guests_on(host)) == 7
     assert check_plan(plan) == []
@@ -122,5 +122,5 @@ def test_property_every_plan_passes_the_checker(specs, reserved):
     sc = scenario([model], {"h1": "m", "h2": "m"}, guests, time_limit_s=3)
     plan = solve(sc, workers=1)  # solve() itself raises PlanBug on any violation
     assert check_plan(plan) == []
-    assert set(plan.placements) | set(plan.unplaced) == {g.name for g in guests}
-    assert all(plan.unplaced.values())
+    assert set(plan.placed) | set(plan.unplaced_reasons) == {g.name for g in guests}
+    assert all(plan.unplaced_reasons.values())

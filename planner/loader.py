@@ -1,0 +1,1081 @@
+"""Read a scenario file (format v1, see the spec ``scenario-v1.md``) into a frozen :class:`planner.scenario.Scenario`.
+
+Everything a user can get wrong is reported, all at once, as one :class:`ScenarioError` whose ``problems`` are
+complete lines of the form::
+
+    FILE: key.path: what is wrong
+    quick.yaml: host_models.r650.nodes[1].cpus: '8-15,^9x' is not a CPU list (expected e.g. '0-3,8,^2')
+    quick.yaml: guests[2] (db1).threads: only a dedicated guest has threads (this guest is cpu: shared)
+
+FILE is the path as the user gave it (for an included host model, the included file and the key path inside it);
+list items that carry a name show it in brackets. No traceback and no library error text reaches the user.
+
+The work goes in stages, one function per section of the spec:
+
+1. YAML: a ``yaml.SafeLoader`` subclass (no tags that construct objects); the composed node tree is walked once
+   to find duplicate keys and refused tags with their key path and line, then constructed.
+2. ``_policy``, ``_host_model`` (with ``_nodes``, ``_distances``, ``_cores``, ``_reserved`` and includes),
+   ``_hosts``, ``_guests``: structure, unknown and missing keys, values, units and per-item rules.
+3. ``_cross_checks``: unique names, the input errors of hard rules 1 and 7 (too many vCPUs for any host or for the
+   fixed host, fixed guests sharing an anti-affinity tag on one host, fixed guests above their host's vCPU cap).
+
+A stage goes on after a problem wherever it can, and a later check skips what an earlier problem already made
+unknowable, so that one mistake gives one message, not a cascade.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from planner.scenario import Guest, Host, HostModel, Node, Policy, Scenario
+from planner.units import (
+    NAME_RE,
+    expand_name,
+    format_cpulist,
+    format_memory,
+    format_page,
+    parse_cpulist,
+    parse_duration_s,
+    parse_memory_kib,
+    parse_page_kib,
+    to_fraction,
+)
+
+__all__ = ["ScenarioError", "load_scenario", "load_scenario_text"]
+
+ARCHES = ("x86_64", "aarch64", "ppc64le", "s390x")
+MAX_CPU_ID = 65535  # sanity bound: a typo like '0-1000000000' must not build a billion-element set
+MAX_PATTERN_NAMES = 100_000
+
+TOP_KEYS = ("version", "name", "policy", "host_models", "hosts", "guests")
+POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit")
+MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
+              "numactl")
+NODE_KEYS = ("id", "cpus", "memory", "hugepages")
+RESERVED_KEYS = ("cpus", "memory")
+HOST_KEYS = ("name", "model")
+GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
+              "emulator", "anti_affinity", "priority", "host")
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used. ``problems``: one complete line each, ``FILE: key.path: what is wrong``."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems: list[str] = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Where a value sits, and the problems found so far
+
+
+@dataclass(frozen=True)
+class _Where:
+    file: str
+    path: str = ""
+
+    def key(self, key: object) -> _Where:
+        text = key if isinstance(key, str) and re.fullmatch(r"[^\s.\[\]'\"]+", key) else _show(key)
+        return _Where(self.file, f"{self.path}.{text}" if self.path else text)
+
+    def item(self, index: int, label: object = None) -> _Where:
+        suffix = f" ({label})" if label is not None else ""
+        return _Where(self.file, f"{self.path}[{index}]{suffix}")
+
+    def line(self, message: str) -> str:
+        return f"{self.file}: {self.path}: {message}" if self.path else f"{self.file}: {message}"
+
+
+@dataclass
+class _Problems:
+    lines: list[str] = field(default_factory=list)
+    refused: set[_Where] = field(default_factory=set)  # values already reported (refused tags): no follow-ups
+    found: int = 0  # every problem found, also those not shown again (duplicates, follow-ups of refused values)
+
+    def add(self, where: _Where, message: str) -> None:
+        self.found += 1
+        if "<refused>" in where.path:  # a key under a refused tag: reported already
+            return
+        for bad in self.refused:
+            if bad.file == where.file and (where.path == bad.path or where.path.startswith(bad.path + ".")
+                                           or where.path.startswith(bad.path + "[")):
+                return
+        line = where.line(message).replace("\r", "\\r").replace("\n", "\\n")  # one problem, one line
+        if line not in self.lines:
+            self.lines.append(line)
+
+    def count(self) -> int:
+        """Grows with every problem found: compare before/after a check to know whether it found any."""
+        return self.found
+
+
+class _Invalid:
+    """Marks a value that was reported as wrong (so later checks skip it)."""
+
+    def __repr__(self) -> str:
+        return "<refused>"
+
+
+INVALID: Any = _Invalid()
+_DEFAULT: Any = object()  # a key left out
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it in YAML, for messages."""
+    if value is None:
+        return "null (no value)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (set, frozenset)):
+        return "a set"
+    if isinstance(value, Fraction):
+        return _num(value)
+    return str(value)
+
+
+def _num(value: Fraction) -> str:
+    """Fraction(7, 10) → '0.7', Fraction(8) → '8'."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
+    return text
+
+
+def _check(problems: _Problems, where: _Where, parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a value parser; a ``ValueError`` becomes a problem at ``where`` and the result is ``INVALID``."""
+    try:
+        return parse(*args, **kwargs)
+    except ValueError as exc:
+        problems.add(where, str(exc))
+        return INVALID
+
+
+def _mapping(problems: _Problems, where: _Where, raw: object, allowed: Iterable[str], required: Iterable[str] = (),
+             example: str = "") -> dict | None:
+    """``raw`` must be a mapping with only ``allowed`` keys and every ``required`` key; problems for each."""
+    if not isinstance(raw, dict):
+        hint = f", e.g. {example}" if example else ""
+        problems.add(where, f"expected a mapping{hint}, got {_show(raw)}")
+        return None
+    allowed = tuple(allowed)
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problems.add(where.key(key), f"unknown key ({hint}known keys: {', '.join(allowed)})")
+    for key in required:
+        if key not in raw:
+            problems.add(where.key(key), "required key is missing")
+    return raw
+
+
+def _list(problems: _Problems, where: _Where, raw: object, example: str) -> list:
+    if not isinstance(raw, list):
+        problems.add(where, f"expected a list, e.g. {example}, got {_show(raw)}")
+        return []
+    return raw
+
+
+def _label(item: object) -> str | None:
+    if isinstance(item, dict) and "name" in item and isinstance(item["name"], (str, int, float)):
+        if not isinstance(item["name"], bool):
+            return str(item["name"])
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Plain value parsers: raise ValueError with a message for the user
+
+
+def _int(value: object, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{_show(value)} is not an integer")
+    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+        raise ValueError(f"{value} is out of range (must be {minimum}..{maximum})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{value} is out of range (must be >= {minimum})")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{value} is out of range (must be <= {maximum})")
+    return value
+
+
+def _number(value: object) -> Fraction:
+    """A YAML number as an exact Fraction (0.7 → 7/10). Strings and booleans are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{_show(value)} is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{_show(value)} is not a finite number")
+    return to_fraction(value)
+
+
+def _ranged(value: object, low: Fraction | int, high: Fraction | int | None, *, low_open: bool = False,
+            text: str) -> Fraction:
+    """A number in [low, high] (or (low, high] when ``low_open``); ``text`` describes the range for messages."""
+    number = _number(value)
+    too_low = number <= low if low_open else number < low
+    if too_low or (high is not None and number > high):
+        raise ValueError(f"{_num(number)} is out of range (must be {text})")
+    return number
+
+
+def _choice(value: object, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"{_show(value)} is not one of: {', '.join(choices)}{hint}")
+    return value
+
+
+def _name(value: object) -> str:
+    """A plain name (no pattern)."""
+    _string_name(value)
+    if not NAME_RE.match(value):
+        raise ValueError(f"'{value}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
+                         "digit, at most 63 characters)")
+    return value
+
+
+def _string_name(value: object) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{_show(value)} is not a name (a name is a string; quote it, e.g. name: \"01\")")
+
+
+def _pattern(value: object) -> list[str]:
+    """A name or a pattern like ``web[01-40]`` → the names."""
+    _string_name(value)
+    match = re.search(r"\[([0-9]+)-([0-9]+)\]", value)
+    if match and (len(match.group(2)) > 9 or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
+        raise ValueError(f"'{value}' expands to more than {MAX_PATTERN_NAMES} names")
+    return expand_name(value)
+
+
+def _cpus(value: object) -> tuple[int, ...]:
+    """A CPU list, bounded so that a typo cannot build a huge set."""
+    if isinstance(value, str):
+        big = [n for n in re.findall(r"[0-9]+", value) if len(n) > 9 or int(n) > MAX_CPU_ID]
+        if big:
+            raise ValueError(f"'{_cut(value)}': CPU id {_cut(big[0])} is too large (at most {MAX_CPU_ID})")
+    if isinstance(value, list):
+        big = [n for n in value if isinstance(n, int) and not isinstance(n, bool) and n > MAX_CPU_ID]
+        if big:
+            raise ValueError(f"CPU id {big[0]} is too large (at most {MAX_CPU_ID})")
+    if value is None:
+        raise ValueError("null (no value) is not a CPU list (expected e.g. '0-3,8,^2'; '' for none)")
+    return parse_cpulist(value)
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    """Long user text shortened for a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _memory(value: object, *, allow_zero: bool = False) -> int:
+    if value is None:
+        raise ValueError("null (no value) is not a memory size (expected e.g. 32GiB)")
+    return parse_memory_kib(value, allow_zero=allow_zero)
+
+
+def _duration(value: object) -> float:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{_show(value)} is not a duration (expected e.g. 60s or 2m)")
+    if value is None:
+        raise ValueError("null (no value) is not a duration (expected e.g. 60s or 2m)")
+    return parse_duration_s(value)
+
+
+def _cpus_text(cpus: Iterable[int]) -> str:
+    text = format_cpulist(cpus)
+    return f"CPU {text}" if text.isdigit() else f"CPUs {text}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# YAML
+
+
+SAFE_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag is not None)
+MERGE_TAG = "tag:yaml.org,2002:merge"  # the '<<' key of a mapping, flattened by the loader
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """Safe loading (tags that construct objects are refused), plus a walk over the composed nodes that reports
+    duplicate keys and refused tags with their key path and line."""
+
+    def load_checked(self, problems: _Problems, root: _Where) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        self._walk(node, root, problems, set())
+        return self.construct_document(node)
+
+    def _walk(self, node: yaml.Node, where: _Where, problems: _Problems, seen: set[int]) -> None:
+        if id(node) in seen:  # an alias seen on this path: recursive data
+            return
+        if node.tag not in SAFE_TAGS:
+            self._refuse(node, where, problems)
+            return
+        seen = seen | {id(node)}
+        if isinstance(node, yaml.MappingNode):
+            self._walk_mapping(node, where, problems, seen)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, child in enumerate(node.value):
+                self._walk(child, where.item(index, self._node_label(child)), problems, seen)
+
+    def _walk_mapping(self, node: yaml.MappingNode, where: _Where, problems: _Problems, seen: set[int]) -> None:
+        first_seen: dict[str, str] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            line = key_node.start_mark.line + 1
+            place = f"line {line}, column {key_node.start_mark.column + 1}"
+            if key_node.tag not in SAFE_TAGS and key_node.tag != MERGE_TAG:
+                self._refuse(key_node, where.key(key), problems)
+                continue
+            if key != "<<" and key in first_seen:
+                problems.add(where.key(key), f"duplicate key '{key}' at {place} (first at {first_seen[key]})")
+            first_seen.setdefault(key, place)
+            self._walk(value_node, where.key(key), problems, seen)
+
+    @staticmethod
+    def _refuse(node: yaml.Node, where: _Where, problems: _Problems) -> None:
+        tag = node.tag
+        shown = "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+        problems.add(where, f"line {node.start_mark.line + 1}: YAML tag '{shown}' is not allowed (only plain YAML "
+                            "data; tags that construct objects are refused)")
+        problems.refused.add(where)
+
+    @staticmethod
+    def _node_label(node: yaml.Node) -> str | None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if getattr(key_node, "value", None) == "name" and isinstance(value_node, yaml.ScalarNode):
+                    return value_node.value
+        return None
+
+
+# Tags other than the safe ones fall through to the ``None`` constructor; the walk reports them first.
+_SafeLoader.add_constructor(None, lambda loader, node: INVALID)
+
+
+def _parse_yaml(text: str, file: str, problems: _Problems) -> Any:
+    """The YAML data of ``text`` (``INVALID`` after a syntax error, which becomes a problem with its line)."""
+    loader = None
+    try:
+        loader = _SafeLoader(text)
+        return loader.load_checked(problems, _Where(file))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context:
+            what = f"{exc.problem} ({exc.context})"
+        problems.add(_Where(file), f"{where}YAML syntax error: {what}")
+    except ValueError:  # PyYAML's int(): Python refuses to convert a very long digit string
+        problems.add(_Where(file), "a number in the file has too many digits")
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        problems.add(_Where(file), f"line {line}: character #x{exc.character:04x} is not allowed in YAML "
+                                   "(a control character)")
+    except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML error is one of the above
+        problems.add(_Where(file), f"YAML error: {exc}")
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return INVALID
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except UnicodeDecodeError:
+        raise ValueError("cannot read file: not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Public API
+
+
+def load_scenario(path: str | os.PathLike) -> Scenario:
+    """Read and check the scenario file at ``path``; raise :class:`ScenarioError` with every problem found."""
+    file = os.fspath(path)
+    try:
+        text = _read(file)
+    except ValueError as exc:
+        raise ScenarioError([f"{file}: {exc}"]) from None
+    return load_scenario_text(text, filename=file, base_dir=os.path.dirname(file))
+
+
+def load_scenario_text(text: str, filename: str = "<string>", base_dir: str | None = None) -> Scenario:
+    """Like :func:`load_scenario` for YAML text. ``filename`` names it in messages; includes are relative to
+    ``base_dir`` (default: the directory of ``filename``, or the current directory)."""
+    if base_dir is None:
+        base_dir = "" if filename.startswith("<") else os.path.dirname(filename)
+    problems = _Problems()
+    data = _parse_yaml(text, filename, problems)
+    scenario = None if data is INVALID else _scenario(data, _Where(filename), base_dir, problems)
+    if problems.count() or scenario is None:
+        raise ScenarioError(problems.lines or [f"{filename}: not a valid scenario"])
+    return scenario
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Top level
+
+
+@dataclass
+class _Hosts:
+    """Hosts as read, with what the cross-checks need."""
+
+    hosts: list[Host] = field(default_factory=list)
+    names: list[tuple[str, _Where]] = field(default_factory=list)  # every host name, also of hosts with problems
+    unresolved: bool = False  # some host or its model had a problem: skip checks that need every host
+
+
+def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> Scenario | None:
+    if data is None:
+        problems.add(top, "the file is empty (expected a scenario: version, name, host_models, hosts, guests)")
+        return None
+    raw = _mapping(problems, top, data, TOP_KEYS, ("version", "name"), "version: 1, name: ...")
+    if raw is None:
+        return None
+    if "version" in raw:
+        version = raw["version"]
+        if isinstance(version, bool) or version != 1 or not isinstance(version, int):
+            problems.add(top.key("version"), f"{_show(version)} is not supported (only version: 1)")
+    name = _check(problems, top.key("name"), _name, raw["name"]) if "name" in raw else INVALID
+    policy = _policy(raw.get("policy", {}), top.key("policy"), problems)
+    models, declared = _host_models(raw.get("host_models", {}), top.key("host_models"), base_dir, problems)
+    hosts = _hosts(raw.get("hosts", []), top.key("hosts"), models, declared, problems)
+    guests, guest_names = _guests(raw.get("guests", []), top.key("guests"), policy, models, declared, hosts,
+                                  problems)
+    _unique(hosts.names, "host", problems)
+    _unique(guest_names, "guest", problems)
+    _cross_checks(policy, models, hosts, guests, problems)
+    if problems.count():
+        return None
+    return Scenario(name=name, policy=policy, host_models=models, hosts=tuple(hosts.hosts),
+                    guests=tuple(g for g, _ in guests), path=None if top.file.startswith("<") else top.file)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# policy
+
+
+def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
+    """The policy mapping; a wrong value is reported and its default used (so later checks can go on)."""
+    values: dict[str, Any] = {}
+    if _mapping(problems, where, raw, POLICY_KEYS, example="{cpu_overcommit_max: 4}") is None:
+        return Policy()
+    checks: dict[str, tuple[str, Callable[[object], Any]]] = {
+        "cpu_overcommit_max": ("cpu_overcommit_max",
+                               lambda v: _ranged(v, 1, 8, text="1 <= x <= 8")),
+        "cpu_load_target": ("cpu_load_target",
+                            lambda v: _ranged(v, 0, 1, low_open=True, text="0 < x <= 1")),
+        "memory_overcommit": ("memory_overcommit",
+                              lambda v: _ranged(v, 1, None, text=">= 1.0")),
+        "objective": ("objective", lambda v: _choice(v, ("pack", "spread"))),
+        "time_limit": ("time_limit_s", _duration),
+    }
+    for key, (attr, parse) in checks.items():
+        if key in raw:
+            value = _check(problems, where.key(key), parse, raw[key])
+            if value is not INVALID:
+                values[attr] = value
+    return Policy(**values)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# host_models
+
+
+def _mapping_any(problems: _Problems, where: _Where, raw: object, example: str) -> dict | None:
+    if not isinstance(raw, dict):
+        problems.add(where, f"expected a mapping, e.g. {example}, got {_show(raw)}")
+        return None
+    return raw
+
+
+def _resolve_models(raw: dict, where: _Where, base_dir: str, problems: _Problems,
+                    models: dict[str, HostModel]) -> set[str]:
+    declared: set[str] = set()
+    for name, spec in raw.items():
+        if not isinstance(name, str) or not name:
+            problems.add(where.key(name), f"{_show(name)} is not a host model name (expected a string)")
+            continue
+        declared.add(name)
+        model = _host_model(name, spec, where.key(name), base_dir, problems)
+        if model is not None:
+            models[name] = model
+    return declared
+
+
+def _host_models(raw: object, where: _Where, base_dir: str, problems: _Problems
+                 ) -> tuple[dict[str, HostModel], set[str]]:
+    """Resolved models (those without problems) and every declared model name (a host naming a declared model
+    with problems gets no second message)."""
+    models: dict[str, HostModel] = {}
+    if _mapping_any(problems, where, raw, "{r650: {nodes: [...]}}") is None:
+        return models, set()
+    return models, _resolve_models(raw, where, base_dir, problems, models)
+
+
+def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: _Problems) -> HostModel | None:
+    """One host model, inline or ``{include: PATH}``; None if it has a problem."""
+    before = problems.count()
+    source = where.file
+    if isinstance(raw, dict) and "include" in raw:
+        loaded = _include(raw, where, base_dir, problems)
+        if loaded is None:
+            return None
+        raw, where = loaded
+        source = where.file
+    spec = _mapping(problems, where, raw, MODEL_KEYS, example="{nodes: [{id: 0, cpus: '0-7', memory: 64GiB}]}")
+    if spec is None:
+        return None
+    if "include" in spec:
+        problems.add(where.key("include"), "nested include is not supported (an included file holds one host "
+                                           "model mapping itself)")
+        return None
+    capture = [key for key in ("capabilities", "numactl") if key in spec]
+    for key in capture:
+        problems.add(where.key(key), "host capture import is not supported yet (give nodes: and distances:)")
+    if "nodes" not in spec:
+        if not capture:
+            problems.add(where.key("nodes"), "required key is missing")
+        return None
+    model = _model_body(name, spec, where, source, problems)
+    return model if problems.count() == before else None
+
+
+def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tuple[object, _Where] | None:
+    """``{include: PATH}`` alone → (the included file's data, its root location)."""
+    extra = [key for key in raw if key != "include"]
+    for key in extra:
+        problems.add(where.key(key), "an include must stand alone ({include: PATH}); put this key in the "
+                                     "included file")
+    path = raw["include"]
+    if not isinstance(path, str) or not path.strip():
+        problems.add(where.key("include"), f"{_show(path)} is not a file path")
+        return None
+    if extra:
+        return None
+    target = os.path.join(base_dir, path)
+    shown = os.path.normpath(target)
+    try:
+        text = _read(target)
+    except ValueError as exc:
+        problems.add(where.key("include"), f"'{path}' ({shown}): {exc}")
+        return None
+    data = _parse_yaml(text, shown, problems)
+    if data is INVALID:
+        return None
+    if data is None:
+        problems.add(_Where(shown), f"the file is empty (included as host model by {where.line('include')})")
+        return None
+    return data, _Where(shown)
+
+
+def _model_body(name: str, spec: dict, where: _Where, source: str, problems: _Problems) -> HostModel | None:
+    nodes = _nodes(spec["nodes"], where.key("nodes"), problems)
+    arch = _check(problems, where.key("arch"), _choice, spec.get("arch", "x86_64"), ARCHES)
+    if nodes is None:
+        return None
+    distances = _distances(spec.get("distances", _DEFAULT), len(nodes), where.key("distances"), problems)
+    cores = _cores(spec, nodes, where, problems)
+    reserved_cpus, reserved_kib = _reserved(spec.get("reserved", {}), nodes, where.key("reserved"), problems)
+    if reserved_kib is not INVALID:
+        _free_memory(nodes, reserved_kib, where.key("nodes"), problems)
+    if INVALID in (distances, cores, reserved_cpus, reserved_kib, arch):
+        return None
+    return HostModel(name=name, nodes=tuple(nodes), distances=distances, cores=cores,
+                     reserved_cpus=frozenset(reserved_cpus), reserved_memory_kib=reserved_kib, arch=arch,
+                     source=source)
+
+
+def _nodes(raw: object, where: _Where, problems: _Problems) -> list[Node] | None:
+    """The node list; None if any node has a problem."""
+    before = problems.count()
+    items = _list(problems, where, raw, "[{id: 0, cpus: '0-7', memory: 64GiB}]")
+    if isinstance(raw, list) and not items:
+        problems.add(where, "a host model needs at least one node")
+    nodes: list[Node] = []
+    ids: dict[int, int] = {}
+    owner: dict[int, int] = {}  # cpu -> index of its node
+    for index, item in enumerate(items):
+        node = _node(item, where.item(index), problems)
+        if node is None:
+            continue
+        if node.id in ids:
+            problems.add(where.item(index).key("id"), f"node id {node.id} is used twice (also nodes[{ids[node.id]}])")
+        ids.setdefault(node.id, index)
+        twice = [cpu for cpu in node.cpus if cpu in owner]
+        if twice:
+            others = sorted({f"nodes[{owner[cpu]}]" for cpu in twice})
+            problems.add(where.item(index).key("cpus"),
+                         f"{_cpus_text(twice)} also in {', '.join(others)} (a CPU belongs to one node)")
+        owner.update({cpu: index for cpu in node.cpus if cpu not in owner})
+        nodes.append(node)
+    return nodes if problems.count() == before else None
+
+
+def _node(raw: object, where: _Where, problems: _Problems) -> Node | None:
+    spec = _mapping(problems, where, raw, NODE_KEYS, ("id", "cpus", "memory"),
+                    "{id: 0, cpus: '0-7', memory: 64GiB}")
+    if spec is None:
+        return None
+    node_id = _check(problems, where.key("id"), _int, spec["id"], 0) if "id" in spec else INVALID
+    cpus = _check(problems, where.key("cpus"), _cpus, spec["cpus"]) if "cpus" in spec else INVALID
+    memory = _check(problems, where.key("memory"), _memory, spec["memory"], allow_zero=True) \
+        if "memory" in spec else INVALID
+    pages = _hugepage_pools(spec.get("hugepages", {}), where.key("hugepages"), problems)
+    if INVALID in (node_id, cpus, memory, pages):
+        return None
+    return Node(id=node_id, cpus=tuple(sorted(cpus)), memory_kib=memory, hugepages=pages)
+
+
+def _hugepage_pools(raw: object, where: _Where, problems: _Problems) -> dict[int, int]:
+    """``{1G: 16, 2M: 0}`` → {1048576: 16, 2048: 0}."""
+    if raw is None or not isinstance(raw, dict):
+        problems.add(where, f"expected a mapping of page size to pages, e.g. {{1G: 16, 2M: 512}}, got {_show(raw)}")
+        return INVALID
+    pools: dict[int, int] = {}
+    seen: dict[int, object] = {}
+    bad = False
+    for key, count in raw.items():
+        size = _check(problems, where.key(key), parse_page_kib, key)
+        number = _check(problems, where.key(key), _int, count, 0)
+        if INVALID in (size, number):
+            bad = True
+            continue
+        if size in seen:
+            problems.add(where.key(key), f"page size {format_page(size)} is given twice (also as {seen[size]})")
+            bad = True
+        seen[size] = key
+        pools[size] = number
+    return INVALID if bad else pools
+
+
+def _distances(raw: object, size: int, where: _Where, problems: _Problems) -> tuple[tuple[int, ...], ...]:
+    """Square matrix by node position: 10 on the diagonal, 11..254 elsewhere. Default: 10 / 20."""
+    if raw is _DEFAULT:
+        return tuple(tuple(10 if i == j else 20 for j in range(size)) for i in range(size))
+    before = problems.count()
+    rows = _list(problems, where, raw, "[[10,21],[21,10]]")
+    if isinstance(raw, list) and len(rows) != size:
+        problems.add(where, f"{len(rows)} rows for {size} nodes (the matrix is square, one row per node)")
+        return INVALID
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != size:
+            shown = f"{len(row)} values" if isinstance(row, list) else _show(row)
+            problems.add(where.item(i), f"{shown} for {size} nodes (expected a list of {size} integers)")
+            continue
+        for j, value in enumerate(row):
+            low, high = (10, 10) if i == j else (11, 254)
+            text = "the diagonal is 10" if i == j else "off the diagonal 11..254"
+            try:
+                _int(value, low, high)
+            except ValueError:
+                problems.add(where.item(i).item(j), f"{_show(value)} is not a valid distance ({text})")
+    if problems.count() != before:
+        return INVALID
+    return tuple(tuple(row) for row in rows)
+
+
+def _cores(spec: dict, nodes: list[Node], where: _Where, problems: _Problems) -> tuple[tuple[int, ...], ...]:
+    """SMT sibling groups from ``cores:`` or ``threads_per_core:`` (default 1), sorted."""
+    if "cores" in spec and "threads_per_core" in spec:
+        problems.add(where.key("threads_per_core"), "give either cores: or threads_per_core:, not both")
+        return INVALID
+    if "cores" in spec:
+        return _explicit_cores(spec["cores"], nodes, where.key("cores"), problems)
+    threads = _check(problems, where.key("threads_per_core"), _int, spec.get("threads_per_core", 1), 1)
+    if threads is INVALID:
+        return INVALID
+    return _derived_cores(threads, nodes, where.key("threads_per_core"), problems)
+
+
+def _node_of(nodes: list[Node]) -> dict[int, int]:
+    return {cpu: node.id for node in nodes for cpu in node.cpus}
+
+
+def _explicit_cores(raw: object, nodes: list[Node], where: _Where, problems: _Problems
+                    ) -> tuple[tuple[int, ...], ...]:
+    before = problems.count()
+    node_of = _node_of(nodes)
+    owner: dict[int, int] = {}
+    groups: list[tuple[int, ...]] = []
+    for index, item in enumerate(_list(problems, where, raw, "[[0,72],[1,73]]")):
+        at = where.item(index)
+        group = _check(problems, at, _cpus, item)
+        if group is INVALID:
+            continue
+        if not group:
+            problems.add(at, "an empty core (a core lists its sibling CPUs)")
+            continue
+        unknown = [cpu for cpu in group if cpu not in node_of]
+        if unknown:
+            problems.add(at, f"{_cpus_text(unknown)} not in any node of this host model")
+            continue
+        spanned = sorted({node_of[cpu] for cpu in group})
+        if len(spanned) > 1:
+            problems.add(at, f"core {format_cpulist(group)} spans nodes {', '.join(map(str, spanned))} "
+                             "(a core sits in one node)")
+        twice = [cpu for cpu in group if cpu in owner]
+        if twice:
+            problems.add(at, f"{_cpus_text(twice)} also in cores[{owner[twice[0]]}] (every CPU in exactly one core)")
+        owner.update({cpu: index for cpu in group if cpu not in owner})
+        groups.append(group)
+    missing = [cpu for cpu in sorted(node_of) if cpu not in owner]
+    if missing and problems.count() == before:
+        problems.add(where, f"{_cpus_text(missing)} in no core (every CPU of the model in exactly one core)")
+    if problems.count() != before:
+        return INVALID
+    return tuple(sorted(groups))
+
+
+def _derived_cores(threads: int, nodes: list[Node], where: _Where, problems: _Problems
+                   ) -> tuple[tuple[int, ...], ...]:
+    """threads_per_core T: siblings of c are c + k*N/T (Linux's usual enumeration)."""
+    cpus = sorted(cpu for node in nodes for cpu in node.cpus)
+    if threads == 1:
+        return tuple((cpu,) for cpu in cpus)
+    count = len(cpus)
+    if cpus != list(range(count)):
+        problems.add(where, f"threads_per_core: {threads} needs CPU ids 0..N-1 without gaps (this model has "
+                            f"{format_cpulist(cpus) or 'no CPUs'}); list the sibling groups with cores: instead")
+        return INVALID
+    if count % threads:
+        problems.add(where, f"{count} CPUs do not divide into cores of {threads} threads; list the sibling "
+                            "groups with cores: instead")
+        return INVALID
+    step = count // threads
+    groups = tuple(tuple(c + k * step for k in range(threads)) for c in range(step))
+    node_of = _node_of(nodes)
+    split = [g for g in groups if len({node_of[cpu] for cpu in g}) > 1]
+    if split:
+        problems.add(where, f"with threads_per_core: {threads} the siblings of CPU {split[0][0]} "
+                            f"({format_cpulist(split[0])}) would span nodes, and {len(split)} such core(s) in all; "
+                            "list the sibling groups with cores: instead")
+        return INVALID
+    return groups
+
+
+def _reserved(raw: object, nodes: list[Node], where: _Where, problems: _Problems) -> tuple[frozenset[int], int]:
+    """reserved: {cpus, memory} → (CPUs, KiB per node with memory)."""
+    spec = _mapping(problems, where, raw, RESERVED_KEYS, example="{cpus: '0,72', memory: 2GiB}")
+    if spec is None:
+        return INVALID, INVALID
+    cpus = _check(problems, where.key("cpus"), _cpus, spec.get("cpus", ""))
+    if cpus is not INVALID:
+        known = _node_of(nodes)
+        unknown = [cpu for cpu in cpus if cpu not in known]
+        if unknown:
+            problems.add(where.key("cpus"), f"{_cpus_text(unknown)} not in any node of this host model")
+            cpus = INVALID
+    memory = _check(problems, where.key("memory"), _memory, spec.get("memory", 0), allow_zero=True)
+    return (INVALID if cpus is INVALID else frozenset(cpus)), memory
+
+
+def _free_memory(nodes: list[Node], reserved_kib: int, where: _Where, problems: _Problems) -> None:
+    """free 4K memory = memory − reserved.memory − Σ pools must not be negative (memory-less nodes: no reserve)."""
+    for index, node in enumerate(nodes):
+        reserve = reserved_kib if node.memory_kib > 0 else 0
+        free = node.memory_kib - reserve - node.pool_kib()
+        if free < 0:
+            problems.add(where.item(index), f"free 4K memory is negative: memory {format_memory(node.memory_kib)} "
+                                            f"- reserved.memory {format_memory(reserve)} - hugepage pools "
+                                            f"{format_memory(node.pool_kib())} = {format_memory(free)}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# hosts
+
+
+def _hosts(raw: object, where: _Where, models: dict[str, HostModel], declared: set[str],
+           problems: _Problems) -> _Hosts:
+    result = _Hosts()
+    for index, item in enumerate(_list(problems, where, raw, "[{name: 'kvm[01-08]', model: r650}]")):
+        at = where.item(index, _label(item))
+        spec = _mapping(problems, at, item, HOST_KEYS, ("name", "model"), "{name: kvm01, model: r650}")
+        if spec is None:
+            result.unresolved = True
+            continue
+        names = _check(problems, at.key("name"), _pattern, spec["name"]) if "name" in spec else INVALID
+        model = spec.get("model", INVALID)
+        if model is not INVALID and (not isinstance(model, str) or model not in declared):
+            known = ", ".join(sorted(declared)) or "none declared"
+            problems.add(at.key("model"), f"unknown host model {_show(model)} (known: {known})")
+            model = INVALID
+        if INVALID in (names, model) or model not in models:
+            result.unresolved = True
+        if names is INVALID:
+            continue
+        result.names.extend((name, at) for name in names)
+        if model is INVALID:
+            continue
+        for name in names:
+            result.hosts.append(Host(name=name, model=model))
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------------
+# guests
+
+
+@dataclass
+class _GuestContext:
+    policy: Policy
+    page_sizes: set[int]  # page sizes some host model lists in a node's pools
+    pages_known: bool  # False when some host model could not be read (then do not judge page sizes)
+    host_names: set[str]
+
+
+def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostModel], declared: set[str],
+            hosts: _Hosts, problems: _Problems) -> tuple[list[tuple[Guest, _Where]], list[tuple[str, _Where]]]:
+    """Guests without problems, each with its item; and every guest name (for the uniqueness check)."""
+    context = _GuestContext(
+        policy=policy,
+        page_sizes={size for model in models.values() for node in model.nodes for size in node.hugepages},
+        pages_known=set(models) == declared,
+        host_names={h.name for h in hosts.hosts},
+    )
+    guests: list[tuple[Guest, _Where]] = []
+    names: list[tuple[str, _Where]] = []
+    for index, item in enumerate(_list(problems, where, raw, "[{name: web01, vcpus: 2, memory: 4GiB}]")):
+        at = where.item(index, _label(item))
+        item_names, item_guests = _guest(item, at, context, hosts, problems)
+        names.extend((name, at) for name in item_names)
+        guests.extend((guest, at) for guest in item_guests)
+    return guests, names
+
+
+def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems
+           ) -> tuple[list[str], list[Guest]]:
+    """One guest item (a name or a pattern) → its names, and its guests ([] if it has a problem)."""
+    spec = _mapping(problems, at, raw, GUEST_KEYS, ("name", "vcpus", "memory"), "{name: web01, vcpus: 2, "
+                                                                                "memory: 4GiB}")
+    if spec is None:
+        return [], []
+    before = problems.count()
+    names = _check(problems, at.key("name"), _pattern, spec["name"]) if "name" in spec else INVALID
+    values = _guest_values(spec, at, context, problems)
+    _guest_host(spec, at, context, hosts, problems, values)
+    _guest_rules(values, at, context.policy, problems)
+    if names is INVALID:
+        return [], []
+    if problems.count() != before or INVALID in values.values():
+        return names, []
+    return names, [Guest(name=name, **values) for name in names]
+
+
+def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Problems) -> dict[str, Any]:
+    """The per-key values of a guest (INVALID where wrong), with the shared/dedicated defaults applied."""
+    get: dict[str, Callable[[object], Any]] = {
+        "vcpus": lambda v: "auto" if v == "auto" and isinstance(v, str) else _int(v, 1),
+        "memory": _memory,
+        "cpu": lambda v: _choice(v, ("shared", "dedicated")),
+        "threads": lambda v: _choice(v, ("prefer", "isolate", "require")),
+        "load": lambda v: _ranged(v, 0, 1, low_open=True, text="0 < load <= 1"),
+        "cpu_demand": lambda v: _ranged(v, 0, None, low_open=True, text="> 0 cores"),
+        "hugepages": lambda v: _guest_page(v, context),
+        "numa": lambda v: None if v == "auto" and isinstance(v, str) else _int(v, 1),
+        "memory_mode": lambda v: _choice(v, ("strict", "preferred", "interleave", "restrictive")),
+        "emulator": lambda v: _choice(v, ("host", "isolate", "shared")),
+        "anti_affinity": _tags,
+        "priority": lambda v: _int(v, 1),
+    }
+    values: dict[str, Any] = {key: _check(problems, at.key(key), parse, spec[key])
+                              for key, parse in get.items() if key in spec}
+    cpu = values.setdefault("cpu", "shared")
+    if cpu == "shared" and "threads" in values:
+        problems.add(at.key("threads"), "only a dedicated guest has threads (this guest is cpu: shared)")
+    if cpu == "dedicated" and "load" in values:
+        problems.add(at.key("load"), "only a shared guest has a load (a dedicated vCPU has a pCPU of its own)")
+    if cpu == "dedicated":
+        values.setdefault("threads", "prefer")
+    hugepages = values.pop("hugepages", None)
+    values["hugepage_kib"] = hugepages
+    values.setdefault("numa", None)
+    return values
+
+
+def _guest_page(value: object, context: _GuestContext) -> int | None:
+    if value == "none" and isinstance(value, str):
+        return None
+    if value is None or isinstance(value, (bool, dict, list)):
+        raise ValueError(f"{_show(value)} is not a page size (expected none or e.g. 2M, 1G)")
+    size = parse_page_kib(value)
+    if context.pages_known and size not in context.page_sizes:
+        listed = ", ".join(format_page(s) for s in sorted(context.page_sizes)) or "none"
+        raise ValueError(f"no host model lists {format_page(size)} pages in a node's hugepages (listed: {listed})")
+    return size
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    tags: list[str] = []
+    for tag in items:
+        if not isinstance(tag, str) or not tag.strip():
+            raise ValueError(f"{_show(tag)} is not a tag (expected a string or a list of strings)")
+        if tag not in tags:
+            tags.append(tag)
+    return tuple(tags)
+
+
+def _guest_host(spec: dict, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems,
+                values: dict[str, Any]) -> None:
+    if "host" not in spec:
+        return
+    host = spec["host"]
+    if not isinstance(host, str):
+        problems.add(at.key("host"), f"{_show(host)} is not a host name")
+        values["host"] = INVALID
+    elif host in context.host_names:
+        values["host"] = host
+    elif not hosts.unresolved:
+        close = [h for h in context.host_names if h.lower() == host.lower()]
+        close = close or difflib.get_close_matches(host, sorted(context.host_names), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        problems.add(at.key("host"), f"unknown host '{host}'{hint}")
+        values["host"] = INVALID
+    else:
+        values["host"] = INVALID  # the hosts had problems already: the name may be fine
+
+
+def _guest_rules(values: dict[str, Any], at: _Where, policy: Policy, problems: _Problems) -> None:
+    """Rules between a guest's keys (each judged only when its inputs are valid): vcpus auto, threads require,
+    numa range, memory size and whole hugepages. Fills in vcpus, vcpus_auto and memory_kib."""
+    _guest_vcpus(values, at, policy, problems)
+    vcpus, numa = values["vcpus"], values["numa"]
+    require = values.get("threads") == "require"
+    if isinstance(vcpus, int) and isinstance(numa, int):
+        limit = vcpus // 2 if require else vcpus
+        if numa > limit:
+            why = f"vcpus/2 = {limit} with threads: require" if require else f"vcpus = {vcpus}"
+            problems.add(at.key("numa"), f"{numa} NUMA cells is more than allowed (at most {why})")
+    memory, page = values.pop("memory", INVALID), values["hugepage_kib"]
+    values["memory_kib"] = memory
+    if memory is INVALID or page is INVALID:
+        return
+    if memory < 1024:
+        problems.add(at.key("memory"), f"{format_memory(memory)} is too small (a guest needs >= 1MiB)")
+    elif page is not None and memory % page:
+        problems.add(at.key("memory"), f"{format_memory(memory)} is not a whole number of {format_page(page)} "
+                                       f"pages (hugepages: {format_page(page)})")
+
+
+def _guest_vcpus(values: dict[str, Any], at: _Where, policy: Policy, problems: _Problems) -> None:
+    """``vcpus: auto`` → ceil(cpu_demand / cpu_load_target), exactly; ``threads: require`` needs an even count."""
+    vcpus = values.setdefault("vcpus", INVALID)
+    require = values.get("threads") == "require"
+    if vcpus == "auto":
+        demand = values.get("cpu_demand")
+        if demand is None:
+            problems.add(at.key("vcpus"), "auto needs cpu_demand (the measured demand in cores)")
+            values["vcpus"] = INVALID
+            return
+        if demand is INVALID:
+            values["vcpus"] = INVALID
+            return
+        vcpus = math.ceil(demand / policy.cpu_load_target)
+        if require and vcpus % 2:
+            vcpus += 1  # pairs of sibling threads: round the right-sized count up to even
+        values["vcpus"], values["vcpus_auto"] = vcpus, True
+    elif require and isinstance(vcpus, int) and vcpus % 2:
+        problems.add(at.key("vcpus"), f"{vcpus} vCPUs with threads: require (vCPUs go in pairs on two threads of "
+                                      "one core: give an even number)")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cross-checks: unique names, hard rules 1 and 7
+
+
+def _cross_checks(policy: Policy, models: dict[str, HostModel], hosts: _Hosts,
+                  guests: list[tuple[Guest, _Where]], problems: _Problems) -> None:
+    """The input errors of hard rules 1 and 7, judged on the hosts and guests that have no problem."""
+    if hosts.unresolved:
+        return  # a host whose model is unknown: its CPUs are unknown, so these rules cannot be judged
+    _too_many_vcpus(models, hosts, guests, problems)
+    fixed = [(g, at) for g, at in guests if g.host is not None]
+    _fixed_anti_affinity(fixed, problems)
+    _fixed_cap(policy, models, hosts, fixed, problems)
+
+
+def _unique(names: list[tuple[str, _Where]], kind: str, problems: _Problems) -> None:
+    """Names are unique, also ignoring case (they become file names)."""
+    first: dict[str, tuple[str, _Where]] = {}
+    for name, at in names:
+        if name.lower() not in first:
+            first[name.lower()] = (name, at)
+            continue
+        other, other_at = first[name.lower()]
+        same = "" if other == name else f" as '{other}'"
+        problems.add(at.key("name"), f"{kind} name '{name}' is already used{same} by {other_at.path} (names "
+                                     "must be unique, also ignoring case)")
+
+
+def _too_many_vcpus(models: dict[str, HostModel], hosts: _Hosts, guests: list[tuple[Guest, _Where]],
+                    problems: _Problems) -> None:
+    """Hard rule 1: more vCPUs than every host has logical CPUs, or than the fixed host has."""
+    if not hosts.hosts:
+        return
+    cpus = {h.name: models[h.model].cpu_count for h in hosts.hosts}
+    largest = max(cpus.values())
+    for guest, at in guests:
+        if guest.vcpus > largest:
+            problems.add(at.key("vcpus"), f"{guest.vcpus} vCPUs is more than any host has logical CPUs (at most "
+                                          f"{largest}): always a misconfiguration")
+        elif guest.host is not None and guest.vcpus > cpus[guest.host]:
+            problems.add(at.key("vcpus"), f"{guest.vcpus} vCPUs is more than its host {guest.host} has logical "
+                                          f"CPUs ({cpus[guest.host]}): always a misconfiguration")
+
+
+def _fixed_anti_affinity(fixed: list[tuple[Guest, _Where]], problems: _Problems) -> None:
+    """Hard rule 7: fixed guests sharing an anti-affinity tag on one host."""
+    groups: dict[tuple[str, str], list[tuple[Guest, _Where]]] = {}
+    for guest, at in fixed:
+        for tag in guest.anti_affinity:
+            groups.setdefault((guest.host, tag), []).append((guest, at))
+    for (host, tag), members in groups.items():
+        if len(members) > 1:
+            names = ", ".join(g.name for g, _ in members)
+            problems.add(members[-1][1].key("anti_affinity"),
+                         f"guests {names} share anti-affinity tag '{tag}' but are all fixed on host {host}")
+
+
+def _fixed_cap(policy: Policy, models: dict[str, HostModel], hosts: _Hosts, fixed: list[tuple[Guest, _Where]],
+               problems: _Problems) -> None:
+    """Hard rule 7: Σ vCPUs of the fixed guests of a host ≤ cpu_overcommit_max × its physical cores."""
+    by_host: dict[str, list[tuple[Guest, _Where]]] = {}
+    for guest, at in fixed:
+        by_host.setdefault(guest.host, []).append((guest, at))
+    model_of = {h.name: models[h.model] for h in hosts.hosts}
+    for host, members in by_host.items():
+        total = sum(g.vcpus for g, _ in members)
+        cores = len(model_of[host].cores)
+        cap = policy.cpu_overcommit_max * cores
+        if total > cap:
+            names = ", ".join(g.name for g, _ in members)
+            problems.add(members[-1][1].key("host"),
+                         f"the guests fixed on host {host} ({names}) have {total} vCPUs together, above its cap of "
+                         f"{_num(Fraction(math.floor(cap)))} (cpu_overcommit_max {_num(policy.cpu_overcommit_max)} "
+                         f"x {cores} physical cores)")
