@@ -47,6 +47,7 @@ def solve(
     seed: int = typer.Option(0, "--seed", help="solver random seed"),
     workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line and no summary"),
+    report: Optional[Path] = typer.Option(None, "--report", help="also write a self-contained HTML report (tables and plots)"),
 ) -> None:
     """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest."""
     from planner.output import write_plan
@@ -79,8 +80,14 @@ def solve(
         if status is not None:
             status.stop()
     write_plan(plan, out)
+    if report is not None:
+        from planner.report import write_report
+
+        write_report(plan, report)
     if not quiet:
         print_summary(plan, console, out)
+        if report is not None:
+            console.print(f"wrote the report {report}", highlight=False)
     raise typer.Exit(EXIT_UNPLACED if plan.unplaced_reasons else EXIT_OK)
 
 
@@ -138,6 +145,31 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hos
     console.print(line, highlight=False)
     if out is not None:
         console.print(f"wrote {out}/plan.json and {len(plan.placed)} domain XML files under {out}/hosts/", highlight=False)
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="scenario YAML file A"),
+    b: Path = typer.Argument(..., help="scenario YAML file B"),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds per solve; default policy.time_limit"),
+    seed: int = typer.Option(0, "--seed", help="solver random seed"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
+    max_guests: int = typer.Option(40, "--max-guests", help="moved guests listed at most"),
+) -> None:
+    """Solve two scenarios and print what differs: hosts used, utilisation per resource, guests that moved.
+
+    A and B are scenario files (a plan.json does not hold its scenario, so plans are compared in Python:
+    planner.compare.compare(plan_a, plan_b))."""
+    from planner.compare import compare as compare_plans
+    from planner.solver import PlanBug
+
+    sc_a, sc_b = _load(a), _load(b)
+    try:
+        result = compare_plans(sc_a, sc_b, labels=(str(a), str(b)), time_limit_s=time_limit, seed=seed, workers=workers)
+    except PlanBug as exc:
+        print(f"vplan: internal error: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_BUG)
+    typer.echo(result.text(max_guests=max_guests))
 
 
 @app.command()

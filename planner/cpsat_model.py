@@ -20,7 +20,7 @@ from typing import Callable
 
 from ortools.sat.python import cp_model
 
-from planner.problem import LOAD_SCALE, Assignment, Problem, busy_units
+from planner.problem import LOAD_SCALE, Assignment, Problem, busy_units, option_capacity
 
 LEVELS = ("placed", "hosts", "distance")  # strict priority order of the objective
 
@@ -83,8 +83,10 @@ def define_assignment(b: ModelBuild) -> Term:
         own = []
         for host in cls.allowed_hosts:
             options = cls.options.get(p.host_model[host], ())
-            upper = 1 if cls.guest.anti_affinity else cls.size
+            upper_class = 1 if cls.guest.anti_affinity else cls.size
+            cap = p.cap_of(host)
             for o, option in enumerate(options):
+                upper = min(upper_class, option_capacity(cap, option, p.policy))
                 var = b.model.new_int_var(0, upper, f"x[{cls.members[0]}+{cls.size - 1}|{host}|{o}]")
                 b.x[(cls.index, host, o)] = var
                 b.upper[var.index] = upper
@@ -298,9 +300,14 @@ def objective_weights(terms: list[Term]) -> dict[str, int]:
     return weights
 
 
-def build_model(problem: Problem, families=FAMILIES) -> ModelBuild:
+def build_constraints(problem: Problem, families=FAMILIES) -> tuple[ModelBuild, list[Term]]:
+    """Run every family on a fresh model; the objective is left to the caller (``build_model``, pricing)."""
     b = ModelBuild(problem=problem, model=cp_model.CpModel())
-    terms = [t for family in families if (t := family(b)) is not None]
+    return b, [t for family in families if (t := family(b)) is not None]
+
+
+def build_model(problem: Problem, families=FAMILIES) -> ModelBuild:
+    b, terms = build_constraints(problem, families)
     weights = objective_weights(terms)
     b.model.maximize(
         sum(t.sense * weights[t.level] * t.expr for t in terms if not isinstance(t.expr, int) or t.expr)

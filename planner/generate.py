@@ -8,7 +8,7 @@ hugepage guests, guests that span nodes on purpose (``numa: 2``) and small anti-
 Sizing. The guest *count* is given, so the generator chooses the *sizes*: within each class of guests (web,
 compute, dedicated, databases, ...) a size ladder from the catalogue is weighted by ``exp(beta * rung)`` and
 ``beta`` is found by bisection so that the fleet's demand on its binding resource (CPUs or 4K memory) is
-``TARGET`` (78 %) of the hosts' capacity, i.e. the guests fit in roughly 70-85 % of the hosts. Footprints:
+``TARGET`` (75 %) of the hosts' capacity, i.e. the guests fit in roughly 70-85 % of the hosts. Footprints:
 
 * a shared vCPU takes ``load / cpu_load_target`` CPUs of a shared pool (at least 1/8 of a core: the 8x cap);
 * a dedicated vCPU takes one CPU (``prefer``/``require``) or a whole core (``isolate``), ``emulator: isolate``
@@ -21,7 +21,8 @@ The header comment of the output gives the numbers (capacity, demand, utilisatio
 
 Compactness: identical guests are grouped into one pattern line (``medium-l30-[0001-0412]``, one line per flavour
 and load), anti-affinity groups are one line each (``db-small-g0007-[1-2]`` with tag ``db-small-g0007``), every
-item is a flow mapping: a 2,000-host / 60,000-guest fleet is a few hundred lines.
+item is a flow mapping: a 2,000-host / 60,000-guest fleet is about 2,300 lines (300 KB), mostly anti-affinity
+groups.
 
 Deterministic: the same arguments give the same text (``random.Random(seed)``, no clock, no set order).
 
@@ -53,7 +54,7 @@ FLAVOURS_FILE = REPO / "models" / "flavours.yaml"
 DEFAULT_OUT_DIR = REPO / "scenarios"  # include paths are relative to this when no output path is given
 
 DEFAULT_MODELS = ("suse-guide-4n", "amd-nps4", "intel-xeon-e7-4870-8s")
-TARGET = Fraction(78, 100)  # demand / capacity on the binding resource
+TARGET = Fraction(75, 100)  # demand / capacity on the binding resource (aggregate; packing adds a few %)
 HUGEPAGE_MAX = Fraction(80, 100)  # at most this share of each page size's pools is asked for
 LOAD_TARGET = Fraction(7, 10)  # the policy's cpu_load_target (written into the scenario)
 OVERCOMMIT_MAX = 8  # the policy's cpu_overcommit_max (written into the scenario)
@@ -108,6 +109,7 @@ class ModelCap:
     path: Path
     nodes: tuple[NodeCap, ...]
     threads: int  # CPUs per core (largest sibling group)
+    arch: str = "x86_64"
 
     @property
     def cpus(self) -> int:
@@ -159,7 +161,7 @@ def read_model(name: str) -> ModelCap:
         cores = sum(1 for g in groups if set(g) <= usable)
         free = memory - reserved_kib - sum(size * count for size, count in pools.items())
         nodes.append(NodeCap(len(usable), cores, free, {s: c for s, c in pools.items() if c > 0}))
-    return ModelCap(name, path, tuple(nodes), max(len(g) for g in groups))
+    return ModelCap(name, path, tuple(nodes), max(len(g) for g in groups), str(spec.get("arch", "x86_64")))
 
 
 def read_flavours() -> dict[str, dict]:
@@ -379,6 +381,15 @@ def _guest_line(name: str, spec: Mapping, load: int | None, tag: str | None) -> 
     return f"  - {{{body}}}"
 
 
+def _shown_path(path: str | os.PathLike) -> str:
+    """The output path for the header: relative to the repository when inside it (stable across checkouts)."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
 def _include_path(model: ModelCap, out_dir: Path) -> str:
     return Path(os.path.relpath(model.path, out_dir)).as_posix()
 
@@ -396,6 +407,10 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
         raise ValueError("guests must not be negative")
     model_names = list(dict.fromkeys(models or DEFAULT_MODELS))
     caps = [read_model(m) for m in model_names]
+    arches = sorted({m.arch for m in caps})
+    if len(arches) > 1:
+        raise ValueError(f"models of different architectures ({', '.join(arches)}): guests could not run on "
+                         "every host; generate one fleet per architecture")
     flavours = read_flavours()
     rng = random.Random(seed)
 
@@ -515,10 +530,12 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
         notes.append("Note: less demand than 70 % of the fleet even with the largest sizes (few guests per host).")
     reproduce = (f"Reproduce: python -m planner.generate --hosts {hosts} --guests {guests} --seed {seed}"
                  + (f" --models {','.join(model_names)}" if models else "")
-                 + (f" -o {Path(out_path).as_posix()}" if out_path is not None else ""))
+                 + (f" -o {_shown_path(out_path)}" if out_path is not None else ""))
     header = [line for note in notes for line in textwrap.wrap(note, 116, initial_indent="# ", subsequent_indent="#   ",
                                                                break_on_hyphens=False, break_long_words=False)]
-    header.insert(1, "# " + reproduce)  # one line, to copy and paste
+    first = len(textwrap.wrap(notes[0], 116, initial_indent="# ", subsequent_indent="#   ",
+                              break_on_hyphens=False, break_long_words=False))
+    header.insert(first, "# " + reproduce)  # one line, to copy and paste
     time_limit = "60s" if guests <= 2000 else "300s"
     out = header + [
         "version: 1",

@@ -278,6 +278,26 @@ def node_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: 
     return out
 
 
+def option_capacity(cap: ModelCap, option: "Option", policy: Policy) -> int:
+    """How many guests could take this option on an empty host, resource by resource (an upper bound)."""
+    best = cap.vcpu_cap // max(sum(len(c.vcpus) for c in option.cells), 1)
+    for node_id, cell in zip(option.nodes, option.cells):
+        node = cap.node(node_id)
+        cpus = node.threads_per_core * cell.iso + 2 * cell.pairs + cell.singles
+        limits = [node.usable_cpus // cpus] if cpus else []
+        if cell.shared_vcpus:
+            limits.append(math.floor(policy.cpu_overcommit_max * node.usable_cpus / node.threads_per_core) // cell.shared_vcpus)
+        if cell.shared_load:
+            limits.append(math.floor(policy.cpu_load_target * node.usable_cpus * LOAD_SCALE) // cell.shared_load)
+        if cell.memory_4k_kib:
+            limits.append(node.memory_4k_kib // cell.memory_4k_kib)
+        if cell.page_kib:
+            limits.append(node.pages.get(cell.page_kib, 0) // max(cell.pages, 1))
+        if limits:
+            best = min(best, *limits)
+    return max(best, 0)
+
+
 # ----------------------------------------------------------------------------------------------- classes
 @dataclass(frozen=True)
 class GuestClass:
@@ -450,3 +470,25 @@ def busy_units(guest: Guest) -> int:
         extra = 1 if guest.emulator == "isolate" else 0
         return (guest.vcpus + extra) * LOAD_SCALE
     return load_units(guest.vcpus, guest.load)
+
+
+def score(problem: Problem, assignment: Assignment) -> tuple[int, int, int]:
+    """Lexicographic quality of an assignment, larger is better: (Σ priority placed, −hosts used or −max host
+    load ‰, −NUMA distance cost) — the objective's levels without weights, for comparing plans of any solver."""
+    placed = sum(n * problem.classes[c].guest.priority for (c, _h, _o), n in assignment.items())
+    dist = sum(
+        n * problem.classes[c].options[problem.host_model[h]][o].distance_cost for (c, h, o), n in assignment.items()
+    )
+    if problem.policy.objective == "pack":
+        second = len({h for (_c, h, _o), n in assignment.items() if n})
+    else:
+        busy: dict[str, int] = defaultdict(int)
+        for (c, h, _o), n in assignment.items():
+            busy[h] += n * busy_units(problem.classes[c].guest)
+        second = max((math.ceil(v / problem.cap_of(h).usable_cpus) for h, v in busy.items()), default=0)
+    return placed, -second, -dist
+
+
+def model_size(problem: Problem) -> int:
+    """Number of x variables the full CP-SAT model would have."""
+    return sum(len(cls.options.get(problem.host_model[h], ())) for cls in problem.classes for h in cls.allowed_hosts)

@@ -16,12 +16,15 @@ from typing import Callable, Protocol
 from ortools.sat.python import cp_model
 
 from planner.check import check_plan
-from planner.cpsat_model import add_hint, build_model, objective_of, read_assignment
+from planner.bounds import Bounds, lower_bounds
+from planner.cpsat_model import add_hint, build_model, read_assignment
+from planner.decompose import decompose
 from planner.explain import explain_all
 from planner.greedy import greedy
+from planner.improve import improve
 from planner.pinning import pin_assignment
 from planner.plan import Plan, SolveStats
-from planner.problem import Assignment, FleetState, Problem, compile_problem
+from planner.problem import Assignment, FleetState, Problem, compile_problem, model_size, score
 from planner.scenario import Scenario
 
 
@@ -52,18 +55,27 @@ def decode_objective(value: float, weights: dict[str, int]) -> tuple[int, int, i
 
 
 class _Callback(cp_model.CpSolverSolutionCallback):
-    def __init__(self, weights: dict[str, int], start: float, progress: ProgressFn | None):
+    """Reports progress; with ``stop_when`` = (Σ priority, host bound) it stops the search once a solution places
+    everything on as few hosts as the lower bound allows, after a short grace for the distance cost."""
+
+    def __init__(self, weights: dict[str, int], start: float, progress: ProgressFn | None, stop_when=None):
         super().__init__()
-        self.weights, self.start, self.progress = weights, start, progress
+        self.weights, self.start, self.progress, self.stop_when = weights, start, progress, stop_when
         self.first_solution_s: float | None = None
+        self.at_bound_since: float | None = None
 
     def on_solution_callback(self) -> None:
         elapsed = time.monotonic() - self.start
         if self.first_solution_s is None:
             self.first_solution_s = elapsed
+        placed, hosts, distance = decode_objective(self.objective_value, self.weights)
         if self.progress:
-            placed, hosts, distance = decode_objective(self.objective_value, self.weights)
             self.progress(Progress("cp-sat", elapsed, placed, hosts, distance))
+        if self.stop_when and placed >= self.stop_when[0] and hosts <= self.stop_when[1]:
+            if self.at_bound_since is None:
+                self.at_bound_since = elapsed
+            elif elapsed - self.at_bound_since >= STOP_AT_BOUND_GRACE_S:
+                self.stop_search()
 
 
 def _state_of(problem: Problem, assignment: Assignment) -> FleetState:
@@ -78,6 +90,10 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
+DIRECT_MODEL_MAX_VARIABLES = 6000  # above this the whole-fleet model is left to the pattern decomposition
+STOP_AT_BOUND_GRACE_S = 2.0  # once hosts used meet the lower bound, time left to improve the distance cost
+
+
 def solve(
     scenario: Scenario,
     *,
@@ -86,56 +102,107 @@ def solve(
     workers: int | None = None,
     progress: ProgressFn | None = None,
     use_cpsat: bool = True,
+    method: str = "auto",
 ) -> Plan:
-    """Plan the whole fleet. ``time_limit_s`` defaults to the scenario's ``policy.time_limit``."""
+    """Plan the whole fleet. ``time_limit_s`` defaults to the scenario's ``policy.time_limit``.
+
+    ``method``: ``auto`` (pattern decomposition for ``pack``, then the whole-fleet model where it is small enough),
+    ``direct`` (whole-fleet model only), ``patterns`` (decomposition only), ``greedy`` (no CP-SAT)."""
     start = time.monotonic()
     limit = scenario.policy.time_limit_s if time_limit_s is None else time_limit_s
+    deadline = start + limit
+    workers = workers or default_workers()
     problem = compile_problem(scenario)
+    if not use_cpsat:
+        method = "greedy"
     if progress:
         progress(Progress("greedy", time.monotonic() - start))
     state = greedy(problem)
     greedy_assignment = dict(state.assignment)
-    greedy_s = time.monotonic() - start
-    chosen, solver_status, objective, bound, source = greedy_assignment, "GREEDY", None, None, "greedy"
-    extra: dict[str, object] = {"greedy_s": round(greedy_s, 3)}
-    if use_cpsat and problem.classes and scenario.hosts:
+    extra: dict[str, object] = {"greedy_s": round(time.monotonic() - start, 3)}
+    bounds = lower_bounds(problem, with_lp=True)
+    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds)
+    all_guests = sum(cls.size * cls.guest.priority for cls in problem.classes)
+    candidates: list[tuple[tuple, str, Assignment]] = [(score(problem, greedy_assignment), "greedy", greedy_assignment)]
+    extra["greedy_hosts"] = -candidates[0][0][1] if scenario.policy.objective == "pack" else None
+    extra["first_plan_s"] = round(time.monotonic() - start, 3)
+
+    def at_bound(sc: tuple) -> bool:
+        return scenario.policy.objective == "pack" and sc[0] == all_guests and -sc[1] <= bounds.hosts
+
+    solver_status, objective, bound = "GREEDY", None, None
+    size = model_size(problem)
+    extra["model_variables"] = size
+    run_patterns = method == "patterns" or (
+        method == "auto" and scenario.policy.objective == "pack" and not at_bound(candidates[0][0])
+    )
+    run_direct = method == "direct" or (method == "auto" and size <= DIRECT_MODEL_MAX_VARIABLES)
+    if run_patterns and problem.classes:
+        if progress:
+            progress(Progress("patterns", time.monotonic() - start))
+        share = 0.5 if run_direct else 0.6
+        result = decompose(problem, greedy_assignment, start + share * limit, seed=seed, workers=workers)
+        if result is not None:
+            candidates.append((score(problem, result.assignment), "patterns", result.assignment))
+            extra.update(pattern_columns=result.columns, pattern_rounds=result.rounds, pattern_lp=result.lp_hosts,
+                         pattern_status=result.status)
+            # the pattern LP bounds the hosts of the decomposed part only: valid for the fleet without fixed guests
+            # (fixed hosts could absorb other guests, which the patterns do not model)
+            if result.lp_bound is not None and not any(cls.guest.host for cls in problem.classes):
+                if result.lp_bound > bounds.hosts:
+                    bounds = Bounds(result.lp_bound, "pattern_lp", {**bounds.all_bounds, "pattern_lp": result.lp_bound})
+                    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds)
+            extra["patterns_s"] = round(time.monotonic() - start, 3)
+            if progress:
+                sc = candidates[-1][0]
+                progress(Progress("patterns", time.monotonic() - start, sc[0], -sc[1], -sc[2]))
+    best = max(candidates, key=lambda c: c[0])
+    if run_patterns and not run_direct and not at_bound(best[0]) and time.monotonic() + 1 < deadline:
+        if progress:
+            progress(Progress("improve", time.monotonic() - start))
+        improved, rounds = improve(problem, best[2], deadline, seed=seed, workers=workers,
+                                   stop_at=bounds.hosts if best[0][0] == all_guests else None)
+        extra.update(improve_rounds=rounds, improve_s=round(time.monotonic() - start, 3))
+        candidates.append((score(problem, improved), "improve", improved))
+        best = max(candidates, key=lambda c: c[0])
+    if run_direct and problem.classes and scenario.hosts and not (at_bound(best[0]) and method == "auto" and best[0][2] == 0):
         build = build_model(problem)
-        add_hint(build, greedy_assignment)
+        if scenario.policy.objective == "pack" and bounds.hosts and best[0][0] == all_guests:
+            # valid only when every guest can be placed (the greedy or pattern plan shows it can)
+            build.model.add(sum(build.used.values()) >= bounds.hosts).with_name("lower_bound[hosts]")
+        add_hint(build, best[2])
         solver = cp_model.CpSolver()
         params = solver.parameters
-        params.max_time_in_seconds = max(limit - (time.monotonic() - start), 0.5)
-        params.num_workers = workers or default_workers()
+        params.max_time_in_seconds = max(deadline - time.monotonic(), 0.5)
+        params.num_workers = workers
         params.random_seed = seed
-        callback = _Callback(build.weights, start, progress)
+        callback = _Callback(build.weights, start, progress, stop_when=(all_guests, bounds.hosts) if scenario.policy.objective == "pack" else None)
         if progress:
             progress(Progress("cp-sat", time.monotonic() - start))
         status = solver.solve(build.model, callback)
         solver_status = solver.status_name(status)
-        greedy_objective = objective_of(build, greedy_assignment)
-        extra.update(
-            first_solution_s=callback.first_solution_s and round(callback.first_solution_s, 3),
-            cpsat_s=round(solver.wall_time, 3),
-            greedy_objective=greedy_objective,
-            variables=len(build.x),
-        )
+        extra.update(cpsat_s=round(solver.wall_time, 3), weights=build.weights)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             objective, bound = solver.objective_value, solver.best_objective_bound
-            if objective >= greedy_objective:
-                chosen, source = read_assignment(build, solver), "cp-sat"
-        extra["weights"] = build.weights
-        if objective is not None:
-            placed, second, distance = decode_objective(objective, build.weights)
-            extra.update(objective_placed=placed, objective_second=second, objective_distance=distance)
+            assignment = read_assignment(build, solver)
+            candidates.append((score(problem, assignment), "cp-sat", assignment))
+    # on a tie the CP-SAT answer wins: its status (OPTIMAL) then holds for the plan
+    best_score, source, chosen = max(candidates, key=lambda c: (c[0], c[1] == "cp-sat"))
+    extra["candidates"] = {name: list(sc) for sc, name, _ in candidates}
     placements = pin_assignment(problem, chosen)
     unplaced_names = [g.name for g in scenario.guests if g.name not in placements]
     final_state = _state_of(problem, chosen)
     unplaced = explain_all(problem, final_state, unplaced_names)
     if unplaced:
         status_text = "partial"
-    elif source == "cp-sat" and solver_status == "OPTIMAL":
+    elif (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0):
         status_text = "optimal"
     else:
         status_text = "feasible"
+    hosts_used = len({h for (_c, h, _o), n in chosen.items() if n})
+    extra.update(hosts_used=hosts_used)
+    if bounds.hosts and not unplaced:
+        extra["gap_pct"] = round(100.0 * (hosts_used - bounds.hosts) / bounds.hosts, 2)
     stats = SolveStats(
         solver=source,
         solver_status=solver_status,

@@ -1,0 +1,155 @@
+"""vplan benchmark: seeded fleets of four sizes, vplan against greedy baselines, one row per size and solver.
+
+    python bench/run.py                       # small, medium, large (xl with --sizes xl)
+    python bench/run.py --sizes small,medium --profile
+
+Each size runs in a fresh subprocess (so peak RSS is that size's own); inside it the greedy baselines
+(arrival-order first-fit, first-fit-decreasing) and vplan run in the same process, each plan pinned and checked by
+planner.check, so ratios hold on a noisy machine. Output: JSON lines (--jsonl FILE, default bench/results.jsonl)
+and a table. Figures, never assertions: this is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SIZES = {  # name: (hosts, guests)
+    "small": (4, 40),
+    "medium": (50, 1500),
+    "large": (400, 12000),
+    "xl": (2000, 60000),
+}
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_size(name: str, seed: int, time_limit: float | None, profile: bool) -> list[dict]:
+    from planner.bounds import lower_bounds
+    from planner.check import check_plan
+    from planner.generate import generate_fleet
+    from planner.greedy import greedy
+    from planner.loader import load_scenario
+    from planner.pinning import pin_assignment
+    from planner.plan import Plan, SolveStats
+    from planner.problem import compile_problem, score
+    from planner.solver import solve
+
+    hosts, guests = SIZES[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"bench-{name}.yaml"
+        path.write_text(generate_fleet(hosts, guests, seed=seed, out_path=str(ROOT / "scenarios" / path.name)).replace(
+            "../models/", str(ROOT / "models") + "/"), encoding="utf-8")
+        scenario = load_scenario(path)
+    problem = compile_problem(scenario)
+    bounds = lower_bounds(problem)
+    rows = []
+    for order, label in (("arrival", "first-fit"), ("ffd", "first-fit-decreasing")):
+        t0 = time.monotonic()
+        state = greedy(problem, order=order)
+        elapsed = time.monotonic() - t0
+        placements = pin_assignment(problem, state.assignment)
+        unplaced = {g.name: "not placed by the baseline" for g in scenario.guests if g.name not in placements}
+        plan = Plan(scenario, "partial" if unplaced else "feasible", placements, unplaced, SolveStats(solver=label))
+        violations = len(check_plan(plan))
+        sc = score(problem, state.assignment)
+        rows.append(row(name, label, elapsed, elapsed, -sc[1], bounds.hosts, bounds.binding, -sc[2], len(placements), len(scenario.guests), violations))
+    t0 = time.monotonic()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    plan = solve(scenario, time_limit_s=time_limit, seed=seed)
+    if profiler:
+        profiler.disable()
+    elapsed = time.monotonic() - t0
+    extra = plan.stats.extra
+    hosts_used = len(plan.hosts_used)
+    violations = len(check_plan(plan))
+    rows.append(row(name, f"vplan ({plan.stats.solver})", elapsed, extra.get("first_plan_s", 0.0), hosts_used,
+                    extra.get("bound_hosts", bounds.hosts), extra.get("bound_binding", bounds.binding),
+                    -sum(0 for _ in ()) + _distance(problem, plan), len(plan.placed), len(scenario.guests), violations))
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+        print(out.getvalue(), file=sys.stderr)
+    return rows
+
+
+def _distance(problem, plan) -> int:
+    scenario = plan.scenario
+    total = 0
+    for p in plan.placed.values():
+        model = scenario.model_of(p.host)
+        nodes = [c.node_id for c in p.cells]
+        total += sum((model.distance(a, b) + model.distance(b, a)) // 2 for i, a in enumerate(nodes) for b in nodes[i + 1:])
+    return total
+
+
+def row(size, solver, wall, first, hosts, bound, binding, distance, placed, guests, violations) -> dict:
+    gap = round(100.0 * (hosts - bound) / bound, 2) if bound and placed == guests else None
+    return {
+        "size": size, "solver": solver, "wall_s": round(wall, 2), "first_plan_s": round(first, 2),
+        "peak_rss_mb": round(rss_mb(), 1), "hosts_used": hosts, "lower_bound": bound, "binding": binding,
+        "gap_pct": gap, "distance_cost": distance, "placed": placed, "guests": guests, "violations": violations,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="small,medium,large", help="comma list of small,medium,large,xl")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds (default: the scenario's, 60 s)")
+    parser.add_argument("--profile", action="store_true", help="cProfile vplan's solve (to stderr)")
+    parser.add_argument("--jsonl", default=str(ROOT / "bench" / "results.jsonl"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one size in this process
+    args = parser.parse_args()
+    if args.one:
+        for r in run_size(args.one, args.seed, args.time_limit, args.profile):
+            print(json.dumps(r), flush=True)
+        return
+    rows = []
+    for size in args.sizes.split(","):
+        cmd = [sys.executable, __file__, "--one", size, "--seed", str(args.seed)]
+        if args.time_limit:
+            cmd += ["--time-limit", str(args.time_limit)]
+        if args.profile:
+            cmd.append("--profile")
+        result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if result.returncode:
+            print(result.stderr, file=sys.stderr)
+            sys.exit(result.returncode)
+        if args.profile:
+            print(result.stderr, file=sys.stderr)
+        for line in result.stdout.splitlines():
+            rows.append(json.loads(line))
+            print(line, flush=True)
+    stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, {os.uname().machine}"}
+    with open(args.jsonl, "a", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps({**stamp, **r}) + "\n")
+    cols = ["size", "solver", "wall_s", "first_plan_s", "peak_rss_mb", "hosts_used", "lower_bound", "binding",
+            "gap_pct", "distance_cost", "placed", "violations"]
+    print()
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()

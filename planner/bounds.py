@@ -1,0 +1,193 @@
+"""Lower bounds on the number of hosts a plan needs, computed before solving.
+
+Every bound assumes every guest is placed (a plan that leaves guests out can use fewer hosts), and each is valid
+on its own; the reported bound is the largest, and ``binding`` names it.
+
+* resource sums at host granularity: dedicated CPUs, shared-pool CPUs (Σ load ÷ target and Σ vCPUs ÷ cap), host
+  vCPU cap, 4K memory, hugepages of each size — each against the largest hosts first;
+* node granularity: cells larger than half of every node cannot share a node;
+* the largest anti-affinity tag (one host per guest), and the hosts of fixed guests;
+* the LP relaxation of the node-shaped packing (``lp``): classes × options on each host model with every node
+  constraint of the model, hosts of a model as a continuous count. It dominates the sums when they hold per node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from planner.problem import LOAD_SCALE, ModelCap, Problem
+
+
+@dataclass(frozen=True)
+class Bounds:
+    hosts: int  # the best lower bound on hosts used
+    binding: str  # which bound gives it
+    all_bounds: dict[str, float] = field(default_factory=dict)
+
+
+def _hosts_for(demand: float, capacities: list[float]) -> int:
+    """Fewest hosts whose capacities, largest first, add up to ``demand``."""
+    if demand <= 0:
+        return 0
+    total = 0.0
+    for k, cap in enumerate(sorted(capacities, reverse=True), start=1):
+        total += cap
+        if total >= demand - 1e-9:
+            return k
+    return len(capacities) + 1  # more than the fleet has: the bound says "does not fit"
+
+
+def resource_bounds(problem: Problem) -> dict[str, float]:
+    scenario = problem.scenario
+    policy = problem.policy
+    caps = [problem.cap_of(h.name) for h in scenario.hosts]
+    out: dict[str, float] = {}
+    if not caps:
+        return out
+    min_t = min(n.threads_per_core for c in caps for n in c.nodes if n.holds_cells) if caps else 1
+    dedicated = shared_load = shared_vcpus = vcpus = mem = 0.0
+    pages: dict[int, float] = defaultdict(float)
+    for g in scenario.guests:
+        vcpus += g.vcpus
+        if g.dedicated:
+            per = min_t if g.threads == "isolate" else 1
+            dedicated += g.vcpus * per + (1 if g.emulator == "isolate" else 0)
+        else:
+            shared_load += float(g.vcpus * g.load)
+            shared_vcpus += g.vcpus
+            dedicated += 1 if g.emulator == "isolate" else 0
+        if g.hugepage_kib:
+            pages[g.hugepage_kib] += g.memory_kib // g.hugepage_kib
+        else:
+            mem += g.memory_kib
+    pool = max(shared_load / float(policy.cpu_load_target), shared_vcpus * min_t / float(policy.cpu_overcommit_max))
+    out["cpus"] = _hosts_for(dedicated + pool, [c.usable_cpus for c in caps])
+    out["vcpu_cap"] = _hosts_for(vcpus, [c.vcpu_cap for c in caps])
+    out["memory_4k"] = _hosts_for(mem, [sum(n.memory_4k_kib for n in c.nodes) for c in caps])
+    for size, count in pages.items():
+        out[f"hugepages_{size}KiB"] = _hosts_for(count, [sum(n.pages.get(size, 0) for n in c.nodes) for c in caps])
+    return out
+
+
+def node_bounds(problem: Problem) -> dict[str, float]:
+    """Cells that exceed half of every node of every model (by CPUs or memory) need a node each."""
+    caps = [problem.cap_of(h.name) for h in problem.scenario.hosts]
+    if not caps:
+        return {}
+    nodes_per_host = max(sum(1 for n in c.nodes if n.holds_cells) for c in caps)
+    big = 0
+    for cls in problem.classes:
+        options = [o for opts in cls.options.values() for o in opts]
+        if not options:
+            continue
+        cells = min(len(o.cells) for o in options)
+        cell = min(options, key=lambda o: len(o.cells)).cells[0]
+        cpus = cell.iso + 2 * cell.pairs + cell.singles
+        half_everywhere = all(
+            2 * cpus > n.usable_cpus or 2 * cell.memory_4k_kib > n.memory_4k_kib
+            for c in caps
+            for n in c.nodes
+            if n.holds_cells
+        )
+        if half_everywhere:
+            big += cls.size * cells
+    return {"big_cells": math.ceil(big / nodes_per_host)} if big else {}
+
+
+def placement_bounds(problem: Problem) -> dict[str, float]:
+    tags: Counter[str] = Counter()
+    fixed = set()
+    for g in problem.scenario.guests:
+        tags.update(set(g.anti_affinity))
+        if g.host:
+            fixed.add(g.host)
+    out: dict[str, float] = {}
+    if tags:
+        out["anti_affinity"] = max(tags.values())
+    if fixed:
+        out["fixed_hosts"] = len(fixed)
+    return out
+
+
+def lp_bound(problem: Problem) -> float | None:
+    """LP relaxation of the node-shaped packing; None when even the relaxation cannot place every guest."""
+    from ortools.linear_solver import pywraplp
+
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:  # pragma: no cover - GLOP ships with ortools
+        return None
+    policy = problem.policy
+    hosts_of: Counter[str] = Counter(h.model for h in problem.scenario.hosts)
+    y = {m: solver.NumVar(0, n, f"y[{m}]") for m, n in hosts_of.items()}
+    per_class = defaultdict(list)
+    node_terms: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    host_vcpus: dict[str, list] = defaultdict(list)
+    for cls in problem.classes:
+        for m, options in cls.options.items():
+            if m not in y:
+                continue
+            for o, option in enumerate(options):
+                var = solver.NumVar(0, cls.size, f"x[{cls.index},{m},{o}]")
+                per_class[cls.index].append(var)
+                host_vcpus[m].append((var, cls.guest.vcpus))
+                for node_id, cell in zip(option.nodes, option.cells):
+                    t = node_terms[(m, node_id)]
+                    for name in ("iso", "pairs", "singles", "shared_vcpus", "shared_load", "memory_4k_kib"):
+                        if getattr(cell, name):
+                            t[name].append((var, getattr(cell, name)))
+                    if cell.page_kib:
+                        t[f"pages{cell.page_kib}"].append((var, cell.pages))
+    for cls in problem.classes:
+        if not per_class[cls.index]:
+            return None
+        solver.Add(solver.Sum(per_class[cls.index]) == cls.size)
+
+    def total(terms):
+        return solver.Sum([v * c for v, c in terms]) if terms else 0
+
+    ratio, target = policy.cpu_overcommit_max, policy.cpu_load_target
+    for m, terms in host_vcpus.items():
+        solver.Add(total(terms) <= problem.caps[m].vcpu_cap * y[m])
+    for (m, node_id), t in node_terms.items():
+        cap = problem.caps[m].node(node_id)
+        ym = y[m]
+        iso, pairs, singles = total(t["iso"]), total(t["pairs"]), total(t["singles"])
+        pool = cap.usable_cpus * ym - cap.threads_per_core * iso - 2 * pairs - singles
+        solver.Add(iso <= cap.full_cores * ym)
+        solver.Add(pairs + cap.pairs_per_full_core * iso <= cap.pair_slots * ym)
+        solver.Add(pool >= 0)
+        if t["shared_vcpus"]:
+            solver.Add(float(cap.threads_per_core) * total(t["shared_vcpus"]) <= float(ratio) * pool)
+        if t["shared_load"]:
+            solver.Add(total(t["shared_load"]) * (1.0 / LOAD_SCALE) <= float(target) * pool)
+        if t["memory_4k_kib"]:
+            gib = 1.0 / 1024**2  # rows in GiB keep GLOP's numbers well scaled
+            solver.Add(total(t["memory_4k_kib"]) * gib <= cap.memory_4k_kib * gib * ym)
+        for key, terms in t.items():
+            if key.startswith("pages"):
+                solver.Add(total(terms) <= cap.pages.get(int(key[5:]), 0) * ym)
+    solver.Minimize(solver.Sum(list(y.values())))
+    status = solver.Solve()
+    if status != pywraplp.Solver.OPTIMAL:
+        return None
+    return solver.Objective().Value()
+
+
+def lower_bounds(problem: Problem, with_lp: bool = True) -> Bounds:
+    found: dict[str, float] = {}
+    found.update(resource_bounds(problem))
+    found.update(node_bounds(problem))
+    found.update(placement_bounds(problem))
+    if with_lp:
+        lp = lp_bound(problem)
+        if lp is not None:
+            found["lp"] = math.ceil(lp - 1e-6)
+            found["lp_value"] = round(lp, 3)
+    ranked = {k: v for k, v in found.items() if k != "lp_value"}
+    if not ranked:
+        return Bounds(0, "none", found)
+    binding = max(ranked, key=lambda k: (ranked[k], k == "lp"))
+    return Bounds(int(ranked[binding]), binding, found)
