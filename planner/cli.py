@@ -136,9 +136,12 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hos
         console.print(unplaced)
     s = plan.stats
     extra = s.extra
+    bound = extra.get("bound_hosts")
+    gap = extra.get("gap_pct")
     line = (
-        f"status {plan.status} (solver {s.solver}, CP-SAT {s.solver_status}); hosts used {len(used)}; "
-        f"placed {len(plan.placed)}/{len(sc.guests)}; time {s.wall_s:.1f}s"
+        f"status {plan.status} (solver {s.solver}, CP-SAT {s.solver_status}); hosts used {len(used)}"
+        + (f" (lower bound {bound} by {extra.get('bound_binding')}" + (f", gap {gap}%" if gap is not None else "") + ")" if bound else "")
+        + f"; placed {len(plan.placed)}/{len(sc.guests)}; time {s.wall_s:.1f}s"
     )
     if "objective_distance" in extra:
         line += f"; NUMA distance cost {extra['objective_distance']}"
@@ -185,6 +188,12 @@ def generate(
     text = generate_fleet(hosts, guests, seed=seed, out_path=str(out))
     out.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {out}")
+
+
+# real hosts and deployed guests: `host import`, `check`, `apply`, `hugepages` (planner/cli_ops.py)
+from planner.cli_ops import register as _register_ops  # noqa: E402
+
+_register_ops(app)
 
 
 def main() -> None:  # console script entry point

@@ -257,7 +257,7 @@ def decompose(
         lp_bound = math.ceil(lp_value - slack - 1e-9)
     candidates: list[tuple[tuple, Assignment]] = []
     # 4a. integer master over the columns found
-    chosen = _integer_master(columns, sizes, hosts_of, penalty, time.monotonic() + 0.2 * budget, seed, workers)
+    chosen = _integer_master(columns, sizes, hosts_of, penalty, time.monotonic() + 0.1 * budget, seed, workers)
     if chosen is not None:
         a = _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts)
         candidates.append((score(problem, a), a))

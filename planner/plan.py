@@ -61,3 +61,50 @@ class Plan:
 
     def guests_on(self, host: str) -> list[GuestPlacement]:
         return [p for p in self.placed.values() if p.host == host]
+
+    # ------------------------------------------------------------------------------------------ tables
+    # pandas DataFrames built by ``planner.frames`` (imported lazily: the solver does not need pandas). Every column
+    # is documented in ``planner.frames.COLUMNS``, in the docstrings of the ``planner.frames`` functions and in
+    # docs/api.md; units are in the column names.
+
+    def placements(self) -> "pandas.DataFrame":  # noqa: F821
+        """One row per placed guest NUMA cell: guest, host, model, cell, cells, node, cpu, threads, vcpus,
+        vcpu_ids, pcpus (CPU list string), emulator_pcpus, memory_mib, page_size_kib, load, expected_load_cpus,
+        distance, priority. See ``planner.frames.placements``."""
+        from planner import frames
+
+        return frames.placements(self)
+
+    def node_usage(self) -> "pandas.DataFrame":  # noqa: F821
+        """One row per host and NUMA node: capacity, used and free per resource (CPUs, shared pool, vCPU:core
+        ratio, expected load against the target, 4K memory, hugepages per size). See ``planner.frames.node_usage``."""
+        from planner import frames
+
+        return frames.node_usage(self)
+
+    def host_usage(self) -> "pandas.DataFrame":  # noqa: F821
+        """One row per host: the node figures summed per host, plus the host-wide vCPU cap and vCPU:core ratio.
+        See ``planner.frames.host_usage``."""
+        from planner import frames
+
+        return frames.host_usage(self)
+
+    def unplaced(self) -> "pandas.DataFrame":  # noqa: F821
+        """One row per unplaced guest with its size and the reason. See ``planner.frames.unplaced``."""
+        from planner import frames
+
+        return frames.unplaced(self)
+
+    def summary(self) -> "pandas.DataFrame":  # noqa: F821
+        """One row for the plan: status, guests placed, hosts used, utilisation over the hosts used, NUMA
+        distance cost, solve time. See ``planner.frames.summary``."""
+        from planner import frames
+
+        return frames.summary(self)
+
+    def write(self, out_dir) -> "pathlib.Path":  # noqa: F821
+        """Write ``out_dir/plan.json`` and one libvirt domain XML per placed guest, atomically
+        (``planner.output.write_plan``). Returns the output directory."""
+        from planner import frames
+
+        return frames.write(self, out_dir)

@@ -1,0 +1,257 @@
+"""Compare two plans (or two scenarios, solved first): hosts, utilisation per resource, guests that moved.
+
+``compare(a, b)`` returns a ``Comparison`` with DataFrames and a text rendering (``str(comparison)``, what
+``vplan compare A B`` prints):
+
+* ``summary``      one row per summary figure (``frames.SUMMARY_COLUMNS``): value in A, in B, B − A;
+* ``utilisation``  one row per resource over the hosts each plan uses: capacity, used and fraction in A and B;
+* ``hosts``        one row per host of either scenario: model, used, guests, CPU and 4K memory fractions in A, B;
+* ``guests``       one row per guest of either scenario whose placement differs: ``change`` is ``moved host``
+                   (placed in both, on another host), ``moved node`` (same host, another set of host nodes),
+                   ``added``/``removed`` (the guest is only in B/A), ``newly placed``/``newly unplaced``;
+* ``moved``        the ``moved host`` and ``moved node`` rows of ``guests``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+import pandas as pd
+
+from planner.plan import Plan
+from planner.scenario import Scenario
+
+PlanOrScenario = Union[Plan, Scenario]
+
+GUEST_CHANGE_COLUMNS = ["guest", "change", "host_a", "nodes_a", "host_b", "nodes_b"]
+UTILISATION_COLUMNS = ["resource", "unit", "capacity_a", "used_a", "fraction_a", "capacity_b", "used_b", "fraction_b"]
+HOST_COMPARE_COLUMNS = ["host", "model_a", "model_b", "used_a", "used_b", "guests_a", "guests_b",
+                        "cpu_used_fraction_a", "cpu_used_fraction_b", "memory_4k_used_fraction_a",
+                        "memory_4k_used_fraction_b"]
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    plan_a: Plan
+    plan_b: Plan
+    labels: tuple[str, str]
+    summary: pd.DataFrame
+    utilisation: pd.DataFrame
+    hosts: pd.DataFrame
+    guests: pd.DataFrame
+
+    @property
+    def moved(self) -> pd.DataFrame:
+        """Guests placed in both plans whose host or host nodes changed."""
+        return self.guests[self.guests["change"].isin(["moved host", "moved node"])].reset_index(drop=True)
+
+    def text(self, max_guests: int = 40) -> str:
+        a, b = self.labels
+        lines = [f"A = {a}", f"B = {b}", ""]
+        rows = self.summary.set_index("figure")
+        width = max(len(f) for f in rows.index)
+        lines.append(f"{'':<{width}}  {'A':>12}  {'B':>12}  {'B - A':>12}")
+        for figure in ("status", "guests", "placed", "unplaced", "hosts", "hosts_used", "vcpus_placed",
+                       "cpu_used_fraction", "host_vcpu_per_core", "load_of_target", "memory_4k_used_fraction",
+                       "hugepages_used_fraction", "numa_distance_cost", "spanning_guests"):
+            if figure not in rows.index:
+                continue
+            r = rows.loc[figure]
+            lines.append(f"{figure:<{width}}  {_fmt(r['a'], figure):>12}  {_fmt(r['b'], figure):>12}  "
+                         f"{_fmt(r['change'], figure, signed=True):>12}")
+        lines += ["", "utilisation over the hosts used (used / capacity):"]
+        for _, r in self.utilisation.iterrows():
+            lines.append(f"  {r['resource']:<18} A {_pct(r['fraction_a']):>5} of {_qty(r['capacity_a']):>9} {r['unit']:<6}"
+                         f"  B {_pct(r['fraction_b']):>5} of {_qty(r['capacity_b']):>9} {r['unit']}")
+        used_a = set(self.hosts.loc[self.hosts["used_a"], "host"])
+        used_b = set(self.hosts.loc[self.hosts["used_b"], "host"])
+        lines += ["", f"hosts used: A {len(used_a)}, B {len(used_b)}"]
+        if used_b - used_a:
+            lines.append(f"  only in B: {_names(sorted(used_b - used_a))}")
+        if used_a - used_b:
+            lines.append(f"  only in A: {_names(sorted(used_a - used_b))}")
+        moved = self.moved
+        counts = self.guests["change"].value_counts()
+        lines += ["", f"guests: {len(moved)} moved ({int(counts.get('moved host', 0))} to another host, "
+                      f"{int(counts.get('moved node', 0))} to other nodes of the same host)"
+                  + "".join(f", {int(counts[c])} {c}" for c in ("added", "removed", "newly placed", "newly unplaced")
+                            if c in counts)]
+        for _, r in self.guests.head(max_guests).iterrows():
+            where_a = f"{r['host_a']} nodes {r['nodes_a']}" if r["host_a"] else "-"
+            where_b = f"{r['host_b']} nodes {r['nodes_b']}" if r["host_b"] else "-"
+            lines.append(f"  {r['guest']:<20} {r['change']:<15} {where_a:<28} -> {where_b}")
+        if len(self.guests) > max_guests:
+            lines.append(f"  ... {len(self.guests) - max_guests} more")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def _names(names: list[str], limit: int = 12) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _pct(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.0%}"
+
+
+def _qty(value: float) -> str:
+    return f"{value:,.0f}" if value == value else "-"
+
+
+def _fmt(value, figure: str, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, str):
+        return value
+    if "fraction" in figure or figure == "load_of_target":
+        return f"{value:+.1%}" if signed else f"{value:.1%}"
+    if isinstance(value, float) and not float(value).is_integer():
+        return f"{value:+.2f}" if signed else f"{value:.2f}"
+    return f"{int(value):+d}" if signed else f"{int(value)}"
+
+
+def _as_plan(item: PlanOrScenario, time_limit_s: float | None, seed: int, workers: int | None) -> Plan:
+    if isinstance(item, Plan):
+        return item
+    if isinstance(item, Scenario):
+        from planner.solver import solve
+
+        return solve(item, time_limit_s=time_limit_s, seed=seed, workers=workers)
+    raise TypeError(f"compare takes plans or scenarios, not {type(item).__name__}")
+
+
+def _summary(a: Plan, b: Plan) -> pd.DataFrame:
+    sa, sb = a.summary().iloc[0], b.summary().iloc[0]
+    rows = []
+    for figure in sa.index:
+        va, vb = sa[figure], sb[figure]
+        if hasattr(va, "item"):
+            va = va.item()
+        if hasattr(vb, "item"):
+            vb = vb.item()
+        numeric = isinstance(va, (int, float)) and not isinstance(va, bool) and isinstance(vb, (int, float))
+        rows.append({"figure": figure, "a": va, "b": vb, "change": (vb - va) if numeric else None})
+    return pd.DataFrame(rows, columns=["figure", "a", "b", "change"])
+
+
+_RESOURCES = (
+    # resource, unit, capacity column, used column
+    ("cpus", "CPUs", "usable_cpus", "cpu_committed_cpus"),
+    ("shared load", "CPUs", "load_capacity_cpus", "expected_load_cpus"),
+    ("vcpus (host cap)", "vCPUs", "vcpu_cap", "vcpus"),
+    ("memory 4K", "MiB", "memory_4k_capacity_mib", "memory_4k_used_mib"),
+    ("hugepages", "MiB", "hugepages_capacity_mib", "hugepages_used_mib"),
+)
+
+
+def _utilisation(a: Plan, b: Plan) -> pd.DataFrame:
+    ha, hb = a.host_usage(), b.host_usage()
+    ua, ub = ha[ha["host_used"]], hb[hb["host_used"]]
+    resources = list(_RESOURCES)
+    sizes = sorted({c[len("hugepages_"):-len("_pages")] for c in list(ha.columns) + list(hb.columns)
+                    if c.startswith("hugepages_") and c.endswith("_pages")})
+    for label in sizes:
+        resources.append((f"hugepages {label}", "pages", f"hugepages_{label}_pages", f"hugepages_{label}_used"))
+    rows = []
+    for resource, unit, cap_col, used_col in resources:
+        def total(frame: pd.DataFrame, col: str) -> float:
+            return float(frame[col].sum()) if col in frame.columns and len(frame) else 0.0
+
+        ca, xa, cb, xb = total(ua, cap_col), total(ua, used_col), total(ub, cap_col), total(ub, used_col)
+        rows.append({
+            "resource": resource, "unit": unit,
+            "capacity_a": ca, "used_a": xa, "fraction_a": xa / ca if ca else math.nan,
+            "capacity_b": cb, "used_b": xb, "fraction_b": xb / cb if cb else math.nan,
+        })
+    return pd.DataFrame(rows, columns=UTILISATION_COLUMNS)
+
+
+def _hosts(a: Plan, b: Plan) -> pd.DataFrame:
+    ha = a.host_usage().set_index("host")
+    hb = b.host_usage().set_index("host")
+    names = list(ha.index) + [h for h in hb.index if h not in ha.index]
+    rows = []
+    for host in names:
+        ra = ha.loc[host] if host in ha.index else None
+        rb = hb.loc[host] if host in hb.index else None
+
+        def get(r, col, default):
+            return default if r is None else (r[col].item() if hasattr(r[col], "item") else r[col])
+
+        rows.append({
+            "host": host,
+            "model_a": get(ra, "model", None), "model_b": get(rb, "model", None),
+            "used_a": bool(get(ra, "host_used", False)), "used_b": bool(get(rb, "host_used", False)),
+            "guests_a": int(get(ra, "guests", 0)), "guests_b": int(get(rb, "guests", 0)),
+            "cpu_used_fraction_a": get(ra, "cpu_used_fraction", math.nan),
+            "cpu_used_fraction_b": get(rb, "cpu_used_fraction", math.nan),
+            "memory_4k_used_fraction_a": get(ra, "memory_4k_used_fraction", math.nan),
+            "memory_4k_used_fraction_b": get(rb, "memory_4k_used_fraction", math.nan),
+        })
+    return pd.DataFrame(rows, columns=HOST_COMPARE_COLUMNS)
+
+
+def _nodes_text(nodes: tuple[int, ...]) -> str:
+    return ",".join(map(str, nodes))
+
+
+def guest_changes(a: Plan, b: Plan) -> pd.DataFrame:
+    """One row per guest whose placement differs between ``a`` and ``b`` (see the module docs), guests in the
+    order of A's scenario, then the guests only B has."""
+    names_a = [g.name for g in a.scenario.guests]
+    names_b = [g.name for g in b.scenario.guests]
+    in_a, in_b = set(names_a), set(names_b)
+    rows = []
+    for name in names_a + [n for n in names_b if n not in in_a]:
+        pa, pb = a.placed.get(name), b.placed.get(name)
+        if name not in in_b:
+            change = "removed"
+        elif name not in in_a:
+            change = "added"
+        elif pa is None and pb is None:
+            continue
+        elif pa is None:
+            change = "newly placed"
+        elif pb is None:
+            change = "newly unplaced"
+        elif pa.host != pb.host:
+            change = "moved host"
+        elif sorted(pa.nodes) != sorted(pb.nodes):
+            change = "moved node"
+        else:
+            continue
+        rows.append({
+            "guest": name, "change": change,
+            "host_a": pa.host if pa else None, "nodes_a": _nodes_text(pa.nodes) if pa else None,
+            "host_b": pb.host if pb else None, "nodes_b": _nodes_text(pb.nodes) if pb else None,
+        })
+    return pd.DataFrame(rows, columns=GUEST_CHANGE_COLUMNS)
+
+
+def compare(
+    a: PlanOrScenario,
+    b: PlanOrScenario,
+    *,
+    labels: tuple[str, str] | None = None,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+) -> Comparison:
+    """Compare two plans; a scenario is solved first (``time_limit_s``, default its policy's, ``seed``,
+    ``workers``). ``labels`` name A and B in the text (default: the scenario names)."""
+    plan_a = _as_plan(a, time_limit_s, seed, workers)
+    plan_b = _as_plan(b, time_limit_s, seed, workers)
+    labels = labels or (plan_a.scenario.name, plan_b.scenario.name)
+    return Comparison(
+        plan_a=plan_a,
+        plan_b=plan_b,
+        labels=labels,
+        summary=_summary(plan_a, plan_b),
+        utilisation=_utilisation(plan_a, plan_b),
+        hosts=_hosts(plan_a, plan_b),
+        guests=guest_changes(plan_a, plan_b),
+    )
