@@ -311,9 +311,9 @@ def _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline)
     while any(residual) and sum(hosts_left.values()) > 0 and time.monotonic() < deadline:
         rounds += 1
         slice_end = time.monotonic() + min(max((deadline - time.monotonic()) / 4, 0.2), 2.0)
-        _lp, z, _conv, _r = _column_generation(problem, shapes, columns, residual, hosts_left, penalty, pricers, slice_end)
-        if not z:
-            break
+        lp, z, _conv, _r = _column_generation(problem, shapes, columns, residual, hosts_left, penalty, pricers, slice_end)
+        if not z or (lp is not None and lp < 0.999 and fixed):
+            break  # less than a host's worth left: the slack of the hosts already taken absorbs it (see _deal)
         useful = {p: v for p, v in z.items() if v > 1e-6 and any(residual[s] for s, _o, _n in p.counts)}
         if not useful:
             break
@@ -450,9 +450,10 @@ def _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts)
                 start += 1
             if not placed:
                 leftovers.append(cls)
-    # anything left: first fit into what remains (any host)
+    # anything left: first fit into what remains, hosts already in use first
     for cls in leftovers:
-        for host in cls.allowed_hosts:
+        in_use = [h for h in cls.allowed_hosts if state.host_guests[h]]
+        for host in in_use + [h for h in cls.allowed_hosts if not state.host_guests[h]]:
             options = cls.options.get(problem.host_model[host], ())
             index = next((i for i, o in enumerate(options) if state.fits(cls, host, o)), None)
             if index is not None:

@@ -41,9 +41,10 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
         )
         queue = [cls for cls in keyed for _ in cls.members]
     spread = problem.policy.objective == "spread"
-    # Hosts only fill up, so a host that cannot take a guest of a class now never can: each class keeps a pointer
-    # to the first host that may still fit it, which makes first-fit linear in guests + hosts × classes.
-    first_open = {cls.index: 0 for cls in problem.classes}
+    # Hosts only fill up, so a host that cannot take a guest of some shape now never can: each shape keeps a pointer
+    # to the first host that may still fit it, which makes first-fit linear in guests + hosts × shapes. A host
+    # passed over only for an anti-affinity tag does not move the pointer (other guests of the shape may go there).
+    first_open: dict[tuple, int] = {}
     for cls in queue:
         hosts = cls.allowed_hosts
         if spread:
@@ -58,15 +59,28 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
             if best is not None:
                 state.place(cls, best[1], best[2])
             continue
-        i = first_open[cls.index]
+        key = (_shape(cls), hosts if cls.guest.host else None)
+        i = first_open.get(key, 0)
+        advancing = True
+        tags = set(cls.guest.anti_affinity)
         while i < len(hosts):
+            if tags and state.host_tags[hosts[i]] & tags:
+                advancing = False
+                i += 1
+                continue
             index = _first_fitting_option(problem, state, cls, hosts[i])
             if index is not None:
                 state.place(cls, hosts[i], index)
                 break
             i += 1
-        first_open[cls.index] = i
+            if advancing:
+                first_open[key] = i
     return state
+
+
+def _shape(cls: GuestClass) -> tuple:
+    g = cls.guest
+    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator)
 
 
 def _first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, host: str) -> int | None:

@@ -62,7 +62,7 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
     current = dict(assignment)
     improved = 0
     stale = 0
-    while time.monotonic() + 0.5 < deadline and stale < 12 and not (stop_at and -score(problem, current)[1] <= stop_at):
+    while time.monotonic() + 0.5 < deadline and stale < 4 and not (stop_at and -score(problem, current)[1] <= stop_at):
         util = _utilisation(problem, current)
         used = sorted(util, key=lambda h: (util[h], h))
         if len(used) < 2:

@@ -19,6 +19,33 @@ The work goes in stages, one function per section of the spec:
 3. ``_cross_checks``: unique names, the input errors of hard rules 1 and 7 (too many vCPUs for any host or for the
    fixed host, fixed guests sharing an anti-affinity tag on one host, fixed guests above their host's vCPU cap).
 
+Host captures (``_capture_model``): a host model may name a capture of a real host instead of giving ``nodes``,
+``distances`` and ``cores``::
+
+    host_models:
+      r650: {capabilities: caps/r650.xml, reserved: {cpus: "0,72", memory: 2GiB}, hugepages: {0: {1G: 8}}}
+      old:  {capabilities: caps/old.xml, memory: 64GiB}          # older libvirt: no <memory> in the cells
+      e7:   {numactl: e7.txt, threads_per_core: 2}                # numactl has no SMT siblings
+      box:  {sysfs: box-sysfs.tgz, arch: aarch64}
+
+* exactly one of ``capabilities`` (``virsh capabilities`` XML), ``numactl`` (``numactl --hardware`` output) or
+  ``sysfs`` (a snapshot directory or tarball); the path is relative to the file that names it (the scenario, or the
+  included host model file); the file's content must be of that kind;
+* ``nodes``, ``distances`` and ``cores`` come from the capture and are refused beside it;
+* optional overrides: ``reserved`` (as for any model), ``hugepages`` (per node id and page size, replacing the
+  capture's count of that size: ``{0: {1G: 8}}``), ``memory`` (one size for every node the capture gives no memory
+  for, or per node id ``{0: 64GiB}``, which also replaces a value the capture has), ``threads_per_core`` (where the
+  capture has no siblings; must agree with them where it has), ``lscpu`` (an ``lscpu -p`` file for the siblings of
+  a numactl capture; ``FILE.lscpu`` beside the capture is found without it) and ``arch`` (where the capture does
+  not say; must agree where it does);
+* everything else follows ``planner.hostimport`` (pools include empty ones of every size the host lists, default
+  distances 10/20 when the capture has none, sibling groups inside one node, ...). Its errors are reported at the
+  capture key (or at the override they are about) and name the capture file and what to add, e.g.
+  ``s.yaml: host_models.old.capabilities: caps/old.xml: no memory for nodes 0-3 (...): give the node memory,
+  memory: 64GiB (every node without one) or memory: {0: 64GiB} (per node) in this host model``.
+
+``hugepages``, ``memory`` and ``lscpu`` are refused in a model without a capture (nodes carry their own).
+
 A stage goes on after a problem wherever it can, and a later check skips what an earlier problem already made
 unknowable, so that one mistake gives one message, not a cascade.
 """
@@ -58,7 +85,10 @@ MAX_PATTERN_NAMES = 100_000
 TOP_KEYS = ("version", "name", "policy", "host_models", "hosts", "guests")
 POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit")
 MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
-              "numactl")
+              "numactl", "sysfs", "hugepages", "memory", "lscpu")
+CAPTURE_KEYS = ("capabilities", "numactl", "sysfs")  # a host capture in place of nodes/distances/cores
+CAPTURE_ONLY_KEYS = ("hugepages", "memory", "lscpu")  # overrides that only make sense with a capture
+FROM_CAPTURE_KEYS = ("nodes", "distances", "cores")  # what a capture gives (not allowed beside one)
 NODE_KEYS = ("id", "cpus", "memory", "hugepages")
 RESERVED_KEYS = ("cpus", "memory")
 HOST_KEYS = ("name", "model")
@@ -542,12 +572,14 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
     """One host model, inline or ``{include: PATH}``; None if it has a problem."""
     before = problems.count()
     source = where.file
+    included = False
     if isinstance(raw, dict) and "include" in raw:
         loaded = _include(raw, where, base_dir, problems)
         if loaded is None:
             return None
         raw, where = loaded
         source = where.file
+        included = True
     spec = _mapping(problems, where, raw, MODEL_KEYS, example="{nodes: [{id: 0, cpus: '0-7', memory: 64GiB}]}")
     if spec is None:
         return None
@@ -555,15 +587,120 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
         problems.add(where.key("include"), "nested include is not supported (an included file holds one host "
                                            "model mapping itself)")
         return None
-    capture = [key for key in ("capabilities", "numactl") if key in spec]
-    for key in capture:
-        problems.add(where.key(key), "host capture import is not supported yet (give nodes: and distances:)")
+    capture = [key for key in CAPTURE_KEYS if key in spec]
+    if capture:
+        capture_dir = os.path.dirname(where.file) if included else base_dir
+        model = _capture_model(name, spec, where, capture, capture_dir, problems)
+        return model if problems.count() == before else None
+    for key in CAPTURE_ONLY_KEYS:
+        if key in spec:
+            problems.add(where.key(key), f"only with a capture (capabilities:, numactl: or sysfs:); "
+                                         + ("give hugepages per node in nodes[]" if key == "hugepages" else
+                                            "give memory per node in nodes[]" if key == "memory" else
+                                            "lscpu: gives the siblings of a numactl: capture"))
     if "nodes" not in spec:
-        if not capture:
-            problems.add(where.key("nodes"), "required key is missing")
+        problems.add(where.key("nodes"), "required key is missing")
         return None
     model = _model_body(name, spec, where, source, problems)
     return model if problems.count() == before else None
+
+
+def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], capture_dir: str,
+                   problems: _Problems) -> HostModel | None:
+    """A host model made from a host capture (``capabilities:``, ``numactl:`` or ``sysfs:``, a path relative to the
+    file that names it), with the overrides ``reserved``, ``hugepages: {NODE: {SIZE: PAGES}}``, ``memory`` (one
+    size for every node the capture gives none for, or ``{NODE: SIZE}``), ``threads_per_core`` and ``lscpu`` where
+    the capture has no siblings, and ``arch``. ``nodes``, ``distances`` and ``cores`` come from the capture. The
+    rules are those of ``planner.hostimport``; its errors name the capture file and what to add."""
+    from planner import hostimport
+
+    if len(capture) > 1:
+        problems.add(where.key(capture[1]), f"give one capture per host model (also {capture[0]}:)")
+        return None
+    key = capture[0]
+    for other in FROM_CAPTURE_KEYS:
+        if other in spec:
+            problems.add(where.key(other), f"comes from the capture ({key}:); remove it, or drop {key}: and give "
+                                           "the model inline")
+    path = spec[key]
+    if not isinstance(path, str) or not path.strip():
+        problems.add(where.key(key), f"{_show(path)} is not a file path")
+        return None
+    overrides: dict[str, Any] = {}
+    if "threads_per_core" in spec:
+        overrides["threads_per_core"] = _check(problems, where.key("threads_per_core"), _int,
+                                               spec["threads_per_core"], 1)
+    if "arch" in spec:
+        overrides["arch"] = _check(problems, where.key("arch"), _choice, spec["arch"], ARCHES)
+    if "reserved" in spec:
+        reserved = _mapping(problems, where.key("reserved"), spec["reserved"], RESERVED_KEYS,
+                            example="{cpus: '0,72', memory: 2GiB}")
+        if reserved is not None:
+            cpus = _check(problems, where.key("reserved").key("cpus"), _cpus, reserved.get("cpus", ""))
+            memory = _check(problems, where.key("reserved").key("memory"), _memory, reserved.get("memory", 0),
+                            allow_zero=True)
+            overrides["reserved_cpus"] = cpus
+            overrides["reserved_memory_kib"] = memory
+        else:
+            overrides["reserved_cpus"] = INVALID
+    if "hugepages" in spec:
+        overrides["hugepages"] = _capture_pools(spec["hugepages"], where.key("hugepages"), problems)
+    if "memory" in spec:
+        overrides["memory"] = _capture_memory(spec["memory"], where.key("memory"), problems)
+    lscpu = None
+    if "lscpu" in spec:
+        lscpu = spec["lscpu"]
+        if not isinstance(lscpu, str) or not lscpu.strip():
+            problems.add(where.key("lscpu"), f"{_show(lscpu)} is not a file path")
+            return None
+        lscpu = os.path.normpath(os.path.join(capture_dir, lscpu))
+    if INVALID in overrides.values():
+        return None
+    shown = os.path.normpath(os.path.join(capture_dir, path))
+    try:
+        parsed = hostimport.read_capture(shown)
+        if parsed.kind != key:
+            problems.add(where.key(key), f"{shown} is a {parsed.kind} capture, not {key} (use {parsed.kind}: "
+                                         f"{path})")
+            return None
+        return hostimport.build_model(parsed, name=name, lscpu=lscpu, style="yaml", **overrides).model
+    except hostimport.CaptureError as exc:
+        at = where.key(exc.key) if exc.key in spec else where.key(key)
+        problems.add(at, str(exc))
+        return None
+
+
+def _capture_pools(raw: object, where: _Where, problems: _Problems) -> dict[int, dict[int, int]]:
+    """``{0: {1G: 8}, 1: {2M: 512}}`` → {0: {1048576: 8}, 1: {2048: 512}}."""
+    if not isinstance(raw, dict):
+        problems.add(where, f"expected a mapping of node id to pools, e.g. {{0: {{1G: 8}}}}, got {_show(raw)}")
+        return INVALID
+    result: dict[int, dict[int, int]] = {}
+    bad = False
+    for node, pools in raw.items():
+        node_id = _check(problems, where.key(node), _int, node, 0)
+        parsed = _hugepage_pools(pools, where.key(node), problems)
+        if INVALID in (node_id, parsed):
+            bad = True
+            continue
+        result[node_id] = parsed
+    return INVALID if bad else result
+
+
+def _capture_memory(raw: object, where: _Where, problems: _Problems) -> int | dict[int, int]:
+    """``64GiB`` (every node the capture gives no memory for) or ``{0: 64GiB, 1: 0}`` (per node id)."""
+    if isinstance(raw, dict):
+        result: dict[int, int] = {}
+        bad = False
+        for node, size in raw.items():
+            node_id = _check(problems, where.key(node), _int, node, 0)
+            kib = _check(problems, where.key(node), _memory, size, allow_zero=True)
+            if INVALID in (node_id, kib):
+                bad = True
+                continue
+            result[node_id] = kib
+        return INVALID if bad else result
+    return _check(problems, where, _memory, raw)
 
 
 def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tuple[object, _Where] | None:

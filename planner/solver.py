@@ -140,7 +140,7 @@ def solve(
     if run_patterns and problem.classes:
         if progress:
             progress(Progress("patterns", time.monotonic() - start))
-        share = 0.5 if run_direct else 0.6
+        share = 0.5 if run_direct else 0.9
         result = decompose(problem, greedy_assignment, start + share * limit, seed=seed, workers=workers)
         if result is not None:
             candidates.append((score(problem, result.assignment), "patterns", result.assignment))

@@ -450,9 +450,9 @@ ERRORS = [
     ("arch", [(("host_models", "r650", "arch"), "arm64")], R650 + "arch: ",
      "'arm64' is not one of: x86_64, aarch64, ppc64le, s390x"),
     ("capabilities", [(("host_models", "r650"), {"capabilities": "caps/r650.xml"})], R650 + "capabilities: ",
-     "host capture import is not supported yet"),
+     "caps/r650.xml: file not found"),
     ("numactl", [(("host_models", "r650"), {"numactl": "r650.txt"})], R650 + "numactl: ",
-     "host capture import is not supported yet"),
+     "r650.txt: file not found"),
     # hosts
     ("host-unknown-model", [(("hosts", 0, "model"), "r65")], Q + "hosts[0] (kvm[01-08]).model: ",
      "unknown host model 'r65' (known: r650, suse-4n)"),
