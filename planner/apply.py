@@ -30,12 +30,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
 
+from planner.atomic import write_directory_atomically
 from planner.hostimport import scaled_kib
 from planner.libvirt_xml import serialize
 
@@ -554,23 +554,12 @@ def apply_plan(plan_dir: str | os.PathLike, domains_dir: str | os.PathLike, out_
     out = Path(out_dir)
     if out.resolve() == domains_dir.resolve():
         raise ApplyError([f"{out}: is the domains directory; use --in-place to edit it"])
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
+    def fill(tmp: Path) -> None:
         for guest, (path, text) in merged.items():
             target = tmp / path.relative_to(domains_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
             result.written[guest] = str(out / path.relative_to(domains_dir))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
-            os.rename(out, old / "out")
-            os.rename(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_directory_atomically(out, fill)
     return result

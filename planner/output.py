@@ -7,13 +7,11 @@ existing OUT is either replaced whole or left untouched.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from planner.atomic import write_directory_atomically
 from planner.check import node_usage
 from planner.libvirt_xml import domain_xml
 from planner.plan import Plan
@@ -107,13 +105,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
-def write_plan(plan: Plan, out_dir: str | os.PathLike) -> Path:
+def write_plan(plan: Plan, out_dir: "str | Path") -> Path:
     """Write plan.json and one domain XML per placed guest into ``out_dir``, atomically. Returns the path."""
-    out = Path(out_dir)
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
+    def fill(tmp: Path) -> None:
         for name in sorted(plan.placed):
             path = tmp / xml_path(plan, name)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,14 +115,5 @@ def write_plan(plan: Plan, out_dir: str | os.PathLike) -> Path:
         (tmp / "plan.json").write_text(
             json.dumps(plan_document(plan), indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
-            os.rename(out, old / "out")
-            os.rename(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_directory_atomically(Path(out_dir), fill)
