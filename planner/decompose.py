@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 from planner import cpsat_model as fam
+from planner.clock import clock
 from planner.problem import Assignment, FleetState, GuestClass, Problem, score
 from planner.scenario import Host
 
@@ -106,11 +106,11 @@ class _Pricer:
             return []
         b.model.maximize(cp_model.LinearExpr.weighted_sum(terms, coefs))
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(time_limit, 0.05)
-        solver.parameters.num_workers = self.workers
+        clock().limit(solver.parameters, max(time_limit, 0.05), self.workers)
         solver.parameters.random_seed = self.seed
         collector = _Collector(b.x)
         status = solver.solve(b.model, collector)
+        clock().charge(solver)
         self.proven = status == cp_model.OPTIMAL
         out = []
         for counts in collector.solutions[-5:]:
@@ -243,10 +243,10 @@ def decompose(
                     columns.setdefault(p, 0)
     penalty = [(len(free_hosts) + 1) * shapes[s].guest.priority for s in range(len(shapes))]
     pricers = {m: _Pricer(problem, shapes, m, seed, workers) for m in hosts_of}
-    budget = max(deadline - time.monotonic(), 0.0)
+    budget = max(deadline - clock().now(), 0.0)
     # 3. column generation on the whole problem: the LP bound
     lp_value, _z, converged, rounds = _column_generation(
-        problem, shapes, columns, sizes, hosts_of, penalty, pricers, time.monotonic() + 0.3 * budget
+        problem, shapes, columns, sizes, hosts_of, penalty, pricers, clock().now() + 0.3 * budget
     )
     lp_bound = None
     if converged and lp_value is not None:
@@ -257,7 +257,7 @@ def decompose(
         lp_bound = math.ceil(lp_value - slack - 1e-9)
     candidates: list[tuple[tuple, Assignment]] = []
     # 4a. integer master over the columns found
-    chosen = _integer_master(columns, sizes, hosts_of, penalty, time.monotonic() + 0.1 * budget, seed, workers)
+    chosen = _integer_master(columns, sizes, hosts_of, penalty, clock().now() + 0.1 * budget, seed, workers)
     if chosen is not None:
         a = _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts)
         candidates.append((score(problem, a), a))
@@ -273,17 +273,19 @@ def decompose(
 def _column_generation(problem, shapes, columns, sizes, hosts_of, penalty, pricers, until):
     """Master LP ⇄ pricing until no column improves (converged) or time runs out. Adds to ``columns``."""
     lp_value, z, rounds, converged = None, {}, 0, False
-    while time.monotonic() < until:
+    while clock().now() < until:
         rounds += 1
         lp_value, duals, model_duals, z = _master_lp(columns, sizes, hosts_of, penalty)
+        clock().tick(0.01 + 1e-4 * len(columns))
         if duals is None:
             break
         added, proven = 0, True
         for m, pricer in pricers.items():
             found = _greedy_columns(problem, shapes, m, duals, sizes)
+            clock().tick(0.01 + 1e-5 * sum(sizes))
             new = [p for v, p in found if v > 1 - model_duals[m] + 1e-9 and p not in columns]
             if not new:
-                left = until - time.monotonic()
+                left = until - clock().now()
                 if left <= 0:
                     proven = False
                     break
@@ -308,9 +310,9 @@ def _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline)
     hosts_left = Counter(hosts_of)
     fixed: Counter[Pattern] = Counter()
     rounds = 0
-    while any(residual) and sum(hosts_left.values()) > 0 and time.monotonic() < deadline:
+    while any(residual) and sum(hosts_left.values()) > 0 and clock().now() < deadline:
         rounds += 1
-        slice_end = time.monotonic() + min(max((deadline - time.monotonic()) / 4, 0.2), 2.0)
+        slice_end = clock().now() + min(max((deadline - clock().now()) / 4, 0.2), 2.0)
         lp, z, _conv, _r = _column_generation(problem, shapes, columns, residual, hosts_left, penalty, pricers, slice_end)
         if not z or (lp is not None and lp < 0.999 and fixed):
             break  # less than a host's worth left: the slack of the hosts already taken absorbs it (see _deal)
@@ -366,15 +368,15 @@ def _integer_master(columns, sizes, hosts_of, penalty, deadline, seed, workers):
 
     def run(time_limit):
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(time_limit, 0.2)
-        solver.parameters.num_workers = workers
+        clock().limit(solver.parameters, max(time_limit, 0.2), workers)
         solver.parameters.random_seed = seed
         status = solver.solve(model)
+        clock().charge(solver)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None
         return solver, {p: v for p, var in z.items() if (v := solver.value(var))}
 
-    left = deadline - time.monotonic()
+    left = deadline - clock().now()
     first = run(0.7 * left)
     if first is None:
         return None
@@ -388,7 +390,7 @@ def _integer_master(columns, sizes, hosts_of, penalty, deadline, seed, workers):
     model.clear_hints()
     for p, var in z.items():
         model.add_hint(var, chosen.get(p, 0))
-    second = run(deadline - time.monotonic())
+    second = run(deadline - clock().now())
     return second[1] if second is not None else chosen
 
 

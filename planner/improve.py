@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from collections import defaultdict
 
 from ortools.sat.python import cp_model
 
+from planner.clock import clock
 from planner.cpsat_model import add_hint, build_model, read_assignment
 from planner.problem import LOAD_SCALE, Assignment, GuestClass, Problem, busy_units, score
 
@@ -62,7 +62,7 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
     current = dict(assignment)
     improved = 0
     stale = 0
-    while time.monotonic() + 0.5 < deadline and stale < 4 and not (stop_at and -score(problem, current)[1] <= stop_at):
+    while clock().now() + 0.5 < deadline and stale < 4 and not (stop_at and -score(problem, current)[1] <= stop_at):
         util = _utilisation(problem, current)
         used = sorted(util, key=lambda h: (util[h], h))
         if len(used) < 2:
@@ -77,10 +77,10 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
         build = build_model(sub)
         add_hint(build, hint)
         solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(min(round_s, deadline - time.monotonic()), 0.2)
-        solver.parameters.num_workers = workers
+        clock().limit(solver.parameters, max(min(round_s, deadline - clock().now()), 0.2), workers)
         solver.parameters.random_seed = rng.randrange(1 << 30)
         status = solver.solve(build.model)
+        clock().charge(solver)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             stale += 1
             continue

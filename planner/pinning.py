@@ -18,18 +18,32 @@ from planner.problem import Assignment, Problem, split_cells
 from planner.scenario import Guest, HostModel
 
 
-def name_guests(problem: Problem, assignment: Assignment) -> dict[str, tuple[str, int, int]]:
-    """Guest name -> (host, class index, option index): members of a class are handed out in name order."""
+def name_guests(
+    problem: Problem, assignment: Assignment, prefer: dict[str, tuple[str, int]] | None = None
+) -> dict[str, tuple[str, int, int]]:
+    """Guest name -> (host, class index, option index). Members of a class are handed out in name order; with
+    ``prefer`` (guest -> (host, option index), e.g. a previous plan) a guest gets its preferred slot first."""
     order = {h.name: i for i, h in enumerate(problem.scenario.hosts)}
     out: dict[str, tuple[str, int, int]] = {}
     by_class: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
     for (c, host, o), n in assignment.items():
         by_class[c].append((host, o, n))
+    prefer = prefer or {}
     for c, entries in by_class.items():
-        members = iter(problem.classes[c].members)
-        for host, o, n in sorted(entries, key=lambda e: (order[e[0]], e[1])):
-            for _ in range(n):
-                out[next(members)] = (host, c, o)
+        members = list(problem.classes[c].members)
+        left: dict[tuple[str, int], int] = {(host, o): n for host, o, n in entries}
+        free = []
+        for name in members:
+            slot = prefer.get(name)
+            if slot is not None and left.get(slot, 0) > 0:
+                left[slot] -= 1
+                out[name] = (slot[0], c, slot[1])
+            else:
+                free.append(name)
+        names = iter(free)
+        for (host, o) in sorted(left, key=lambda k: (order[k[0]], k[1])):
+            for _ in range(left[(host, o)]):
+                out[next(names)] = (host, c, o)
     return out
 
 
@@ -144,9 +158,11 @@ def pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, .
     return out
 
 
-def pin_assignment(problem: Problem, assignment: Assignment) -> dict[str, GuestPlacement]:
-    """Every placed guest with concrete cells and pins."""
-    named = name_guests(problem, assignment)
+def pin_assignment(
+    problem: Problem, assignment: Assignment, prefer: dict[str, tuple[str, int]] | None = None
+) -> dict[str, GuestPlacement]:
+    """Every placed guest with concrete cells and pins (``prefer``: see ``name_guests``)."""
+    named = name_guests(problem, assignment, prefer)
     per_host: dict[str, list[tuple[Guest, tuple[int, ...]]]] = defaultdict(list)
     for name, (host, c, o) in named.items():
         option = problem.classes[c].options[problem.host_model[host]][o]

@@ -8,6 +8,7 @@ nothing with this module — before it is returned: a plan that breaks a hard ru
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Callable, Protocol
 from ortools.sat.python import cp_model
 
 from planner.check import check_plan
+from planner.clock import Clock, clock, using
 from planner.bounds import Bounds, lower_bounds
 from planner.cpsat_model import add_hint, build_model, read_assignment
 from planner.decompose import decompose
@@ -103,15 +105,23 @@ def solve(
     progress: ProgressFn | None = None,
     use_cpsat: bool = True,
     method: str = "auto",
+    deterministic: bool = True,
 ) -> Plan:
     """Plan the whole fleet. ``time_limit_s`` defaults to the scenario's ``policy.time_limit``.
 
     ``method``: ``auto`` (pattern decomposition for ``pack``, then the whole-fleet model where it is small enough),
-    ``direct`` (whole-fleet model only), ``patterns`` (decomposition only), ``greedy`` (no CP-SAT)."""
+    ``direct`` (whole-fleet model only), ``patterns`` (decomposition only), ``greedy`` (no CP-SAT).
+    ``deterministic`` (default): budgets in CP-SAT deterministic time (see ``planner.clock``), so the same
+    scenario and seed give the same plan; ``False`` counts the time limit in wall-clock seconds."""
+    with using(Clock(deterministic)):
+        return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method)
+
+
+def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -> Plan:
     start = time.monotonic()
     limit = scenario.policy.time_limit_s if time_limit_s is None else time_limit_s
     # keep time for pinning, explanations and the checker after the search (about 1 s per 10,000 guests)
-    deadline = start + limit - min(0.1 * limit, 0.2 + 1e-4 * len(scenario.guests))
+    deadline = clock().now() + limit - min(0.1 * limit, 0.2 + 1e-4 * len(scenario.guests))
     workers = workers or default_workers()
     problem = compile_problem(scenario)
     if not use_cpsat:
@@ -142,7 +152,7 @@ def solve(
         if progress:
             progress(Progress("patterns", time.monotonic() - start))
         share = 0.5 if run_direct else 0.9
-        result = decompose(problem, greedy_assignment, start + share * limit, seed=seed, workers=workers)
+        result = decompose(problem, greedy_assignment, clock().now() + share * (deadline - clock().now()), seed=seed, workers=workers)
         if result is not None:
             candidates.append((score(problem, result.assignment), "patterns", result.assignment))
             extra.update(pattern_columns=result.columns, pattern_rounds=result.rounds, pattern_lp=result.lp_hosts,
@@ -158,7 +168,7 @@ def solve(
                 sc = candidates[-1][0]
                 progress(Progress("patterns", time.monotonic() - start, sc[0], -sc[1], -sc[2]))
     best = max(candidates, key=lambda c: c[0])
-    if run_patterns and not run_direct and not at_bound(best[0]) and time.monotonic() + 1 < deadline:
+    if run_patterns and not run_direct and not at_bound(best[0]) and clock().now() + 1 < deadline:
         if progress:
             progress(Progress("improve", time.monotonic() - start))
         improved, rounds = improve(problem, best[2], deadline, seed=seed, workers=workers,
@@ -174,13 +184,14 @@ def solve(
         add_hint(build, best[2])
         solver = cp_model.CpSolver()
         params = solver.parameters
-        params.max_time_in_seconds = max(deadline - time.monotonic(), 0.5)
-        params.num_workers = workers
+        clock().limit(params, max(deadline - clock().now(), 0.5), workers)
         params.random_seed = seed
-        callback = _Callback(build.weights, start, progress, stop_when=(all_guests, bounds.hosts) if scenario.policy.objective == "pack" else None)
+        stop_when = (all_guests, bounds.hosts) if scenario.policy.objective == "pack" and not clock().deterministic else None
+        callback = _Callback(build.weights, start, progress, stop_when=stop_when)
         if progress:
             progress(Progress("cp-sat", time.monotonic() - start))
         status = solver.solve(build.model, callback)
+        clock().charge(solver)
         solver_status = solver.status_name(status)
         extra.update(cpsat_s=round(solver.wall_time, 3), weights=build.weights)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -190,29 +201,32 @@ def solve(
     # on a tie the CP-SAT answer wins: its status (OPTIMAL) then holds for the plan
     best_score, source, chosen = max(candidates, key=lambda c: (c[0], c[1] == "cp-sat"))
     extra["candidates"] = {name: list(sc) for sc, name, _ in candidates}
-    placements = pin_assignment(problem, chosen)
-    unplaced_names = [g.name for g in scenario.guests if g.name not in placements]
-    final_state = _state_of(problem, chosen)
-    unplaced = explain_all(problem, final_state, unplaced_names)
-    if unplaced:
-        status_text = "partial"
-    elif (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0):
-        status_text = "optimal"
-    else:
-        status_text = "feasible"
+    proven = (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0)
     hosts_used = len({h for (_c, h, _o), n in chosen.items() if n})
     extra.update(hosts_used=hosts_used)
-    if bounds.hosts and not unplaced:
+    if bounds.hosts and best_score[0] == all_guests:
         extra["gap_pct"] = round(100.0 * (hosts_used - bounds.hosts) / bounds.hosts, 2)
     stats = SolveStats(
         solver=source,
         solver_status=solver_status,
         objective=objective,
         best_bound=bound,
-        wall_s=round(time.monotonic() - start, 3),
+        wall_s=0.0,
         greedy_placed=sum(greedy_assignment.values()),
         extra=extra,
     )
+    return finish_plan(problem, chosen, stats, proven, start)
+
+
+def finish_plan(problem: Problem, chosen: Assignment, stats: SolveStats, proven: bool, start: float,
+                prefer: dict[str, tuple[str, int]] | None = None) -> Plan:
+    """Pin, explain the unplaced, set the status, and check: the last steps of every solve."""
+    scenario = problem.scenario
+    placements = pin_assignment(problem, chosen, prefer)
+    unplaced_names = [g.name for g in scenario.guests if g.name not in placements]
+    unplaced = explain_all(problem, _state_of(problem, chosen), unplaced_names)
+    status_text = "partial" if unplaced else ("optimal" if proven else "feasible")
+    stats = dataclasses.replace(stats, wall_s=round(time.monotonic() - start, 3))
     plan = Plan(scenario=scenario, status=status_text, placed=placements, unplaced_reasons=unplaced, stats=stats)
     violations = check_plan(plan)
     if violations:
