@@ -47,9 +47,9 @@ def solve(
     seed: int = typer.Option(0, "--seed", help="solver random seed"),
     workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line and no summary"),
-    wall_clock: bool = typer.Option(
-        False, "--wall-clock", help="count the time limit in wall-clock seconds (faster machines find more; "
-        "by default budgets are deterministic: same scenario and --seed, same plan)"
+    deterministic: bool = typer.Option(
+        False, "--deterministic", help="count budgets in CP-SAT deterministic time: the same scenario and --seed "
+        "give the same plan (slower, and the time limit is only approximately seconds)"
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="also write a self-contained HTML report (tables and plots)"),
 ) -> None:
@@ -77,7 +77,7 @@ def solve(
         if status is not None:
             status.start()
         plan = solve_fleet(sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress,
-                           deterministic=not wall_clock)
+                           deterministic=deterministic)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)

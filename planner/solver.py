@@ -105,14 +105,14 @@ def solve(
     progress: ProgressFn | None = None,
     use_cpsat: bool = True,
     method: str = "auto",
-    deterministic: bool = True,
+    deterministic: bool = False,
 ) -> Plan:
     """Plan the whole fleet. ``time_limit_s`` defaults to the scenario's ``policy.time_limit``.
 
     ``method``: ``auto`` (pattern decomposition for ``pack``, then the whole-fleet model where it is small enough),
     ``direct`` (whole-fleet model only), ``patterns`` (decomposition only), ``greedy`` (no CP-SAT).
-    ``deterministic`` (default): budgets in CP-SAT deterministic time (see ``planner.clock``), so the same
-    scenario and seed give the same plan; ``False`` counts the time limit in wall-clock seconds."""
+    ``deterministic``: budgets in CP-SAT deterministic time (see ``planner.clock``), so the same scenario and seed
+    give the same plan; by default the time limit is wall-clock seconds (better plans within the limit)."""
     with using(Clock(deterministic)):
         return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method)
 

@@ -84,7 +84,7 @@ def test_same_seed_gives_byte_identical_plan(tmp_path):
     outs = []
     for run in ("a", "b"):
         out = tmp_path / run
-        result = vplan("solve", str(FIXTURES / "unplaced.yaml"), "-o", str(out), "-q", "--seed", "7", "--time-limit", "3")
+        result = vplan("solve", str(FIXTURES / "unplaced.yaml"), "-o", str(out), "-q", "--seed", "7", "--time-limit", "3", "--deterministic")
         assert result.returncode == 3
         outs.append(out)
     files_a = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*.xml"))

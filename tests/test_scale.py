@@ -95,8 +95,8 @@ def test_same_seed_same_plan_even_when_the_time_limit_binds():
     from planner.loader import load_scenario
 
     sc = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "fleet-50x1500.yaml")
-    a = solve(sc, time_limit_s=4, seed=3)
-    b = solve(sc, time_limit_s=4, seed=3)
+    a = solve(sc, time_limit_s=4, seed=3, deterministic=True)
+    b = solve(sc, time_limit_s=4, seed=3, deterministic=True)
     assert a.stats.extra["candidates"] == b.stats.extra["candidates"]
     assert {k: (v.host, v.cells, v.vcpu_pins) for k, v in a.placed.items()} == {
         k: (v.host, v.cells, v.vcpu_pins) for k, v in b.placed.items()
