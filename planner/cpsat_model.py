@@ -334,19 +334,3 @@ def add_hint(b: ModelBuild, assignment: Assignment) -> None:
 
 def read_assignment(b: ModelBuild, solver: cp_model.CpSolver) -> Assignment:
     return {key: value for key, var in b.x.items() if (value := solver.value(var))}
-
-
-def objective_of(b: ModelBuild, assignment: Assignment) -> int:
-    """The model's objective for an assignment computed outside the model (to compare with the greedy start)."""
-    p = b.problem
-    w = b.weights  # type: ignore[attr-defined]
-    placed = sum(n * p.classes[c].guest.priority for (c, _, _), n in assignment.items())
-    dist = sum(n * p.classes[c].options[p.host_model[h]][o].distance_cost for (c, h, o), n in assignment.items())
-    if p.policy.objective == "pack":
-        second = len({h for (_, h, _), n in assignment.items() if n})
-    else:
-        busy: dict[str, int] = defaultdict(int)
-        for (c, h, _), n in assignment.items():
-            busy[h] += n * busy_units(p.classes[c].guest)
-        second = max((math.ceil(v / p.cap_of(h).usable_cpus) for h, v in busy.items()), default=0)
-    return w["placed"] * placed - w["hosts"] * second - w["distance"] * dist

@@ -91,7 +91,3 @@ def _first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, 
         if not state.option_shortfalls(cls, host, option):
             return index
     return None
-
-
-def assignment_placed(assignment: Assignment) -> int:
-    return sum(assignment.values())

@@ -53,25 +53,19 @@ class HostPages:
 
     def kernel_cmdline(self) -> str | None:
         """Boot parameters for the gigantic sizes (None when the host needs none)."""
-        giant = [s for s in self.sizes if s >= GIGANTIC_KIB and self.total(s)]
-        if not giant:
-            return None
-        default = max(giant, key=self.total)
-        parts = [f"default_hugepagesz={format_page(default)}"]
-        for size in giant:
-            parts.append(f"hugepagesz={format_page(size)} hugepages={self.total(size)}")
-        return " ".join(parts)
+        return self._cmdline(lambda size: str(self.total(size)))
 
     def kernel_cmdline_per_node(self) -> str | None:
         """The node form (Linux >= 5.16): ``hugepagesz=1G hugepages=0:8,1:4``."""
+        return self._cmdline(lambda size: ",".join(f"{n}:{c}" for n, c in sorted(self.need[size].items()) if c))
+
+    def _cmdline(self, pages_of) -> str | None:
         giant = [s for s in self.sizes if s >= GIGANTIC_KIB and self.total(s)]
         if not giant:
             return None
         default = max(giant, key=self.total)
         parts = [f"default_hugepagesz={format_page(default)}"]
-        for size in giant:
-            nodes = ",".join(f"{n}:{c}" for n, c in sorted(self.need[size].items()) if c)
-            parts.append(f"hugepagesz={format_page(size)} hugepages={nodes}")
+        parts += [f"hugepagesz={format_page(size)} hugepages={pages_of(size)}" for size in giant]
         return " ".join(parts)
 
     def sysfs(self) -> list[tuple[str, int]]:

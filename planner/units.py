@@ -190,8 +190,8 @@ def parse_duration_s(value: object) -> float:
         seconds = float(m.group(1)) * (60 if m.group(2) == "m" else 1)
     else:
         raise ValueError(f"{value!r} is not a duration (expected e.g. 60s or 2m)")
-    if seconds <= 0:
-        raise ValueError(f"{value!r}: a duration must be positive")
+    if not seconds > 0 or seconds == float("inf"):  # also refuses nan
+        raise ValueError(f"{value!r}: a duration must be a positive, finite number of seconds")
     return seconds
 
 
@@ -201,5 +201,5 @@ def to_fraction(value: object, what: str = "number") -> Fraction:
         raise ValueError(f"{value!r} is not a {what}")
     try:
         return Fraction(Decimal(str(value).strip()))
-    except (InvalidOperation, ValueError) as exc:
+    except (InvalidOperation, ValueError, OverflowError) as exc:  # inf and nan have no exact fraction
         raise ValueError(f"{value!r} is not a {what}") from exc

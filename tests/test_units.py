@@ -259,3 +259,15 @@ def test_to_fraction_is_exact(value, fraction):
 def test_to_fraction_errors(value):
     with pytest.raises(ValueError):
         to_fraction(value)
+
+
+def test_non_finite_numbers_are_refused_cleanly():
+    import pytest
+
+    from planner.units import parse_duration_s, to_fraction
+
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            to_fraction(bad)
+        with pytest.raises(ValueError):
+            parse_duration_s(bad)
