@@ -68,6 +68,8 @@ class ModelBuild:
     used: dict[str, cp_model.IntVar] = field(default_factory=dict)
     upper: dict[int, int] = field(default_factory=dict)  # variable index -> upper bound
     max_load: cp_model.IntVar | None = None
+    weights: dict[str, int] = field(default_factory=dict)  # objective weight per level (build_model)
+    terms: list[Term] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------- families
@@ -312,8 +314,7 @@ def build_model(problem: Problem, families=FAMILIES) -> ModelBuild:
     b.model.maximize(
         sum(t.sense * weights[t.level] * t.expr for t in terms if not isinstance(t.expr, int) or t.expr)
     )
-    b.weights = weights  # type: ignore[attr-defined]
-    b.terms = terms  # type: ignore[attr-defined]
+    b.weights, b.terms = weights, terms
     return b
 
 

@@ -41,7 +41,6 @@ class Progress:
     placed: int | None = None
     hosts: int | None = None
     distance: int | None = None
-    bound_hosts: float | None = None
 
 
 class ProgressFn(Protocol):
