@@ -401,12 +401,7 @@ def owned_stripped(root: etree._Element) -> etree._Element:
         element = copy.find(path)
         if element is not None and len(element) == 0 and not element.attrib and not (element.text or "").strip():
             copy.remove(element)
-    for element in copy.iter():
-        if element.text is not None and not element.text.strip():
-            element.text = None
-        if element.tail is not None and not element.tail.strip():
-            element.tail = None
-    return copy
+    return _strip_blank_text(copy)
 
 
 def canonical(element: etree._Element) -> bytes:
@@ -436,12 +431,17 @@ def _clean(element: etree._Element) -> etree._Element:
     copy = etree.fromstring(etree.tostring(element))
     etree.cleanup_namespaces(copy)
     copy.tail = None
-    for e in copy.iter():
+    return _strip_blank_text(copy)
+
+
+def _strip_blank_text(root: etree._Element) -> etree._Element:
+    """Drop whitespace-only text and tails (indentation), so comparisons see structure and values only."""
+    for e in root.iter():
         if e.text is not None and not e.text.strip():
             e.text = None
         if e.tail is not None and not e.tail.strip():
             e.tail = None
-    return copy
+    return root
 
 
 # ---------------------------------------------------------------------------------------------------------------
