@@ -199,19 +199,28 @@ def decompose(
     seed: int = 0,
     workers: int = 2,
 ) -> DecomposeResult | None:
-    """Pack the non-fixed guests by patterns; returns a full assignment (fixed guests as in ``incumbent``)."""
+    """Pack the non-fixed guests by patterns; returns a full assignment (fixed guests as in ``incumbent``).
+
+    Hosts with fixed guests count as used whatever the plan does, so they are filled first: the incumbent's guests
+    on them stay, then more guests go there first-fit (largest first). The patterns cover the rest on the other
+    hosts."""
     scenario = problem.scenario
     fixed_hosts = {cls.guest.host for cls in problem.classes if cls.guest.host}
     free_hosts = [h for h in scenario.hosts if h.name not in fixed_hosts]
     hosts_of: Counter[str] = Counter(h.model for h in free_hosts)
     if not free_hosts:
         return None
-    # 1. shapes
+    base = _fill_fixed_hosts(problem, incumbent, fixed_hosts)
+    on_fixed: Counter[int] = Counter()
+    for (c, _h, _o), n in base.assignment.items():
+        on_fixed[c] += n
+    # 1. shapes (of the guests not yet on a fixed host)
     shape_of: dict[int, int] = {}
     shapes: list[GuestClass] = []
     by_key: dict[tuple, int] = {}
     for cls in problem.classes:
-        if cls.guest.host:
+        left = cls.size - on_fixed[cls.index]
+        if cls.guest.host or left <= 0:
             continue
         key = _shape_key(cls)
         if key not in by_key:
@@ -220,15 +229,15 @@ def decompose(
             shapes.append(GuestClass(len(shapes), (), rep, cls.options, ()))
         s = by_key[key]
         shape_of[cls.index] = s
-        shapes[s] = dataclasses.replace(shapes[s], members=shapes[s].members + cls.members)
+        shapes[s] = dataclasses.replace(shapes[s], members=shapes[s].members + cls.members[:left])
     if not shapes:
-        return None
+        return DecomposeResult(dict(base.assignment), None, None, 0, 0, "fixed hosts")
     sizes = [s.size for s in shapes]
     # 2. initial columns: the incumbent's hosts and one single-shape column per (shape, model)
     columns: dict[Pattern, int] = {}  # pattern -> hint (hosts using it in the incumbent)
     per_host: dict[str, Counter] = defaultdict(Counter)
     for (c, host, o), n in incumbent.items():
-        if host not in fixed_hosts and c in shape_of:
+        if host not in fixed_hosts and c in shape_of and not problem.classes[c].guest.host:
             per_host[host][(shape_of[c], o)] += n
     for host, counts in per_host.items():
         model = problem.host_model[host]
@@ -259,12 +268,12 @@ def decompose(
     # 4a. integer master over the columns found
     chosen = _integer_master(columns, sizes, hosts_of, penalty, clock().now() + 0.1 * budget, seed, workers)
     if chosen is not None:
-        a = _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts)
+        a = _deal(problem, shapes, shape_of, chosen, free_hosts, base, on_fixed)
         candidates.append((score(problem, a), a))
     # 4b. diving: fix the columns the LP uses whole, re-price the rest, repeat
     dived = _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline)
     rounds += dived[1]
-    a = _deal(problem, shapes, shape_of, dived[0], free_hosts, incumbent, fixed_hosts)
+    a = _deal(problem, shapes, shape_of, dived[0], free_hosts, base, on_fixed)
     candidates.append((score(problem, a), a))
     best = max(candidates, key=lambda c: c[0])[1]
     return DecomposeResult(best, lp_value, lp_bound, len(columns), rounds, "converged" if converged else "stopped")
@@ -394,7 +403,37 @@ def _integer_master(columns, sizes, hosts_of, penalty, deadline, seed, workers):
     return second[1] if second is not None else chosen
 
 
-def _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts) -> Assignment:
+def _fill_fixed_hosts(problem: Problem, incumbent: Assignment, fixed_hosts: set[str]) -> FleetState:
+    """The hosts of fixed guests as the incumbent has them, then filled first-fit with more guests (largest first):
+    they are used in every plan, so what they can still carry is free."""
+    state = FleetState(problem)
+    for (c, host, o), n in sorted(incumbent.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
+        if host in fixed_hosts:
+            cls = problem.classes[c]
+            option = cls.options[problem.host_model[host]][o]
+            for _ in range(n):
+                if state.fits(cls, host, option):
+                    state.place(cls, host, o)
+    placed: Counter[int] = Counter()
+    for (c, _h, _o), n in state.assignment.items():
+        placed[c] += n
+    order = sorted(problem.classes, key=lambda c: (-c.guest.priority, -c.guest.vcpus, -c.guest.memory_kib, c.index))
+    hosts = [h.name for h in problem.scenario.hosts if h.name in fixed_hosts]
+    for cls in order:
+        if cls.guest.host:
+            continue
+        for host in hosts:
+            options = cls.options.get(problem.host_model[host], ())
+            while placed[cls.index] < cls.size:
+                index = next((i for i, o in enumerate(options) if state.fits(cls, host, o)), None)
+                if index is None:
+                    break
+                state.place(cls, host, index)
+                placed[cls.index] += 1
+    return state
+
+
+def _deal(problem, shapes, shape_of, chosen, free_hosts, base: FleetState, on_fixed) -> Assignment:
     # patterns onto concrete hosts of their model, in host order
     hosts_by_model: dict[str, list[str]] = defaultdict(list)
     for h in free_hosts:
@@ -405,13 +444,8 @@ def _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts)
             host = hosts_by_model[p.model].pop(0)
             for s, o, n in p.counts:
                 slots[s].extend([(host, o)] * n)
-    state = FleetState(problem)
-    # fixed guests exactly as the incumbent placed them
-    for (c, host, o), n in sorted(incumbent.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
-        if host in fixed_hosts:
-            for _ in range(n):
-                if state.fits(problem.classes[c], host, problem.classes[c].options[problem.host_model[host]][o]):
-                    state.place(problem.classes[c], host, o)
+    # the fixed hosts as filled beforehand (fixed guests and what went with them)
+    state = FleetState.from_assignment(problem, base.assignment)
     leftovers: list = []
     classes_of_shape: dict[int, list[GuestClass]] = defaultdict(list)
     for cls in problem.classes:
@@ -429,7 +463,8 @@ def _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts)
         depth = max((len(v) for v in per_host.values()), default=0)
         for i in range(depth):
             free.extend((h, per_host[h][i]) for h in order if i < len(per_host[h]))
-        members = [(cls, name) for cls in sorted(classes, key=lambda c: (not c.guest.anti_affinity, c.index)) for name in cls.members]
+        members = [(cls, name) for cls in sorted(classes, key=lambda c: (not c.guest.anti_affinity, c.index))
+                   for name in cls.members[on_fixed[cls.index]:]]
         taken = [False] * len(free)
         start = 0
         for cls, _name in members:

@@ -34,11 +34,23 @@ def _utilisation(problem: Problem, assignment: Assignment) -> dict[str, float]:
     return out
 
 
+def _unplaced(problem: Problem, assignment: Assignment) -> dict[int, int]:
+    """Class index -> guests of the class the assignment leaves out."""
+    placed: dict[int, int] = defaultdict(int)
+    for (c, _h, _o), n in assignment.items():
+        placed[c] += n
+    return {cls.index: cls.size - placed[cls.index] for cls in problem.classes if cls.size > placed[cls.index]}
+
+
 def _subproblem(problem: Problem, assignment: Assignment, hosts: list[str]):
+    """The neighbourhood's hosts with their guests, plus the guests the plan leaves out that may go there."""
     chosen = set(hosts)
     counts: dict[int, int] = defaultdict(int)
     for (c, h, _o), n in assignment.items():
         if h in chosen:
+            counts[c] += n
+    for c, n in _unplaced(problem, assignment).items():
+        if any(h in chosen for h in problem.classes[c].allowed_hosts):
             counts[c] += n
     classes, back = [], []
     for c, n in sorted(counts.items()):
@@ -68,9 +80,11 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
         if len(used) < 2:
             break
         worst = used[: max(2, neighbourhood // 3)]
-        others = [h for h in used if h not in worst]
+        # hosts of unplaced fixed guests join the neighbourhood, so those guests get a chance too
+        wanted = sorted({problem.classes[c].guest.host for c in _unplaced(problem, current)} - {None} - set(worst))
+        others = [h for h in used if h not in worst and h not in wanted]
         rng.shuffle(others)
-        hosts = worst + others[: neighbourhood - len(worst)]
+        hosts = worst + wanted[:neighbourhood] + others[: max(neighbourhood - len(worst) - len(wanted), 0)]
         sub, back, hint = _subproblem(problem, current, hosts)
         if not sub.classes:
             break

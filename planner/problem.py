@@ -426,6 +426,15 @@ class FleetState:
         self.host_tags: dict[str, set[str]] = defaultdict(set)
         self.assignment: Assignment = defaultdict(int)
 
+    @classmethod
+    def from_assignment(cls, problem: Problem, assignment: Assignment) -> "FleetState":
+        """The state of an assignment, placed in a fixed order (host, class, option)."""
+        state = cls(problem)
+        for (c, host, o), n in sorted(assignment.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
+            for _ in range(n):
+                state.place(problem.classes[c], host, o)
+        return state
+
     def option_shortfalls(self, cls: GuestClass, host: str, option: Option) -> list[tuple[int, Shortfall]]:
         """(node id, shortfall) pairs that stop one more guest of ``cls`` going to ``host`` by ``option``."""
         out: list[tuple[int, Shortfall]] = []

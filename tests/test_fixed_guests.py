@@ -1,0 +1,62 @@
+"""Fixed guests (``host:`` set, running guests) through every method: greedy, patterns, direct, auto, re-plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.check import check_plan
+from planner.replan import replan
+from planner.solver import solve
+from tests.builders import dedicated, host_model, scenario, shared
+
+
+def _fleet():
+    small = host_model("small", nodes=2, cpus_per_node=8, memory_gib=16)
+    big = host_model("big", nodes=2, cpus_per_node=16, memory_gib=32, reserved=(0,))
+    hosts = {f"s{i}": "small" for i in range(1, 4)} | {f"b{i}": "big" for i in range(1, 4)}
+    guests = [shared(f"web{i:02d}", 2, 2, load="0.3") for i in range(24)]
+    guests += [dedicated(f"db{i}", 4, 4) for i in range(4)]
+    # running guests on the last hosts listed: the planner must keep them there and count those hosts as used
+    guests += [
+        shared("run-a", 2, 4, load="0.5", host="b3"),
+        dedicated("run-b", 4, 8, host="s3"),
+        shared("run-c", 2, 2, load="0.2", host="s3", anti_affinity=("x",)),
+        shared("run-d", 1, 1, load="0.2", host="b2", anti_affinity=("x",)),
+    ]
+    return scenario([small, big], hosts, guests)
+
+
+@pytest.mark.parametrize("method", ["greedy", "patterns", "direct", "auto"])
+def test_fixed_guests_every_method(method):
+    sc = _fleet()
+    plan = solve(sc, time_limit_s=3, method=method, workers=2)
+    assert check_plan(plan) == []
+    assert not plan.unplaced_reasons
+    for name, host in (("run-a", "b3"), ("run-b", "s3"), ("run-c", "s3"), ("run-d", "b2")):
+        assert plan.placed[name].host == host
+    # the three fixed hosts are used in any plan; the rest fits on one more host at most
+    assert {"b2", "b3", "s3"} <= set(plan.hosts_used)
+    if method != "greedy":
+        assert len(plan.hosts_used) <= 4
+
+
+def test_fixed_guest_that_does_not_fit_its_host_is_unplaced_with_reason():
+    sc = _fleet()
+    sc = scenario(list(sc.host_models.values()), {h.name: h.model for h in sc.hosts},
+                  list(sc.guests) + [dedicated("too-big", 4, 40, host="s1")])
+    for method in ("greedy", "patterns", "direct"):
+        plan = solve(sc, time_limit_s=2, method=method, workers=2)
+        assert check_plan(plan) == []
+        assert "too-big" in plan.unplaced_reasons
+        assert "4K memory" in plan.unplaced_reasons["too-big"], plan.unplaced_reasons["too-big"]
+
+
+def test_replan_with_fixed_guests():
+    sc = _fleet()
+    first = solve(sc, time_limit_s=2, method="greedy")
+    grown = scenario(list(sc.host_models.values()), {h.name: h.model for h in sc.hosts},
+                     list(sc.guests) + [shared("run-e", 2, 2, load="0.3", host="s2")])
+    plan = replan(grown, first, time_limit_s=2)
+    assert check_plan(plan) == []
+    assert plan.placed["run-e"].host == "s2"
+    assert plan.placed["run-a"].host == "b3"
