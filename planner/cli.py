@@ -85,6 +85,12 @@ def solve(
         if status is not None:
             status.stop()
     write_plan(plan, out)
+    for failure in plan.stats.extra.get("failures", ()):
+        print(
+            f"vplan: warning: the {failure['phase']} phase failed ({failure['error']}); the best checked plan found "
+            f"before it is written; please report {out}/vplan-error.txt",
+            file=sys.stderr,
+        )
     if report is not None:
         from planner.report import write_report
 

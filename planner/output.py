@@ -18,6 +18,9 @@ from planner.plan import Plan
 from planner.units import format_cpulist
 
 
+ERROR_FILE = "vplan-error.txt"
+
+
 def _number(value: Fraction | int | float) -> int | float:
     if isinstance(value, Fraction):
         return int(value) if value.denominator == 1 else round(float(value), 6)
@@ -100,7 +103,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "best_bound": stats.best_bound,
             "wall_s": stats.wall_s,
             "greedy_placed": stats.greedy_placed,
-            **{k: v for k, v in stats.extra.items()},
+            **{k: v for k, v in stats.extra.items() if k != "error_report"},  # (that goes to vplan-error.txt)
         },
     }
 
@@ -115,5 +118,8 @@ def write_plan(plan: Plan, out_dir: "str | Path") -> Path:
         (tmp / "plan.json").write_text(
             json.dumps(plan_document(plan), indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
+        error_report = plan.stats.extra.get("error_report")
+        if error_report:  # a solve phase failed after a complete plan existed: its traceback, to report
+            (tmp / ERROR_FILE).write_text(str(error_report), encoding="utf-8")
 
     return write_directory_atomically(Path(out_dir), fill)

@@ -19,12 +19,13 @@ from planner.improve import improve
 from planner.plan import Plan, SolveStats
 from planner.problem import FleetState, compile_problem, score
 from planner.scenario import Scenario
-from planner.solver import default_workers, finish_plan
+from planner.solver import PhaseFailures, default_workers, finish_plan, strict_mode
 
 
 def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, seed: int = 0,
-           workers: int | None = None) -> Plan:
+           workers: int | None = None, strict: bool | None = None) -> Plan:
     start = time.monotonic()
+    failures = PhaseFailures(strict_mode(strict))
     problem = compile_problem(scenario)
     state = FleetState(problem)
     class_of = {name: cls for cls in problem.classes for name in cls.members}
@@ -56,16 +57,26 @@ def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, se
             if index is not None:
                 state.place(cls, host, index)
                 break
-    chosen = dict(state.assignment)
+    first_fit = chosen = dict(state.assignment)
     placed = sum(chosen.values())
     rounds = 0
     if placed < len(scenario.guests):
-        chosen, rounds = improve(problem, chosen, start + time_limit_s, seed=seed, workers=workers or default_workers())
+        result = failures.run("improve", improve, problem, chosen, start + time_limit_s, seed=seed,
+                              workers=workers or default_workers())
+        if result is not None:
+            chosen, rounds = result
     bounds = lower_bounds(problem, with_lp=False)
-    stats = SolveStats(solver="replan", solver_status="GREEDY", greedy_placed=placed,
-                       extra={"kept": kept, "new": new, "improve_rounds": rounds, "bound_hosts": bounds.hosts,
-                              "bound_binding": bounds.binding, "hosts_used": -score(problem, chosen)[1]})
-    plan = finish_plan(problem, chosen, stats, False, start, prefer)
+
+    def finish(assignment):
+        extra = {"kept": kept, "new": new, "improve_rounds": rounds, "bound_hosts": bounds.hosts,
+                 "bound_binding": bounds.binding, "hosts_used": -score(problem, assignment)[1]}
+        failures.record(extra)
+        stats = SolveStats(solver="replan", solver_status="GREEDY", greedy_placed=placed, extra=extra)
+        return finish_plan(problem, assignment, stats, False, start, prefer)
+
+    plan = failures.run("pinning the improved re-plan", finish, chosen) if chosen is not first_fit else None
+    if plan is None:
+        plan = finish(first_fit)
     moved = sum(
         1 for name, p in plan.placed.items()
         if name in previous.placed and (previous.placed[name].host, previous.placed[name].nodes) != (p.host, p.nodes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -32,6 +33,41 @@ from planner.scenario import Scenario
 
 class PlanBug(RuntimeError):
     """A plan broke a hard rule: a bug in the planner, never the user's fault. The plan is not written."""
+
+
+STRICT_ENV = "VPLAN_STRICT"  # "1": a failing phase raises instead of falling back (the test suite sets it)
+
+
+def strict_mode(strict: bool | None = None) -> bool:
+    return os.environ.get(STRICT_ENV) == "1" if strict is None else strict
+
+
+class PhaseFailures:
+    """Failures of solve phases after a complete plan exists: recorded (phase, error, traceback), never lost.
+
+    In strict mode (tests) the failure is raised instead. ``record`` goes into ``stats.extra``: ``failures``
+    (phase and error, in plan.json) and ``error_report`` (the tracebacks, written to OUT/vplan-error.txt)."""
+
+    def __init__(self, strict: bool):
+        self.strict = strict
+        self.items: list[tuple[str, str, str]] = []
+
+    def run(self, phase: str, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)``, or None if it raised (non-strict mode)."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self.items.append((phase, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            return None
+
+    def record(self, extra: dict) -> None:
+        if self.items:
+            extra["failures"] = [{"phase": phase, "error": error} for phase, error, _ in self.items]
+            extra["error_report"] = "\n".join(
+                f"vplan: phase '{phase}' failed; the best plan found before it was kept.\n{tb}" for phase, _e, tb in self.items
+            )
 
 
 @dataclass(frozen=True)
@@ -80,11 +116,7 @@ class _Callback(cp_model.CpSolverSolutionCallback):
 
 
 def _state_of(problem: Problem, assignment: Assignment) -> FleetState:
-    state = FleetState(problem)
-    for (c, host, o), n in sorted(assignment.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
-        for _ in range(n):
-            state.place(problem.classes[c], host, o)
-    return state
+    return FleetState.from_assignment(problem, assignment)
 
 
 def default_workers() -> int:
@@ -105,19 +137,24 @@ def solve(
     use_cpsat: bool = True,
     method: str = "auto",
     deterministic: bool = False,
+    strict: bool | None = None,
 ) -> Plan:
     """Plan the whole fleet. ``time_limit_s`` defaults to the scenario's ``policy.time_limit``.
 
     ``method``: ``auto`` (pattern decomposition for ``pack``, then the whole-fleet model where it is small enough),
     ``direct`` (whole-fleet model only), ``patterns`` (decomposition only), ``greedy`` (no CP-SAT).
     ``deterministic``: budgets in CP-SAT deterministic time (see ``planner.clock``), so the same scenario and seed
-    give the same plan; by default the time limit is wall-clock seconds (better plans within the limit)."""
+    give the same plan; by default the time limit is wall-clock seconds (better plans within the limit).
+    ``strict``: a phase that fails after the greedy plan exists (patterns, improvement, CP-SAT, pinning a
+    candidate) raises; by default (``VPLAN_STRICT`` unset) the best plan that pins and checks is returned and the
+    failure is recorded in ``stats.extra['failures']`` (and its traceback in ``stats.extra['error_report']``)."""
     with using(Clock(deterministic)):
-        return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method)
+        return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict_mode(strict))
 
 
-def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -> Plan:
+def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict) -> Plan:
     start = time.monotonic()
+    failures = PhaseFailures(strict)
     limit = scenario.policy.time_limit_s if time_limit_s is None else time_limit_s
     # keep time for pinning, explanations and the checker after the search (about 1 s per 10,000 guests)
     deadline = clock().now() + limit - min(0.1 * limit, 0.2 + 1e-4 * len(scenario.guests))
@@ -151,7 +188,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
         if progress:
             progress(Progress("patterns", time.monotonic() - start))
         share = 0.5 if run_direct else 0.9
-        result = decompose(problem, greedy_assignment, clock().now() + share * (deadline - clock().now()), seed=seed, workers=workers)
+        result = failures.run("patterns", decompose, problem, greedy_assignment,
+                              clock().now() + share * (deadline - clock().now()), seed=seed, workers=workers)
         if result is not None:
             candidates.append((score(problem, result.assignment), "patterns", result.assignment))
             extra.update(pattern_columns=result.columns, pattern_rounds=result.rounds, pattern_lp=result.lp_hosts,
@@ -170,51 +208,68 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
     if run_patterns and not run_direct and not at_bound(best[0]) and clock().now() + 1 < deadline:
         if progress:
             progress(Progress("improve", time.monotonic() - start))
-        improved, rounds = improve(problem, best[2], deadline, seed=seed, workers=workers,
-                                   stop_at=bounds.hosts if best[0][0] == all_guests else None)
-        extra.update(improve_rounds=rounds, improve_s=round(time.monotonic() - start, 3))
-        candidates.append((score(problem, improved), "improve", improved))
-        best = max(candidates, key=lambda c: c[0])
+        result = failures.run("improve", improve, problem, best[2], deadline, seed=seed, workers=workers,
+                              stop_at=bounds.hosts if best[0][0] == all_guests else None)
+        if result is not None:
+            improved, rounds = result
+            extra.update(improve_rounds=rounds, improve_s=round(time.monotonic() - start, 3))
+            candidates.append((score(problem, improved), "improve", improved))
+            best = max(candidates, key=lambda c: c[0])
     if run_direct and problem.classes and scenario.hosts and not (at_bound(best[0]) and method == "auto" and best[0][2] == 0):
-        build = build_model(problem)
-        if scenario.policy.objective == "pack" and bounds.hosts and best[0][0] == all_guests:
-            # valid only when every guest can be placed (the greedy or pattern plan shows it can)
-            build.model.add(sum(build.used.values()) >= bounds.hosts).with_name("lower_bound[hosts]")
-        add_hint(build, best[2])
-        solver = cp_model.CpSolver()
-        params = solver.parameters
-        clock().limit(params, max(deadline - clock().now(), 0.5), workers)
-        params.random_seed = seed
-        stop_when = (all_guests, bounds.hosts) if scenario.policy.objective == "pack" and not clock().deterministic else None
-        callback = _Callback(build.weights, start, progress, stop_when=stop_when)
-        if progress:
-            progress(Progress("cp-sat", time.monotonic() - start))
-        status = solver.solve(build.model, callback)
-        clock().charge(solver)
-        solver_status = solver.status_name(status)
-        extra.update(cpsat_s=round(solver.wall_time, 3), weights=build.weights)
-        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            objective, bound = solver.objective_value, solver.best_objective_bound
-            assignment = read_assignment(build, solver)
-            candidates.append((score(problem, assignment), "cp-sat", assignment))
+        def run_cpsat():
+            objective = bound = None
+            build = build_model(problem)
+            if scenario.policy.objective == "pack" and bounds.hosts and best[0][0] == all_guests:
+                # valid only when every guest can be placed (the greedy or pattern plan shows it can)
+                build.model.add(sum(build.used.values()) >= bounds.hosts).with_name("lower_bound[hosts]")
+            add_hint(build, best[2])
+            solver = cp_model.CpSolver()
+            params = solver.parameters
+            clock().limit(params, max(deadline - clock().now(), 0.5), workers)
+            params.random_seed = seed
+            stop_when = (all_guests, bounds.hosts) if scenario.policy.objective == "pack" and not clock().deterministic else None
+            callback = _Callback(build.weights, start, progress, stop_when=stop_when)
+            if progress:
+                progress(Progress("cp-sat", time.monotonic() - start))
+            status = solver.solve(build.model, callback)
+            clock().charge(solver)
+            solver_status = solver.status_name(status)
+            extra.update(cpsat_s=round(solver.wall_time, 3), weights=build.weights)
+            if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                objective, bound = solver.objective_value, solver.best_objective_bound
+                assignment = read_assignment(build, solver)
+                candidates.append((score(problem, assignment), "cp-sat", assignment))
+            return solver_status, objective, bound
+
+        outcome = failures.run("cp-sat", run_cpsat)
+        if outcome is not None:
+            solver_status, objective, bound = outcome
     # on a tie the CP-SAT answer wins: its status (OPTIMAL) then holds for the plan
-    best_score, source, chosen = max(candidates, key=lambda c: (c[0], c[1] == "cp-sat"))
+    ranked = sorted(candidates, key=lambda c: (c[0], c[1] == "cp-sat"), reverse=True)
     extra["candidates"] = {name: list(sc) for sc, name, _ in candidates}
-    proven = (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0)
-    hosts_used = len({h for (_c, h, _o), n in chosen.items() if n})
-    extra.update(hosts_used=hosts_used)
-    if bounds.hosts and best_score[0] == all_guests:
-        extra["gap_pct"] = round(100.0 * (hosts_used - bounds.hosts) / bounds.hosts, 2)
-    stats = SolveStats(
-        solver=source,
-        solver_status=solver_status,
-        objective=objective,
-        best_bound=bound,
-        wall_s=0.0,
-        greedy_placed=sum(greedy_assignment.values()),
-        extra=extra,
-    )
-    return finish_plan(problem, chosen, stats, proven, start)
+    for position, (best_score, source, chosen) in enumerate(ranked):
+        proven = (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0)
+        hosts_used = len({h for (_c, h, _o), n in chosen.items() if n})
+        extra.update(hosts_used=hosts_used)
+        extra.pop("gap_pct", None)
+        if bounds.hosts and best_score[0] == all_guests:
+            extra["gap_pct"] = round(100.0 * (hosts_used - bounds.hosts) / bounds.hosts, 2)
+        failures.record(extra)
+        stats = SolveStats(
+            solver=source,
+            solver_status=solver_status,
+            objective=objective,
+            best_bound=bound,
+            wall_s=0.0,
+            greedy_placed=sum(greedy_assignment.values()),
+            extra=extra,
+        )
+        if position == len(ranked) - 1:
+            return finish_plan(problem, chosen, stats, proven, start)  # the last candidate: its failure is raised
+        plan = failures.run(f"pinning the {source} plan", finish_plan, problem, chosen, stats, proven, start)
+        if plan is not None:
+            return plan
+    raise AssertionError("unreachable: the greedy candidate is always there")
 
 
 def finish_plan(problem: Problem, chosen: Assignment, stats: SolveStats, proven: bool, start: float,

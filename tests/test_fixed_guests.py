@@ -60,3 +60,69 @@ def test_replan_with_fixed_guests():
     assert check_plan(plan) == []
     assert plan.placed["run-e"].host == "s2"
     assert plan.placed["run-a"].host == "b3"
+
+
+# ------------------------------------------------------------------------------------------ never lose a search
+def _boom(*_args, **_kwargs):
+    raise ValueError("boom in a later phase")
+
+
+def test_failing_phase_keeps_the_best_checked_plan(monkeypatch, tmp_path):
+    import json
+
+    import planner.solver as solver_mod
+
+    monkeypatch.setattr(solver_mod, "decompose", _boom)
+    sc = _fleet()
+    with pytest.raises(ValueError, match="boom"):
+        solve(sc, time_limit_s=2, method="patterns", strict=True)
+    plan = solve(sc, time_limit_s=2, method="patterns", strict=False)
+    assert check_plan(plan) == []
+    assert not plan.unplaced_reasons
+    assert plan.stats.extra["failures"] == [{"phase": "patterns", "error": "ValueError: boom in a later phase"}]
+    plan.write(tmp_path / "out")
+    report = (tmp_path / "out" / "vplan-error.txt").read_text()
+    assert "phase 'patterns' failed" in report and "Traceback" in report and "boom in a later phase" in report
+    document = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert document["solver"]["failures"][0]["phase"] == "patterns"
+    assert "error_report" not in document["solver"]
+
+
+def test_failing_pinning_falls_back_to_the_next_candidate(monkeypatch):
+    import planner.solver as solver_mod
+
+    real = solver_mod.finish_plan
+    calls = []
+
+    def finish_once_failing(problem, chosen, stats, *args, **kwargs):
+        calls.append(stats.solver)
+        if len(calls) == 1:
+            raise RuntimeError("pinning failed")
+        return real(problem, chosen, stats, *args, **kwargs)
+
+    monkeypatch.setattr(solver_mod, "finish_plan", finish_once_failing)
+    plan = solve(_fleet(), time_limit_s=2, method="direct", strict=False)
+    assert calls == ["cp-sat", "greedy"]
+    assert plan.stats.solver == "greedy" and check_plan(plan) == []
+    assert plan.stats.extra["failures"][0]["phase"] == "pinning the cp-sat plan"
+
+
+def test_cli_warns_once_and_writes_the_error_file(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import planner.solver as solver_mod
+    from planner.cli import app
+
+    monkeypatch.setattr(solver_mod, "decompose", _boom)
+    monkeypatch.setenv("VPLAN_STRICT", "0")
+    scenario_file = tmp_path / "s.yaml"
+    scenario_file.write_text(
+        "version: 1\nname: s\nhost_models:\n  m:\n    nodes: [{id: 0, cpus: '0-7', memory: 16GiB}]\n"
+        "    threads_per_core: 2\nhosts: [{name: 'h[1-4]', model: m}]\n"
+        "guests:\n  - {name: 'g[1-9]', vcpus: 2, memory: 4GiB, load: 0.5}\n  - {name: r, vcpus: 1, memory: 1GiB, host: h4}\n"
+    )
+    result = CliRunner().invoke(app, ["solve", str(scenario_file), "-o", str(tmp_path / "out"), "--time-limit", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    err = getattr(result, "stderr", "") or result.output
+    assert err.count("warning: the patterns phase failed (ValueError: boom in a later phase)") == 1
+    assert (tmp_path / "out" / "vplan-error.txt").is_file()
