@@ -16,7 +16,8 @@ Rules (``Violation.rule``), after the "Hard rules every plan obeys" of scenario 
 * ``emulator``   emulator pins by the guest's ``emulator`` policy, never on a dedicated pCPU;
 * ``overcommit`` vCPUs per physical core, host-wide and per node shared pool;
 * ``load``       Σ vCPUs × load per node shared pool against the load target;
-* ``memory``     4K memory per node; ``hugepages`` pool pages per node and page size.
+* ``memory``     4K memory per node (dedicated guests 1:1, shared guests' memory ÷ memory_overcommit, against the
+  free 4K memory) and per cell (never above the node's free 4K memory); ``hugepages`` pool pages per node and size.
 
 Everything is exact (integers and ``Fraction``), and the plan is indexed by host once so a fleet of thousands of
 hosts checks in seconds.
@@ -75,7 +76,7 @@ class NodeUsage:
     shared_load: Fraction  # Σ vCPUs × load of those cells
     dedicated_vcpus: int  # Σ vCPUs of dedicated cells on the node
     memory_4k_used_kib: int  # Σ memory of non-hugepage cells
-    memory_4k_free_kib: int  # ⌊free 4K × memory_overcommit⌋ − used (negative when over)
+    memory_4k_free_kib: int  # ⌊(free 4K − dedicated guests' 4K) × memory_overcommit⌋ − shared guests' 4K (negative when over)
     hugepages_used: Mapping[int, int] = field(default_factory=dict)  # page KiB -> pages used (> 0 only)
     hugepages_free: Mapping[int, int] = field(default_factory=dict)  # page KiB -> pool pages − used
 
@@ -355,6 +356,7 @@ class _Checker:
         shared_load_by: dict[int, dict[Fraction, int]] = defaultdict(lambda: defaultdict(int))
         dedicated_vcpus: dict[int, int] = defaultdict(int)
         mem_4k: dict[int, int] = defaultdict(int)
+        mem_4k_dedicated: dict[int, int] = defaultdict(int)
         pages_used: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         mem_users: dict[int, list[str]] = defaultdict(list)
         host_vcpus = 0
@@ -383,6 +385,15 @@ class _Checker:
                     pages_used[node][page] += -(-cell.memory_kib // page)
                 else:
                     mem_4k[node] += cell.memory_kib
+                    if guest.dedicated:
+                        mem_4k_dedicated[node] += cell.memory_kib
+                    if cell.memory_kib > info.free_4k[node]:
+                        self.add(
+                            "memory", name, host, node,
+                            f"{name} cell {cell.cell_id} on {host} node {node} has {format_memory(cell.memory_kib)} of 4K "
+                            f"memory, above the node's free {format_memory(info.free_4k[node])} (memory_overcommit never "
+                            "applies inside one guest)",
+                        )
                 mem_users[node].append(name)
 
             pins_all = p.vcpu_pins
@@ -678,15 +689,23 @@ class _Checker:
                     f"(Σ vCPUs × load), above {_num(target)} x {len(pool)} = {_num(target * len(pool))}",
                 )
             used = mem_4k.get(node, 0)
-            capacity = math.floor(info.free_4k[node] * policy.memory_overcommit)
-            if used > capacity:
-                add(
-                    "memory", None, host, node,
-                    f"{host} node {node}: guest cells take {used} KiB ({format_memory(used)}) of 4K memory, above the "
-                    f"free {capacity} KiB ({format_memory(capacity)}"
-                    + (f" = {format_memory(info.free_4k[node])} x {_num(policy.memory_overcommit)}" if policy.memory_overcommit != 1 else "")
-                    + ")",
-                )
+            ded_mem = mem_4k_dedicated.get(node, 0)
+            ratio = policy.memory_overcommit
+            free_4k = info.free_4k[node]
+            # dedicated guests' memory counts 1:1, shared guests' is overcommitted: D + S / ratio <= free
+            if Fraction(ded_mem) + Fraction(used - ded_mem) / ratio > free_4k:
+                if ratio == 1:
+                    text = (f"{host} node {node}: guest cells take {used} KiB ({format_memory(used)}) of 4K memory, above the "
+                            f"free {free_4k} KiB ({format_memory(free_4k)})")
+                else:
+                    text = (
+                        f"{host} node {node}: guest cells take {format_memory(ded_mem)} of 4K memory for dedicated guests "
+                        f"(1:1) and {format_memory(used - ded_mem)} for shared guests (÷ {_num(ratio)} = "
+                        f"{format_memory(math.ceil((used - ded_mem) / ratio))}), above the free {free_4k} KiB "
+                        f"({format_memory(free_4k)})"
+                    )
+                add("memory", None, host, node, text)
+            capacity = math.floor((free_4k - ded_mem) * ratio) + ded_mem
             pool_pages = info.pages[node]
             used_pages = {size: n for size, n in pages_used.get(node, {}).items() if n > 0}
             free_pages = {size: count for size, count in pool_pages.items()}

@@ -45,6 +45,7 @@ class NodeTerms:
     shared_vcpus: list = field(default_factory=list)
     shared_load: list = field(default_factory=list)
     memory_4k_kib: list = field(default_factory=list)
+    memory_4k_dedicated_kib: list = field(default_factory=list)
     pages: dict = field(default_factory=lambda: defaultdict(list))
     needs_pool: list = field(default_factory=list)
 
@@ -96,7 +97,8 @@ def define_assignment(b: ModelBuild) -> Term:
                 own.append(var)
                 for node_id, cell in zip(option.nodes, option.cells):
                     t = b.nodes[(host, node_id)]
-                    for name in ("iso", "pairs", "singles", "shared_vcpus", "shared_load", "memory_4k_kib"):
+                    for name in ("iso", "pairs", "singles", "shared_vcpus", "shared_load", "memory_4k_kib",
+                                 "memory_4k_dedicated_kib"):
                         coef = getattr(cell, name)
                         if coef:
                             getattr(t, name).append((var, coef))
@@ -188,12 +190,25 @@ def define_emulator_pool(b: ModelBuild) -> None:
 
 
 def define_node_memory(b: ModelBuild) -> None:
-    """4K memory per node: Σ non-hugepage cell memory ≤ ⌊(memory − reserved − pools) × memory_overcommit⌋."""
+    """4K memory per node, free = memory − reserved − pools, memory_overcommit = a/b:
+
+    dedicated guests count 1:1, shared guests' memory is overcommitted:  D + S/(a/b) ≤ free, i.e.
+    b·(D + S) + (a − b)·D ≤ a·free  with D, S the dedicated and shared guests' non-hugepage cell memory;
+    and no cell takes more than free (overcommit is shared among guests, never inside one): x = 0 for such options
+    (they are not enumerated either, ``planner.problem.guest_options``)."""
     p = b.problem
+    ratio = p.policy.memory_overcommit
+    a, d = ratio.numerator, ratio.denominator
     for (host, node_id), t in b.nodes.items():
         if t.memory_4k_kib:
             cap = p.cap_of(host).node(node_id)
-            b.model.add(_sum(t.memory_4k_kib) <= cap.memory_4k_kib).with_name(f"memory[{host}/{node_id}]")
+            total = d * _sum(t.memory_4k_kib)
+            if t.memory_4k_dedicated_kib and a != d:
+                total = total + (a - d) * _sum(t.memory_4k_dedicated_kib)
+            b.model.add(total <= a * cap.free_4k_kib).with_name(f"memory[{host}/{node_id}]")
+            for var, kib in t.memory_4k_kib:
+                if kib > cap.free_4k_kib:
+                    b.model.add(var == 0).with_name(f"cell_memory[{var.name}/{node_id}]")
 
 
 def define_hugepage_pools(b: ModelBuild) -> None:

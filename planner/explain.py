@@ -8,6 +8,7 @@ left free, and the message names the closest host and node, plus what blocks the
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 from planner.problem import (
@@ -21,7 +22,7 @@ from planner.problem import (
     node_shortfalls,
     split_cells,
 )
-from planner.units import format_memory
+from planner.units import format_memory, format_page
 
 
 def _amount(value: float, unit: str) -> str:
@@ -34,9 +35,10 @@ def _amount(value: float, unit: str) -> str:
 def _need_text(cls: GuestClass, cell: CellDemand, cells: int) -> str:
     g = cls.guest
     where = "in one cell" if cells == 1 else f"per cell ({cells} cells)"
+    memory = f"{format_memory(cell.memory_kib)} of {'4K memory' if not cell.page_kib else format_page(cell.page_kib) + ' pages'}"
     if g.dedicated:
-        return f"needs {len(cell.vcpus)} dedicated vCPUs (threads={g.threads}) {where}"
-    return f"needs {len(cell.vcpus)} shared vCPUs at load {float(g.load):g} {where}"
+        return f"needs {len(cell.vcpus)} dedicated vCPUs (threads={g.threads}) {where}, {memory}"
+    return f"needs {len(cell.vcpus)} shared vCPUs at load {float(g.load):g} {where}, {memory}"
 
 
 def _shortfall_text(s: Shortfall, host: str, node: int) -> str:
@@ -50,50 +52,83 @@ def _severity(shortfalls: list[tuple[int, Shortfall]]) -> tuple[int, float]:
     return (len(shortfalls), sum(s.missing / max(s.needed, 1e-9) for _, s in shortfalls))
 
 
-def explain_never_fits(problem: Problem, cls: GuestClass) -> str:
-    """The guest fits no empty host: name the best node of the best model and what it lacks."""
+MAX_NODE_SETS = 5000  # node sets tried per model and cell count when explaining a guest that fits nowhere
+
+
+def _best_node_set(problem: Problem, cap, demands) -> tuple[tuple, tuple[int, ...], list[tuple[int, int, Shortfall]]]:
+    """The set of empty nodes (one per cell, in cell order) with the fewest, smallest shortfalls:
+    (severity, node ids, [(cell, node id, shortfall)])."""
+    nodes = [n for n in cap.nodes if n.holds_cells]
+    best = None
+    for combo in itertools.islice(itertools.permutations(nodes, len(demands)), MAX_NODE_SETS):
+        found = [
+            (i, node.node_id, sf)
+            for i, (node, cell) in enumerate(zip(combo, demands))
+            for sf in node_shortfalls(node, NodeTotals(), cell, problem.policy)
+        ]
+        severity = _severity([(n, sf) for _i, n, sf in found])
+        if best is None or severity < best[0]:
+            best = (severity, tuple(n.node_id for n in combo), found)
+            if not found:
+                break
+    assert best is not None
+    return best
+
+
+def _never_fits_on(problem: Problem, cls: GuestClass, model_name: str) -> tuple[tuple, str]:
+    """(severity, text): why the guest fits no empty host of this model."""
     g = cls.guest
-    if not cls.options:
-        return "no host model is available to it"
-    best: tuple | None = None
-    for model_name in cls.options:
-        cap = problem.caps[model_name]
-        if g.vcpus > cap.vcpu_cap:
-            text = (
-                f"{g.vcpus} vCPUs exceed the {problem.policy.cpu_overcommit_max}x cap of host model {model_name} "
-                f"({cap.host_cores} cores → {cap.vcpu_cap} vCPUs)"
-            )
-            candidate = ((0, 1e9), text)
+    cap = problem.caps[model_name]
+    if g.vcpus > cap.vcpu_cap:
+        return (0, 1e9), (
+            f"{g.vcpus} vCPUs exceed the {problem.policy.cpu_overcommit_max}x cap of host model {model_name} "
+            f"({cap.host_cores} cores → {cap.vcpu_cap} vCPUs)"
+        )
+    usable = [n for n in cap.nodes if n.holds_cells]
+    counts = [g.numa] if g.numa else range(1, len(usable) + 1)
+    best: tuple[tuple, str] | None = None
+    for cells in counts:
+        split = split_cells(g, cells)
+        if split is None:
+            candidate = ((0, 1e9), f"cannot be split into {cells} cells ({g.vcpus} vCPUs, {format_memory(g.memory_kib)})")
+        elif len(usable) < cells:
+            candidate = ((0, 1e9), f"needs {cells} NUMA nodes, model {model_name} has {len(usable)} that hold cells")
         else:
-            cells = g.numa or 1
-            split = split_cells(g, cells)
-            if split is None:
-                text = f"cannot be split into {cells} cells"
-                candidate = ((0, 1e9), text)
+            demands = cell_demands(g, split, cap)
+            severity, node_ids, found = _best_node_set(problem, cap, demands)
+            need = _need_text(cls, demands[0], cells)
+            if not found:  # every cell fits its node alone: the options were cut elsewhere (should not happen)
+                detail = f"nodes {', '.join(map(str, node_ids))} of {model_name} take each cell alone"
+            elif cells == 1:
+                detail = "; ".join(
+                    f"{s.resource}: needs {_amount(s.needed, s.unit)}, the most a node of {model_name} offers is "
+                    f"{_amount(max(s.free, 0), s.unit)} (node {n}), short by {_amount(s.missing, s.unit)}"
+                    for _i, n, s in found
+                )
             else:
-                demands = cell_demands(g, split, cap)
-                nodes = [n for n in cap.nodes if n.holds_cells]
-                if len(nodes) < cells:
-                    candidate = ((0, 1e9), f"needs {cells} NUMA nodes, model {model_name} has {len(nodes)} usable")
-                else:
-                    # the largest cell against each node, best node first
-                    scored = []
-                    for node in nodes:
-                        sf = node_shortfalls(node, NodeTotals(), demands[0], problem.policy)
-                        scored.append((_severity([(node.node_id, s) for s in sf]), node.node_id, sf))
-                    scored.sort(key=lambda t: t[0])
-                    severity, node_id, sf = scored[0]
-                    detail = "; ".join(
-                        f"{s.resource}: the most a node of {model_name} offers is {_amount(max(s.free, 0), s.unit)} "
-                        f"(node {node_id}), short by {_amount(s.missing, s.unit)}"
-                        for s in sf
-                    )
-                    text = f"{_need_text(cls, demands[0], cells)}; {detail}"
-                    candidate = (severity, text)
+                detail = f"best nodes of {model_name}: {', '.join(map(str, node_ids))}: " + "; ".join(
+                    f"cell {i} ({len(demands[i].vcpus)} vCPUs, {format_memory(demands[i].memory_kib)}) on node {n}: "
+                    f"{s.resource}: needs {_amount(s.needed, s.unit)}, node {n} has {_amount(max(s.free, 0), s.unit)} "
+                    f"when empty, short by {_amount(s.missing, s.unit)}"
+                    for i, n, s in found
+                )
+            candidate = (severity, f"{need}; {detail}")
         if best is None or candidate[0] < best[0]:
             best = candidate
     assert best is not None
+    return best
+
+
+def explain_never_fits(problem: Problem, cls: GuestClass) -> str:
+    """The guest fits no empty host: for the closest model, the best set of nodes and what each cell lacks there."""
+    g = cls.guest
+    if not cls.options:
+        return "no host model is available to it"
+    best = min((_never_fits_on(problem, cls, model_name) for model_name in sorted(cls.options)), key=lambda t: t[0])
     suffix = "" if g.numa else " (numa: auto found no cell count that fits; allow more cells with numa: N)"
+    if g.host:
+        model = problem.host_model.get(g.host, "?")
+        return f"fixed to host {g.host} (model {model}), which it does not fit even when empty: {best[1]}{suffix}"
     return f"fits no host even when empty: {best[1]}{suffix}"
 
 

@@ -43,9 +43,10 @@ class NodeCap:
     threads_per_core: int  # T: the largest sibling group touching the node
     pair_slots: int  # Σ over cores of ⌊free threads / 2⌋
     pairs_per_full_core: int  # ⌊T / 2⌋
-    memory_4k_kib: int  # ⌊free 4K memory × memory_overcommit⌋
+    memory_4k_kib: int  # ⌊free 4K memory × memory_overcommit⌋: what shared guests' cells may take in all
     pages: Mapping[int, int]  # page size KiB -> pool pages
     holds_cells: bool
+    free_4k_kib: int = 0  # free 4K memory (memory − reserved − pools): the most one cell takes, and dedicated 1:1
 
     def pool_cpus(self, iso: int, pairs: int, singles: int) -> int:
         return self.usable_cpus - self.threads_per_core * iso - 2 * pairs - singles
@@ -89,6 +90,7 @@ def model_capacity(model: HostModel, policy: Policy) -> ModelCap:
                 memory_4k_kib=max(mem_cap, 0),
                 pages=dict(node.hugepages),
                 holds_cells=usable > 0 and node.memory_kib > 0,
+                free_4k_kib=max(free_4k, 0),
             )
         )
     host_cores = len(model.cores)
@@ -118,6 +120,7 @@ class CellDemand:
     page_kib: int | None = None
     pages: int = 0
     needs_pool: bool = False  # the guest's emulator floats on this node's shared pool
+    memory_4k_dedicated_kib: int = 0  # the part of memory_4k_kib that counts 1:1 (cpu: dedicated guests)
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,8 @@ def cell_demands(guest: Guest, split: list[tuple[tuple[int, ...], int]], cap: Mo
             demand["pages"] = memory // guest.hugepage_kib
         else:
             demand["memory_4k_kib"] = memory
+            if guest.dedicated:
+                demand["memory_4k_dedicated_kib"] = memory
         out.append(CellDemand(**demand))
     return tuple(out)
 
@@ -201,6 +206,7 @@ class NodeTotals:
     memory_4k_kib: int = 0
     pages: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     needs_pool: bool = False
+    memory_4k_dedicated_kib: int = 0
 
     def add(self, cell: CellDemand, sign: int = 1) -> None:
         self.iso += sign * cell.iso
@@ -209,6 +215,7 @@ class NodeTotals:
         self.shared_vcpus += sign * cell.shared_vcpus
         self.shared_load += sign * cell.shared_load
         self.memory_4k_kib += sign * cell.memory_4k_kib
+        self.memory_4k_dedicated_kib += sign * cell.memory_4k_dedicated_kib
         if cell.page_kib:
             self.pages[cell.page_kib] += sign * cell.pages
         if sign > 0 and cell.needs_pool:
@@ -266,16 +273,39 @@ def node_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: 
         )
     if (totals.needs_pool or cell.needs_pool) and pool < 1:
         out.append(Shortfall("a shared-pool CPU for emulator threads", 1, pool, "CPUs"))
-    if cell.memory_4k_kib and totals.memory_4k_kib + cell.memory_4k_kib > cap.memory_4k_kib:
-        out.append(
-            Shortfall("4K memory", cell.memory_4k_kib, cap.memory_4k_kib - totals.memory_4k_kib, "KiB")
-        )
+    if cell.memory_4k_kib:
+        out.extend(memory_shortfalls(cap, totals, cell, policy.memory_overcommit))
     if cell.page_kib:
         pool_pages = cap.pages.get(cell.page_kib, 0)
         if totals.pages.get(cell.page_kib, 0) + cell.pages > pool_pages:
             free = pool_pages - totals.pages.get(cell.page_kib, 0)
             out.append(Shortfall(f"{cell.page_kib}KiB hugepages", cell.pages, free, "pages"))
     return out
+
+
+def memory_4k_room_kib(cap: NodeCap, totals: NodeTotals, dedicated: bool, overcommit: Fraction) -> int:
+    """4K memory a cell of a dedicated (1:1) or shared (overcommitted) guest may still take on the node.
+
+    Rule: dedicated 4K memory + shared 4K memory ÷ memory_overcommit ≤ free 4K memory, and no cell above the free
+    4K memory (overcommit is shared among guests, never inside one)."""
+    shared = totals.memory_4k_kib - totals.memory_4k_dedicated_kib
+    left = Fraction(cap.free_4k_kib - totals.memory_4k_dedicated_kib) - Fraction(shared) / overcommit
+    room = left if dedicated else left * overcommit
+    return min(math.floor(room), cap.free_4k_kib)
+
+
+def memory_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, overcommit: Fraction) -> list[Shortfall]:
+    """The two 4K memory rules for one more cell on the node (empty: it fits)."""
+    if cell.memory_4k_kib > cap.free_4k_kib:
+        note = "" if overcommit == 1 else "; memory_overcommit never applies inside one guest"
+        return [Shortfall(f"4K memory for one cell (at most the node's free 4K memory{note})",
+                          cell.memory_4k_kib, cap.free_4k_kib, "KiB")]
+    dedicated = bool(cell.memory_4k_dedicated_kib)
+    room = memory_4k_room_kib(cap, totals, dedicated, overcommit)
+    if cell.memory_4k_kib > room:
+        name = "4K memory" if overcommit == 1 or not dedicated else "4K memory (cpu: dedicated counts 1:1, no overcommit)"
+        return [Shortfall(name, cell.memory_4k_kib, room, "KiB")]
+    return []
 
 
 def option_capacity(cap: ModelCap, option: "Option", policy: Policy) -> int:
@@ -290,7 +320,8 @@ def option_capacity(cap: ModelCap, option: "Option", policy: Policy) -> int:
         if cell.shared_load:
             limits.append(math.floor(policy.cpu_load_target * node.usable_cpus * LOAD_SCALE) // cell.shared_load)
         if cell.memory_4k_kib:
-            limits.append(node.memory_4k_kib // cell.memory_4k_kib)
+            room = node.free_4k_kib if cell.memory_4k_dedicated_kib else node.memory_4k_kib
+            limits.append(room // cell.memory_4k_kib)
         if cell.page_kib:
             limits.append(node.pages.get(cell.page_kib, 0) // max(cell.pages, 1))
         if limits:

@@ -296,7 +296,7 @@ MUTATIONS = {
         lambda p: replace_placement(p, "web04", cells=(CellPlacement(0, 0, (0, 1), 4 * GiB),), vcpu_pins=(POOL0, POOL0)),
         ("memory", None, "kvm1", 0),
     ),
-    "memory over node with overcommit below 1": (lambda p: replace_policy(p, memory_overcommit=Fraction(9, 10)), ("memory", None, "kvm1", 0)),
+    "memory over node with overcommit below 1": (lambda p: replace_policy(p, memory_overcommit=Fraction(8, 10)), ("memory", None, "kvm1", 0)),
     "hugepages over pool": (
         lambda p: dataclasses.replace(p, scenario=scenario_of(list(p.scenario.guests), model=guide_4n(pages_1g=5))),
         ("hugepages", None, "kvm2", 1),
