@@ -26,6 +26,20 @@ class Bounds:
     hosts: int  # the best lower bound on hosts used
     binding: str  # which bound gives it
     all_bounds: dict[str, float] = field(default_factory=dict)
+    text: str = ""  # what binds, in words (``describe``)
+
+    def clamped(self, limit: int) -> "Bounds":
+        """The bounds capped at ``limit``: the fleet size, or the hosts of a plan found (a bound is never above
+        either: a plan that exists uses that many hosts; a bound above it would only say "not every guest fits")."""
+        capped = {k: (min(v, limit) if k != "lp_value" else v) for k, v in self.all_bounds.items()}
+        if self.hosts <= limit:
+            return Bounds(self.hosts, self.binding, capped, self.text)
+        head = self.text.split(" (placing every guest would take")[0]
+        raw = max(self.all_bounds.get(self.binding, self.hosts), self.hosts)
+        text = head.replace(_at_least(self.hosts), _at_least(limit))
+        if text:
+            text += f" (placing every guest would take at least {int(raw)}: more than the fleet or a plan found)"
+        return Bounds(limit, self.binding, capped, text)
 
 
 def _hosts_for(demand: float, capacities: list[float]) -> int:
@@ -176,6 +190,56 @@ def lp_bound(problem: Problem) -> float | None:
     return solver.Objective().Value()
 
 
+def _page_name(key: str) -> str:
+    kib = int(key[len("hugepages_"):-len("KiB")])
+    return f"{kib // 1024**2}G" if kib % 1024**2 == 0 else f"{kib // 1024}M" if kib % 1024 == 0 else f"{kib}K"
+
+
+def _at_least(hosts: int) -> str:
+    return f"at least {hosts} host{'s' if hosts != 1 else ''}"
+
+
+RESOURCE_WORDS = {"cpus": "CPUs (dedicated and shared-pool)", "vcpu_cap": "the host vCPU cap", "memory_4k": "4K memory"}
+
+
+def _largest_models(problem: Problem, key: str, count: int) -> str:
+    """The host models of the ``count`` hosts a resource bound counts (largest capacity first)."""
+    def capacity(cap: ModelCap) -> float:
+        if key == "cpus":
+            return cap.usable_cpus
+        if key == "vcpu_cap":
+            return cap.vcpu_cap
+        if key == "memory_4k":
+            return sum(n.memory_4k_kib for n in cap.nodes)
+        size = int(key[len("hugepages_"):-len("KiB")])
+        return sum(n.pages.get(size, 0) for n in cap.nodes)
+
+    hosts = sorted(problem.scenario.hosts, key=lambda h: -capacity(problem.cap_of(h.name)))[:count]
+    models = list(dict.fromkeys(h.model for h in hosts))
+    return " and ".join(models)
+
+
+def describe(problem: Problem, kind: str, hosts: int) -> str:
+    """What a bound says, in words: '4K memory of amd-nps4 hosts binds: at least 28 hosts'."""
+    at_least = _at_least(hosts)
+    if kind in RESOURCE_WORDS or kind.startswith("hugepages_"):
+        what = RESOURCE_WORDS.get(kind) or f"{_page_name(kind)} hugepages"
+        return f"{what} of {_largest_models(problem, kind, hosts)} hosts binds: {at_least}"
+    if kind == "big_cells":
+        return f"cells larger than half of every node (one node each) bind: {at_least}"
+    if kind == "anti_affinity":
+        tags: Counter[str] = Counter(t for g in problem.scenario.guests for t in set(g.anti_affinity))
+        tag, n = tags.most_common(1)[0]
+        return f"anti-affinity tag '{tag}' ({n} guests, one per host) binds: {at_least}"
+    if kind == "fixed_hosts":
+        return f"the hosts of fixed (running) guests bind: {at_least}"
+    if kind == "lp":
+        return f"the LP relaxation of the node-shaped packing binds: {at_least}"
+    if kind == "pattern_lp":
+        return f"the pattern LP (column generation, converged) binds: {at_least}"
+    return f"{kind} binds: {at_least}"
+
+
 def lower_bounds(problem: Problem, with_lp: bool = True) -> Bounds:
     found: dict[str, float] = {}
     found.update(resource_bounds(problem))
@@ -190,4 +254,5 @@ def lower_bounds(problem: Problem, with_lp: bool = True) -> Bounds:
     if not ranked:
         return Bounds(0, "none", found)
     binding = max(ranked, key=lambda k: (ranked[k], k == "lp"))
-    return Bounds(int(ranked[binding]), binding, found)
+    hosts = int(ranked[binding])
+    return Bounds(hosts, binding, found, describe(problem, binding, hosts)).clamped(len(problem.scenario.hosts))

@@ -157,6 +157,8 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hos
     if "objective_distance" in extra:
         line += f"; NUMA distance cost {extra['objective_distance']}"
     console.print(line, highlight=False)
+    if bound and extra.get("bound_text"):
+        console.print(f"lower bound: {extra['bound_text']}", highlight=False)
     if out is not None:
         console.print(f"wrote {out}/plan.json and {len(plan.placed)} domain XML files under {out}/hosts/", highlight=False)
 

@@ -254,10 +254,17 @@ def decompose(
     pricers = {m: _Pricer(problem, shapes, m, seed, workers) for m in hosts_of}
     budget = max(deadline - clock().now(), 0.0)
     # 3. column generation on the whole problem: the LP bound
-    lp_value, _z, converged, rounds = _column_generation(
+    lp_value, lp_z, converged, rounds = _column_generation(
         problem, shapes, columns, sizes, hosts_of, penalty, pricers, clock().now() + 0.3 * budget
     )
     lp_bound = None
+    if lp_value is not None:
+        # the objective adds a penalty per unplaced guest: only the hosts part is a number of hosts, and it bounds
+        # the hosts only when the LP places every guest (no penalty term left)
+        hosts_part = sum(lp_z.values())
+        if lp_value - hosts_part > 1e-6:
+            converged = False
+        lp_value = hosts_part
     if converged and lp_value is not None:
         # pricing works on rounded duals with a distance tie-break: allow for the error it can make per host
         per_host = max(problem.caps[m].vcpu_cap for m in hosts_of)

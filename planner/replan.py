@@ -65,11 +65,11 @@ def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, se
                               workers=workers or default_workers())
         if result is not None:
             chosen, rounds = result
-    bounds = lower_bounds(problem, with_lp=False)
+    bounds = lower_bounds(problem, with_lp=False).clamped(min(-score(problem, a)[1] for a in (first_fit, chosen)))
 
     def finish(assignment):
         extra = {"kept": kept, "new": new, "improve_rounds": rounds, "bound_hosts": bounds.hosts,
-                 "bound_binding": bounds.binding, "hosts_used": -score(problem, assignment)[1]}
+                 "bound_binding": bounds.binding, "bound_text": bounds.text, "bounds": bounds.all_bounds, "hosts_used": -score(problem, assignment)[1]}
         failures.record(extra)
         stats = SolveStats(solver="replan", solver_status="GREEDY", greedy_placed=placed, extra=extra)
         return finish_plan(problem, assignment, stats, False, start, prefer)

@@ -19,7 +19,7 @@ from ortools.sat.python import cp_model
 
 from planner.check import check_plan
 from planner.clock import Clock, clock, using
-from planner.bounds import Bounds, lower_bounds
+from planner.bounds import Bounds, describe, lower_bounds
 from planner.cpsat_model import add_hint, build_model, read_assignment
 from planner.decompose import decompose
 from planner.explain import explain_all
@@ -119,6 +119,10 @@ def _state_of(problem: Problem, assignment: Assignment) -> FleetState:
     return FleetState.from_assignment(problem, assignment)
 
 
+def _hosts_of(assignment: Assignment) -> int:
+    return len({h for (_c, h, _o), n in assignment.items() if n})
+
+
 def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
@@ -168,9 +172,10 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
     greedy_assignment = dict(state.assignment)
     extra: dict[str, object] = {"greedy_s": round(time.monotonic() - start, 3)}
     bounds = lower_bounds(problem, with_lp=True)
-    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds)
     all_guests = sum(cls.size * cls.guest.priority for cls in problem.classes)
     candidates: list[tuple[tuple, str, Assignment]] = [(score(problem, greedy_assignment), "greedy", greedy_assignment)]
+    bounds = bounds.clamped(_hosts_of(greedy_assignment))
+    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds, bound_text=bounds.text)
     extra["greedy_hosts"] = -candidates[0][0][1] if scenario.policy.objective == "pack" else None
     extra["first_plan_s"] = round(time.monotonic() - start, 3)
 
@@ -198,8 +203,11 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
             # (fixed hosts could absorb other guests, which the patterns do not model)
             if result.lp_bound is not None and not any(cls.guest.host for cls in problem.classes):
                 if result.lp_bound > bounds.hosts:
-                    bounds = Bounds(result.lp_bound, "pattern_lp", {**bounds.all_bounds, "pattern_lp": result.lp_bound})
-                    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds)
+                    bounds = Bounds(result.lp_bound, "pattern_lp", {**bounds.all_bounds, "pattern_lp": result.lp_bound},
+                                    describe(problem, "pattern_lp", result.lp_bound))
+                    bounds = bounds.clamped(min(_hosts_of(a) for _s, _n, a in candidates))
+                    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds,
+                                 bound_text=bounds.text)
             extra["patterns_s"] = round(time.monotonic() - start, 3)
             if progress:
                 sc = candidates[-1][0]
@@ -247,6 +255,9 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
     # on a tie the CP-SAT answer wins: its status (OPTIMAL) then holds for the plan
     ranked = sorted(candidates, key=lambda c: (c[0], c[1] == "cp-sat"), reverse=True)
     extra["candidates"] = {name: list(sc) for sc, name, _ in candidates}
+    # a bound is never above the hosts of a plan found (every candidate is a plan)
+    bounds = bounds.clamped(min(_hosts_of(a) for _s, _n, a in candidates))
+    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds, bound_text=bounds.text)
     for position, (best_score, source, chosen) in enumerate(ranked):
         proven = (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0)
         hosts_used = len({h for (_c, h, _o), n in chosen.items() if n})
