@@ -157,6 +157,15 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hos
     if "objective_distance" in extra:
         line += f"; NUMA distance cost {extra['objective_distance']}"
     console.print(line, highlight=False)
+    notes = plan.notes()
+    if notes:
+        hosts = sorted({plan.placed[g].host for g in notes}, key=[h.name for h in sc.hosts].index)
+        console.print(
+            f"note: {len(notes)} guest{'s' if len(notes) != 1 else ''} with emulator: host run their emulator threads "
+            f"on the shared pool of their nodes, on hosts that reserve no CPUs: {', '.join(hosts[:5])}"
+            f"{' …' if len(hosts) > 5 else ''} (plan.json guests.NAME.note)",
+            highlight=False,
+        )
     if bound and extra.get("bound_text"):
         console.print(f"lower bound: {extra['bound_text']}", highlight=False)
     if out is not None:

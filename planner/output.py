@@ -35,6 +35,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     """The JSON document of a plan (spec: Output), with extra fields for cells, pins, usage and the solve."""
     scenario = plan.scenario
     guests: dict[str, Any] = {}
+    notes = plan.notes()
     for g in scenario.guests:
         p = plan.placed.get(g.name)
         if p is None:
@@ -61,6 +62,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "emulator_cpus": format_cpulist(p.emulator_pins),
             "hugepage_kib": g.hugepage_kib,
         }
+        if g.name in notes:
+            guests[g.name]["note"] = notes[g.name]
     usage = node_usage(plan)
     hosts: dict[str, Any] = {}
     for h in scenario.hosts:

@@ -62,6 +62,24 @@ class Plan:
     def guests_on(self, host: str) -> list[GuestPlacement]:
         return [p for p in self.placed.values() if p.host == host]
 
+    def notes(self) -> dict[str, str]:
+        """Guest -> what a fallback did for it (plan.json ``guests.NAME.note``): ``emulator: host`` on a host that
+        reserves no CPUs runs the emulator threads on the shared pools of the guest's nodes instead."""
+        out: dict[str, str] = {}
+        for name, p in self.placed.items():
+            guest = self.scenario.guest_by_name.get(name)
+            if guest is not None and guest.emulator == "host" and not self.scenario.model_of(p.host).reserved_cpus:
+                from planner.units import format_cpulist
+
+                out[name] = (
+                    f"emulator: host, but {p.host} (model {self.scenario.host_by_name[p.host].model}) reserves no CPUs: "
+                    f"the emulator threads run on the shared pool{'s' if len(p.nodes) > 1 else ''} of node"
+                    f"{'s' if len(p.nodes) > 1 else ''} {', '.join(str(n) for n in p.nodes)} "
+                    f"(CPUs {format_cpulist(p.emulator_pins)}); reserve CPUs in the host model or set emulator: "
+                    "shared or isolate"
+                )
+        return out
+
     # ------------------------------------------------------------------------------------------ tables
     # pandas DataFrames built by ``planner.frames`` (imported lazily: the solver does not need pandas). Every column
     # is documented in ``planner.frames.COLUMNS``, in the docstrings of the ``planner.frames`` functions and in

@@ -126,3 +126,35 @@ def test_cli_warns_once_and_writes_the_error_file(monkeypatch, tmp_path):
     err = getattr(result, "stderr", "") or result.output
     assert err.count("warning: the patterns phase failed (ValueError: boom in a later phase)") == 1
     assert (tmp_path / "out" / "vplan-error.txt").is_file()
+
+
+# ------------------------------------------------------------------------------------------ emulator fallback note
+def test_emulator_host_without_reserved_cpus_is_noted_per_guest(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    scenario_file = tmp_path / "emu.yaml"
+    scenario_file.write_text(
+        "version: 1\nname: emu\nhost_models:\n"
+        "  bare: {nodes: [{id: 0, cpus: '0-7', memory: 16GiB}], threads_per_core: 2}\n"
+        "  res: {nodes: [{id: 0, cpus: '0-7', memory: 16GiB}], threads_per_core: 2, reserved: {cpus: '0,4'}}\n"
+        "hosts: [{name: bare1, model: bare}, {name: res1, model: res}]\n"
+        "guests:\n"
+        "  - {name: a, vcpus: 2, memory: 4GiB, load: 0.3, host: bare1}\n"
+        "  - {name: b, vcpus: 2, memory: 4GiB, load: 0.3, host: res1}\n"
+        "  - {name: c, vcpus: 2, memory: 4GiB, cpu: dedicated, host: bare1}\n"
+        "  - {name: d, vcpus: 2, memory: 4GiB, emulator: shared, host: bare1}\n"
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["solve", str(scenario_file), "-o", str(out), "--time-limit", "2"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # (the console wraps long lines)
+    assert text.count("note: ") == 1
+    assert ("note: 2 guests with emulator: host run their emulator threads on the shared pool of their nodes, "
+            "on hosts that reserve no CPUs: bare1 (plan.json guests.NAME.note)") in text
+    guests = json.loads((out / "plan.json").read_text())["guests"]
+    assert {name for name, g in guests.items() if g.get("note")} == {"a", "c"}
+    assert guests["a"]["note"].startswith("emulator: host, but bare1 (model bare) reserves no CPUs")
