@@ -484,7 +484,7 @@ class AuditResult:
                 item["cpu"] = g.cpu
                 item["threads"] = g.threads
             elif g.load != 1:
-                item["load"] = _num(g.load)
+                item["load"] = _yaml_number(g.load)  # a number, not a string: `vplan validate` reads it back
             if g.hugepage_kib:
                 item["hugepages"] = format_page(g.hugepage_kib)
             item["numa"] = len(self.plan.placed[g.name].cells)
@@ -506,6 +506,11 @@ def _num(value: Fraction) -> str:
     if value.denominator == 1:
         return str(value.numerator)
     return f"{float(value):.6f}".rstrip("0").rstrip(".")
+
+
+def _yaml_number(value: Fraction) -> int | float:
+    value = Fraction(value)
+    return value.numerator if value.denominator == 1 else float(value)
 
 
 def _mem_text(kib: int) -> str:

@@ -1,0 +1,49 @@
+"""`vplan check --to-scenario` writes numbers as numbers; solve → check --to-scenario → validate → solve."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from planner.cli import app
+
+SCENARIO = """\
+version: 1
+name: roundtrip
+policy: {cpu_load_target: 0.7, memory_overcommit: 1.5}
+host_models:
+  m:
+    nodes: [{id: 0, cpus: "0-3,8-11", memory: 32GiB}, {id: 1, cpus: "4-7,12-15", memory: 32GiB}]
+    threads_per_core: 2
+    reserved: {cpus: "0,4"}
+hosts: [{name: "h[1-3]", model: m}]
+guests:
+  - {name: "web[1-6]", vcpus: 2, memory: 4GiB, load: 0.3}
+  - {name: half, vcpus: 3, memory: 3GiB, load: 0.25}
+  - {name: db, vcpus: 4, memory: 8GiB, cpu: dedicated, threads: prefer}
+"""
+
+
+def test_solve_check_to_scenario_validate_solve(tmp_path):
+    runner = CliRunner()
+    source = tmp_path / "s.yaml"
+    source.write_text(SCENARIO)
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["solve", str(source), "-o", str(out), "--time-limit", "2", "-q"])
+    assert first.exit_code == 0, first.output
+    found = tmp_path / "found.yaml"
+    checked = runner.invoke(app, ["check", str(source), "--domains", str(out), "--to-scenario", str(found)])
+    assert checked.exit_code == 0, checked.output
+    data = yaml.safe_load(found.read_text())
+    loads = {g["name"]: g.get("load") for g in data["guests"]}
+    assert loads["web1"] == 0.3 and loads["half"] == 0.25 and loads["db"] is None  # numbers, not '0.3'
+    assert isinstance(data["policy"]["memory_overcommit"], float) and data["policy"]["memory_overcommit"] == 1.5
+    valid = runner.invoke(app, ["validate", str(found)])
+    assert valid.exit_code == 0, valid.output
+    again = runner.invoke(app, ["solve", str(found), "-o", str(tmp_path / "again"), "--time-limit", "2", "-q"])
+    assert again.exit_code == 0, again.output
+    before = json.loads((out / "plan.json").read_text())["guests"]
+    after = json.loads((tmp_path / "again" / "plan.json").read_text())["guests"]
+    assert {g: v["host"] for g, v in after.items()} == {g: v["host"] for g, v in before.items()}  # all fixed
