@@ -52,11 +52,15 @@ def solve(
         "give the same plan (slower, and the time limit is only approximately seconds)"
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="also write a self-contained HTML report (tables and plots)"),
+    method: str = typer.Option("auto", "--method", help="auto, patterns, direct (whole-fleet model) or greedy"),
 ) -> None:
     """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest."""
     from planner.output import write_plan
     from planner.solver import PlanBug, Progress, solve as solve_fleet
 
+    if method not in ("auto", "patterns", "direct", "greedy"):
+        print(f"vplan: --method {method}: expected auto, patterns, direct or greedy", file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
     sc = _load(scenario)
     console = Console() if sys.stdout.isatty() else Console(width=150)
     status = None if quiet else console.status("compiling…")
@@ -77,7 +81,7 @@ def solve(
         if status is not None:
             status.start()
         plan = solve_fleet(sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress,
-                           deterministic=deterministic)
+                           deterministic=deterministic, method=method)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)

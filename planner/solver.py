@@ -128,6 +128,7 @@ def default_workers() -> int:
 
 
 DIRECT_MODEL_MAX_VARIABLES = 6000  # above this the whole-fleet model is left to the pattern decomposition
+DIRECT_MODEL_HARD_MAX_VARIABLES = 150_000  # method="direct": above this, improvement rounds instead (see _solve)
 STOP_AT_BOUND_GRACE_S = 2.0  # once hosts used meet the lower bound, time left to improve the distance cost
 
 
@@ -189,6 +190,13 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
         method == "auto" and scenario.policy.objective == "pack" and not at_bound(candidates[0][0])
     )
     run_direct = method == "direct" or (method == "auto" and size <= DIRECT_MODEL_MAX_VARIABLES)
+    direct_too_large = method == "direct" and size > DIRECT_MODEL_HARD_MAX_VARIABLES
+    if direct_too_large:
+        # building it alone would take longer than any sensible limit and gigabytes: the same model on a few
+        # hosts at a time (improvement rounds) instead
+        run_direct = False
+        extra["direct_model"] = (f"not built: {size} variables (more than {DIRECT_MODEL_HARD_MAX_VARIABLES}); "
+                                 "improvement rounds with the whole-fleet model on a few hosts at a time instead")
     if run_patterns and problem.classes:
         if progress:
             progress(Progress("patterns", time.monotonic() - start))
@@ -213,7 +221,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
                 sc = candidates[-1][0]
                 progress(Progress("patterns", time.monotonic() - start, sc[0], -sc[1], -sc[2]))
     best = max(candidates, key=lambda c: c[0])
-    if run_patterns and not run_direct and not at_bound(best[0]) and clock().now() + 1 < deadline:
+    if (run_patterns or direct_too_large) and not run_direct and not at_bound(best[0]) and clock().now() + 1 < deadline:
         if progress:
             progress(Progress("improve", time.monotonic() - start))
         result = failures.run("improve", improve, problem, best[2], deadline, seed=seed, workers=workers,
