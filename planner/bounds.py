@@ -235,6 +235,8 @@ def describe(problem: Problem, kind: str, hosts: int) -> str:
         return f"the hosts of fixed (running) guests bind: {at_least}"
     if kind == "lp":
         return f"the LP relaxation of the node-shaped packing binds: {at_least}"
+    if kind == "cp_sat":
+        return f"the whole-fleet model, solved to optimality, binds: {at_least}"
     if kind == "pattern_lp":
         return f"the pattern LP (column generation, converged) binds: {at_least}"
     return f"{kind} binds: {at_least}"

@@ -12,16 +12,22 @@ from __future__ import annotations
 from planner.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, Problem
 
 
-def _size_key(problem: Problem, cls: GuestClass) -> float:
-    """A guest's largest share of an average host: CPUs or memory, whichever is larger."""
-    caps = [problem.cap_of(h.name) for h in problem.scenario.hosts] or []
+def _average_host(problem: Problem) -> tuple[float, float]:
+    """Usable CPUs and memory (4K plus pools) of an average host of the fleet."""
+    caps = [problem.cap_of(h.name) for h in problem.scenario.hosts]
     if not caps:
-        return 0.0
+        return 1.0, 1.0
     cpus = sum(c.usable_cpus for c in caps) / len(caps)
     memory = sum(sum(n.memory_4k_kib for n in c.nodes) + sum(s * p for n in c.nodes for s, p in n.pages.items()) for c in caps) / len(caps)
+    return max(cpus, 1), max(memory, 1)
+
+
+def _size_key(problem: Problem, cls: GuestClass, average: tuple[float, float] | None = None) -> float:
+    """A guest's largest share of an average host: CPUs or memory, whichever is larger."""
+    cpus, memory = average or _average_host(problem)
     g = cls.guest
-    cpu_share = (g.vcpus if g.dedicated else g.vcpus * float(g.load)) / max(cpus, 1)
-    return max(cpu_share, g.memory_kib / max(memory, 1))
+    cpu_share = (g.vcpus if g.dedicated else g.vcpus * float(g.load)) / cpus
+    return max(cpu_share, g.memory_kib / memory)
 
 
 def greedy(problem: Problem, order: str = "ffd") -> FleetState:
@@ -35,9 +41,10 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
         )
         queue = [cls for _, cls in members]
     else:
+        average = _average_host(problem)
         keyed = sorted(
             problem.classes,
-            key=lambda c: (c.guest.host is None, -c.guest.priority, -_size_key(problem, c), c.index),
+            key=lambda c: (c.guest.host is None, -c.guest.priority, -_size_key(problem, c, average), c.index),
         )
         queue = [cls for cls in keyed for _ in cls.members]
     spread = problem.policy.objective == "spread"

@@ -287,11 +287,14 @@ def memory_4k_room_kib(cap: NodeCap, totals: NodeTotals, dedicated: bool, overco
     """4K memory a cell of a dedicated (1:1) or shared (overcommitted) guest may still take on the node.
 
     Rule: dedicated 4K memory + shared 4K memory ÷ memory_overcommit ≤ free 4K memory, and no cell above the free
-    4K memory (overcommit is shared among guests, never inside one)."""
-    shared = totals.memory_4k_kib - totals.memory_4k_dedicated_kib
-    left = Fraction(cap.free_4k_kib - totals.memory_4k_dedicated_kib) - Fraction(shared) / overcommit
-    room = left if dedicated else left * overcommit
-    return min(math.floor(room), cap.free_4k_kib)
+    4K memory (overcommit is shared among guests, never inside one). In integers, with overcommit = a/b:
+    a·D + b·S ≤ a·free."""
+    a, b = overcommit.numerator, overcommit.denominator
+    dedicated_kib = totals.memory_4k_dedicated_kib
+    shared_kib = totals.memory_4k_kib - dedicated_kib
+    slack = a * (cap.free_4k_kib - dedicated_kib) - b * shared_kib  # in units of 1/a KiB of physical memory
+    room = slack // a if dedicated else slack // b
+    return min(room, cap.free_4k_kib)
 
 
 def memory_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, overcommit: Fraction) -> list[Shortfall]:

@@ -260,6 +260,13 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
         outcome = failures.run("cp-sat", run_cpsat)
         if outcome is not None:
             solver_status, objective, bound = outcome
+            last_score, last_name, last = candidates[-1]
+            if (solver_status == "OPTIMAL" and last_name == "cp-sat" and scenario.policy.objective == "pack"
+                    and last_score[0] == all_guests and _hosts_of(last) > bounds.hosts):
+                # proven optimal with every guest placed: its host count is itself a lower bound
+                proven_hosts = _hosts_of(last)
+                bounds = Bounds(proven_hosts, "cp_sat", {**bounds.all_bounds, "cp_sat": proven_hosts},
+                                describe(problem, "cp_sat", proven_hosts))
     # on a tie the CP-SAT answer wins: its status (OPTIMAL) then holds for the plan
     ranked = sorted(candidates, key=lambda c: (c[0], c[1] == "cp-sat"), reverse=True)
     extra["candidates"] = {name: list(sc) for sc, name, _ in candidates}
