@@ -62,6 +62,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from planner.safeio import InputFileError, read_input_text
 from planner.scenario import Guest, Host, HostModel, Node, Policy, Scenario
 from planner.units import (
     NAME_RE,
@@ -342,7 +343,14 @@ SAFE_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag is
 MERGE_TAG = "tag:yaml.org,2002:merge"  # the '<<' key of a mapping, flattened by the loader
 
 
-class _SafeLoader(yaml.SafeLoader):
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it (fast)
+
+MAX_SCENARIO_BYTES = 32 * 1024 * 1024  # a scenario or included model file; 150,000 guests take about 12 MiB
+MAX_YAML_DEPTH = 64  # nesting of lists and mappings (a scenario needs about 6)
+MAX_ALIAS_VALUES = 1_000_000  # values that aliases may add beyond twice the values written out
+
+
+class _SafeLoader(_BaseLoader):
     """Safe loading (tags that construct objects are refused), plus a walk over the composed nodes that reports
     duplicate keys and refused tags with their key path and line."""
 
@@ -405,6 +413,8 @@ def _parse_yaml(text: str, file: str, problems: _Problems) -> Any:
     """The YAML data of ``text`` (``INVALID`` after a syntax error, which becomes a problem with its line)."""
     loader = None
     try:
+        if not _yaml_shape_ok(text, file, problems):
+            return INVALID
         loader = _SafeLoader(text)
         return loader.load_checked(problems, _Where(file))
     except yaml.MarkedYAMLError as exc:
@@ -428,16 +438,67 @@ def _parse_yaml(text: str, file: str, problems: _Problems) -> Any:
     return INVALID
 
 
+def _yaml_shape_ok(text: str, file: str, problems: _Problems) -> bool:
+    """One pass over the YAML events (no tree built) before composing: nesting at most ``MAX_YAML_DEPTH`` deep,
+    no alias inside the node it names, and aliases adding at most ``2 x written + MAX_ALIAS_VALUES`` values (a
+    "billion laughs" document is refused at the alias that crosses the limit, in time linear in the file).
+    A syntax error raises the parser's error, as the parse would."""
+    loader = _BaseLoader(text)
+    sizes: dict[str, int] = {}  # anchor -> values of the node it names (aliases expanded)
+    stack: list[list] = []  # open collections: [anchor, values so far]
+    written = expanded = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_YAML_DEPTH:
+                    problems.add(_Where(file), f"line {event.start_mark.line + 1}: lists and mappings nested more "
+                                               f"than {MAX_YAML_DEPTH} deep (a scenario needs a few levels)")
+                    return False
+                written += 1
+                expanded += 1
+                stack.append([event.anchor, 1])
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, size = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+                if stack:
+                    stack[-1][1] += size
+            elif isinstance(event, yaml.ScalarEvent):
+                written += 1
+                expanded += 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+                if stack:
+                    stack[-1][1] += 1
+            elif isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1
+                if event.anchor not in sizes:
+                    if any(anchor == event.anchor for anchor, _ in stack):
+                        problems.add(_Where(file), f"line {line}: alias *{_cut(str(event.anchor))} is inside the "
+                                                   "node it names (recursive data)")
+                        return False
+                    continue  # an undefined alias: the parse reports it
+                size = sizes[event.anchor]
+                expanded += size
+                if stack:
+                    stack[-1][1] += size
+                if expanded > 2 * written + MAX_ALIAS_VALUES:
+                    problems.add(_Where(file), f"line {line}: aliases expand the document to more than "
+                                               f"{expanded - size:,} values (at *{_cut(str(event.anchor))}; at most "
+                                               f"{MAX_ALIAS_VALUES:,} more than twice the values written out): "
+                                               "write the values out")
+                    return False
+    finally:
+        loader.dispose()
+    return True
+
+
 def _read(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise ValueError("file not found") from None
-    except UnicodeDecodeError:
-        raise ValueError("cannot read file: not UTF-8 text") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read file: {exc.strerror or exc}") from None
+        return read_input_text(path, MAX_SCENARIO_BYTES)
+    except InputFileError as exc:
+        raise ValueError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -603,8 +603,8 @@ def test_yaml_syntax_error_has_line():
     text = BASE.replace("{name: db1, vcpus: 8,", "{name: db1, vcpus: [8,")
     problems = problems_of(text)
     assert len(problems) == 1
-    assert problems == ["quick.yaml: line 27, column 100: YAML syntax error: expected ',' or ']', but got '}' "
-                        "(while parsing a flow sequence)"]
+    assert problems == ["quick.yaml: line 27, column 100: YAML syntax error: did not find expected ',' or ']' "
+                        "(while parsing a flow sequence)"]  # libyaml's words
 
 
 def test_refused_tag_on_a_key_gives_one_problem():
