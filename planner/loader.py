@@ -82,6 +82,7 @@ __all__ = ["ScenarioError", "load_scenario", "load_scenario_text"]
 ARCHES = ("x86_64", "aarch64", "ppc64le", "s390x")
 MAX_CPU_ID = 65535  # sanity bound: a typo like '0-1000000000' must not build a billion-element set
 MAX_PATTERN_NAMES = 100_000
+MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
 TOP_KEYS = ("version", "name", "policy", "host_models", "hosts", "guests")
 POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit")
@@ -115,11 +116,11 @@ class _Where:
     path: str = ""
 
     def key(self, key: object) -> _Where:
-        text = key if isinstance(key, str) and re.fullmatch(r"[^\s.\[\]'\"]+", key) else _show(key)
+        text = key if isinstance(key, str) and re.fullmatch(r"[^\s.\[\]'\"]{1,40}", key) else _show(key, 40)
         return _Where(self.file, f"{self.path}.{text}" if self.path else text)
 
     def item(self, index: int, label: object = None) -> _Where:
-        suffix = f" ({label})" if label is not None else ""
+        suffix = f" ({_cut(str(label))})" if label is not None else ""
         return _Where(self.file, f"{self.path}[{index}]{suffix}")
 
     def line(self, message: str) -> str:
@@ -131,9 +132,17 @@ class _Problems:
     lines: list[str] = field(default_factory=list)
     refused: set[_Where] = field(default_factory=set)  # values already reported (refused tags): no follow-ups
     found: int = 0  # every problem found, also those not shown again (duplicates, follow-ups of refused values)
+    hidden: int = 0  # problems past MAX_PROBLEM_LINES (counted, not shown)
+
+    def shown(self) -> list[str]:
+        more = [f"... and {self.hidden} more problems (the first {MAX_PROBLEM_LINES} are shown)"] if self.hidden else []
+        return self.lines + more
 
     def add(self, where: _Where, message: str) -> None:
         self.found += 1
+        if len(self.lines) >= MAX_PROBLEM_LINES:
+            self.hidden += 1
+            return
         if "<refused>" in where.path:  # a key under a refused tag: reported already
             return
         for bad in self.refused:
@@ -160,14 +169,14 @@ INVALID: Any = _Invalid()
 _DEFAULT: Any = object()  # a key left out
 
 
-def _show(value: object) -> str:
-    """A value as the user wrote it in YAML, for messages."""
+def _show(value: object, limit: int = 60) -> str:
+    """A value as the user wrote it in YAML, for messages (long text shortened to ``limit``)."""
     if value is None:
         return "null (no value)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
+        return repr(_cut(value, limit))
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -176,7 +185,7 @@ def _show(value: object) -> str:
         return "a set"
     if isinstance(value, Fraction):
         return _num(value)
-    return str(value)
+    return _cut(str(value), limit)
 
 
 def _num(value: Fraction) -> str:
@@ -213,6 +222,21 @@ def _mapping(problems: _Problems, where: _Where, raw: object, allowed: Iterable[
         if key not in raw:
             problems.add(where.key(key), "required key is missing")
     return raw
+
+
+def _foreign(data: object, known: tuple[str, ...], where: _Where, what: str, problems: _Problems,
+             by: str = "") -> bool:
+    """A file that is not ``what`` at all (not a mapping, or a mapping without one known key) gets one problem
+    that shows none of its content (it may be any file: ``include: /etc/shadow``)."""
+    if isinstance(data, dict) and any(isinstance(key, str) and key in known for key in data):
+        return False
+    if isinstance(data, dict):
+        got = f"a mapping of {len(data)} keys, none of them known"
+    else:
+        got = "a list" if isinstance(data, list) else "text" if isinstance(data, str) else f"a {type(data).__name__}"
+    problems.add(where, f"not {what}: the file holds {got} (expected a mapping with keys {', '.join(known[:6])}, "
+                        f"...){by}")
+    return True
 
 
 def _list(problems: _Problems, where: _Where, raw: object, example: str) -> list:
@@ -524,7 +548,7 @@ def load_scenario_text(text: str, filename: str = "<string>", base_dir: str | No
     data = _parse_yaml(text, filename, problems)
     scenario = None if data is INVALID else _scenario(data, _Where(filename), base_dir, problems)
     if problems.count() or scenario is None:
-        raise ScenarioError(problems.lines or [f"{filename}: not a valid scenario"])
+        raise ScenarioError(problems.shown() or [f"{filename}: not a valid scenario"])
     return scenario
 
 
@@ -544,6 +568,8 @@ class _Hosts:
 def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> Scenario | None:
     if data is None:
         problems.add(top, "the file is empty (expected a scenario: version, name, host_models, hosts, guests)")
+        return None
+    if isinstance(data, (dict, str)) and _foreign(data, TOP_KEYS, top, "a scenario", problems):
         return None
     raw = _mapping(problems, top, data, TOP_KEYS, ("version", "name"), "version: 1, name: ...")
     if raw is None:
@@ -638,9 +664,12 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
         loaded = _include(raw, where, base_dir, problems)
         if loaded is None:
             return None
+        by = f"; included by {where.file}: {where.key('include').path}"
         raw, where = loaded
         source = where.file
         included = True
+        if _foreign(raw, MODEL_KEYS, where, "a host model", problems, by):
+            return None
     spec = _mapping(problems, where, raw, MODEL_KEYS, example="{nodes: [{id: 0, cpus: '0-7', memory: 64GiB}]}")
     if spec is None:
         return None
