@@ -65,6 +65,7 @@ import yaml
 from planner.safeio import InputFileError, read_input_text
 from planner.scenario import Guest, Host, HostModel, Node, Policy, Scenario
 from planner.units import (
+    MAX_NODE_ID,
     NAME_RE,
     expand_name,
     format_cpulist,
@@ -869,7 +870,7 @@ def _node(raw: object, where: _Where, problems: _Problems) -> Node | None:
                     "{id: 0, cpus: '0-7', memory: 64GiB}")
     if spec is None:
         return None
-    node_id = _check(problems, where.key("id"), _int, spec["id"], 0) if "id" in spec else INVALID
+    node_id = _check(problems, where.key("id"), _int, spec["id"], 0, MAX_NODE_ID) if "id" in spec else INVALID
     cpus = _check(problems, where.key("cpus"), _cpus, spec["cpus"]) if "cpus" in spec else INVALID
     memory = _check(problems, where.key("memory"), _memory, spec["memory"], allow_zero=True) \
         if "memory" in spec else INVALID
