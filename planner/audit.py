@@ -57,7 +57,7 @@ from planner.hostimport import model_spec, page_kib, scaled_kib, spec_lines
 from planner.plan import CellPlacement, GuestPlacement, Plan
 from planner.scenario import Guest, HostModel, Scenario
 from planner.loader import _Problems as _LoaderProblems, _yaml_shape_ok
-from planner.safeio import InputFileError, read_input_bytes, read_input_text
+from planner.safeio import InputFileError, check_regular, read_input_bytes, read_input_text
 from planner.units import MAX_CPU_ID, MAX_NODE_ID, format_cpulist, format_memory, format_page, parse_cpulist
 
 __all__ = ["AuditInputError", "DomainFile", "Finding", "AuditResult", "read_domains", "read_loads", "read_mapping",
@@ -218,6 +218,11 @@ def read_domains(sources: Iterable[str], mapping: Mapping[str, str] | None = Non
                     found.append((str(p), sub.name))
         elif path.is_file():
             found.append((str(path), None))
+        elif path.exists():
+            try:
+                check_regular(path)
+            except InputFileError as exc:
+                problems.append(f"{source}: {exc}")
         else:
             problems.append(f"{source}: no such file or directory")
     if problems:
@@ -459,20 +464,27 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
                                       "node)")
         elif memory_nodes is not None and len(memory_nodes) == 1 and memory_nodes[0] in host_nodes:
             node = memory_nodes[0]
-        elif mem_el is not None or memnodes:
+        unknown_text = ("its vCPUs are not pinned to one node either: its host node is unknown, so its memory and "
+                        "vCPUs are not checked against a node")
+        if node is None and len(pin_nodes) != 1 and cid not in memnodes and (mem_el is not None or memnodes):
             shown = format_cpulist(memory_nodes) if memory_nodes is not None else "none"
             add("numatune", None, f"{name} on {host}: cell {cid} has no <memnode> and the memory nodeset is {shown}: "
-                                  "its memory is not bound to one node (add <memnode cellid='"
-                                  f"{cid}' nodeset='N'/>)")
+                                  f"its memory is not bound to one node (add <memnode cellid='{cid}' nodeset='N'/>); "
+                                  + unknown_text)
+        elif node is None and cid not in memnodes and (mem_el is not None or memnodes):
+            shown = format_cpulist(memory_nodes) if memory_nodes is not None else "none"
+            add("numatune", None, f"{name} on {host}: cell {cid} has no <memnode> and the memory nodeset is {shown}: "
+                                  f"its memory is not bound to one node (add <memnode cellid='{cid}' nodeset='N'/>); "
+                                  f"checked on node {pin_nodes[0]}, where its vCPUs run")
+        elif node is None and len(pin_nodes) != 1:
+            add("numatune", None, f"{name} on {host}: cell {cid} memory is not bound to one node and "
+                                  + unknown_text)
         if node is not None:
             bound_nodes.append(node)
         elif len(pin_nodes) == 1:
             node = pin_nodes[0]  # not bound, but its vCPUs run on one node: the kernel allocates there first
         else:
             node = UNKNOWN_NODE
-            add("numatune", None, f"{name} on {host}: cell {cid} memory is not bound to a node and its vCPUs are not "
-                                  "pinned to one node: its host node is unknown, so its memory and vCPUs are not "
-                                  "checked against a node")
         cells.append((cid, cell_vcpus, cell_mem, node))
     if memory_nodes is not None and memnodes and bound_nodes and set(memory_nodes) != set(bound_nodes):
         add("numatune", None, f"{name} on {host}: <numatune><memory nodeset='{format_cpulist(memory_nodes)}'> is "
@@ -505,17 +517,8 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
             for cid, size in cell_pages.items():
                 if size is not None:
                     sizes.setdefault(size, set()).add(cid)
-            if sizes:
+            if sizes:  # the guest's size: the one most cells use (each cell is checked with its own)
                 page = max(sizes, key=lambda s: (len(sizes[s]), s))
-            if len(sizes) > 1:
-                add("pagesize", None, f"{name} on {host}: uses page sizes "
-                                      + ", ".join(f"{format_page(s)} (cells {format_cpulist(c)})"
-                                                  for s, c in sorted(sizes.items()))
-                                      + "; vplan plans one size per guest (each cell is checked with its own)")
-            uncovered = sorted(cid for cid, size in cell_pages.items() if size is None)
-            if uncovered and sizes:
-                add("pagesize", None, f"{name} on {host}: cells {format_cpulist(uncovered)} have no hugepages "
-                                      f"(the <page> nodesets cover cells {format_cpulist(set().union(*sizes.values()))})")
     cells5 = [(cid, vs, mem, node, cell_pages.get(cid)) for cid, vs, mem, node in cells]
     topo = root.find("cpu/topology")
     threads_text = topo.get("threads", "1") if topo is not None else "1"
@@ -687,6 +690,7 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
         findings.extend(r.findings)
         findings.extend(_distance_findings(r, model))
     lacking = _page_findings(reads, scenario, findings)
+    unknown_guests = {r.domain.name for r in reads if any(c[3] == UNKNOWN_NODE for c in r.cells)}
     audit_scenario = Scenario(name=scenario.name, policy=scenario.policy, host_models=scenario.host_models,
                               hosts=scenario.hosts, guests=tuple(guests), path=scenario.path)
     plan = Plan(scenario=audit_scenario, status="feasible", placed=placements, unplaced_reasons={})
@@ -697,6 +701,8 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
             continue  # the size is one the node lacks: told as 'pagesize'
         if v.node == UNKNOWN_NODE or (v.rule == "cells" and f"node {UNKNOWN_NODE}" in v.message):
             continue  # a cell whose node is unknown: told as 'numatune'
+        if v.rule == "emulator" and v.guest in unknown_guests:
+            continue  # its nodes are unknown, and with them the pools its emulator may use
         findings.append(Finding(v.rule, v.guest, v.host, v.node, v.message, files.get(v.guest or "")))
     order = {r.domain.name: i for i, r in enumerate(reads)}
     findings.sort(key=lambda f: (f.host or "", order.get(f.guest or "", -1)))
@@ -719,7 +725,7 @@ def _distance_findings(r: _Read, model: HostModel) -> list[Finding]:
                 continue
             want = model.distance(a, b)
             if other not in row:
-                if other > cid or cid not in r.cell_distances.get(other, {}):
+                if other > cid:  # after the fill-ins a missing pair is missing both ways: told once
                     out.append(Finding("distances", d.name, d.host, a, f"{d.name} on {d.host}: no <distances> "
                                        f"sibling between cells {min(cid, other)} and {max(cid, other)} (host distance "
                                        f"node {a} -> node {b} is {want})", d.path))

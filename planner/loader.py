@@ -509,10 +509,10 @@ def _yaml_shape_ok(text: str, file: str, problems: _Problems) -> bool:
                 if stack:
                     stack[-1][1] += size
                 if expanded > 2 * written + MAX_ALIAS_VALUES:
-                    problems.add(_Where(file), f"line {line}: aliases expand the document to more than "
-                                               f"{expanded - size:,} values (at *{_cut(str(event.anchor))}; at most "
-                                               f"{MAX_ALIAS_VALUES:,} more than twice the values written out): "
-                                               "write the values out")
+                    problems.add(_Where(file), f"line {line}: alias *{_cut(str(event.anchor))} expands the document "
+                                               f"to {expanded:,} values or more (aliases may add at most "
+                                               f"{MAX_ALIAS_VALUES:,} values beyond twice those written out): write "
+                                               "the values out")
                     return False
     finally:
         loader.dispose()
