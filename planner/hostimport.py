@@ -294,8 +294,9 @@ def parse_capabilities(path: str, data: bytes | None = None) -> Capture:
             except ValueError as exc:
                 raise _fail(path, str(exc)) from None
             count_text = (page.text or "").strip()
-            if not re.fullmatch(r"[0-9]+", count_text):
-                raise _fail(path, f"{where} <pages size='{page.get('size')}'>: {count_text!r} is not a page count")
+            if not re.fullmatch(r"[0-9]{1,15}", count_text):
+                raise _fail(path, f"{where} <pages size='{str(page.get('size'))[:20]}'>: {count_text[:20]!r} is not a "
+                                  "page count")
             if size in pages:
                 raise _fail(path, f"{where} lists {format_page(size)} pages twice")
             pages[size] = int(count_text)
@@ -461,6 +462,14 @@ _NUMBERS = re.compile(r"^[0-9]+(?:\s+[0-9]+)*$")
 _NUMACTL_UNITS = {"MB": 1024, "kB": 1, "KB": 1, "GB": 1024**2}
 
 
+def _no_long_numbers(path: str, text: str, key: str | None = None) -> None:
+    """Numbers in a text capture have at most 12 digits (a CPU id, a size in MB): refused before any is read."""
+    m = re.search(r"[0-9]{13,}", text)
+    if m:
+        line = text.count("\n", 0, m.start()) + 1
+        raise _fail(path, f"line {line}: the number {m.group()[:20]}... has too many digits for a capture", key)
+
+
 def _node_id(path: str, line: int, text: str) -> int:
     if len(text) > 9 or int(text) > MAX_NODE_ID:
         raise _fail(path, f"line {line}: node id {text[:20]} is out of range (at most {MAX_NODE_ID})")
@@ -475,6 +484,7 @@ def parse_numactl(path: str, text: str | None = None) -> Capture:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise _fail(path, "not UTF-8 text") from None
+    _no_long_numbers(path, text)
     quirks: list[str] = []
     available: list[int] | None = None
     cpus: dict[int, list[int]] = {}
@@ -531,10 +541,12 @@ def parse_numactl(path: str, text: str | None = None) -> Capture:
             continue
         m = _NODE_SIZE.match(stripped)
         if m:
-            node, value, unit = _node_id(path, number, m.group(1)), int(m.group(2)[:31]), m.group(3) or "MB"
+            node, value, unit = _node_id(path, number, m.group(1)), int(m.group(2)), m.group(3) or "MB"
             if unit not in _NUMACTL_UNITS:
                 raise _fail(path, f"line {number}: node {node} size unit {unit!r} is unknown (numactl writes MB)")
             sizes[node] = value * _NUMACTL_UNITS[unit]
+            if sizes[node] > MAX_MEMORY_KIB:
+                raise _fail(path, f"line {number}: node {node} size {value} {unit} is more than 4 PiB")
             target = None
             continue
         if _NODE_FREE.match(stripped):
@@ -621,6 +633,7 @@ def parse_lscpu(path: str, text: str | None = None) -> dict[int, dict[str, int |
             text = _read_bytes(path).decode("utf-8")
         except UnicodeDecodeError:
             raise _fail(path, "not UTF-8 text", "lscpu") from None
+    _no_long_numbers(path, text, "lscpu")
     columns = ["cpu", "core", "socket", "node"]
     result: dict[int, dict[str, int | None]] = {}
     for number, line in enumerate(text.splitlines(), 1):
@@ -831,10 +844,12 @@ def parse_sysfs(path: str) -> Capture:
             owner[cpu] = node
         memory = None
         if "meminfo" in got:
-            m = re.search(r"MemTotal:\s*([0-9]+)\s*kB", got["meminfo"])
+            m = re.search(r"MemTotal:\s*([0-9]{1,13})\s*kB", got["meminfo"])
             if not m:
                 raise _fail(path, f"node{node}/meminfo has no 'MemTotal: N kB' line")
             memory = int(m.group(1))
+            if memory > MAX_MEMORY_KIB:
+                raise _fail(path, f"node{node}/meminfo: MemTotal {memory} kB is more than 4 PiB")
         nodes.append(CaptureNode(node, node_cpus, memory, dict(pages.get(node, {}))))
     if ids != list(range(len(ids))):
         quirks.append(f"sparse node ids {format_cpulist(ids)}")

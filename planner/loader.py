@@ -316,7 +316,8 @@ def _pattern(value: object) -> list[str]:
     """A name or a pattern like ``web[01-40]`` → the names."""
     _string_name(value)
     match = re.search(r"\[([0-9]+)-([0-9]+)\]", value)
-    if match and (len(match.group(2)) > 9 or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
+    if match and (len(match.group(1)) > 9 or len(match.group(2)) > 9
+                  or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
         raise ValueError(f"'{value}' expands to more than {MAX_PATTERN_NAMES} names")
     return expand_name(value)
 

@@ -476,7 +476,8 @@ def test_fuzz_capabilities(data):
                                  "node 0 size: 8000 MB", "node 1 size: 99999999999999999999 MB", "node distances:",
                                  "node   0   1", "  0:  10  21", "  1:  21  10", "node ² cpus: 1", "1 2 3",
                                  "available: 99999999999 nodes", "node 99999999999 cpus: 1", "", "# CPU,Core,Socket",
-                                 "0,0,0,0", "1,²,0,0"]), max_size=12))
+                                 "0,0,0,0", "1,²,0,0", "node 0 cpus: " + "9" * 5000, "2," + "7" * 5000 + ",0,0",
+                                 "  0:  10  " + "2" * 5000]), max_size=12))
 def test_fuzz_numactl_and_lscpu(lines):
     text = "\n".join(lines)
     for parse in (parse_numactl, parse_lscpu):
