@@ -206,7 +206,7 @@ def merge_domain(text: str, plan_root: etree._Element, guest: str, where: str) -
     problems = []
     plan_vcpus = int(plan_root.findtext("vcpu"))
     dom_vcpu = (parsed.findtext("vcpu") or "").strip()
-    if not dom_vcpu.isdigit():
+    if not (dom_vcpu.isascii() and dom_vcpu.isdigit() and len(dom_vcpu) < 10):  # ASCII digits only
         problems.append(f"{guest}: {where} has no <vcpu> count")
     elif int(dom_vcpu) != plan_vcpus:
         problems.append(f"{guest}: the domain has {dom_vcpu} vCPUs ({where}), the plan {plan_vcpus}: re-plan with "
@@ -505,6 +505,10 @@ def _domain_files(domains_dir: Path) -> dict[str, tuple[Path, str]]:
             problems.append(f"{path}: cannot read ({exc})")
             continue
         if root.tag != "domain":
+            continue
+        if root.getroottree().docinfo.internalDTD is not None:  # entity declarations: never expanded, refused
+            problems.append(f"{path}: the document has a <!DOCTYPE> (entity declarations): libvirt domain XML has "
+                            "none; remove it")
             continue
         name = (root.findtext("name") or "").strip()
         if not name:

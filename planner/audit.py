@@ -53,10 +53,12 @@ import yaml
 from lxml import etree
 
 from planner.check import check_plan
-from planner.hostimport import model_spec, scaled_kib, spec_lines
+from planner.hostimport import model_spec, page_kib, scaled_kib, spec_lines
 from planner.plan import CellPlacement, GuestPlacement, Plan
 from planner.scenario import Guest, HostModel, Scenario
-from planner.units import format_cpulist, format_memory, format_page, parse_cpulist
+from planner.loader import _Problems as _LoaderProblems, _yaml_shape_ok
+from planner.safeio import InputFileError, check_regular, read_input_bytes, read_input_text
+from planner.units import MAX_CPU_ID, MAX_NODE_ID, format_cpulist, format_memory, format_page, parse_cpulist
 
 __all__ = ["AuditInputError", "DomainFile", "Finding", "AuditResult", "read_domains", "read_loads", "read_mapping",
            "audit", "AUDIT_RULES"]
@@ -102,39 +104,59 @@ class DomainFile:
 # Reading the inputs
 
 
-def _parse_xml(path: str) -> etree._Element:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+MAX_DOMAIN_BYTES = 16 * 1024 * 1024  # a domain XML is a few KiB
+MAX_VCPUS = MAX_CPU_ID + 1
+
+
+def parse_domain_xml(path: str) -> etree._Element:
+    """A domain XML file's root element: a regular file of at most ``MAX_DOMAIN_BYTES``, parsed without network,
+    without entity expansion and without huge-tree mode; a document with a DTD (entity declarations) is refused,
+    as is one that is not well-formed. Raises :class:`AuditInputError`."""
     try:
-        return etree.parse(path, parser).getroot()
+        data = read_input_bytes(path, MAX_DOMAIN_BYTES)
+    except InputFileError as exc:
+        raise AuditInputError([f"{path}: {exc}"]) from None
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
+    try:
+        tree = etree.fromstring(data, parser).getroottree()
     except etree.XMLSyntaxError as exc:
-        raise AuditInputError([f"{path}: not well-formed XML ({exc.msg})"]) from None
-    except OSError as exc:
-        raise AuditInputError([f"{path}: cannot read ({exc})"]) from None
+        raise AuditInputError([f"{path}: not well-formed XML ({str(exc.msg)[:120]})"]) from None
+    except ValueError as exc:  # lxml refuses some inputs outright (e.g. an encoding declaration it cannot use)
+        raise AuditInputError([f"{path}: not a readable XML document ({str(exc)[:120]})"]) from None
+    if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
+        raise AuditInputError([f"{path}: the document has a <!DOCTYPE> (entity declarations): libvirt domain XML "
+                               "has none; remove it"])
+    return tree.getroot()
+
+
+_parse_xml = parse_domain_xml
+
+
+def _read_text(path: str) -> str:
+    try:
+        return read_input_text(path, MAX_DOMAIN_BYTES)
+    except InputFileError as exc:
+        raise AuditInputError([f"{path}: {exc}"]) from None
 
 
 def read_mapping(path: str) -> dict[str, str]:
     """A guest → host mapping file: YAML/JSON ``{guest: host}``, or lines ``guest host`` / ``guest=host``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AuditInputError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
-    return _pairs(path, text, "host")
+    return _pairs(path, _read_text(path), "host")
 
 
 def read_loads(path: str) -> dict[str, Fraction]:
     """A guest → load file (YAML/JSON mapping, or lines ``guest load``); each load 0 < load <= 1."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AuditInputError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
-    raw = _pairs(path, text, "load")
+    raw = _pairs(path, _read_text(path), "load")
     loads: dict[str, Fraction] = {}
     problems = []
     for guest, value in raw.items():
         try:
-            load = Fraction(str(value).strip())
+            text = str(value).strip()
+            if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9})?|[0-9]{1,9}/[0-9]{1,9}", text):
+                raise ValueError(text)
+            load = Fraction(text)
         except (ValueError, ZeroDivisionError):
-            problems.append(f"{path}: {guest}: {value!r} is not a number")
+            problems.append(f"{path}: {guest[:40]}: {str(value)[:40]!r} is not a number")
             continue
         if not 0 < load <= 1:
             problems.append(f"{path}: {guest}: load {value} is out of range (0 < load <= 1)")
@@ -147,9 +169,12 @@ def read_loads(path: str) -> dict[str, Fraction]:
 
 def _pairs(path: str, text: str, what: str) -> dict[str, str]:
     data = None
+    problems = _LoaderProblems()
+    if not _yaml_shape_ok_quiet(text, path, problems):
+        raise AuditInputError(problems.lines)
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         data = None
     if isinstance(data, dict):
         return {str(k): str(v) for k, v in data.items()}
@@ -160,9 +185,17 @@ def _pairs(path: str, text: str, what: str) -> dict[str, str]:
             continue
         parts = re.split(r"\s*[=:]\s*|\s+", line, maxsplit=1)
         if len(parts) != 2 or not parts[1]:
-            raise AuditInputError([f"{path}: line {number}: expected 'guest {what}', got {line!r}"])
+            raise AuditInputError([f"{path}: line {number}: expected 'guest {what}', got {line[:40]!r}"
+                                   + (" (not a mapping file?)" if number > 1 else "")])
         result[parts[0]] = parts[1]
     return result
+
+
+def _yaml_shape_ok_quiet(text: str, path: str, problems: _LoaderProblems) -> bool:
+    try:
+        return _yaml_shape_ok(text, path, problems)
+    except (yaml.YAMLError, ValueError):
+        return True  # not YAML: read as lines
 
 
 def read_domains(sources: Iterable[str], mapping: Mapping[str, str] | None = None) -> list[DomainFile]:
@@ -185,6 +218,11 @@ def read_domains(sources: Iterable[str], mapping: Mapping[str, str] | None = Non
                     found.append((str(p), sub.name))
         elif path.is_file():
             found.append((str(path), None))
+        elif path.exists():
+            try:
+                check_regular(path)
+            except InputFileError as exc:
+                problems.append(f"{source}: {exc}")
         else:
             problems.append(f"{source}: no such file or directory")
     if problems:
@@ -224,6 +262,10 @@ def read_domains(sources: Iterable[str], mapping: Mapping[str, str] | None = Non
 # One domain
 
 
+UNKNOWN_NODE = -1  # a cell whose host node cannot be told (memory not bound, vCPUs not pinned to one node)
+RAM_DEVICES = ("dimm", "virtio-mem")  # <memory model> devices backed by host RAM; nvdimm, virtio-pmem: by a file
+
+
 @dataclass
 class _Read:
     """What one domain XML says, in vplan's terms."""
@@ -231,13 +273,13 @@ class _Read:
     domain: DomainFile
     vcpus: int
     memory_kib: int
-    cells: list[tuple[int, tuple[int, ...], int, int]]  # (cell id, vCPUs, memory KiB, host node)
+    cells: list[tuple[int, tuple[int, ...], int, int, int | None]]  # (cell id, vCPUs, KiB, host node, page KiB)
     pins: list[tuple[int, ...]]
     emulator: tuple[int, ...]
-    page_kib: int | None
+    page_kib: int | None  # the guest's hugepage size (the one most cells use); cells may differ
     memory_mode: str
     topology_threads: int
-    cell_distances: dict[int, dict[int, int]]  # guest cell id -> sibling cell id -> value (cells with <distances>)
+    cell_distances: dict[int, dict[int, int]]  # guest cell id -> cell id -> value, libvirt's fill-ins applied
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -248,11 +290,52 @@ def _mem(element, what: str, file: str) -> int:
         raise AuditInputError([f"{file}: {exc}"]) from None
 
 
-def _cpulist(text: str | None, what: str, file: str) -> tuple[int, ...]:
+def _cpulist(text: str | None, what: str, file: str, maximum: int = MAX_CPU_ID) -> tuple[int, ...]:
     try:
-        return parse_cpulist(text or "")
-    except ValueError:
-        raise AuditInputError([f"{file}: {what} {text!r} is not a CPU list"]) from None
+        return parse_cpulist(text or "", maximum)
+    except ValueError as exc:
+        raise AuditInputError([f"{file}: {what}: {exc}"]) from None
+
+
+def _number(text: str | None, what: str, file: str, maximum: int) -> int:
+    """A whole number written in ASCII digits (libvirt reads no other), 0..maximum."""
+    value = (text or "").strip()
+    if not re.fullmatch(r"[0-9]{1,12}", value) or int(value) > maximum:
+        shown = repr(value[:20]) if value else "nothing"
+        raise AuditInputError([f"{file}: {what} is {shown}, not a number 0..{maximum} (ASCII digits)"])
+    return int(value)
+
+
+def _memory_devices(root, file: str) -> list[tuple[str, int, int]]:
+    """``<devices><memory model>``: (model, KiB of host memory it takes or holds, guest cell)."""
+    out = []
+    for dev in root.findall("devices/memory"):
+        model = dev.get("model", "")
+        target = dev.find("target")
+        if target is None:
+            continue
+        size_el = target.find("requested") if model == "virtio-mem" and target.find("requested") is not None \
+            else target.find("size")
+        kib = _mem(size_el, f"<memory model='{model[:20]}'> <size>", file) if size_el is not None else 0
+        cell_el = target.find("node")
+        cell = _number(cell_el.text, f"<memory model='{model[:20]}'> <target><node>", file, MAX_VCPUS) \
+            if cell_el is not None else 0
+        out.append((model, kib, cell))
+    return out
+
+
+def _libvirt_distances(given: dict[int, dict[int, int]], cell_ids: list[int]) -> dict[int, dict[int, int]]:
+    """The distance matrix libvirt makes of partial ``<distances>``: the local distance 10 where a cell does not
+    give its own, b -> a = a -> b where only one direction is given. Pairs given in neither direction stay out."""
+    if not given:
+        return {}
+    full: dict[int, dict[int, int]] = {a: dict(given.get(a, {})) for a in cell_ids}
+    for a in cell_ids:
+        full[a].setdefault(a, 10)
+        for b, value in given.get(a, {}).items():
+            if b in full and a not in given.get(b, {}):
+                full[b].setdefault(a, value)
+    return full
 
 
 def _read_domain(d: DomainFile, model: HostModel) -> _Read:
@@ -263,23 +346,20 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
         findings.append(Finding(rule, name, host, node, message, file))
 
     vcpu_el = root.find("vcpu")
-    if vcpu_el is None or not (vcpu_el.text or "").strip().isdigit() or int(vcpu_el.text) < 1:
+    if vcpu_el is None:
         raise AuditInputError([f"{file}: domain {name} has no valid <vcpu> count"])
-    vcpus = int(vcpu_el.text)
+    vcpus = _number(vcpu_el.text, f"domain {name}: <vcpu>", file, MAX_VCPUS)
+    if vcpus < 1:
+        raise AuditInputError([f"{file}: domain {name} has no valid <vcpu> count"])
     memory_el = root.find("memory")
-    if memory_el is None:
-        raise AuditInputError([f"{file}: domain {name} has no <memory>"])
-    memory = _mem(memory_el, "<memory>", file)
+    total_memory = _mem(memory_el, "<memory>", file) if memory_el is not None else None
     all_cpus = tuple(sorted(model.node_of_cpu))
     default_pins = _cpulist(vcpu_el.get("cpuset"), "<vcpu cpuset>", file) if vcpu_el.get("cpuset") else all_cpus
 
     # pins
     pins: list[tuple[int, ...] | None] = [None] * vcpus
     for pin in root.findall("cputune/vcpupin"):
-        v_text = pin.get("vcpu", "")
-        if not v_text.isdigit():
-            raise AuditInputError([f"{file}: <vcpupin vcpu={v_text!r}> is not a vCPU number"])
-        v = int(v_text)
+        v = _number(pin.get("vcpu"), "<vcpupin vcpu>", file, MAX_VCPUS)
         cpus = _cpulist(pin.get("cpuset"), f"<vcpupin vcpu='{v}' cpuset>", file)
         if v >= vcpus:
             add("pins", None, f"{name} on {host}: <vcpupin vcpu='{v}'> names a vCPU the domain does not have "
@@ -299,28 +379,23 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
     if mem_el is not None:
         mode = mem_el.get("mode", "strict")
         if mem_el.get("nodeset") is not None:
-            memory_nodes = _cpulist(mem_el.get("nodeset"), "<numatune><memory nodeset>", file)
+            memory_nodes = _cpulist(mem_el.get("nodeset"), "<numatune><memory nodeset>", file, MAX_NODE_ID)
     memnodes: dict[int, tuple[int, ...]] = {}
     for memnode in root.findall("numatune/memnode"):
-        cid = memnode.get("cellid", "")
-        if not cid.isdigit():
-            raise AuditInputError([f"{file}: <memnode cellid={cid!r}> is not a cell number"])
-        memnodes[int(cid)] = _cpulist(memnode.get("nodeset"), f"<memnode cellid='{cid}' nodeset>", file)
+        cid = _number(memnode.get("cellid"), "<memnode cellid>", file, MAX_VCPUS)
+        memnodes[cid] = _cpulist(memnode.get("nodeset"), f"<memnode cellid='{cid}' nodeset>", file, MAX_NODE_ID)
 
-    # cells
+    # cells (libvirt numbers cells without an id in order) and memory devices
     raw_cells: list[tuple[int, tuple[int, ...], int]] = []
-    cell_distances: dict[int, dict[int, int]] = {}
+    given_distances: dict[int, dict[int, int]] = {}
     numa_cells = root.findall("cpu/numa/cell")
-    for cell in numa_cells:
-        cid = cell.get("id")
-        if cid is None or not cid.isdigit():
-            raise AuditInputError([f"{file}: a <numa><cell> has no numeric id"])
-        cid_i = int(cid)
-        cell_vcpus = _cpulist(cell.get("cpus"), f"<cell id='{cid}' cpus>", file)
+    for index, cell in enumerate(numa_cells):
+        cid_i = _number(cell.get("id"), "<numa><cell id>", file, MAX_VCPUS) if cell.get("id") is not None else index
+        cell_vcpus = _cpulist(cell.get("cpus"), f"<cell id='{cid_i}' cpus>", file, MAX_VCPUS - 1)
         if cell.get("memory") is None:
-            raise AuditInputError([f"{file}: <cell id='{cid}'> has no memory"])
+            raise AuditInputError([f"{file}: <cell id='{cid_i}'> has no memory"])
         try:
-            cell_mem = scaled_kib(cell.get("memory"), cell.get("unit"), f"<cell id='{cid}' memory>")
+            cell_mem = scaled_kib(cell.get("memory"), cell.get("unit"), f"<cell id='{cid_i}' memory>")
         except ValueError as exc:
             raise AuditInputError([f"{file}: {exc}"]) from None
         raw_cells.append((cid_i, cell_vcpus, cell_mem))
@@ -328,14 +403,33 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
         if dist is not None:
             row = {}
             for sibling in dist.findall("sibling"):
-                sid, value = sibling.get("id", ""), sibling.get("value", "")
-                if not (sid.isdigit() and value.isdigit()):
-                    raise AuditInputError([f"{file}: <cell id='{cid}'> has a <sibling> without numeric id/value"])
-                row[int(sid)] = int(value)
-            cell_distances[cid_i] = row
+                sid = _number(sibling.get("id"), f"<cell id='{cid_i}'> <sibling id>", file, MAX_VCPUS)
+                row[sid] = _number(sibling.get("value"), f"<cell id='{cid_i}'> <sibling value>", file, 255)
+            given_distances[cid_i] = row
+    devices = _memory_devices(root, file)
     if not raw_cells:
-        raw_cells = [(0, tuple(range(vcpus)), memory)]
+        if total_memory is None:
+            raise AuditInputError([f"{file}: domain {name} has no <memory> and no <numa> cells"])
+        ram = total_memory - sum(kib for model_name, kib, _c in devices if model_name not in RAM_DEVICES)
+        if ram <= 0:
+            raise AuditInputError([f"{file}: domain {name}: <memory> {total_memory} KiB is not more than its "
+                                   "file-backed memory devices"])
+        raw_cells = [(0, tuple(range(vcpus)), ram)]
+    else:
+        extra: dict[int, int] = {}
+        cids = {c[0] for c in raw_cells}
+        for model_name, kib, cell in devices:
+            if model_name not in RAM_DEVICES:
+                continue
+            if cell not in cids:
+                add("numatune", None, f"{name} on {host}: a <memory model='{model_name}'> device targets guest cell "
+                                      f"{cell}, which the domain does not have")
+                continue
+            extra[cell] = extra.get(cell, 0) + kib
+        raw_cells = [(c, vs, m + extra.get(c, 0)) for c, vs, m in raw_cells]
+    memory = sum(m for _c, _v, m in raw_cells)
     cell_ids = {c[0] for c in raw_cells}
+    cell_distances = _libvirt_distances(given_distances, sorted(cell_ids))
     for cid in sorted(set(memnodes) - cell_ids):
         add("numatune", None, f"{name} on {host}: <memnode cellid='{cid}'> names guest cell {cid}, which the "
                               f"domain does not have (cells {format_cpulist(cell_ids)})")
@@ -370,50 +464,66 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
                                       "node)")
         elif memory_nodes is not None and len(memory_nodes) == 1 and memory_nodes[0] in host_nodes:
             node = memory_nodes[0]
-        elif mem_el is not None or memnodes:
+        unknown_text = ("its vCPUs are not pinned to one node either: its host node is unknown, so its memory and "
+                        "vCPUs are not checked against a node")
+        if node is None and len(pin_nodes) != 1 and cid not in memnodes and (mem_el is not None or memnodes):
             shown = format_cpulist(memory_nodes) if memory_nodes is not None else "none"
             add("numatune", None, f"{name} on {host}: cell {cid} has no <memnode> and the memory nodeset is {shown}: "
-                                  "its memory is not bound to one node (add <memnode cellid='"
-                                  f"{cid}' nodeset='N'/>)")
-        if node is None:
-            node = pin_nodes[0] if len(pin_nodes) == 1 else (
-                memory_nodes[0] if memory_nodes and memory_nodes[0] in host_nodes else model.nodes[0].id)
-        else:
+                                  f"its memory is not bound to one node (add <memnode cellid='{cid}' nodeset='N'/>); "
+                                  + unknown_text)
+        elif node is None and cid not in memnodes and (mem_el is not None or memnodes):
+            shown = format_cpulist(memory_nodes) if memory_nodes is not None else "none"
+            add("numatune", None, f"{name} on {host}: cell {cid} has no <memnode> and the memory nodeset is {shown}: "
+                                  f"its memory is not bound to one node (add <memnode cellid='{cid}' nodeset='N'/>); "
+                                  f"checked on node {pin_nodes[0]}, where its vCPUs run")
+        elif node is None and len(pin_nodes) != 1:
+            add("numatune", None, f"{name} on {host}: cell {cid} memory is not bound to one node and "
+                                  + unknown_text)
+        if node is not None:
             bound_nodes.append(node)
+        elif len(pin_nodes) == 1:
+            node = pin_nodes[0]  # not bound, but its vCPUs run on one node: the kernel allocates there first
+        else:
+            node = UNKNOWN_NODE
         cells.append((cid, cell_vcpus, cell_mem, node))
     if memory_nodes is not None and memnodes and bound_nodes and set(memory_nodes) != set(bound_nodes):
         add("numatune", None, f"{name} on {host}: <numatune><memory nodeset='{format_cpulist(memory_nodes)}'> is "
                               f"not the cells' nodes {format_cpulist(bound_nodes)}")
 
-    # hugepages
+    # hugepages: a <page> with a nodeset (guest cells) sets those cells' size; one without, the other cells'
     page: int | None = None
+    cell_pages: dict[int, int | None] = {cid: None for cid in cell_ids}
     backing = root.find("memoryBacking/hugepages")
     if backing is not None:
         pages = backing.findall("page")
         if not pages:
             page = DEFAULT_HUGEPAGE_KIB.get(model.arch, 2048)
+            cell_pages = {cid: page for cid in cell_ids}
         else:
-            sizes: dict[int, set[int]] = {}
+            default: int | None = None
+            explicit: dict[int, int] = {}
             for p in pages:
                 try:
-                    size = scaled_kib(p.get("size"), p.get("unit"), "<page size>")
+                    size = page_kib(p.get("size"), p.get("unit"), "<page size>")
                 except ValueError as exc:
                     raise AuditInputError([f"{file}: {exc}"]) from None
-                covered = set(_cpulist(p.get("nodeset"), "<page nodeset>", file)) if p.get("nodeset") else cell_ids
-                sizes.setdefault(size, set()).update(covered)
-            page = max(sizes, key=lambda s: (len(sizes[s]), s))
-            if len(sizes) > 1:
-                add("pagesize", None, f"{name} on {host}: uses page sizes "
-                                      + ", ".join(f"{format_page(s)} (cells {format_cpulist(c)})"
-                                                  for s, c in sorted(sizes.items()))
-                                      + f"; vplan plans one size per guest (checked as {format_page(page)})")
-            uncovered = sorted(cell_ids - set().union(*sizes.values()))
-            if uncovered:
-                add("pagesize", None, f"{name} on {host}: cells {format_cpulist(uncovered)} have no hugepages "
-                                      f"(the <page> nodesets cover cells {format_cpulist(set().union(*sizes.values()))})")
+                if p.get("nodeset"):
+                    for cid in _cpulist(p.get("nodeset"), "<page nodeset>", file, MAX_VCPUS):
+                        explicit[cid] = size
+                else:
+                    default = size
+            cell_pages = {cid: explicit.get(cid, default) for cid in cell_ids}
+            sizes: dict[int, set[int]] = {}
+            for cid, size in cell_pages.items():
+                if size is not None:
+                    sizes.setdefault(size, set()).add(cid)
+            if sizes:  # the guest's size: the one most cells use (each cell is checked with its own)
+                page = max(sizes, key=lambda s: (len(sizes[s]), s))
+    cells5 = [(cid, vs, mem, node, cell_pages.get(cid)) for cid, vs, mem, node in cells]
     topo = root.find("cpu/topology")
-    threads = int(topo.get("threads", "1")) if topo is not None and topo.get("threads", "1").isdigit() else 1
-    return _Read(d, vcpus, memory, cells, final_pins, emulator, page, mode, threads, cell_distances, findings)
+    threads_text = topo.get("threads", "1") if topo is not None else "1"
+    threads = int(threads_text) if re.fullmatch(r"[0-9]{1,3}", threads_text) else 1
+    return _Read(d, vcpus, memory, cells5, final_pins, emulator, page, mode, threads, cell_distances, findings)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -557,7 +667,8 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
         spec = declared.get(d.name)
         others = set().union(*(cpus for g, cpus in vcpu_cpus_by_host[d.host].items() if g != d.name))
         singles = [p[0] for p in r.pins if len(p) == 1]
-        inferred_dedicated = len(singles) == r.vcpus and len(set(singles)) == r.vcpus
+        # dedicated: every vCPU on a pCPU of its own, which no other guest's vCPU on this host may use
+        inferred_dedicated = len(singles) == r.vcpus and len(set(singles)) == r.vcpus and not set(singles) & others
         cpu = spec.cpu if spec is not None else ("dedicated" if inferred_dedicated else "shared")
         if cpu == "dedicated":
             threads = spec.threads if spec is not None and spec.threads else (
@@ -575,14 +686,16 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
             priority=spec.priority if spec is not None else 1,
             host=spec.host if spec is not None and spec.host else d.host)
         guests.append(guest)
-        cells = tuple(CellPlacement(cell_id=cid, node_id=node, vcpus=vs, memory_kib=mem)
-                      for cid, vs, mem, node in r.cells)
+        cells = tuple(CellPlacement(cell_id=cid, node_id=node, vcpus=vs, memory_kib=mem,
+                                    hugepage_kib=-1 if cell_page == r.page_kib else (cell_page or 0))
+                      for cid, vs, mem, node, cell_page in sorted(r.cells))
         placements[d.name] = GuestPlacement(guest=d.name, host=d.host, cells=cells,
                                             vcpu_pins=tuple(tuple(sorted(p)) for p in r.pins),
                                             emulator_pins=tuple(sorted(r.emulator)))
         findings.extend(r.findings)
         findings.extend(_distance_findings(r, model))
     lacking = _page_findings(reads, scenario, findings)
+    unknown_guests = {r.domain.name for r in reads if any(c[3] == UNKNOWN_NODE for c in r.cells)}
     audit_scenario = Scenario(name=scenario.name, policy=scenario.policy, host_models=scenario.host_models,
                               hosts=scenario.hosts, guests=tuple(guests), path=scenario.path)
     plan = Plan(scenario=audit_scenario, status="feasible", placed=placements, unplaced_reasons={})
@@ -591,6 +704,10 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
         if v.rule == "hugepages" and any(v.host == h and v.node == n and f" {format_page(s)} pages" in v.message
                                          for h, n, s in lacking):
             continue  # the size is one the node lacks: told as 'pagesize'
+        if v.node == UNKNOWN_NODE or (v.rule == "cells" and f"node {UNKNOWN_NODE}" in v.message):
+            continue  # a cell whose node is unknown: told as 'numatune'
+        if v.rule == "emulator" and v.guest in unknown_guests:
+            continue  # its nodes are unknown, and with them the pools its emulator may use
         findings.append(Finding(v.rule, v.guest, v.host, v.node, v.message, files.get(v.guest or "")))
     order = {r.domain.name: i for i, r in enumerate(reads)}
     findings.sort(key=lambda f: (f.host or "", order.get(f.guest or "", -1)))
@@ -598,9 +715,12 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
 
 
 def _distance_findings(r: _Read, model: HostModel) -> list[Finding]:
+    """Each guest cell pair's distance (after libvirt's fill-ins) against the host's between the cells' nodes;
+    a pair given in neither direction is told once."""
     d = r.domain
     out = []
-    node_of_cell = {cid: node for cid, _vs, _m, node in r.cells}
+    all_cells = {cid for cid, *_rest in r.cells}
+    node_of_cell = {cid: node for cid, _vs, _m, node, _p in r.cells if node != UNKNOWN_NODE}
     for cid, row in sorted(r.cell_distances.items()):
         if cid not in node_of_cell:
             continue
@@ -610,14 +730,15 @@ def _distance_findings(r: _Read, model: HostModel) -> list[Finding]:
                 continue
             want = model.distance(a, b)
             if other not in row:
-                out.append(Finding("distances", d.name, d.host, a, f"{d.name} on {d.host}: cell {cid} <distances> "
-                                   f"has no sibling for cell {other} (host distance node {a} -> node {b} is {want})",
-                                   d.path))
+                if other > cid:  # after the fill-ins a missing pair is missing both ways: told once
+                    out.append(Finding("distances", d.name, d.host, a, f"{d.name} on {d.host}: no <distances> "
+                                       f"sibling between cells {min(cid, other)} and {max(cid, other)} (host distance "
+                                       f"node {a} -> node {b} is {want})", d.path))
             elif row[other] != want:
                 out.append(Finding("distances", d.name, d.host, a, f"{d.name} on {d.host}: cell {cid} -> cell "
                                    f"{other} distance is {row[other]}, but the host's node {a} -> node {b} "
                                    f"distance is {want}", d.path))
-        for other in sorted(set(row) - set(node_of_cell)):
+        for other in sorted(set(row) - all_cells):
             out.append(Finding("distances", d.name, d.host, node_of_cell[cid], f"{d.name} on {d.host}: cell {cid} "
                                f"<distances> names cell {other}, which the domain does not have", d.path))
     return out
@@ -627,17 +748,18 @@ def _page_findings(reads: list[_Read], scenario: Scenario, findings: list[Findin
     """``pagesize`` findings for page sizes a host lacks; returns the (host, node, size) cells concerned."""
     lacking: set[tuple[str, int, int]] = set()
     for r in reads:
-        if r.page_kib is None:
-            continue
         d = r.domain
         model = scenario.model_of(d.host)
         host_sizes = {s for n in model.nodes for s in n.hugepages}
-        if r.page_kib not in host_sizes:
+        used = sorted({p for *_rest, p in r.cells if p is not None})
+        for size in used:
+            if size in host_sizes:
+                continue
             listed = ", ".join(format_page(s) for s in sorted(host_sizes)) or "none"
             findings.append(Finding("pagesize", d.name, d.host, None, f"{d.name} on {d.host} uses "
-                                    f"{format_page(r.page_kib)} pages, a size {d.host} lacks (its nodes list: "
+                                    f"{format_page(size)} pages, a size {d.host} lacks (its nodes list: "
                                     f"{listed})", d.path))
-            lacking.update((d.host, node, r.page_kib) for _c, _v, _m, node in r.cells)
+            lacking.update((d.host, node, size) for _c, _v, _m, node, p in r.cells if p == size)
     return lacking
 
 

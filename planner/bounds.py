@@ -61,7 +61,7 @@ def resource_bounds(problem: Problem) -> dict[str, float]:
     out: dict[str, float] = {}
     if not caps:
         return out
-    min_t = min(n.threads_per_core for c in caps for n in c.nodes if n.holds_cells) if caps else 1
+    min_t = min((n.threads_per_core for c in caps for n in c.nodes if n.holds_cells), default=1)
     dedicated = shared_load = shared_vcpus = vcpus = mem = 0.0
     pages: dict[int, float] = defaultdict(float)
     for g in scenario.guests:

@@ -269,6 +269,7 @@ class _Checker:
         memories: list[int] = []
         for i, cell in enumerate(cells):
             node = cell.node_id
+            page = guest.hugepage_kib if cell.hugepage_kib < 0 else (cell.hugepage_kib or None)  # audited domains
             if cell.cell_id != i:
                 self.add("cells", name, host, node, f"{name} on {host} node {node}: cell #{i} has id {cell.cell_id}, expected {i} (ids 0..k-1 in order)")
             usable = True
@@ -375,6 +376,7 @@ class _Checker:
                 node = cell.node_id
                 if node not in info.holds_cells:
                     continue
+                page = guest.hugepage_kib if cell.hugepage_kib < 0 else (cell.hugepage_kib or None)  # audited domains
                 n = len(cell.vcpus)
                 if guest.dedicated:
                     dedicated_vcpus[node] += n

@@ -56,14 +56,17 @@ import io
 import os
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Mapping
 
 from lxml import etree
 
+from planner.safeio import InputFileError, check_regular, read_input_bytes
 from planner.scenario import HostModel, Node
-from planner.units import format_cpulist, format_memory, format_page, parse_cpulist
+from planner.units import (MAX_CPU_ID, MAX_MEMORY_KIB, MAX_NODE_ID, check_page_kib, format_cpulist, format_memory,
+                           format_page, parse_cpulist)
 
 __all__ = [
     "CaptureError",
@@ -95,7 +98,6 @@ SYSFS_CAPTURE_COMMAND = (
     "/sys/devices/system/cpu/cpu*/topology/{thread_siblings_list,core_id,physical_package_id}"
 )
 
-MAX_CPU_ID = 65535
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
@@ -133,10 +135,19 @@ def scaled_kib(value: str | None, unit: str | None, what: str) -> int:
     unit = (unit or "KiB").strip()
     scale = _SCALE_KIB.get(unit)
     if scale is None:
-        raise ValueError(f"{what}: unknown unit {unit!r} (libvirt units: {', '.join(_SCALE_KIB)})")
-    if isinstance(scale, int):
-        return int(text) * scale
-    return int(int(text) * scale)
+        raise ValueError(f"{what}: unknown unit {unit[:20]!r} (libvirt units: {', '.join(_SCALE_KIB)})")
+    if len(text) > 30:
+        raise ValueError(f"{what}: {text[:20]}... has too many digits")
+    kib = int(text) * scale if isinstance(scale, int) else int(int(text) * scale)
+    if kib > MAX_MEMORY_KIB:
+        raise ValueError(f"{what}: {text} {unit} is more than 4 PiB: not a real machine's size")
+    return kib
+
+
+def page_kib(value: str | None, unit: str | None, what: str) -> int:
+    """A page size attribute (``<pages size='2048'>``, ``<page size='1' unit='G'>``): a scaled integer that is a
+    power of two from 4K to 16G. Raises ValueError naming ``what``."""
+    return check_page_kib(scaled_kib(value, unit, what), f"{what}: {value!r} {unit or 'KiB'}")
 
 
 def _mem_text(kib: int) -> str:
@@ -208,26 +219,23 @@ def _hint(style: Style, cli: str, yaml: str) -> str:
 
 
 def _read_bytes(path: str) -> bytes:
+    """A capture file's bytes: a regular file of at most ``MAX_FILE_BYTES`` (not a device or FIFO)."""
+    if os.path.isdir(path):
+        raise _fail(path, "is a directory (a sysfs snapshot directory holds sys/devices/system/node/...)")
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise _fail(path, f"the file is {size} bytes, too large for a capture")
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise _fail(path, "file not found") from None
-    except IsADirectoryError:
-        raise _fail(path, "is a directory (a sysfs snapshot directory holds sys/devices/system/node/...)") from None
-    except OSError as exc:
-        raise _fail(path, f"cannot read: {exc.strerror or exc}") from None
+        return read_input_bytes(path, MAX_FILE_BYTES)
+    except InputFileError as exc:
+        raise _fail(path, str(exc)) from None
 
 
-def _int_attr(element, name: str, path: str, what: str) -> int | None:
+def _int_attr(element, name: str, path: str, what: str, maximum: int = MAX_CPU_ID) -> int | None:
     value = element.get(name)
     if value is None:
         return None
     if not re.fullmatch(r"\s*[0-9]+\s*", value):
-        raise _fail(path, f"{what}: {name}={value!r} is not a non-negative integer")
+        raise _fail(path, f"{what}: {name}={value[:40]!r} is not a non-negative integer")
+    if len(value.strip()) > 9 or int(value) > maximum:
+        raise _fail(path, f"{what}: {name}={value.strip()[:20]!r} is out of range (at most {maximum})")
     return int(value)
 
 
@@ -250,7 +258,7 @@ def parse_capabilities(path: str, data: bytes | None = None) -> Capture:
     page_sizes: set[int] = set()
     for page in host.findall("cpu/pages"):
         try:
-            page_sizes.add(scaled_kib(page.get("size"), page.get("unit"), "<host><cpu><pages size>"))
+            page_sizes.add(page_kib(page.get("size"), page.get("unit"), "<host><cpu><pages size>"))
         except ValueError as exc:
             raise _fail(path, str(exc)) from None
     cells = host.findall("topology/cells/cell")
@@ -264,7 +272,7 @@ def parse_capabilities(path: str, data: bytes | None = None) -> Capture:
     cpu_facts: dict[int, dict[str, object]] = {}
     no_unit_pages = False
     for cell in cells:
-        cell_id = _int_attr(cell, "id", path, "<cell>")
+        cell_id = _int_attr(cell, "id", path, "<cell>", MAX_NODE_ID)
         if cell_id is None:
             raise _fail(path, "a <cell> has no id attribute")
         where = f"cell {cell_id}"
@@ -282,12 +290,13 @@ def parse_capabilities(path: str, data: bytes | None = None) -> Capture:
             if page.get("unit") is None:
                 no_unit_pages = True
             try:
-                size = scaled_kib(page.get("size"), page.get("unit"), f"{where} <pages size>")
+                size = page_kib(page.get("size"), page.get("unit"), f"{where} <pages size>")
             except ValueError as exc:
                 raise _fail(path, str(exc)) from None
             count_text = (page.text or "").strip()
-            if not re.fullmatch(r"[0-9]+", count_text):
-                raise _fail(path, f"{where} <pages size='{page.get('size')}'>: {count_text!r} is not a page count")
+            if not re.fullmatch(r"[0-9]{1,15}", count_text):
+                raise _fail(path, f"{where} <pages size='{str(page.get('size'))[:20]}'>: {count_text[:20]!r} is not a "
+                                  "page count")
             if size in pages:
                 raise _fail(path, f"{where} lists {format_page(size)} pages twice")
             pages[size] = int(count_text)
@@ -295,8 +304,8 @@ def parse_capabilities(path: str, data: bytes | None = None) -> Capture:
         if siblings_el is not None:
             row: dict[int, int] = {}
             for sibling in siblings_el.findall("sibling"):
-                other = _int_attr(sibling, "id", path, f"{where} <distances><sibling>")
-                value = _int_attr(sibling, "value", path, f"{where} <distances><sibling>")
+                other = _int_attr(sibling, "id", path, f"{where} <distances><sibling>", MAX_NODE_ID)
+                value = _int_attr(sibling, "value", path, f"{where} <distances><sibling>", 255)
                 if other is None or value is None:
                     raise _fail(path, f"{where}: a <sibling> lacks id or value")
                 row[other] = value
@@ -319,13 +328,13 @@ def parse_capabilities(path: str, data: bytes | None = None) -> Capture:
             cpu_ids.append(cpu_id)
             facts: dict[str, object] = {}
             for attr in ("socket_id", "die_id", "cluster_id", "core_id"):
-                facts[attr] = _int_attr(cpu, attr, path, f"{where} CPU {cpu_id}")
+                facts[attr] = _int_attr(cpu, attr, path, f"{where} CPU {cpu_id}", 999_999_999)  # ids, not counts
             text = cpu.get("siblings")
             if text is not None:
                 try:
                     facts["siblings"] = parse_cpulist(text)
-                except ValueError:
-                    raise _fail(path, f"{where} CPU {cpu_id}: siblings={text!r} is not a CPU list") from None
+                except ValueError as exc:
+                    raise _fail(path, f"{where} CPU {cpu_id}: siblings: {exc}") from None
             cpu_facts[cpu_id] = facts
         if cpus_el is not None and cpus_el.get("num") is not None:
             num = _int_attr(cpus_el, "num", path, f"{where} <cpus>")
@@ -453,6 +462,20 @@ _NUMBERS = re.compile(r"^[0-9]+(?:\s+[0-9]+)*$")
 _NUMACTL_UNITS = {"MB": 1024, "kB": 1, "KB": 1, "GB": 1024**2}
 
 
+def _no_long_numbers(path: str, text: str, key: str | None = None) -> None:
+    """Numbers in a text capture have at most 12 digits (a CPU id, a size in MB): refused before any is read."""
+    m = re.search(r"[0-9]{13,}", text)
+    if m:
+        line = text.count("\n", 0, m.start()) + 1
+        raise _fail(path, f"line {line}: the number {m.group()[:20]}... has too many digits for a capture", key)
+
+
+def _node_id(path: str, line: int, text: str) -> int:
+    if len(text) > 9 or int(text) > MAX_NODE_ID:
+        raise _fail(path, f"line {line}: node id {text[:20]} is out of range (at most {MAX_NODE_ID})")
+    return int(text)
+
+
 def parse_numactl(path: str, text: str | None = None) -> Capture:
     """Parse ``numactl --hardware`` output (wrapped lists joined, a missing distance table allowed)."""
     if text is None:
@@ -461,6 +484,7 @@ def parse_numactl(path: str, text: str | None = None) -> Capture:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise _fail(path, "not UTF-8 text") from None
+    _no_long_numbers(path, text)
     quirks: list[str] = []
     available: list[int] | None = None
     cpus: dict[int, list[int]] = {}
@@ -483,12 +507,14 @@ def parse_numactl(path: str, text: str | None = None) -> Capture:
         m = _AVAILABLE.match(stripped)
         if m:
             started = True
-            count = int(m.group(1))
+            count = int(m.group(1)[:9])
+            if count > MAX_NODE_ID + 1:
+                raise _fail(path, f"line {number}: {m.group(1)[:20]} nodes is out of range (at most {MAX_NODE_ID + 1})")
             if m.group(2) is not None:
                 try:
-                    available = list(parse_cpulist(m.group(2)))
-                except ValueError:
-                    raise _fail(path, f"line {number}: node list {m.group(2)!r} is not a list") from None
+                    available = list(parse_cpulist(m.group(2), MAX_NODE_ID))
+                except ValueError as exc:
+                    raise _fail(path, f"line {number}: node list: {exc}") from None
                 if len(available) != count:
                     raise _fail(path, f"line {number}: 'available: {count} nodes' lists {len(available)} ids")
             else:
@@ -504,7 +530,7 @@ def parse_numactl(path: str, text: str | None = None) -> Capture:
             continue
         m = _NODE_CPUS.match(stripped)
         if m:
-            node = int(m.group(1))
+            node = _node_id(path, number, m.group(1))
             if node in cpus:
                 raise _fail(path, f"line {number}: node {node} cpus are given twice")
             listed = m.group(2)
@@ -515,10 +541,12 @@ def parse_numactl(path: str, text: str | None = None) -> Capture:
             continue
         m = _NODE_SIZE.match(stripped)
         if m:
-            node, value, unit = int(m.group(1)), int(m.group(2)), m.group(3) or "MB"
+            node, value, unit = _node_id(path, number, m.group(1)), int(m.group(2)), m.group(3) or "MB"
             if unit not in _NUMACTL_UNITS:
                 raise _fail(path, f"line {number}: node {node} size unit {unit!r} is unknown (numactl writes MB)")
             sizes[node] = value * _NUMACTL_UNITS[unit]
+            if sizes[node] > MAX_MEMORY_KIB:
+                raise _fail(path, f"line {number}: node {node} size {value} {unit} is more than 4 PiB")
             target = None
             continue
         if _NODE_FREE.match(stripped):
@@ -605,6 +633,7 @@ def parse_lscpu(path: str, text: str | None = None) -> dict[int, dict[str, int |
             text = _read_bytes(path).decode("utf-8")
         except UnicodeDecodeError:
             raise _fail(path, "not UTF-8 text", "lscpu") from None
+    _no_long_numbers(path, text, "lscpu")
     columns = ["cpu", "core", "socket", "node"]
     result: dict[int, dict[str, int | None]] = {}
     for number, line in enumerate(text.splitlines(), 1):
@@ -661,46 +690,104 @@ def lscpu_beside(path: str) -> str | None:
 # sysfs snapshot
 
 
-_SYS_NODE = re.compile(r"(?:^|/)node/node([0-9]+)/(cpulist|meminfo|distance|hugepages/hugepages-([0-9]+)kB/nr_hugepages)$")
-_SYS_CPU = re.compile(r"(?:^|/)cpu/cpu([0-9]+)/topology/(thread_siblings_list|core_id|physical_package_id|die_id)$")
+_SYS_NODE = re.compile(r"^sys/devices/system/node/node([0-9]{1,4})/(cpulist|meminfo|distance|"
+                       r"hugepages/hugepages-([0-9]{1,9})kB/nr_hugepages)\Z")
+_SYS_CPU = re.compile(r"^sys/devices/system/cpu/cpu([0-9]{1,5})/topology/"
+                      r"(thread_siblings_list|core_id|physical_package_id|die_id)\Z")
+_SYS_NODE_FILES = ("cpulist", "meminfo", "distance")
+_SYS_CPU_FILES = ("thread_siblings_list", "core_id", "physical_package_id", "die_id")
+MAX_SYSFS_FILE_BYTES = 1 << 20  # a sysfs file is one page; tar pads it to 4096 bytes
+MAX_TAR_BYTES = 512 * 1024 * 1024  # decompressed tarball data read before giving up (a gzip bomb)
+
+
+def _sysfs_keep(name: str) -> bool:
+    """Only the documented layout at the snapshot's top: ``arch``, ``sys/devices/system/{node,cpu}/...``."""
+    return name == "arch" or bool(_SYS_NODE.match(name) or _SYS_CPU.match(name))
+
+
+def _sysfs_dir_files(path: str) -> dict[str, str]:
+    """The snapshot files under a directory, looked up where the layout puts them (no recursive search)."""
+    files: dict[str, str] = {}
+    wanted: list[str] = ["arch"]
+    base = os.path.join(path, "sys", "devices", "system")
+    if not os.path.isdir(os.path.join(base, "node")):
+        nested = sorted(name for name in _listdir(os.path.join(path))
+                        if os.path.isdir(os.path.join(path, name, "sys", "devices", "system", "node")))
+        hint = (f"; {', '.join(nested[:5])} {'hold snapshots' if len(nested) > 1 else 'holds a snapshot'}: give "
+                "one snapshot directory per host" if nested else "")
+        raise _fail(path, "no sys/devices/system/node/ at the top of this directory (a sysfs snapshot holds arch and "
+                          f"sys/devices/system/node/nodeN/...{hint}); capture with: " + SYSFS_CAPTURE_COMMAND)
+    for name in _listdir(os.path.join(base, "node")):
+        if re.fullmatch(r"node[0-9]{1,4}", name):
+            rel = f"sys/devices/system/node/{name}"
+            wanted += [f"{rel}/{f}" for f in _SYS_NODE_FILES]
+            wanted += [f"{rel}/hugepages/{h}/nr_hugepages" for h in _listdir(os.path.join(path, rel, "hugepages"))]
+    for name in _listdir(os.path.join(base, "cpu")):
+        if re.fullmatch(r"cpu[0-9]{1,5}", name):
+            wanted += [f"sys/devices/system/cpu/{name}/topology/{f}" for f in _SYS_CPU_FILES]
+    for rel in wanted:
+        full = os.path.join(path, *rel.split("/"))
+        if not _sysfs_keep(rel) or not os.path.lexists(full):
+            continue
+        try:
+            data = read_input_bytes(full, MAX_SYSFS_FILE_BYTES)
+        except InputFileError as exc:
+            raise _fail(path, f"{rel}: {exc}") from None
+        files[rel] = data.replace(b"\0", b"").decode("utf-8", "replace")
+    return files
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
 
 
 def _sysfs_files(path: str) -> dict[str, str]:
     """Relative path → text (NUL padding from tar removed) of the files of a snapshot directory or tarball."""
+    if os.path.isdir(path):
+        return _sysfs_dir_files(path)
+    try:
+        check_regular(path)
+    except InputFileError as exc:
+        raise _fail(path, str(exc)) from None
     files: dict[str, str] = {}
     total = 0
-
-    def keep(name: str) -> bool:
-        name = name.lstrip("./")
-        return bool(_SYS_NODE.search(name) or _SYS_CPU.search(name) or name == "arch" or name.endswith("/arch"))
-
-    if os.path.isdir(path):
-        for dirpath, _dirs, names in os.walk(path):
-            for name in names:
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, path).replace(os.sep, "/")
-                if keep(rel):
-                    with open(full, "rb") as handle:
-                        data = handle.read(1 << 20)
-                    total += len(data)
-                    files[rel] = data.replace(b"\0", b"").decode("utf-8", "replace")
-        return files
     try:
         archive = tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise _fail(path, f"not a directory nor a readable tarball ({exc})") from None
-    with archive:
-        for member in archive:
-            if not member.isfile() or not keep(member.name):
-                continue
-            total += member.size
-            if total > MAX_FILE_BYTES:
-                raise _fail(path, "the tarball holds too much data for a sysfs snapshot")
-            handle = archive.extractfile(member)
-            if handle is None:
-                continue
-            files[member.name.lstrip("./")] = handle.read().replace(b"\0", b"").decode("utf-8", "replace")
+    try:
+        with archive:
+            for member in archive:
+                if archive.offset > MAX_TAR_BYTES:
+                    raise _fail(path, "the tarball holds too much data for a sysfs snapshot")
+                name = member.name
+                while name.startswith(("./", "/")):
+                    name = name[1:] if name.startswith("/") else name[2:]
+                if not member.isfile() or not _sysfs_keep(name):
+                    continue
+                if name in files:
+                    raise _fail(path, f"{name} is in the tarball twice (two snapshots in one tarball? give one per "
+                                      "host)")
+                total += member.size
+                if member.size > MAX_SYSFS_FILE_BYTES or total > MAX_FILE_BYTES:
+                    raise _fail(path, "the tarball holds too much data for a sysfs snapshot")
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                files[name] = handle.read().replace(b"\0", b"").decode("utf-8", "replace")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise _fail(path, f"the tarball is damaged or cut short ({exc})") from None
     return files
+
+
+def _sysfs_int(path: str, cpu: int, name: str, text: str) -> int:
+    text = text.strip()
+    if not re.fullmatch(r"-?[0-9]{1,9}", text):
+        raise _fail(path, f"cpu{cpu}/topology/{name} {text[:20]!r} is not a number")
+    return int(text)
 
 
 def parse_sysfs(path: str) -> Capture:
@@ -715,16 +802,24 @@ def parse_sysfs(path: str) -> Capture:
         m = _SYS_NODE.search(rel)
         if m:
             node = int(m.group(1))
+            if node > MAX_NODE_ID:
+                raise _fail(path, f"{rel}: node id {node} is out of range (at most {MAX_NODE_ID})")
             if m.group(3):
                 value = text.strip()
-                if not re.fullmatch(r"[0-9]+", value):
-                    raise _fail(path, f"{rel}: {value!r} is not a page count")
-                pages.setdefault(node, {})[int(m.group(3))] = int(value)
+                if not re.fullmatch(r"[0-9]{1,15}", value):
+                    raise _fail(path, f"{rel}: {value[:20]!r} is not a page count")
+                try:
+                    size = check_page_kib(int(m.group(3)), f"{rel}: {m.group(3)}kB")
+                except ValueError as exc:
+                    raise _fail(path, str(exc)) from None
+                pages.setdefault(node, {})[size] = int(value)
             else:
                 node_files.setdefault(node, {})[m.group(2)] = text
             continue
         m = _SYS_CPU.search(rel)
         if m:
+            if int(m.group(1)) > MAX_CPU_ID:
+                raise _fail(path, f"{rel}: CPU id {m.group(1)} is out of range (at most {MAX_CPU_ID})")
             cpu_files.setdefault(int(m.group(1)), {})[m.group(2)] = text.strip()
             continue
         if rel == "arch" or rel.endswith("/arch"):
@@ -741,18 +836,20 @@ def parse_sysfs(path: str) -> Capture:
             raise _fail(path, f"node{node}/cpulist is missing from the snapshot")
         try:
             node_cpus = parse_cpulist(got["cpulist"].strip())
-        except ValueError:
-            raise _fail(path, f"node{node}/cpulist {got['cpulist'].strip()!r} is not a CPU list") from None
+        except ValueError as exc:
+            raise _fail(path, f"node{node}/cpulist: {exc}") from None
         for cpu in node_cpus:
             if cpu in owner:
                 raise _fail(path, f"CPU {cpu} is in node{owner[cpu]}/cpulist and node{node}/cpulist")
             owner[cpu] = node
         memory = None
         if "meminfo" in got:
-            m = re.search(r"MemTotal:\s*([0-9]+)\s*kB", got["meminfo"])
+            m = re.search(r"MemTotal:\s*([0-9]{1,13})\s*kB", got["meminfo"])
             if not m:
                 raise _fail(path, f"node{node}/meminfo has no 'MemTotal: N kB' line")
             memory = int(m.group(1))
+            if memory > MAX_MEMORY_KIB:
+                raise _fail(path, f"node{node}/meminfo: MemTotal {memory} kB is more than 4 PiB")
         nodes.append(CaptureNode(node, node_cpus, memory, dict(pages.get(node, {}))))
     if ids != list(range(len(ids))):
         quirks.append(f"sparse node ids {format_cpulist(ids)}")
@@ -767,7 +864,7 @@ def parse_sysfs(path: str) -> Capture:
         matrix = {}
         for node in ids:
             values = node_files[node]["distance"].split()
-            if len(values) != len(ids) or not all(v.isdigit() for v in values):
+            if len(values) != len(ids) or not all(re.fullmatch(r"[0-9]{1,3}", v) for v in values):
                 raise _fail(path, f"node{node}/distance {' '.join(values)!r} does not give {len(ids)} distances "
                                   f"(one per node {format_cpulist(ids)})")
             matrix[node] = dict(zip(ids, (int(v) for v in values)))
@@ -782,14 +879,14 @@ def parse_sysfs(path: str) -> Capture:
         for cpu, f in topo.items():
             try:
                 facts[cpu] = {"siblings": parse_cpulist(f["thread_siblings_list"])}
-            except ValueError:
-                raise _fail(path, f"cpu{cpu}/topology/thread_siblings_list {f['thread_siblings_list']!r} is not a "
-                                  "CPU list") from None
+            except ValueError as exc:
+                raise _fail(path, f"cpu{cpu}/topology/thread_siblings_list: {exc}") from None
         siblings, _ = _siblings_from_cpu_facts(path, facts, owner, quirks)
         siblings_from = "thread_siblings_list"
     elif topo and set(topo) == present and all("core_id" in f and "physical_package_id" in f for f in topo.values()):
-        facts = {cpu: {"socket_id": int(f["physical_package_id"]), "die_id": int(f.get("die_id", 0) or 0),
-                       "core_id": int(f["core_id"])} for cpu, f in topo.items()}
+        facts = {cpu: {"socket_id": _sysfs_int(path, cpu, "physical_package_id", f["physical_package_id"]),
+                       "die_id": _sysfs_int(path, cpu, "die_id", f.get("die_id", "0") or "0"),
+                       "core_id": _sysfs_int(path, cpu, "core_id", f["core_id"])} for cpu, f in topo.items()}
         siblings, siblings_from = _siblings_from_cpu_facts(path, facts, owner, quirks)
     elif topo:
         missing = sorted(present - set(topo))
@@ -894,7 +991,7 @@ def build_model(capture: Capture, *, name: str, threads_per_core: int | None = N
         final_arch = arch
     elif capture.arch:
         if capture.arch not in ARCHES:
-            raise _fail(path, f"arch {capture.arch!r} is not one vplan plans for ({', '.join(ARCHES)})")
+            raise _fail(path, f"arch {capture.arch[:20]!r} is not one vplan plans for ({', '.join(ARCHES)})")
         final_arch = capture.arch
     else:
         final_arch = "x86_64"

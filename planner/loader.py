@@ -62,8 +62,10 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from planner.safeio import InputFileError, read_input_text
 from planner.scenario import Guest, Host, HostModel, Node, Policy, Scenario
 from planner.units import (
+    MAX_NODE_ID,
     NAME_RE,
     expand_name,
     format_cpulist,
@@ -81,6 +83,7 @@ __all__ = ["ScenarioError", "load_scenario", "load_scenario_text"]
 ARCHES = ("x86_64", "aarch64", "ppc64le", "s390x")
 MAX_CPU_ID = 65535  # sanity bound: a typo like '0-1000000000' must not build a billion-element set
 MAX_PATTERN_NAMES = 100_000
+MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
 TOP_KEYS = ("version", "name", "policy", "host_models", "hosts", "guests")
 POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit")
@@ -114,11 +117,11 @@ class _Where:
     path: str = ""
 
     def key(self, key: object) -> _Where:
-        text = key if isinstance(key, str) and re.fullmatch(r"[^\s.\[\]'\"]+", key) else _show(key)
+        text = key if isinstance(key, str) and re.fullmatch(r"[^\s.\[\]'\"]{1,40}", key) else _show(key, 40)
         return _Where(self.file, f"{self.path}.{text}" if self.path else text)
 
     def item(self, index: int, label: object = None) -> _Where:
-        suffix = f" ({label})" if label is not None else ""
+        suffix = f" ({_cut(str(label))})" if label is not None else ""
         return _Where(self.file, f"{self.path}[{index}]{suffix}")
 
     def line(self, message: str) -> str:
@@ -130,9 +133,17 @@ class _Problems:
     lines: list[str] = field(default_factory=list)
     refused: set[_Where] = field(default_factory=set)  # values already reported (refused tags): no follow-ups
     found: int = 0  # every problem found, also those not shown again (duplicates, follow-ups of refused values)
+    hidden: int = 0  # problems past MAX_PROBLEM_LINES (counted, not shown)
+
+    def shown(self) -> list[str]:
+        more = [f"... and {self.hidden} more problems (the first {MAX_PROBLEM_LINES} are shown)"] if self.hidden else []
+        return self.lines + more
 
     def add(self, where: _Where, message: str) -> None:
         self.found += 1
+        if len(self.lines) >= MAX_PROBLEM_LINES:
+            self.hidden += 1
+            return
         if "<refused>" in where.path:  # a key under a refused tag: reported already
             return
         for bad in self.refused:
@@ -159,14 +170,14 @@ INVALID: Any = _Invalid()
 _DEFAULT: Any = object()  # a key left out
 
 
-def _show(value: object) -> str:
-    """A value as the user wrote it in YAML, for messages."""
+def _show(value: object, limit: int = 60) -> str:
+    """A value as the user wrote it in YAML, for messages (long text shortened to ``limit``)."""
     if value is None:
         return "null (no value)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
+        return repr(_cut(value, limit))
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -175,7 +186,7 @@ def _show(value: object) -> str:
         return "a set"
     if isinstance(value, Fraction):
         return _num(value)
-    return str(value)
+    return _cut(str(value), limit)
 
 
 def _num(value: Fraction) -> str:
@@ -212,6 +223,21 @@ def _mapping(problems: _Problems, where: _Where, raw: object, allowed: Iterable[
         if key not in raw:
             problems.add(where.key(key), "required key is missing")
     return raw
+
+
+def _foreign(data: object, known: tuple[str, ...], where: _Where, what: str, problems: _Problems,
+             by: str = "") -> bool:
+    """A file that is not ``what`` at all (not a mapping, or a mapping without one known key) gets one problem
+    that shows none of its content (it may be any file: ``include: /etc/shadow``)."""
+    if isinstance(data, dict) and any(isinstance(key, str) and key in known for key in data):
+        return False
+    if isinstance(data, dict):
+        got = f"a mapping of {len(data)} keys, none of them known"
+    else:
+        got = "a list" if isinstance(data, list) else "text" if isinstance(data, str) else f"a {type(data).__name__}"
+    problems.add(where, f"not {what}: the file holds {got} (expected a mapping with keys {', '.join(known[:6])}, "
+                        f"...){by}")
+    return True
 
 
 def _list(problems: _Problems, where: _Where, raw: object, example: str) -> list:
@@ -290,7 +316,8 @@ def _pattern(value: object) -> list[str]:
     """A name or a pattern like ``web[01-40]`` → the names."""
     _string_name(value)
     match = re.search(r"\[([0-9]+)-([0-9]+)\]", value)
-    if match and (len(match.group(2)) > 9 or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
+    if match and (len(match.group(1)) > 9 or len(match.group(2)) > 9
+                  or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
         raise ValueError(f"'{value}' expands to more than {MAX_PATTERN_NAMES} names")
     return expand_name(value)
 
@@ -342,7 +369,14 @@ SAFE_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag is
 MERGE_TAG = "tag:yaml.org,2002:merge"  # the '<<' key of a mapping, flattened by the loader
 
 
-class _SafeLoader(yaml.SafeLoader):
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it (fast)
+
+MAX_SCENARIO_BYTES = 32 * 1024 * 1024  # a scenario or included model file; 150,000 guests take about 12 MiB
+MAX_YAML_DEPTH = 64  # nesting of lists and mappings (a scenario needs about 6)
+MAX_ALIAS_VALUES = 1_000_000  # values that aliases may add beyond twice the values written out
+
+
+class _SafeLoader(_BaseLoader):
     """Safe loading (tags that construct objects are refused), plus a walk over the composed nodes that reports
     duplicate keys and refused tags with their key path and line."""
 
@@ -405,6 +439,8 @@ def _parse_yaml(text: str, file: str, problems: _Problems) -> Any:
     """The YAML data of ``text`` (``INVALID`` after a syntax error, which becomes a problem with its line)."""
     loader = None
     try:
+        if not _yaml_shape_ok(text, file, problems):
+            return INVALID
         loader = _SafeLoader(text)
         return loader.load_checked(problems, _Where(file))
     except yaml.MarkedYAMLError as exc:
@@ -428,16 +464,67 @@ def _parse_yaml(text: str, file: str, problems: _Problems) -> Any:
     return INVALID
 
 
+def _yaml_shape_ok(text: str, file: str, problems: _Problems) -> bool:
+    """One pass over the YAML events (no tree built) before composing: nesting at most ``MAX_YAML_DEPTH`` deep,
+    no alias inside the node it names, and aliases adding at most ``2 x written + MAX_ALIAS_VALUES`` values (a
+    "billion laughs" document is refused at the alias that crosses the limit, in time linear in the file).
+    A syntax error raises the parser's error, as the parse would."""
+    loader = _BaseLoader(text)
+    sizes: dict[str, int] = {}  # anchor -> values of the node it names (aliases expanded)
+    stack: list[list] = []  # open collections: [anchor, values so far]
+    written = expanded = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_YAML_DEPTH:
+                    problems.add(_Where(file), f"line {event.start_mark.line + 1}: lists and mappings nested more "
+                                               f"than {MAX_YAML_DEPTH} deep (a scenario needs a few levels)")
+                    return False
+                written += 1
+                expanded += 1
+                stack.append([event.anchor, 1])
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, size = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+                if stack:
+                    stack[-1][1] += size
+            elif isinstance(event, yaml.ScalarEvent):
+                written += 1
+                expanded += 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+                if stack:
+                    stack[-1][1] += 1
+            elif isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1
+                if event.anchor not in sizes:
+                    if any(anchor == event.anchor for anchor, _ in stack):
+                        problems.add(_Where(file), f"line {line}: alias *{_cut(str(event.anchor))} is inside the "
+                                                   "node it names (recursive data)")
+                        return False
+                    continue  # an undefined alias: the parse reports it
+                size = sizes[event.anchor]
+                expanded += size
+                if stack:
+                    stack[-1][1] += size
+                if expanded > 2 * written + MAX_ALIAS_VALUES:
+                    problems.add(_Where(file), f"line {line}: alias *{_cut(str(event.anchor))} expands the document "
+                                               f"to {expanded:,} values or more (aliases may add at most "
+                                               f"{MAX_ALIAS_VALUES:,} values beyond twice those written out): write "
+                                               "the values out")
+                    return False
+    finally:
+        loader.dispose()
+    return True
+
+
 def _read(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise ValueError("file not found") from None
-    except UnicodeDecodeError:
-        raise ValueError("cannot read file: not UTF-8 text") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read file: {exc.strerror or exc}") from None
+        return read_input_text(path, MAX_SCENARIO_BYTES)
+    except InputFileError as exc:
+        raise ValueError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -463,7 +550,7 @@ def load_scenario_text(text: str, filename: str = "<string>", base_dir: str | No
     data = _parse_yaml(text, filename, problems)
     scenario = None if data is INVALID else _scenario(data, _Where(filename), base_dir, problems)
     if problems.count() or scenario is None:
-        raise ScenarioError(problems.lines or [f"{filename}: not a valid scenario"])
+        raise ScenarioError(problems.shown() or [f"{filename}: not a valid scenario"])
     return scenario
 
 
@@ -483,6 +570,8 @@ class _Hosts:
 def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> Scenario | None:
     if data is None:
         problems.add(top, "the file is empty (expected a scenario: version, name, host_models, hosts, guests)")
+        return None
+    if isinstance(data, (dict, str)) and _foreign(data, TOP_KEYS, top, "a scenario", problems):
         return None
     raw = _mapping(problems, top, data, TOP_KEYS, ("version", "name"), "version: 1, name: ...")
     if raw is None:
@@ -577,9 +666,12 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
         loaded = _include(raw, where, base_dir, problems)
         if loaded is None:
             return None
+        by = f"; included by {where.file}: {where.key('include').path}"
         raw, where = loaded
         source = where.file
         included = True
+        if _foreign(raw, MODEL_KEYS, where, "a host model", problems, by):
+            return None
     spec = _mapping(problems, where, raw, MODEL_KEYS, example="{nodes: [{id: 0, cpus: '0-7', memory: 64GiB}]}")
     if spec is None:
         return None
@@ -779,7 +871,7 @@ def _node(raw: object, where: _Where, problems: _Problems) -> Node | None:
                     "{id: 0, cpus: '0-7', memory: 64GiB}")
     if spec is None:
         return None
-    node_id = _check(problems, where.key("id"), _int, spec["id"], 0) if "id" in spec else INVALID
+    node_id = _check(problems, where.key("id"), _int, spec["id"], 0, MAX_NODE_ID) if "id" in spec else INVALID
     cpus = _check(problems, where.key("cpus"), _cpus, spec["cpus"]) if "cpus" in spec else INVALID
     memory = _check(problems, where.key("memory"), _memory, spec["memory"], allow_zero=True) \
         if "memory" in spec else INVALID

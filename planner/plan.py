@@ -20,6 +20,7 @@ class CellPlacement:
     node_id: int  # host NUMA node the cell's vCPUs and memory are bound to
     vcpus: tuple[int, ...]  # guest vCPU ids, contiguous
     memory_kib: int
+    hugepage_kib: int = -1  # -1: the guest's page size; 0: ordinary pages; else this cell's page size (audits)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,13 @@ KIB_PER_UNIT: dict[str, int | Fraction] = {
     "TB": Fraction(1000**4, 1024),
 }
 
-_MEMORY_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*$")
+#: Sanity bounds for ids and sizes read from users' files (a typo like '0-1000000000' must not build a huge set).
+MAX_CPU_ID = 65535  # Linux: NR_CPUS is at most 8192
+MAX_NODE_ID = 4095  # Linux: at most 1024 NUMA nodes
+MAX_MEMORY_KIB = 1 << 42  # 4 PiB: above any machine (and far from int64 overflow in the solver)
+MAX_PAGE_KIB = 16 * 1024**2  # 16G, POWER's largest page
+
+_MEMORY_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*\Z")
 
 
 def parse_memory_kib(value: object, *, allow_zero: bool = False) -> int:
@@ -52,14 +58,23 @@ def parse_memory_kib(value: object, *, allow_zero: bool = False) -> int:
     if unit not in KIB_PER_UNIT:
         units = " ".join(KIB_PER_UNIT)
         raise ValueError(f"'{value}': unknown memory unit '{unit}' (units are case-sensitive: {units})")
+    if len(number) > 30:
+        raise ValueError(f"'{_cut(text)}': memory size has too many digits")
     try:
         kib = Fraction(Decimal(number)) * KIB_PER_UNIT[unit]
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
         raise ValueError(f"'{value}' is not a memory size") from exc
+    if kib > MAX_MEMORY_KIB:
+        raise ValueError(f"'{_cut(text)}' is more than 4 PiB: not a real machine's memory")
     return int(kib)  # floor for non-negative values
 
 
-_PAGE_RE = re.compile(r"^([0-9]+)(K|KiB|M|MiB|G|GiB)$")
+def _cut(text: str, limit: int = 40) -> str:
+    """Long user text shortened for a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_PAGE_RE = re.compile(r"([0-9]{1,12})(K|KiB|M|MiB|G|GiB)\Z")
 
 
 def parse_page_kib(value: object) -> int:
@@ -67,11 +82,18 @@ def parse_page_kib(value: object) -> int:
     text = str(value).strip()
     m = _PAGE_RE.match(text)
     if not m:
-        raise ValueError(f"'{value}' is not a page size (expected e.g. 2M, 2MiB, 1G, 1GiB)")
+        raise ValueError(f"'{_cut(str(value))}' is not a page size (expected e.g. 2M, 2MiB, 1G, 1GiB)")
     number, unit = int(m.group(1)), m.group(2)[0]
     if number <= 0:
         raise ValueError(f"'{value}' is not a page size (must be positive)")
-    return number * {"K": 1, "M": 1024, "G": 1024**2}[unit]
+    return check_page_kib(number * {"K": 1, "M": 1024, "G": 1024**2}[unit], f"'{value}'")
+
+
+def check_page_kib(page_kib: int, shown: str) -> int:
+    """A page size is a power of two from 4K to 16G (``shown``: how the value is named in the message)."""
+    if page_kib < 4 or page_kib > MAX_PAGE_KIB or page_kib & (page_kib - 1):
+        raise ValueError(f"{shown} is not a page size (a power of two from 4K to 16G, e.g. 4K, 64K, 2M, 1G)")
+    return page_kib
 
 
 def format_page(page_kib: int) -> str:
@@ -92,24 +114,30 @@ def format_memory(kib: int) -> str:
     return f"{kib}KiB"
 
 
-_RANGE_RE = re.compile(r"^(\^)?([0-9]+)(?:-([0-9]+))?$")
+_RANGE_RE = re.compile(r"(\^)?([0-9]+)(?:-([0-9]+))?\Z")
 
 
-def parse_cpulist(value: object) -> tuple[int, ...]:
+def parse_cpulist(value: object, max_id: int = MAX_CPU_ID) -> tuple[int, ...]:
     """Linux/libvirt list syntax → sorted unique ids. ``'0-3,8,^2'`` → (0, 1, 3, 8).
 
-    Also takes a YAML list of non-negative integers; ``''`` and ``[]`` are empty."""
+    Also takes a YAML list of non-negative integers; ``''`` and ``[]`` are empty. Ids above ``max_id`` are refused
+    (before any range is built)."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a CPU list (expected e.g. '0-3,8,^2')")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{value} is not a CPU list (ids are non-negative)")
+        if value > max_id:
+            raise ValueError(f"CPU id {_cut(str(value))} is too large (at most {max_id})")
         return (value,)
     if isinstance(value, (list, tuple)):
         ids: set[int] = set()
         for item in value:
             if isinstance(item, bool) or not isinstance(item, int) or item < 0:
-                raise ValueError(f"{item!r} in {list(value)!r} is not a CPU id (expected a non-negative integer)")
+                raise ValueError(f"{_cut(repr(item))} in {_cut(repr(list(value)), 60)} is not a CPU id (expected a "
+                                 "non-negative integer)")
+            if item > max_id:
+                raise ValueError(f"CPU id {_cut(str(item))} is too large (at most {max_id})")
             ids.add(item)
         return tuple(sorted(ids))
     if not isinstance(value, str):
@@ -122,8 +150,11 @@ def parse_cpulist(value: object) -> tuple[int, ...]:
     for part in text.split(","):
         m = _RANGE_RE.match(part.strip())
         if not m:
-            raise ValueError(f"'{value}' is not a CPU list (expected e.g. '0-3,8,^2')")
+            raise ValueError(f"'{_cut(value)}' is not a CPU list (expected e.g. '0-3,8,^2')")
         negate, lo_text, hi_text = m.groups()
+        for number in (lo_text, hi_text):
+            if number is not None and (len(number) > 9 or int(number) > max_id):
+                raise ValueError(f"'{_cut(value)}': CPU id {_cut(number)} is too large (at most {max_id})")
         lo = int(lo_text)
         hi = int(hi_text) if hi_text is not None else lo
         if hi < lo:
@@ -148,8 +179,8 @@ def format_cpulist(ids: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_PATTERN_RE = re.compile(r"^([^\[\]]*)\[([0-9]+)-([0-9]+)\]([^\[\]]*)$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")  # match() or fullmatch(): \Z, not $ (a final newline)
+_PATTERN_RE = re.compile(r"([^\[\]]*)\[([0-9]+)-([0-9]+)\]([^\[\]]*)\Z")
 
 
 def expand_name(pattern: str) -> list[str]:

@@ -175,7 +175,7 @@ def test_parse_page_errors(text):
 
 
 @pytest.mark.parametrize(("kib", "text"), [(2048, "2M"), (1024**2, "1G"), (64, "64K"), (16 * 1024**2, "16G"),
-                                           (3072, "3M")])
+                                           (32768, "32M")])
 def test_format_page(kib, text):
     assert format_page(kib) == text
     assert parse_page_kib(text) == kib
