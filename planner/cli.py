@@ -186,11 +186,20 @@ def generate(
     guests: int = typer.Option(1500, help="number of guests"),
     seed: int = typer.Option(1, help="random seed"),
     out: Path = typer.Option(..., "-o", "--out", help="scenario file to write"),
+    models: str = typer.Option("", help="comma-separated catalogue host models (models/hosts/; default: 3 models)"),
+    order: str = typer.Option("given", help="hosts listed by model as given, 'smallest' or 'largest' model first"),
+    existing: float = typer.Option(0.0, help="fraction 0..1 of guests already running (host: set where they fit)"),
 ) -> None:
     """Write a seeded random fleet scenario (mixed real host models and flavours)."""
     from planner.generate import generate_fleet
 
-    text = generate_fleet(hosts, guests, seed=seed, out_path=str(out))
+    names = [m.strip() for m in models.split(",") if m.strip()] or None
+    try:
+        text = generate_fleet(hosts, guests, seed=seed, models=names, out_path=str(out), order=order,
+                              existing=existing)
+    except ValueError as exc:
+        typer.echo(f"vplan: {exc}", err=True)
+        raise typer.Exit(2)
     out.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {out}")
 
