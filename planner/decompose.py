@@ -198,6 +198,7 @@ def decompose(
     deadline: float,
     seed: int = 0,
     workers: int = 2,
+    more_columns: list[Assignment] = (),
 ) -> DecomposeResult | None:
     """Pack the non-fixed guests by patterns; returns a full assignment (fixed guests as in ``incumbent``)."""
     scenario = problem.scenario
@@ -206,12 +207,17 @@ def decompose(
     hosts_of: Counter[str] = Counter(h.model for h in free_hosts)
     if not free_hosts:
         return None
+    # guests the incumbent put on hosts of fixed guests stay there; the patterns pack the rest
+    on_fixed: Counter[int] = Counter()
+    for (c, host, _o), n in incumbent.items():
+        if host in fixed_hosts and not problem.classes[c].guest.host:
+            on_fixed[c] += n
     # 1. shapes
     shape_of: dict[int, int] = {}
     shapes: list[GuestClass] = []
     by_key: dict[tuple, int] = {}
     for cls in problem.classes:
-        if cls.guest.host:
+        if cls.guest.host or on_fixed[cls.index] >= cls.size:
             continue
         key = _shape_key(cls)
         if key not in by_key:
@@ -220,21 +226,22 @@ def decompose(
             shapes.append(GuestClass(len(shapes), (), rep, cls.options, ()))
         s = by_key[key]
         shape_of[cls.index] = s
-        shapes[s] = dataclasses.replace(shapes[s], members=shapes[s].members + cls.members)
+        shapes[s] = dataclasses.replace(shapes[s], members=shapes[s].members + cls.members[on_fixed[cls.index]:])
     if not shapes:
         return None
     sizes = [s.size for s in shapes]
     # 2. initial columns: the incumbent's hosts and one single-shape column per (shape, model)
     columns: dict[Pattern, int] = {}  # pattern -> hint (hosts using it in the incumbent)
-    per_host: dict[str, Counter] = defaultdict(Counter)
-    for (c, host, o), n in incumbent.items():
-        if host not in fixed_hosts and c in shape_of:
-            per_host[host][(shape_of[c], o)] += n
-    for host, counts in per_host.items():
-        model = problem.host_model[host]
-        dist = sum(shapes[s].options[model][o].distance_cost * n for (s, o), n in counts.items())
-        pattern = Pattern(model, tuple(sorted((s, o, n) for (s, o), n in counts.items())), dist)
-        columns[pattern] = columns.get(pattern, 0) + 1
+    for k, plan in enumerate([incumbent, *more_columns]):  # the hosts of every start plan (hints: the incumbent)
+        per_host: dict[str, Counter] = defaultdict(Counter)
+        for (c, host, o), n in plan.items():
+            if host not in fixed_hosts and c in shape_of:
+                per_host[host][(shape_of[c], o)] += n
+        for host, counts in per_host.items():
+            model = problem.host_model[host]
+            dist = sum(shapes[s].options[model][o].distance_cost * n for (s, o), n in counts.items())
+            pattern = Pattern(model, tuple(sorted((s, o, n) for (s, o), n in counts.items())), dist)
+            columns[pattern] = columns.get(pattern, 0) + (1 if k == 0 else 0)
     for s in range(len(shapes)):
         for model in hosts_of:
             if shapes[s].options.get(model):
@@ -259,12 +266,12 @@ def decompose(
     # 4a. integer master over the columns found
     chosen = _integer_master(columns, sizes, hosts_of, penalty, clock().now() + 0.1 * budget, seed, workers)
     if chosen is not None:
-        a = _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts)
+        a = _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts, on_fixed)
         candidates.append((score(problem, a), a))
     # 4b. diving: fix the columns the LP uses whole, re-price the rest, repeat
     dived = _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline)
     rounds += dived[1]
-    a = _deal(problem, shapes, shape_of, dived[0], free_hosts, incumbent, fixed_hosts)
+    a = _deal(problem, shapes, shape_of, dived[0], free_hosts, incumbent, fixed_hosts, on_fixed)
     candidates.append((score(problem, a), a))
     best = max(candidates, key=lambda c: c[0])[1]
     return DecomposeResult(best, lp_value, lp_bound, len(columns), rounds, "converged" if converged else "stopped")
@@ -394,7 +401,7 @@ def _integer_master(columns, sizes, hosts_of, penalty, deadline, seed, workers):
     return second[1] if second is not None else chosen
 
 
-def _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts) -> Assignment:
+def _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts, on_fixed=None) -> Assignment:
     # patterns onto concrete hosts of their model, in host order
     hosts_by_model: dict[str, list[str]] = defaultdict(list)
     for h in free_hosts:
@@ -429,7 +436,8 @@ def _deal(problem, shapes, shape_of, chosen, free_hosts, incumbent, fixed_hosts)
         depth = max((len(v) for v in per_host.values()), default=0)
         for i in range(depth):
             free.extend((h, per_host[h][i]) for h in order if i < len(per_host[h]))
-        members = [(cls, name) for cls in sorted(classes, key=lambda c: (not c.guest.anti_affinity, c.index)) for name in cls.members]
+        members = [(cls, name) for cls in sorted(classes, key=lambda c: (not c.guest.anti_affinity, c.index))
+                   for name in cls.members[(on_fixed or {}).get(cls.index, 0):]]
         taken = [False] * len(free)
         start = 0
         for cls, _name in members:

@@ -262,7 +262,8 @@ def lp_rank(problem: Problem, mix: Mapping[str, float], tables: _Tables) -> dict
 
 
 def portfolio(problem: Problem, mix: Mapping[str, float] | None = None, deadline: float | None = None,
-              on_plan: Callable[[HeuristicPlan], None] | None = None) -> list[HeuristicPlan]:
+              on_plan: Callable[[HeuristicPlan], None] | None = None, skip: tuple[str, ...] = ()
+              ) -> list[HeuristicPlan]:
     """Every heuristic's plan (first-fit-decreasing first: the quickest good start), in the order they ran.
 
     ``mix``: hosts per model of the LP relaxation (``planner.bounds.lp_bound``), for ``dot-product-lp``.
@@ -272,7 +273,7 @@ def portfolio(problem: Problem, mix: Mapping[str, float] | None = None, deadline
     out: list[HeuristicPlan] = []
 
     def run(name: str, fn: Callable[[], Assignment]) -> None:
-        if deadline is not None and out and time.monotonic() > deadline:
+        if name in skip or (deadline is not None and out and time.monotonic() > deadline):
             return
         t0 = time.monotonic()
         plan = HeuristicPlan(name, fn(), time.monotonic() - t0)

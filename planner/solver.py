@@ -91,6 +91,20 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
+PORTFOLIO_SHARE = 0.25  # of the time limit: heuristics not started by then are skipped (wall-clock mode)
+
+
+def run_portfolio(problem: Problem, mix: dict[str, float], until: float):
+    """The construction heuristics after first-fit-decreasing (which made the first plan); in deterministic mode
+    every one runs (the clock is charged a fixed amount per guest), else those not started by ``until``."""
+    from planner.heuristics import portfolio
+
+    deterministic = clock().deterministic
+    plans = portfolio(problem, mix, None if deterministic else until, skip=("first-fit-decreasing", "first-fit"))
+    clock().tick(2e-5 * len(problem.scenario.guests) * len(plans))
+    return plans
+
+
 DIRECT_MODEL_MAX_VARIABLES = 6000  # above this the whole-fleet model is left to the pattern decomposition
 STOP_AT_BOUND_GRACE_S = 2.0  # once hosts used meet the lower bound, time left to improve the distance cost
 
@@ -130,12 +144,21 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
     state = greedy(problem)
     greedy_assignment = dict(state.assignment)
     extra: dict[str, object] = {"greedy_s": round(time.monotonic() - start, 3)}
-    bounds = lower_bounds(problem, with_lp=True)
+    extra["first_plan_s"] = round(time.monotonic() - start, 3)
+    mix: dict[str, float] = {}
+    bounds = lower_bounds(problem, with_lp=True, mix=mix)
     extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds)
     all_guests = sum(cls.size * cls.guest.priority for cls in problem.classes)
     candidates: list[tuple[tuple, str, Assignment]] = [(score(problem, greedy_assignment), "greedy", greedy_assignment)]
     extra["greedy_hosts"] = -candidates[0][0][1] if scenario.policy.objective == "pack" else None
-    extra["first_plan_s"] = round(time.monotonic() - start, 3)
+    if scenario.policy.objective == "pack" and method != "greedy" and problem.classes:
+        # the portfolio of construction heuristics (planner.heuristics): every plan a candidate, the best kept
+        for h in run_portfolio(problem, mix, start + PORTFOLIO_SHARE * limit):
+            candidates.append((score(problem, h.assignment), h.name, h.assignment))
+        extra["heuristics"] = {name: {"placed": sc[0], "hosts": -sc[1]} for sc, name, _ in candidates}
+        extra["heuristics_s"] = round(time.monotonic() - start, 3)
+    heuristic_plans = [a for _sc, _n, a in candidates]
+    start_assignment = max(candidates, key=lambda c: c[0])[2]  # the best start for what follows
 
     def at_bound(sc: tuple) -> bool:
         return scenario.policy.objective == "pack" and sc[0] == all_guests and -sc[1] <= bounds.hosts
@@ -144,14 +167,15 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
     size = model_size(problem)
     extra["model_variables"] = size
     run_patterns = method == "patterns" or (
-        method == "auto" and scenario.policy.objective == "pack" and not at_bound(candidates[0][0])
+        method == "auto" and scenario.policy.objective == "pack" and not at_bound(max(c[0] for c in candidates))
     )
     run_direct = method == "direct" or (method == "auto" and size <= DIRECT_MODEL_MAX_VARIABLES)
     if run_patterns and problem.classes:
         if progress:
             progress(Progress("patterns", time.monotonic() - start))
         share = 0.5 if run_direct else 0.9
-        result = decompose(problem, greedy_assignment, clock().now() + share * (deadline - clock().now()), seed=seed, workers=workers)
+        result = decompose(problem, start_assignment, clock().now() + share * (deadline - clock().now()), seed=seed,
+                           workers=workers, more_columns=heuristic_plans)
         if result is not None:
             candidates.append((score(problem, result.assignment), "patterns", result.assignment))
             extra.update(pattern_columns=result.columns, pattern_rounds=result.rounds, pattern_lp=result.lp_hosts,
