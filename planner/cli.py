@@ -44,6 +44,8 @@ def solve(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
     out: Path = typer.Option(Path("out"), "-o", "--out", help="output directory (replaced atomically)"),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds; default policy.time_limit"),
+    stall: Optional[float] = typer.Option(None, "--stall", help="seconds: stop once nothing improved for this "
+                                          "long; default policy.stall (10 s)"),
     seed: int = typer.Option(0, "--seed", help="solver random seed"),
     workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line and no summary"),
@@ -77,7 +79,7 @@ def solve(
         if status is not None:
             status.start()
         plan = solve_fleet(sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress,
-                           deterministic=deterministic)
+                           deterministic=deterministic, stall_s=stall)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)

@@ -83,7 +83,7 @@ MAX_CPU_ID = 65535  # sanity bound: a typo like '0-1000000000' must not build a 
 MAX_PATTERN_NAMES = 100_000
 
 TOP_KEYS = ("version", "name", "policy", "host_models", "hosts", "guests")
-POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit")
+POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit", "stall")
 MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
               "numactl", "sysfs", "hugepages", "memory", "lscpu")
 CAPTURE_KEYS = ("capabilities", "numactl", "sysfs")  # a host capture in place of nodes/distances/cores
@@ -524,6 +524,7 @@ def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
                               lambda v: _ranged(v, 1, None, text=">= 1.0")),
         "objective": ("objective", lambda v: _choice(v, ("pack", "spread"))),
         "time_limit": ("time_limit_s", _duration),
+        "stall": ("stall_s", _duration),
     }
     for key, (attr, parse) in checks.items():
         if key in raw:

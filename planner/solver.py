@@ -8,8 +8,10 @@ nothing with this module — before it is returned: a plan that breaks a hard ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -55,6 +57,32 @@ def decode_objective(value: float, weights: dict[str, int]) -> tuple[int, int, i
     return placed, rest // weights["hosts"], rest % weights["hosts"] // weights["distance"]
 
 
+@contextlib.contextmanager
+def _stall_watch(solver: cp_model.CpSolver, callback: "_Callback", stall_s: float, start: float, active: bool):
+    """Stops the search once no better solution came for ``stall_s`` seconds (wall-clock mode only)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.25):
+            last = getattr(callback, "last_solution_s", None)
+            if last is None:
+                last = callback.started_s
+            if time.monotonic() - start - last >= stall_s:
+                solver.stop_search()
+                return
+
+    callback.started_s = time.monotonic() - start
+    thread = threading.Thread(target=watch, daemon=True) if active else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if thread:
+            thread.join()
+
+
 class _Callback(cp_model.CpSolverSolutionCallback):
     """Reports progress; with ``stop_when`` = (Σ priority, host bound) it stops the search once a solution places
     everything on as few hosts as the lower bound allows, after a short grace for the distance cost."""
@@ -67,6 +95,7 @@ class _Callback(cp_model.CpSolverSolutionCallback):
 
     def on_solution_callback(self) -> None:
         elapsed = time.monotonic() - self.start
+        self.last_solution_s = elapsed
         if self.first_solution_s is None:
             self.first_solution_s = elapsed
         placed, hosts, distance = decode_objective(self.objective_value, self.weights)
@@ -119,6 +148,7 @@ def solve(
     use_cpsat: bool = True,
     method: str = "auto",
     deterministic: bool = False,
+    stall_s: float | None = None,
 ) -> Plan:
     """Plan the whole fleet. ``time_limit_s`` defaults to the scenario's ``policy.time_limit``.
 
@@ -127,11 +157,12 @@ def solve(
     ``deterministic``: budgets in CP-SAT deterministic time (see ``planner.clock``), so the same scenario and seed
     give the same plan; by default the time limit is wall-clock seconds (better plans within the limit)."""
     with using(Clock(deterministic)):
-        return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method)
+        return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, stall_s)
 
 
-def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -> Plan:
+def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, stall_s=None) -> Plan:
     start = time.monotonic()
+    stall = scenario.policy.stall_s if stall_s is None else stall_s
     limit = scenario.policy.time_limit_s if time_limit_s is None else time_limit_s
     # keep time for pinning, explanations and the checker after the search (about 1 s per 10,000 guests)
     deadline = clock().now() + limit - min(0.1 * limit, 0.2 + 1e-4 * len(scenario.guests))
@@ -175,7 +206,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
             progress(Progress("patterns", time.monotonic() - start))
         share = 0.5 if run_direct else 0.9
         result = decompose(problem, start_assignment, clock().now() + share * (deadline - clock().now()), seed=seed,
-                           workers=workers, more_columns=heuristic_plans)
+                           workers=workers, more_columns=heuristic_plans, stall_s=stall)
         if result is not None:
             candidates.append((score(problem, result.assignment), "patterns", result.assignment))
             extra.update(pattern_columns=result.columns, pattern_rounds=result.rounds, pattern_lp=result.lp_hosts,
@@ -183,9 +214,11 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
             # the pattern LP bounds the hosts of the decomposed part only: valid for the fleet without fixed guests
             # (fixed hosts could absorb other guests, which the patterns do not model)
             if result.lp_bound is not None and not any(cls.guest.host for cls in problem.classes):
+                kind = result.bound_kind or "pattern_lp"
+                bounds = dataclasses.replace(bounds, all_bounds={**bounds.all_bounds, kind: result.lp_bound})
                 if result.lp_bound > bounds.hosts:
-                    bounds = Bounds(result.lp_bound, "pattern_lp", {**bounds.all_bounds, "pattern_lp": result.lp_bound})
-                    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds)
+                    bounds = Bounds(result.lp_bound, kind, bounds.all_bounds)
+                extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds)
             extra["patterns_s"] = round(time.monotonic() - start, 3)
             if progress:
                 sc = candidates[-1][0]
@@ -195,7 +228,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
         if progress:
             progress(Progress("improve", time.monotonic() - start))
         improved, rounds = improve(problem, best[2], deadline, seed=seed, workers=workers,
-                                   stop_at=bounds.hosts if best[0][0] == all_guests else None)
+                                   stop_at=bounds.hosts if best[0][0] == all_guests else None, stall_s=stall)
         extra.update(improve_rounds=rounds, improve_s=round(time.monotonic() - start, 3))
         candidates.append((score(problem, improved), "improve", improved))
         best = max(candidates, key=lambda c: c[0])
@@ -213,7 +246,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
         callback = _Callback(build.weights, start, progress, stop_when=stop_when)
         if progress:
             progress(Progress("cp-sat", time.monotonic() - start))
-        status = solver.solve(build.model, callback)
+        with _stall_watch(solver, callback, stall, start, active=not clock().deterministic):
+            status = solver.solve(build.model, callback)
         clock().charge(solver)
         solver_status = solver.status_name(status)
         extra.update(cpsat_s=round(solver.wall_time, 3), weights=build.weights)
