@@ -511,7 +511,10 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
 
 
 def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
-    """The policy mapping; a wrong value is reported and its default used (so later checks can go on)."""
+    """The policy mapping; a wrong value is reported and its default used (so later checks can go on).
+
+    ``time_limit`` and ``stall`` are durations (``60s``, ``2m``, a number of seconds): the solver's budget, and how
+    long it goes on without improving before it stops (default 10 s), e.g. ``FILE: policy.stall: '-1': ...``."""
     values: dict[str, Any] = {}
     if _mapping(problems, where, raw, POLICY_KEYS, example="{cpu_overcommit_max: 4}") is None:
         return Policy()
