@@ -124,12 +124,12 @@ PORTFOLIO_SHARE = 0.25  # of the time limit: heuristics not started by then are 
 
 
 def run_portfolio(problem: Problem, mix: dict[str, float], until: float):
-    """The construction heuristics after first-fit-decreasing (which made the first plan); in deterministic mode
+    """The construction heuristics other than first-fit-decreasing (which made the first plan); in deterministic mode
     every one runs (the clock is charged a fixed amount per guest), else those not started by ``until``."""
     from planner.heuristics import portfolio
 
     deterministic = clock().deterministic
-    plans = portfolio(problem, mix, None if deterministic else until, skip=("first-fit-decreasing", "first-fit"))
+    plans = portfolio(problem, mix, None if deterministic else until, skip=("first-fit-decreasing",))
     clock().tick(2e-5 * len(problem.scenario.guests) * len(plans))
     return plans
 
