@@ -301,7 +301,7 @@ def decompose(
         problem, shapes, columns, sizes, hosts_of, penalty, pricers, clock().now() + 0.3 * budget, stall_s
     )
     lp_bound, bound_kind = None, None
-    if last_duals and not converged:
+    if last_duals and not converged and not fixed_hosts:  # with fixed hosts the solver cannot use it
         found = lagrangian_bound(last_duals, sizes, hosts_of, pricers, min(0.1 * budget, 6.0))
         if found is not None:
             lp_bound, bound_kind = math.ceil(found[0] - 1e-6), found[1]
