@@ -120,7 +120,7 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
-PORTFOLIO_SHARE = 0.25  # of the time limit: heuristics not started by then are skipped (wall-clock mode)
+PORTFOLIO_SHARE = 0.35  # of the time limit: heuristics not started by then are skipped (wall-clock mode)
 
 
 def run_portfolio(problem: Problem, mix: dict[str, float], until: float):

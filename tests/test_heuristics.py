@@ -49,8 +49,8 @@ def mixed_fleet(fixed: bool = False):
 def test_every_heuristic_gives_a_checked_plan_placing_everyone(fixed):
     problem = compile_problem(mixed_fleet(fixed))
     plans = portfolio(problem, mix={"small": 1.0, "big": 3.0})
-    assert [p.name for p in plans] == ["first-fit-decreasing", "dot-product", "dot-product-lp", "best-fit",
-                                       "first-fit"]
+    assert [p.name for p in plans] == ["first-fit-decreasing", "best-fit", "dot-product", "first-fit",
+                                       "dot-product-lp"]
     for p in plans:
         per_class = Counter()
         for (c, _h, _o), n in p.assignment.items():
