@@ -34,6 +34,17 @@ SIZES = {  # name: (hosts, guests)
     "large": (400, 12000),
     "xl": (2000, 60000),
 }
+# fleets of other shapes (planner.generate options): name -> (hosts, guests, generate_fleet keyword arguments)
+SHAPES = {
+    "medium-smallest": (50, 1500, {"order": "smallest"}),
+    "medium-running": (50, 1500, {"order": "smallest", "existing": 0.02}),
+    # small 2-socket boxes: 1G pools on one node of 4 and memory-less nodes (EPYC) beside a 22-CPU Xeon where CPUs bind
+    "medium-small-models": (50, 450, {"models": ["amd-epyc-7401-2s-memoryless", "intel-xeon-e5649-2s"],
+                                      "order": "smallest"}),
+    "medium-8node": (50, 1500, {"models": ["intel-xeon-e7-4870-8s"]}),
+    "large-smallest": (400, 12000, {"order": "smallest"}),
+    "large-running": (400, 12000, {"order": "smallest", "existing": 0.02}),
+}
 
 
 def rss_mb() -> float:
@@ -51,14 +62,15 @@ def run_size(name: str, seed: int, time_limit: float | None, profile: bool) -> l
     from planner.problem import compile_problem, score
     from planner.solver import solve
 
-    hosts, guests = SIZES[name]
+    hosts, guests, options = SHAPES[name] if name in SHAPES else (*SIZES[name], {})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"bench-{name}.yaml"
-        path.write_text(generate_fleet(hosts, guests, seed=seed, out_path=str(ROOT / "scenarios" / path.name)).replace(
-            "../models/", str(ROOT / "models") + "/"), encoding="utf-8")
+        path.write_text(generate_fleet(hosts, guests, seed=seed, out_path=str(ROOT / "scenarios" / path.name),
+                                       **options).replace("../models/", str(ROOT / "models") + "/"), encoding="utf-8")
         scenario = load_scenario(path)
     problem = compile_problem(scenario)
-    bounds = lower_bounds(problem)
+    mix: dict[str, float] = {}
+    bounds = lower_bounds(problem, mix=mix)
     rows = []
     t0 = time.monotonic()
     profiler = cProfile.Profile() if profile else None
@@ -71,20 +83,20 @@ def run_size(name: str, seed: int, time_limit: float | None, profile: bool) -> l
     extra = plan.stats.extra
     hosts_used = len(plan.hosts_used)
     violations = len(check_plan(plan))
+    vplan_bound = (extra.get("bound_hosts", bounds.hosts), extra.get("bound_binding", bounds.binding))
     rows.append(row(name, f"vplan ({plan.stats.solver})", elapsed, extra.get("first_plan_s", 0.0), hosts_used,
-                    extra.get("bound_hosts", bounds.hosts), extra.get("bound_binding", bounds.binding),
-                    _distance(problem, plan), len(plan.placed), len(scenario.guests), violations))
+                    *vplan_bound, _distance(problem, plan), len(plan.placed), len(scenario.guests), violations))
     vplan_plan = plan
-    for order, label in (("arrival", "first-fit"), ("ffd", "first-fit-decreasing")):
-        t0 = time.monotonic()
-        state = greedy(problem, order=order)
-        elapsed = time.monotonic() - t0
-        placements = pin_assignment(problem, state.assignment)
+    from planner.heuristics import portfolio
+
+    for h in portfolio(problem, mix):  # every built-in heuristic, pinned and checked
+        placements = pin_assignment(problem, h.assignment)
         unplaced = {g.name: "not placed by the baseline" for g in scenario.guests if g.name not in placements}
-        baseline = Plan(scenario, "partial" if unplaced else "feasible", placements, unplaced, SolveStats(solver=label))
+        baseline = Plan(scenario, "partial" if unplaced else "feasible", placements, unplaced, SolveStats(solver=h.name))
         violations = len(check_plan(baseline))
-        sc = score(problem, state.assignment)
-        rows.append(row(name, label, elapsed, elapsed, -sc[1], bounds.hosts, bounds.binding, -sc[2], len(placements), len(scenario.guests), violations))
+        sc = score(problem, h.assignment)
+        rows.append(row(name, h.name, h.seconds, h.seconds, -sc[1], *vplan_bound, -sc[2], len(placements),
+                        len(scenario.guests), violations))
     plan = vplan_plan
     if name in ("small", "medium"):
         rows.append(replan_row(name, scenario, plan, problem, seed))
@@ -140,7 +152,8 @@ def row(size, solver, wall, first, hosts, bound, binding, distance, placed, gues
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="small,medium,large", help="comma list of small,medium,large,xl")
+    parser.add_argument("--sizes", default="small,medium,large",
+                        help="comma list of small,medium,large,xl and of other shapes: " + ",".join(SHAPES))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="seconds (default 60, the spec's default; the generator writes 300 s into large fleets)")

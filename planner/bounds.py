@@ -126,8 +126,9 @@ def placement_bounds(problem: Problem) -> dict[str, float]:
     return out
 
 
-def lp_bound(problem: Problem) -> float | None:
-    """LP relaxation of the node-shaped packing; None when even the relaxation cannot place every guest."""
+def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | None:
+    """LP relaxation of the node-shaped packing; None when even the relaxation cannot place every guest.
+    ``mix``, when given, receives the LP's hosts per model (a model mix for the heuristics)."""
     from ortools.linear_solver import pywraplp
 
     solver = pywraplp.Solver.CreateSolver("GLOP")
@@ -187,6 +188,8 @@ def lp_bound(problem: Problem) -> float | None:
     status = solver.Solve()
     if status != pywraplp.Solver.OPTIMAL:
         return None
+    if mix is not None:
+        mix.update({m: var.solution_value() for m, var in y.items()})
     return solver.Objective().Value()
 
 
@@ -239,16 +242,18 @@ def describe(problem: Problem, kind: str, hosts: int) -> str:
         return f"the whole-fleet model, solved to optimality, binds: {at_least}"
     if kind == "pattern_lp":
         return f"the pattern LP (column generation, converged) binds: {at_least}"
+    if kind in ("lagrangian", "farley"):
+        return f"the {kind.capitalize()} bound of the pattern LP (column generation stopped early) binds: {at_least}"
     return f"{kind} binds: {at_least}"
 
 
-def lower_bounds(problem: Problem, with_lp: bool = True) -> Bounds:
+def lower_bounds(problem: Problem, with_lp: bool = True, mix: dict[str, float] | None = None) -> Bounds:
     found: dict[str, float] = {}
     found.update(resource_bounds(problem))
     found.update(node_bounds(problem))
     found.update(placement_bounds(problem))
     if with_lp:
-        lp = lp_bound(problem)
+        lp = lp_bound(problem, mix)
         if lp is not None:
             found["lp"] = math.ceil(lp - 1e-6)
             found["lp_value"] = round(lp, 3)

@@ -44,6 +44,8 @@ def solve(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
     out: Path = typer.Option(Path("out"), "-o", "--out", help="output directory (replaced atomically)"),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds; default policy.time_limit"),
+    stall: Optional[float] = typer.Option(None, "--stall", help="seconds: stop once nothing improved for this "
+                                          "long; default policy.stall (10 s)"),
     seed: int = typer.Option(0, "--seed", help="solver random seed"),
     workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line and no summary"),
@@ -81,7 +83,7 @@ def solve(
         if status is not None:
             status.start()
         plan = solve_fleet(sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress,
-                           deterministic=deterministic, method=method)
+                           deterministic=deterministic, method=method, stall_s=stall)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)
@@ -207,11 +209,20 @@ def generate(
     guests: int = typer.Option(1500, help="number of guests"),
     seed: int = typer.Option(1, help="random seed"),
     out: Path = typer.Option(..., "-o", "--out", help="scenario file to write"),
+    models: str = typer.Option("", help="comma-separated catalogue host models (models/hosts/; default: 3 models)"),
+    order: str = typer.Option("given", help="hosts listed by model as given, 'smallest' or 'largest' model first"),
+    existing: float = typer.Option(0.0, help="fraction 0..1 of guests already running (host: set where they fit)"),
 ) -> None:
     """Write a seeded random fleet scenario (mixed real host models and flavours)."""
     from planner.generate import generate_fleet
 
-    text = generate_fleet(hosts, guests, seed=seed, out_path=str(out))
+    names = [m.strip() for m in models.split(",") if m.strip()] or None
+    try:
+        text = generate_fleet(hosts, guests, seed=seed, models=names, out_path=str(out), order=order,
+                              existing=existing)
+    except ValueError as exc:
+        typer.echo(f"vplan: {exc}", err=True)
+        raise typer.Exit(2)
     out.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {out}")
 

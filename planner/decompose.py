@@ -63,6 +63,7 @@ class DecomposeResult:
     columns: int
     rounds: int
     status: str
+    bound_kind: str | None = None  # pattern_lp (converged), lagrangian or farley (from the last master's duals)
 
 
 def _shape_key(cls: GuestClass) -> tuple:
@@ -118,6 +119,49 @@ class _Pricer:
             dist = sum(self.problem.classes[s].options[self.model_name][o].distance_cost * n for s, o, n in counts)
             out.append((value, Pattern(self.model_name, counts, dist)))
         return out
+
+
+    def upper_bound(self, weights: dict[int, int], time_limit: float) -> int | None:
+        """An upper bound on max Σ weights[s]·(guests of shape s) over one host of the model (CP-SAT's proven
+        objective bound, valid even when the search stops early); None when it proved nothing."""
+        b = self.build
+        b.model.clear_objective()
+        terms = [(var, weights[s]) for (s, _h, _o), var in b.x.items() if weights.get(s, 0) > 0]
+        if not terms:
+            return 0
+        b.model.maximize(cp_model.LinearExpr.weighted_sum([v for v, _ in terms], [w for _, w in terms]))
+        solver = cp_model.CpSolver()
+        clock().limit(solver.parameters, max(time_limit, 0.05), self.workers)
+        solver.parameters.random_seed = self.seed
+        status = solver.solve(b.model)
+        clock().charge(solver)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None
+        return math.floor(solver.best_objective_bound + 1e-6)
+
+
+def lagrangian_bound(duals: dict[int, float], sizes: list[int], hosts_of: Counter, pricers: dict,
+                     time_limit: float) -> tuple[float, str] | None:
+    """A lower bound on hosts from any dual prices π ≥ 0 of the cover rows (every guest placed).
+
+    With π rounded down to multiples of 1/PRICE_SCALE and U_m ≥ max over one host of model m of Σ_s π_s·a_s (the
+    pricing problem's proven bound): Lagrangian  L = Σ_s π_s·|s| + Σ_m hosts(m)·min(0, 1 − U_m), and Farley
+    F = Σ_s π_s·|s| / max(1, max_m U_m) (π / max U is a feasible dual). Both are valid whatever the master's state,
+    so a column generation stopped early still bounds. Returns (value, kind) of the larger, or None."""
+    weights = {s: math.floor(max(v, 0.0) * PRICE_SCALE) for s, v in duals.items()}
+    if not any(weights.values()):
+        return None
+    per_model = max(time_limit / max(len(pricers), 1), 0.05)
+    upper = {}
+    for m, pricer in pricers.items():
+        u = pricer.upper_bound(weights, per_model)
+        if u is None:
+            return None
+        upper[m] = u / PRICE_SCALE
+    demand = sum(weights[s] * sizes[s] for s in weights) / PRICE_SCALE
+    lagrangian = demand + sum(n * min(0.0, 1.0 - upper[m]) for m, n in hosts_of.items())
+    farley = demand / max(1.0, max(upper.values()))
+    return (lagrangian, "lagrangian") if lagrangian >= farley else (farley, "farley")
 
 
 class _Collector(cp_model.CpSolverSolutionCallback):
@@ -198,6 +242,8 @@ def decompose(
     deadline: float,
     seed: int = 0,
     workers: int = 2,
+    more_columns: list[Assignment] = (),
+    stall_s: float | None = None,
 ) -> DecomposeResult | None:
     """Pack the non-fixed guests by patterns; returns a full assignment (fixed guests as in ``incumbent``).
 
@@ -235,15 +281,16 @@ def decompose(
     sizes = [s.size for s in shapes]
     # 2. initial columns: the incumbent's hosts and one single-shape column per (shape, model)
     columns: dict[Pattern, int] = {}  # pattern -> hint (hosts using it in the incumbent)
-    per_host: dict[str, Counter] = defaultdict(Counter)
-    for (c, host, o), n in incumbent.items():
-        if host not in fixed_hosts and c in shape_of and not problem.classes[c].guest.host:
-            per_host[host][(shape_of[c], o)] += n
-    for host, counts in per_host.items():
-        model = problem.host_model[host]
-        dist = sum(shapes[s].options[model][o].distance_cost * n for (s, o), n in counts.items())
-        pattern = Pattern(model, tuple(sorted((s, o, n) for (s, o), n in counts.items())), dist)
-        columns[pattern] = columns.get(pattern, 0) + 1
+    for k, plan in enumerate([incumbent, *more_columns]):  # the hosts of every start plan (hints: the incumbent)
+        per_host: dict[str, Counter] = defaultdict(Counter)
+        for (c, host, o), n in plan.items():
+            if host not in fixed_hosts and c in shape_of and not problem.classes[c].guest.host:
+                per_host[host][(shape_of[c], o)] += n
+        for host, counts in per_host.items():
+            model = problem.host_model[host]
+            dist = sum(shapes[s].options[model][o].distance_cost * n for (s, o), n in counts.items())
+            pattern = Pattern(model, tuple(sorted((s, o, n) for (s, o), n in counts.items())), dist)
+            columns[pattern] = columns.get(pattern, 0) + (1 if k == 0 else 0)
     for s in range(len(shapes)):
         for model in hosts_of:
             if shapes[s].options.get(model):
@@ -254,10 +301,10 @@ def decompose(
     pricers = {m: _Pricer(problem, shapes, m, seed, workers) for m in hosts_of}
     budget = max(deadline - clock().now(), 0.0)
     # 3. column generation on the whole problem: the LP bound
-    lp_value, lp_z, converged, rounds = _column_generation(
-        problem, shapes, columns, sizes, hosts_of, penalty, pricers, clock().now() + 0.3 * budget
+    lp_value, lp_z, converged, rounds, last_duals = _column_generation(
+        problem, shapes, columns, sizes, hosts_of, penalty, pricers, clock().now() + 0.3 * budget, stall_s
     )
-    lp_bound = None
+    lp_bound, bound_kind = None, None
     if lp_value is not None:
         # the objective adds a penalty per unplaced guest: only the hosts part is a number of hosts, and it bounds
         # the hosts only when the LP places every guest (no penalty term left)
@@ -265,12 +312,16 @@ def decompose(
         if lp_value - hosts_part > 1e-6:
             converged = False
         lp_value = hosts_part
+    if last_duals and not converged and not fixed_hosts:  # with fixed hosts the solver cannot use it
+        found = lagrangian_bound(last_duals, sizes, hosts_of, pricers, min(0.1 * budget, 6.0))
+        if found is not None:
+            lp_bound, bound_kind = math.ceil(found[0] - 1e-6), found[1]
     if converged and lp_value is not None:
         # pricing works on rounded duals with a distance tie-break: allow for the error it can make per host
         per_host = max(problem.caps[m].vcpu_cap for m in hosts_of)
         max_cost = max((o.distance_cost for s in shapes for opts in s.options.values() for o in opts), default=0)
         slack = sum(hosts_of.values()) * per_host * (0.5 / PRICE_SCALE + max_cost / (PRICE_SCALE * TIE_SCALE))
-        lp_bound = math.ceil(lp_value - slack - 1e-9)
+        lp_bound, bound_kind = math.ceil(lp_value - slack - 1e-9), "pattern_lp"
     candidates: list[tuple[tuple, Assignment]] = []
     # 4a. integer master over the columns found
     chosen = _integer_master(columns, sizes, hosts_of, penalty, clock().now() + 0.1 * budget, seed, workers)
@@ -283,18 +334,26 @@ def decompose(
     a = _deal(problem, shapes, shape_of, dived[0], free_hosts, base, on_fixed)
     candidates.append((score(problem, a), a))
     best = max(candidates, key=lambda c: c[0])[1]
-    return DecomposeResult(best, lp_value, lp_bound, len(columns), rounds, "converged" if converged else "stopped")
+    return DecomposeResult(best, lp_value, lp_bound, len(columns), rounds, "converged" if converged else "stopped",
+                           bound_kind)
 
 
-def _column_generation(problem, shapes, columns, sizes, hosts_of, penalty, pricers, until):
-    """Master LP ⇄ pricing until no column improves (converged) or time runs out. Adds to ``columns``."""
+def _column_generation(problem, shapes, columns, sizes, hosts_of, penalty, pricers, until, stall_s=None):
+    """Master LP ⇄ pricing until no column improves (converged), time runs out, or the LP value did not fall by
+    0.1 % for ``stall_s``. Adds to ``columns``."""
     lp_value, z, rounds, converged = None, {}, 0, False
+    best, since, last_duals = None, clock().now(), None
     while clock().now() < until:
         rounds += 1
         lp_value, duals, model_duals, z = _master_lp(columns, sizes, hosts_of, penalty)
+        if lp_value is not None and (best is None or lp_value < best - 1e-3 * max(best, 1.0)):
+            best, since = lp_value, clock().now()
+        elif stall_s is not None and clock().now() - since >= stall_s:
+            break
         clock().tick(0.01 + 1e-4 * len(columns))
         if duals is None:
             break
+        last_duals = duals
         added, proven = 0, True
         for m, pricer in pricers.items():
             found = _greedy_columns(problem, shapes, m, duals, sizes)
@@ -316,7 +375,7 @@ def _column_generation(problem, shapes, columns, sizes, hosts_of, penalty, price
         if not added:
             converged = proven
             break
-    return lp_value, z, converged, rounds
+    return lp_value, z, converged, rounds, last_duals
 
 
 def _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline):
@@ -329,7 +388,7 @@ def _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline)
     while any(residual) and sum(hosts_left.values()) > 0 and clock().now() < deadline:
         rounds += 1
         slice_end = clock().now() + min(max((deadline - clock().now()) / 4, 0.2), 2.0)
-        lp, z, _conv, _r = _column_generation(problem, shapes, columns, residual, hosts_left, penalty, pricers, slice_end)
+        lp, z, _conv, _r, _d = _column_generation(problem, shapes, columns, residual, hosts_left, penalty, pricers, slice_end)
         if not z or (lp is not None and lp < 0.999 and fixed):
             break  # less than a host's worth left: the slack of the hosts already taken absorbs it (see _deal)
         useful = {p: v for p, v in z.items() if v > 1e-6 and any(residual[s] for s, _o, _n in p.counts)}

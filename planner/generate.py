@@ -394,17 +394,29 @@ def _include_path(model: ModelCap, out_dir: Path) -> str:
     return Path(os.path.relpath(model.path, out_dir)).as_posix()
 
 
+HOST_ORDERS = ("given", "smallest", "largest")  # how hosts are listed: by model as given, smallest model first, ...
+
+
 def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | None = None, *,
-                   out_path: str | os.PathLike | None = None, name: str | None = None) -> str:
+                   out_path: str | os.PathLike | None = None, name: str | None = None, order: str = "given",
+                   existing: float = 0.0) -> str:
     """Scenario-v1 YAML text for ``hosts`` hosts (mixed catalogue models) and ``guests`` catalogue guests.
 
     ``models``: catalogue host model names (default ``DEFAULT_MODELS``). ``out_path``: where the text will be
     written; the models' include paths are made relative to its directory (default: the repository's
-    ``scenarios/``). Deterministic for a given ``seed``."""
+    ``scenarios/``). ``order``: hosts listed by model in the order given (default), or the smallest model
+    (fewest usable CPUs, then least memory) first, or the largest first, as inventories often are.
+    ``existing``: the fraction (0..1) of guests already running: they get ``host:`` on a host where they fit
+    with the other running guests (counted by ``planner.problem``), spread over a seeded random third as many
+    hosts as running guests. Deterministic for a given ``seed``."""
     if hosts < 1:
         raise ValueError("hosts must be at least 1")
     if guests < 0:
         raise ValueError("guests must not be negative")
+    if order not in HOST_ORDERS:
+        raise ValueError(f"unknown host order '{order}' (one of {', '.join(HOST_ORDERS)})")
+    if not 0 <= existing <= 1:
+        raise ValueError(f"existing must be a fraction from 0 to 1, not {existing}")
     model_names = list(dict.fromkeys(models or DEFAULT_MODELS))
     caps = [read_model(m) for m in model_names]
     arches = sorted({m.arch for m in caps})
@@ -463,7 +475,7 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
 
     # guests: anti-affinity groups first, then the rest by load (shared) in one pattern line each
     max_group = min(hosts, 4)
-    lines: list[str] = []
+    lines: list[_Entry] = []
     demand = Demand()
     groups = 0
     for cls in classes:
@@ -485,7 +497,7 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
                 groups += 1
                 tag = f"{flavour}-g{groups:04d}"
                 load = draw_load()
-                lines.append(_guest_line(_pattern(f"{tag}-", size, 1), spec, load, tag))
+                lines.append(_Entry(f"{tag}-", size, 1, spec, load, tag))
                 demand.add(footprint(spec, cap.threads, load), size)
                 in_groups -= size
                 n -= size
@@ -496,8 +508,24 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
             for load in sorted(by_load, key=lambda x: -1 if x is None else x):
                 count = by_load[load]
                 prefix = f"{flavour}-" if load is None else f"{flavour}-l{load:02d}-"
-                lines.append(_guest_line(_pattern(prefix, count), spec, load, None))
+                lines.append(_Entry(prefix, count, None, spec, load, None))
                 demand.add(footprint(spec, cap.threads, load), count)
+
+    listed = list(zip(caps, per_model))
+    if order != "given":
+        listed.sort(key=lambda mn: (mn[0].cpus, mn[0].free_4k_kib + sum(mn[0].pool_kib(s) for s in (2048, 1048576))),
+                    reverse=order == "largest")
+    host_lines = [f"  - {{name: {_scalar(_pattern(model.name + '-', n))}, model: {model.name}}}"
+                  for model, n in listed if n]
+    time_limit = "60s" if guests <= 2000 else "300s"
+    top = ["version: 1", f"name: {name or f'fleet-{hosts}x{guests}-s{seed}'}",
+           f"policy: {{cpu_overcommit_max: {OVERCOMMIT_MAX}, cpu_load_target: {float(LOAD_TARGET):.2f}, "
+           f"objective: pack, time_limit: {time_limit}}}"]
+    running: dict[tuple[int, int], str] = {}
+    if existing > 0 and lines:
+        running = _running_guests(top + ["host_models:"] + [
+            f"  {m.name}: {{include: {_scalar(m.path.as_posix())}}}" for m in used_models] + ["hosts:"] + host_lines,
+            lines, existing, rng)
 
     util = demand.utilisation(cap)
     binding = _binding(util)
@@ -523,6 +551,11 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
         + f": the demand fits in about {math.ceil(binding * hosts)} of {hosts} hosts "
         f"({float(binding) * 100:.0f} % of the binding resource; size bias {beta:+.2f}).",
     ]
+    if order != "given":
+        notes.append(f"Hosts are listed {order} model first.")
+    if existing > 0:
+        notes.append(f"Running guests (host: set): {len(running)} ({existing:.1%} asked, on "
+                     f"{len(set(running.values()))} hosts).")
     if binding > Fraction(85, 100):
         notes.append("WARNING: more demand than 85 % of the fleet even with the smallest sizes: some guests may "
                      "not fit.")
@@ -530,29 +563,94 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
         notes.append("Note: less demand than 70 % of the fleet even with the largest sizes (few guests per host).")
     reproduce = (f"Reproduce: python -m planner.generate --hosts {hosts} --guests {guests} --seed {seed}"
                  + (f" --models {','.join(model_names)}" if models else "")
+                 + (f" --order {order}" if order != "given" else "") + (f" --existing {existing}" if existing else "")
                  + (f" -o {_shown_path(out_path)}" if out_path is not None else ""))
     header = [line for note in notes for line in textwrap.wrap(note, 116, initial_indent="# ", subsequent_indent="#   ",
                                                                break_on_hyphens=False, break_long_words=False)]
     first = len(textwrap.wrap(notes[0], 116, initial_indent="# ", subsequent_indent="#   ",
                               break_on_hyphens=False, break_long_words=False))
     header.insert(first, "# " + reproduce)  # one line, to copy and paste
-    time_limit = "60s" if guests <= 2000 else "300s"
-    out = header + [
-        "version: 1",
-        f"name: {scenario_name}",
-        f"policy: {{cpu_overcommit_max: {OVERCOMMIT_MAX}, cpu_load_target: {float(LOAD_TARGET):.2f}, "
-        f"objective: pack, time_limit: {time_limit}}}",
-        "host_models:",
-    ]
+    out = header + top + ["host_models:"]
     for model in used_models:
         out.append(f"  {model.name}: {{include: {_scalar(_include_path(model, out_dir))}}}")
     out.append("hosts:")
-    for model, n in zip(caps, per_model):
-        if n:
-            out.append(f"  - {{name: {_scalar(_pattern(model.name + '-', n))}, model: {model.name}}}")
+    out.extend(host_lines)
     out.append("guests:" if lines else "guests: []")
-    out.extend(lines)
+    for index, entry in enumerate(lines):
+        out.extend(entry.render({k: h for (i, k), h in running.items() if i == index}))
     return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One guest line before rendering: ``count`` guests named ``prefix`` + number (1..count)."""
+
+    prefix: str
+    count: int
+    width: int | None
+    spec: Mapping
+    load: int | None
+    tag: str | None
+
+    def names(self) -> list[str]:
+        if self.count == 1:
+            return [_pattern(self.prefix, 1, self.width)]
+        width = self.width or max(2, len(str(self.count)))
+        return [f"{self.prefix}{i:0{width}d}" for i in range(1, self.count + 1)]
+
+    def render(self, fixed: Mapping[int, str]) -> list[str]:
+        """Pattern lines for the guests not in ``fixed`` (member number -> host), one line per fixed guest."""
+        if not fixed:
+            return [_guest_line(_pattern(self.prefix, self.count, self.width), self.spec, self.load, self.tag)]
+        width = self.width or max(2, len(str(self.count)))
+        out, start = [], 1
+        for k in sorted(fixed) + [self.count + 1]:
+            if k > start:  # the free run start..k-1
+                run = f"{self.prefix}{start:0{width}d}" if k - 1 == start else \
+                    f"{self.prefix}[{start:0{width}d}-{k - 1:0{width}d}]"
+                out.append(_guest_line(run, self.spec, self.load, self.tag))
+            if k <= self.count:
+                line = _guest_line(f"{self.prefix}{k:0{width}d}", self.spec, self.load, self.tag)
+                out.append(line[:-1] + f", host: {_scalar(fixed[k])}}}")
+            start = k + 1
+        return out
+
+
+def _running_guests(head: list[str], entries: list[_Entry], fraction: float, rng: random.Random
+                    ) -> dict[tuple[int, int], str]:
+    """(entry index, member number) -> host for the running guests: a seeded sample of ``fraction`` of the guests,
+    dealt in turn over a random third as many hosts as running guests, each to the next host where it fits."""
+    from planner.loader import load_scenario_text
+    from planner.problem import FleetState, compile_problem
+
+    lines = list(head) + ["guests:"]
+    members: list[tuple[int, int]] = []
+    for index, entry in enumerate(entries):
+        lines.extend(entry.render({}))
+        members.extend((index, k) for k in range(1, entry.count + 1))
+    scenario = load_scenario_text("\n".join(lines) + "\n", "<generated>")
+    problem = compile_problem(scenario)
+    class_of = {name: cls for cls in problem.classes for name in cls.members}
+    want = round(fraction * len(members))
+    chosen = sorted(rng.sample(range(len(members)), want))
+    host_names = [h.name for h in scenario.hosts]
+    pool = rng.sample(host_names, min(len(host_names), max(1, math.ceil(want / 3))))
+    state = FleetState(problem)
+    out: dict[tuple[int, int], str] = {}
+    turn = 0
+    for i in chosen:
+        index, k = members[i]
+        cls = class_of[entries[index].names()[k - 1]]
+        for step in range(len(pool)):
+            host = pool[(turn + step) % len(pool)]
+            options = cls.options.get(problem.host_model[host], ())
+            fit = next((o for o, option in enumerate(options) if state.fits(cls, host, option)), None)
+            if fit is not None:
+                state.place(cls, host, fit)
+                out[(index, k)] = host
+                turn = (turn + step + 1) % len(pool)
+                break
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -564,12 +662,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated catalogue host models (default {','.join(DEFAULT_MODELS)}; "
                              f"available: {','.join(available_models())})")
     parser.add_argument("--name", default=None, help="scenario name (default fleet-HxG-sSEED)")
+    parser.add_argument("--order", default="given", choices=HOST_ORDERS,
+                        help="how hosts are listed: by model as given (default), smallest or largest model first")
+    parser.add_argument("--existing", type=float, default=0.0,
+                        help="fraction 0..1 of guests already running (host: set where they fit; default 0)")
     parser.add_argument("-o", "--output", default=None, help="output file (default: standard output; include "
                                                               "paths are then relative to scenarios/)")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     try:
-        text = generate_fleet(args.hosts, args.guests, args.seed, models, out_path=args.output, name=args.name)
+        text = generate_fleet(args.hosts, args.guests, args.seed, models, out_path=args.output, name=args.name,
+                              order=args.order, existing=args.existing)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -68,13 +68,18 @@ def _subproblem(problem: Problem, assignment: Assignment, hosts: list[str]):
 
 
 def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int = 0, workers: int = 2,
-            neighbourhood: int = 8, round_s: float = 3.0, stop_at: int | None = None) -> tuple[Assignment, int]:
-    """Returns the improved assignment and the number of rounds that improved it."""
+            neighbourhood: int = 8, round_s: float = 3.0, stop_at: int | None = None,
+            stall_s: float | None = None) -> tuple[Assignment, int]:
+    """Returns the improved assignment and the number of rounds that improved it. Stops at the deadline, after 4
+    rounds in a row without improvement, or when nothing improved for ``stall_s``."""
     rng = random.Random(seed)
     current = dict(assignment)
     improved = 0
     stale = 0
+    last = clock().now()
     while clock().now() + 0.5 < deadline and stale < 4 and not (stop_at and -score(problem, current)[1] <= stop_at):
+        if stall_s is not None and clock().now() - last >= stall_s:
+            break
         util = _utilisation(problem, current)
         used = sorted(util, key=lambda h: (util[h], h))
         if len(used) < 2:
@@ -107,6 +112,7 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
             current = candidate
             improved += 1
             stale = 0
+            last = clock().now()
         else:
             stale += 1
     return current, improved

@@ -86,7 +86,7 @@ MAX_PATTERN_NAMES = 100_000
 MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
 TOP_KEYS = ("version", "name", "policy", "host_models", "hosts", "guests")
-POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit")
+POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit", "stall")
 MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
               "numactl", "sysfs", "hugepages", "memory", "lscpu")
 CAPTURE_KEYS = ("capabilities", "numactl", "sysfs")  # a host capture in place of nodes/distances/cores
@@ -600,7 +600,10 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
 
 
 def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
-    """The policy mapping; a wrong value is reported and its default used (so later checks can go on)."""
+    """The policy mapping; a wrong value is reported and its default used (so later checks can go on).
+
+    ``time_limit`` and ``stall`` are durations (``60s``, ``2m``, a number of seconds): the solver's budget, and how
+    long it goes on without improving before it stops (default 10 s), e.g. ``FILE: policy.stall: '-1': ...``."""
     values: dict[str, Any] = {}
     if _mapping(problems, where, raw, POLICY_KEYS, example="{cpu_overcommit_max: 4}") is None:
         return Policy()
@@ -613,6 +616,7 @@ def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
                               lambda v: _ranged(v, 1, None, text=">= 1.0")),
         "objective": ("objective", lambda v: _choice(v, ("pack", "spread"))),
         "time_limit": ("time_limit_s", _duration),
+        "stall": ("stall_s", _duration),
     }
     for key, (attr, parse) in checks.items():
         if key in raw:

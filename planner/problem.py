@@ -257,11 +257,13 @@ def node_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: 
     pool = max(pool, 0)
     shared = totals.shared_vcpus + cell.shared_vcpus
     cap_ratio = policy.cpu_overcommit_max
-    if shared and shared * cap.threads_per_core > cap_ratio * pool:
+    ratio_num, ratio_den = cap_ratio.as_integer_ratio()  # exact integer comparisons, fast
+    if shared and shared * cap.threads_per_core * ratio_den > ratio_num * pool:
         free = math.floor(cap_ratio * pool / cap.threads_per_core) - totals.shared_vcpus
         out.append(Shortfall(f"shared vCPU slots ({cap_ratio}x cap)", cell.shared_vcpus, max(free, 0), "vCPUs"))
     load = totals.shared_load + cell.shared_load
-    if load and load > policy.cpu_load_target * pool * LOAD_SCALE:
+    target_num, target_den = policy.cpu_load_target.as_integer_ratio()
+    if load and load * target_den > target_num * pool * LOAD_SCALE:
         free = policy.cpu_load_target * pool - Fraction(totals.shared_load, LOAD_SCALE)
         out.append(
             Shortfall(

@@ -26,6 +26,7 @@ class Policy:
     memory_overcommit: Fraction = Fraction(1)
     objective: Objective = "pack"
     time_limit_s: float = 60.0
+    stall_s: float = 10.0  # stop once nothing improved for this long
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ nothing with this module — before it is returned: a plan that breaks a hard ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -91,6 +93,32 @@ def decode_objective(value: float, weights: dict[str, int]) -> tuple[int, int, i
     return placed, rest // weights["hosts"], rest % weights["hosts"] // weights["distance"]
 
 
+@contextlib.contextmanager
+def _stall_watch(solver: cp_model.CpSolver, callback: "_Callback", stall_s: float, start: float, active: bool):
+    """Stops the search once no better solution came for ``stall_s`` seconds (wall-clock mode only)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.25):
+            last = getattr(callback, "last_solution_s", None)
+            if last is None:
+                last = callback.started_s
+            if time.monotonic() - start - last >= stall_s:
+                solver.stop_search()
+                return
+
+    callback.started_s = time.monotonic() - start
+    thread = threading.Thread(target=watch, daemon=True) if active else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if thread:
+            thread.join()
+
+
 class _Callback(cp_model.CpSolverSolutionCallback):
     """Reports progress; with ``stop_when`` = (Σ priority, host bound) it stops the search once a solution places
     everything on as few hosts as the lower bound allows, after a short grace for the distance cost."""
@@ -103,6 +131,7 @@ class _Callback(cp_model.CpSolverSolutionCallback):
 
     def on_solution_callback(self) -> None:
         elapsed = time.monotonic() - self.start
+        self.last_solution_s = elapsed
         if self.first_solution_s is None:
             self.first_solution_s = elapsed
         placed, hosts, distance = decode_objective(self.objective_value, self.weights)
@@ -127,6 +156,20 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
+PORTFOLIO_SHARE = 0.35  # of the time limit: heuristics not started by then are skipped (wall-clock mode)
+
+
+def run_portfolio(problem: Problem, mix: dict[str, float], until: float):
+    """The construction heuristics other than first-fit-decreasing (which made the first plan); in deterministic mode
+    every one runs (the clock is charged a fixed amount per guest), else those not started by ``until``."""
+    from planner.heuristics import portfolio
+
+    deterministic = clock().deterministic
+    plans = portfolio(problem, mix, None if deterministic else until, skip=("first-fit-decreasing",))
+    clock().tick(2e-5 * len(problem.scenario.guests) * len(plans))
+    return plans
+
+
 DIRECT_MODEL_MAX_VARIABLES = 6000  # above this the whole-fleet model is left to the pattern decomposition
 DIRECT_MODEL_HARD_MAX_VARIABLES = 150_000  # method="direct": above this, improvement rounds instead (see _solve)
 STOP_AT_BOUND_GRACE_S = 2.0  # once hosts used meet the lower bound, time left to improve the distance cost
@@ -143,6 +186,7 @@ def solve(
     method: str = "auto",
     deterministic: bool = False,
     strict: bool | None = None,
+    stall_s: float | None = None,
 ) -> Plan:
     """Plan the whole fleet. ``time_limit_s`` defaults to the scenario's ``policy.time_limit``.
 
@@ -154,12 +198,13 @@ def solve(
     candidate) raises; by default (``VPLAN_STRICT`` unset) the best plan that pins and checks is returned and the
     failure is recorded in ``stats.extra['failures']`` (and its traceback in ``stats.extra['error_report']``)."""
     with using(Clock(deterministic)):
-        return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict_mode(strict))
+        return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict_mode(strict), stall_s)
 
 
-def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict) -> Plan:
+def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict, stall_s=None) -> Plan:
     start = time.monotonic()
     failures = PhaseFailures(strict)
+    stall = scenario.policy.stall_s if stall_s is None else stall_s
     limit = scenario.policy.time_limit_s if time_limit_s is None else time_limit_s
     # keep time for pinning, explanations and the checker after the search (about 1 s per 10,000 guests)
     deadline = clock().now() + limit - min(0.1 * limit, 0.2 + 1e-4 * len(scenario.guests))
@@ -172,13 +217,22 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
     state = greedy(problem)
     greedy_assignment = dict(state.assignment)
     extra: dict[str, object] = {"greedy_s": round(time.monotonic() - start, 3)}
-    bounds = lower_bounds(problem, with_lp=True)
+    extra["first_plan_s"] = round(time.monotonic() - start, 3)
+    mix: dict[str, float] = {}
+    bounds = lower_bounds(problem, with_lp=True, mix=mix)
     all_guests = sum(cls.size * cls.guest.priority for cls in problem.classes)
     candidates: list[tuple[tuple, str, Assignment]] = [(score(problem, greedy_assignment), "greedy", greedy_assignment)]
     bounds = bounds.clamped(_hosts_of(greedy_assignment))
     extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds, bound_text=bounds.text)
     extra["greedy_hosts"] = -candidates[0][0][1] if scenario.policy.objective == "pack" else None
-    extra["first_plan_s"] = round(time.monotonic() - start, 3)
+    if scenario.policy.objective == "pack" and method != "greedy" and problem.classes:
+        # the portfolio of construction heuristics (planner.heuristics): every plan a candidate, the best kept
+        for h in failures.run("heuristics", run_portfolio, problem, mix, start + PORTFOLIO_SHARE * limit) or []:
+            candidates.append((score(problem, h.assignment), h.name, h.assignment))
+        extra["heuristics"] = {name: {"placed": sc[0], "hosts": -sc[1]} for sc, name, _ in candidates}
+        extra["heuristics_s"] = round(time.monotonic() - start, 3)
+    heuristic_plans = [a for _sc, _n, a in candidates]
+    start_assignment = max(candidates, key=lambda c: c[0])[2]  # the best start for what follows
 
     def at_bound(sc: tuple) -> bool:
         return scenario.policy.objective == "pack" and sc[0] == all_guests and -sc[1] <= bounds.hosts
@@ -187,7 +241,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
     size = model_size(problem)
     extra["model_variables"] = size
     run_patterns = method == "patterns" or (
-        method == "auto" and scenario.policy.objective == "pack" and not at_bound(candidates[0][0])
+        method == "auto" and scenario.policy.objective == "pack" and not at_bound(max(c[0] for c in candidates))
     )
     run_direct = method == "direct" or (method == "auto" and size <= DIRECT_MODEL_MAX_VARIABLES)
     direct_too_large = method == "direct" and size > DIRECT_MODEL_HARD_MAX_VARIABLES
@@ -201,8 +255,9 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
         if progress:
             progress(Progress("patterns", time.monotonic() - start))
         share = 0.5 if run_direct else 0.9
-        result = failures.run("patterns", decompose, problem, greedy_assignment,
-                              clock().now() + share * (deadline - clock().now()), seed=seed, workers=workers)
+        result = failures.run("patterns", decompose, problem, start_assignment,
+                              clock().now() + share * (deadline - clock().now()), seed=seed, workers=workers,
+                              more_columns=heuristic_plans, stall_s=stall)
         if result is not None:
             candidates.append((score(problem, result.assignment), "patterns", result.assignment))
             extra.update(pattern_columns=result.columns, pattern_rounds=result.rounds, pattern_lp=result.lp_hosts,
@@ -210,12 +265,13 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
             # the pattern LP bounds the hosts of the decomposed part only: valid for the fleet without fixed guests
             # (fixed hosts could absorb other guests, which the patterns do not model)
             if result.lp_bound is not None and not any(cls.guest.host for cls in problem.classes):
+                kind = result.bound_kind or "pattern_lp"
+                bounds = dataclasses.replace(bounds, all_bounds={**bounds.all_bounds, kind: result.lp_bound})
                 if result.lp_bound > bounds.hosts:
-                    bounds = Bounds(result.lp_bound, "pattern_lp", {**bounds.all_bounds, "pattern_lp": result.lp_bound},
-                                    describe(problem, "pattern_lp", result.lp_bound))
+                    bounds = Bounds(result.lp_bound, kind, bounds.all_bounds, describe(problem, kind, result.lp_bound))
                     bounds = bounds.clamped(min(_hosts_of(a) for _s, _n, a in candidates))
-                    extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds,
-                                 bound_text=bounds.text)
+                extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds,
+                             bound_text=bounds.text)
             extra["patterns_s"] = round(time.monotonic() - start, 3)
             if progress:
                 sc = candidates[-1][0]
@@ -225,7 +281,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
         if progress:
             progress(Progress("improve", time.monotonic() - start))
         result = failures.run("improve", improve, problem, best[2], deadline, seed=seed, workers=workers,
-                              stop_at=bounds.hosts if best[0][0] == all_guests else None)
+                              stop_at=bounds.hosts if best[0][0] == all_guests else None, stall_s=stall)
         if result is not None:
             improved, rounds = result
             extra.update(improve_rounds=rounds, improve_s=round(time.monotonic() - start, 3))
@@ -247,7 +303,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
             callback = _Callback(build.weights, start, progress, stop_when=stop_when)
             if progress:
                 progress(Progress("cp-sat", time.monotonic() - start))
-            status = solver.solve(build.model, callback)
+            with _stall_watch(solver, callback, stall, start, active=not clock().deterministic):
+                status = solver.solve(build.model, callback)
             clock().charge(solver)
             solver_status = solver.status_name(status)
             extra.update(cpsat_s=round(solver.wall_time, 3), weights=build.weights)

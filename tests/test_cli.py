@@ -93,7 +93,7 @@ def test_same_seed_gives_byte_identical_plan(tmp_path):
     for rel in files_a:
         assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes()
     doc_a, doc_b = (json.loads((o / "plan.json").read_text()) for o in outs)
-    timing = ("wall_s", "greedy_s", "first_plan_s", "patterns_s", "improve_s", "cpsat_s")
+    timing = ("wall_s", "greedy_s", "first_plan_s", "patterns_s", "improve_s", "cpsat_s", "heuristics_s")
     for doc in (doc_a, doc_b):
         for key in timing:
             doc["solver"].pop(key, None)
