@@ -7,6 +7,7 @@ Exit status: 0 every guest placed (or input valid), 3 some guests unplaced (plan
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,9 +19,41 @@ from rich.table import Table
 from planner.loader import ScenarioError, load_scenario
 from planner.plan import Plan
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="NUMA-aware capacity and placement planner for KVM/libvirt fleets.")
-
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_UNPLACED = 0, 1, 2, 3
+
+
+class _Group(typer.core.TyperGroup):
+    """Every command runs with vplan's SIGINT/SIGTERM handling (``planner.interrupt``); a refused output path, a
+    filesystem error or a signal ends it with one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx):
+        import threading
+
+        from planner.atomic import OutputError
+        from planner.interrupt import Aborted, exit_now, signal_handlers
+
+        with signal_handlers():
+            try:
+                return super().invoke(ctx)
+            except Aborted as exc:
+                how = "Ctrl-C" if exc.exit_code == 130 else str(exc)
+                print(f"vplan: aborted by {how}: nothing was written, existing output left as it was",
+                      file=sys.stderr, flush=True)
+                if any(t.name == "vplan-solve" and t.is_alive() for t in threading.enumerate()):
+                    exit_now(exc.exit_code)  # do not wait for a search still unwinding
+                raise typer.Exit(exc.exit_code)
+            except OutputError as exc:
+                for problem in exc.problems:
+                    print(problem, file=sys.stderr)
+                raise typer.Exit(EXIT_INPUT)
+            except OSError as exc:
+                where = exc.filename or "vplan"
+                print(f"{where}: {exc.strerror or exc}", file=sys.stderr)
+                raise typer.Exit(EXIT_INPUT)
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
+                  help="NUMA-aware capacity and placement planner for KVM/libvirt fleets.")
 
 
 def _load(path: Path):
@@ -39,10 +72,21 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) ->
     typer.echo(f"{scenario}: valid ({len(sc.hosts)} hosts, {len(sc.guests)} guests, {len(sc.host_models)} host models)")
 
 
+def _scenario_inputs(path: Path, sc) -> list[Path]:
+    """The files a solve reads (OUT must not be, hold or sit inside any of them): the scenario and its host
+    model files."""
+    inputs = [path]
+    for model in sc.host_models.values():
+        if model.source and not model.source.startswith("<") and os.path.exists(model.source):
+            inputs.append(Path(model.source))
+    return inputs
+
+
 @app.command()
 def solve(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    out: Path = typer.Option(Path("out"), "-o", "--out", help="output directory (replaced atomically)"),
+    out: Path = typer.Option(Path("out"), "-o", "--out", help="output directory: missing, empty or vplan's own "
+                             "earlier output (replaced atomically)"),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds; default policy.time_limit"),
     seed: int = typer.Option(0, "--seed", help="solver random seed"),
     workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
@@ -52,12 +96,31 @@ def solve(
         "give the same plan (slower, and the time limit is only approximately seconds)"
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="also write a self-contained HTML report (tables and plots)"),
+    force: bool = typer.Option(False, "--force", help="an OUT (or --report file) vplan did not write is renamed "
+                               "aside to OUT.old (OUT.old.1, ...) instead of refused; nothing is deleted"),
 ) -> None:
-    """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest."""
-    from planner.output import write_plan
+    """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest.
+
+    Ctrl-C stops the search and writes the best checked plan found so far; a second Ctrl-C (or SIGTERM) aborts
+    without writing anything."""
+    from planner.atomic import OutputError, check_output_dir, check_output_file
+    from planner.interrupt import run_stoppable
+    from planner.output import write_plan_output
     from planner.solver import PlanBug, Progress, solve as solve_fleet
 
     sc = _load(scenario)
+    inputs = _scenario_inputs(scenario, sc)
+    try:  # refuse a bad OUT before spending the time limit
+        check_output_dir(out, inputs=inputs, force=force)
+        if report is not None:
+            check_output_file(report, inputs=inputs, force=force)
+            if os.path.realpath(report).startswith(os.path.realpath(out) + os.sep):
+                raise OutputError([f"{report}: is inside the output directory {out}, which vplan replaces whole; "
+                                   "write the report beside it"])
+    except OutputError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
     console = Console() if sys.stdout.isatty() else Console(width=150)
     status = None if quiet else console.status("compiling…")
 
@@ -76,19 +139,25 @@ def solve(
     try:
         if status is not None:
             status.start()
-        plan = solve_fleet(sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress,
-                           deterministic=deterministic)
+        plan, interrupted = run_stoppable(lambda: solve_fleet(
+            sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress, deterministic=deterministic))
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)
     finally:
         if status is not None:
             status.stop()
-    write_plan(plan, out)
+    written = write_plan_output(plan, out, inputs=inputs, force=force)
+    if written.moved_aside is not None:
+        print(f"vplan: {out} held files vplan did not write: renamed it to {written.moved_aside} (--force)",
+              file=sys.stderr)
     if report is not None:
         from planner.report import write_report
 
-        write_report(plan, report)
+        write_report(plan, report, force=force)
+    if interrupted:
+        print(f"vplan: interrupted by Ctrl-C after {plan.stats.wall_s:.1f}s: wrote the best checked plan found "
+              "until then (plan.json: solver.interrupted)", file=sys.stderr)
     if not quiet:
         print_summary(plan, console, out)
         if report is not None:
@@ -150,6 +219,8 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hos
     )
     if "objective_distance" in extra:
         line += f"; NUMA distance cost {extra['objective_distance']}"
+    if extra.get("interrupted"):
+        line += "; interrupted by Ctrl-C (best plan found until then)"
     console.print(line, highlight=False)
     if out is not None:
         console.print(f"wrote {out}/plan.json and {len(plan.placed)} domain XML files under {out}/hosts/", highlight=False)

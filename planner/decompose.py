@@ -109,7 +109,7 @@ class _Pricer:
         clock().limit(solver.parameters, max(time_limit, 0.05), self.workers)
         solver.parameters.random_seed = self.seed
         collector = _Collector(b.x)
-        status = solver.solve(b.model, collector)
+        status = clock().solve(solver, b.model, collector)
         clock().charge(solver)
         self.proven = status == cp_model.OPTIMAL
         out = []
@@ -370,7 +370,7 @@ def _integer_master(columns, sizes, hosts_of, penalty, deadline, seed, workers):
         solver = cp_model.CpSolver()
         clock().limit(solver.parameters, max(time_limit, 0.2), workers)
         solver.parameters.random_seed = seed
-        status = solver.solve(model)
+        status = clock().solve(solver, model)
         clock().charge(solver)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None

@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 from ortools.sat.python import cp_model
 
 from planner.check import check_plan
-from planner.clock import Clock, clock, using
+from planner.clock import Clock, clock, stop_requested, using
 from planner.bounds import Bounds, lower_bounds
 from planner.cpsat_model import add_hint, build_model, read_assignment
 from planner.decompose import decompose
@@ -189,7 +189,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
         callback = _Callback(build.weights, start, progress, stop_when=stop_when)
         if progress:
             progress(Progress("cp-sat", time.monotonic() - start))
-        status = solver.solve(build.model, callback)
+        status = clock().solve(solver, build.model, callback)
         clock().charge(solver)
         solver_status = solver.status_name(status)
         extra.update(cpsat_s=round(solver.wall_time, 3), weights=build.weights)
@@ -203,6 +203,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
     proven = (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0)
     hosts_used = len({h for (_c, h, _o), n in chosen.items() if n})
     extra.update(hosts_used=hosts_used)
+    if stop_requested():  # planner.clock.request_stop (Ctrl-C): the best plan found until then
+        extra["interrupted"] = True
     if bounds.hosts and best_score[0] == all_guests:
         extra["gap_pct"] = round(100.0 * (hosts_used - bounds.hosts) / bounds.hosts, 2)
     stats = SolveStats(
