@@ -118,6 +118,8 @@ def read_mapping(path: str) -> dict[str, str]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise AuditInputError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    except UnicodeDecodeError:
+        raise AuditInputError([f"{path}: not a UTF-8 text file (expected YAML or 'guest value' lines)"]) from None
     return _pairs(path, text, "host")
 
 
@@ -127,6 +129,8 @@ def read_loads(path: str) -> dict[str, Fraction]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise AuditInputError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    except UnicodeDecodeError:
+        raise AuditInputError([f"{path}: not a UTF-8 text file (expected YAML or 'guest value' lines)"]) from None
     raw = _pairs(path, text, "load")
     loads: dict[str, Fraction] = {}
     problems = []

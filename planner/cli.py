@@ -257,12 +257,32 @@ def generate(
     guests: int = typer.Option(1500, help="number of guests"),
     seed: int = typer.Option(1, help="random seed"),
     out: Path = typer.Option(..., "-o", "--out", help="scenario file to write"),
+    force: bool = typer.Option(False, "--force", help="a file vplan did not write is renamed aside to FILE.old "
+                                                      "instead of refused"),
 ) -> None:
     """Write a seeded random fleet scenario (mixed real host models and flavours)."""
+    from planner.atomic import OutputError, check_output_file, write_file_atomically
     from planner.generate import generate_fleet
 
-    text = generate_fleet(hosts, guests, seed=seed, out_path=str(out))
-    out.write_text(text, encoding="utf-8")
+    problems = [f"--{name} {value}: must be at least {low}"
+                for name, value, low in (("hosts", hosts, 1), ("guests", guests, 0)) if value < low]
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+    try:
+        check_output_file(out, force=force)
+        text = generate_fleet(hosts, guests, seed=seed, out_path=str(out))
+        written = write_file_atomically(out, text, force=force)
+    except OutputError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+    except ValueError as exc:
+        print(f"vplan generate: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+    if written.moved_aside is not None:
+        print(f"{out}: was not written by vplan: renamed it to {written.moved_aside} (--force)", file=sys.stderr)
     typer.echo(f"wrote {out}")
 
 
