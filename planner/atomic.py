@@ -78,8 +78,12 @@ def _real(path: Path) -> Path:
 def _inputs_clash(out: Path, target: Path, inputs: Iterable[os.PathLike | str]) -> list[str]:
     """``target`` (OUT's real path) must not be an input, hold one, or (for input directories) sit inside one."""
     problems = []
+    seen: set[Path] = set()
     for given in inputs:
         real = _real(Path(given))
+        if real in seen:
+            continue
+        seen.add(real)
         if _is_within(real, target):
             what = "is" if real == target else "holds"
             problems.append(f"{out}: {what} an input of this command ({given}); choose another output path")
@@ -176,13 +180,13 @@ def check_output_file(out: str | os.PathLike, *, inputs: Iterable[os.PathLike | 
     """Check OUT for a file write; (its real path, whether an existing file there is someone else's)."""
     out = Path(out)
     target = _target(out, "file")
+    if target.is_dir():
+        raise OutputError([f"{out}: is a directory; name a file"])
     problems = _inputs_clash(out, target, inputs)
     if problems:
         raise OutputError(problems)
     if not target.exists():
         return target, False
-    if target.is_dir():
-        raise OutputError([f"{out}: is a directory; name a file"])
     if not target.is_file():
         raise OutputError([f"{out}: is not a regular file"])
     try:

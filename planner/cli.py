@@ -113,10 +113,10 @@ def solve(
     try:  # refuse a bad OUT before spending the time limit
         check_output_dir(out, inputs=inputs, force=force)
         if report is not None:
-            check_output_file(report, inputs=inputs, force=force)
             if os.path.realpath(report).startswith(os.path.realpath(out) + os.sep):
                 raise OutputError([f"{report}: is inside the output directory {out}, which vplan replaces whole; "
                                    "write the report beside it"])
+            check_output_file(report, inputs=inputs, force=force)
     except OutputError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -139,8 +139,11 @@ def solve(
     try:
         if status is not None:
             status.start()
+        limit = sc.policy.time_limit_s if time_limit is None else time_limit
         plan, interrupted = run_stoppable(lambda: solve_fleet(
-            sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress, deterministic=deterministic))
+            sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress, deterministic=deterministic),
+            None if quiet else f"vplan: solving {scenario} (time limit {limit:g}s; Ctrl-C stops the search and "
+                               "writes the best plan found so far)")
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)

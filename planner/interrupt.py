@@ -59,9 +59,10 @@ def signal_handlers() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def run_stoppable(fn: Callable[[], T]) -> tuple[T, bool]:
+def run_stoppable(fn: Callable[[], T], announce: str | None = None) -> tuple[T, bool]:
     """Run ``fn`` (a solve) in a worker thread while the main thread waits for signals; (its result, whether the
-    search was stopped by Ctrl-C). Exceptions of ``fn`` are re-raised here; :class:`Aborted` propagates."""
+    search was stopped by Ctrl-C). ``announce`` is printed on stderr once Ctrl-C means "stop the search".
+    Exceptions of ``fn`` are re-raised here; :class:`Aborted` propagates."""
     clear_stop()
     box: dict[str, object] = {}
 
@@ -74,6 +75,8 @@ def run_stoppable(fn: Callable[[], T]) -> tuple[T, bool]:
     worker = threading.Thread(target=target, name="vplan-solve", daemon=True)
     _solving.set()
     try:
+        if announce:
+            print(announce, file=sys.stderr, flush=True)
         worker.start()
         while worker.is_alive():
             worker.join(0.2)
