@@ -27,8 +27,6 @@ class _Group(typer.core.TyperGroup):
     filesystem error or a signal ends it with one line on stderr instead of a traceback."""
 
     def invoke(self, ctx):
-        import threading
-
         from planner.atomic import OutputError
         from planner.interrupt import Aborted, exit_now, signal_handlers
 
@@ -39,9 +37,7 @@ class _Group(typer.core.TyperGroup):
                 how = "Ctrl-C" if exc.exit_code == 130 else str(exc)
                 print(f"vplan: aborted by {how}: nothing was written, existing output left as it was",
                       file=sys.stderr, flush=True)
-                if any(t.name == "vplan-solve" and t.is_alive() for t in threading.enumerate()):
-                    exit_now(exc.exit_code)  # do not wait for a search still unwinding
-                raise typer.Exit(exc.exit_code)
+                exit_now(exc.exit_code)  # at once: no waiting for (or tearing down) a search still unwinding
             except OutputError as exc:
                 for problem in exc.problems:
                     print(problem, file=sys.stderr)
