@@ -675,6 +675,10 @@ def _write_in_place(merged: dict[str, tuple[Path, str]], result: "ApplyResult") 
     mode kept. All merged texts are written to temporary files first; the renames run with signals blocked."""
     from planner.atomic import signals_blocked
 
+    links = [str(path) for path, _ in merged.values() if path.is_symlink()]
+    if links:
+        raise ApplyError([f"{link}: is a symbolic link; --in-place would replace the link, not its target: edit "
+                          "the target's directory, or write merged copies with -o OUT" for link in links])
     temps: dict[str, Path] = {}
     try:
         for guest, (path, text) in merged.items():

@@ -109,8 +109,8 @@ def solve(
     try:  # refuse a bad OUT before spending the time limit
         check_output_dir(out, inputs=inputs, force=force)
         if report is not None:
-            if os.path.realpath(report).startswith(os.path.realpath(out) + os.sep):
-                raise OutputError([f"{report}: is inside the output directory {out}, which vplan replaces whole; "
+            if (os.path.realpath(report) + os.sep).startswith(os.path.realpath(out) + os.sep):
+                raise OutputError([f"{report}: is (inside) the output directory {out}, which vplan replaces whole; "
                                    "write the report beside it"])
             check_output_file(report, inputs=inputs, force=force)
     except OutputError as exc:

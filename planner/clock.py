@@ -7,7 +7,7 @@ independent of thread timing. The same scenario and seed then give the same plan
 at the price of a time limit that is only approximately seconds.
 
 Stopping early (Ctrl-C in ``vplan solve``): :func:`request_stop` (thread-safe, from a signal handler or another
-thread) makes every clock report the time as up (``now()`` is infinite), so each phase's existing budget checks end
+thread) makes every clock report the time as up (``now()`` is past every deadline), so each phase's existing budget checks end
 it, gives searches started afterwards no time, and stops the CP-SAT searches running (``stop_search``) — which is
 why every search runs through :meth:`Clock.solve`. CP-SAT's own SIGINT handler is switched off
 (``catch_sigint_signal``): Ctrl-C is the caller's to handle. The solve then finishes with the best plan found so far.
@@ -16,7 +16,6 @@ why every search runs through :meth:`Clock.solve`. CP-SAT's own SIGINT handler i
 from __future__ import annotations
 
 import contextvars
-import math
 import threading
 import time
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ class Clock:
 
     def now(self) -> float:
         if _STOP.is_set():
-            return math.inf
+            return STOPPED_NOW
         return self.work if self.deterministic else time.monotonic()
 
     def tick(self, units: float) -> None:
@@ -70,6 +69,7 @@ class Clock:
 
 
 _STOP = threading.Event()
+STOPPED_NOW = 1e15  # what now() says once a stop is requested: past every deadline (finite: no inf - inf = nan)
 _LOCK = threading.Lock()
 _ACTIVE: set = set()  # CP-SAT solvers searching now
 

@@ -26,7 +26,7 @@ from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 from planner import cpsat_model as fam
-from planner.clock import clock
+from planner.clock import clock, stop_requested
 from planner.problem import Assignment, FleetState, GuestClass, Problem, score
 from planner.scenario import Host
 
@@ -264,8 +264,11 @@ def decompose(
     # 4b. diving: fix the columns the LP uses whole, re-price the rest, repeat
     dived = _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline)
     rounds += dived[1]
-    a = _deal(problem, shapes, shape_of, dived[0], free_hosts, incumbent, fixed_hosts)
-    candidates.append((score(problem, a), a))
+    if dived[0] or not stop_requested():  # stopped before the dive fixed a pattern: nothing to deal (Ctrl-C)
+        a = _deal(problem, shapes, shape_of, dived[0], free_hosts, incumbent, fixed_hosts)
+        candidates.append((score(problem, a), a))
+    if not candidates:  # stopped (Ctrl-C) before a pattern plan existed
+        return None
     best = max(candidates, key=lambda c: c[0])[1]
     return DecomposeResult(best, lp_value, lp_bound, len(columns), rounds, "converged" if converged else "stopped")
 

@@ -156,6 +156,29 @@ def test_out_symlink_to_a_directory_writes_the_target_and_leaves_nothing_beside(
     assert assert_only(proj, {"proj", "real", "lnk"})
 
 
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm (another filesystem)")
+def test_out_symlink_to_another_filesystem(proj):
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        os.symlink(other, proj / "lnk")
+        assert solve(proj, proj / "lnk").exit_code == 3
+        assert (Path(other) / "plan.json").exists() and assert_only(proj, {"proj", "lnk"})
+        assert sorted(p.name for p in Path(other).iterdir()) == [".vplan-manifest.json", "hosts", "plan.json"]
+        assert not [p for p in Path("/dev/shm").iterdir() if ".vplan-" in p.name]
+
+
+def test_in_place_refuses_symlinked_domain_files(plan_dir, tmp_path):
+    real = tmp_path / "real"
+    shutil.copytree(FIXTURES / "apply" / "corpus" / "domains", real)
+    doms = tmp_path / "doms"
+    doms.mkdir()
+    os.symlink(real / "auto.xml", doms / "auto.xml")
+    before = snapshot(tmp_path)
+    refused(vplan("apply", plan_dir, "--domains", doms, "--in-place"), str(doms / "auto.xml"), "symbolic link")
+    assert snapshot(tmp_path) == before
+
+
 def assert_only(root: Path, names: set[str]) -> bool:
     assert {p.name for p in root.iterdir()} == names, sorted(p.name for p in root.iterdir())
     return True
@@ -164,7 +187,8 @@ def assert_only(root: Path, names: set[str]) -> bool:
 def test_report_paths(proj):
     out = proj / "out"
     refused(solve(proj, out, "--report", proj), str(proj), "is a directory")
-    refused(solve(proj, out, "--report", out / "r.html"), "inside the output directory")
+    refused(solve(proj, out, "--report", out / "r.html"), "inside) the output directory")
+    refused(solve(proj, out, "--report", out), "inside) the output directory")
     (proj / "mine.html").write_text("<html>mine</html>")
     refused(solve(proj, out, "--report", proj / "mine.html"), "mine.html", "not written by vplan")
     assert not out.exists() and (proj / "mine.html").read_text() == "<html>mine</html>"
