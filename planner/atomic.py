@@ -19,8 +19,9 @@ the target and renamed into place. An existing target is replaced only when vpla
 one of :data:`MARKERS`); otherwise it is refused unless ``force``, which renames it aside the same way.
 
 New files and directories get the modes the umask gives (not ``mkdtemp``'s 0700). Temporary files and directories
-are removed on every failure and on KeyboardInterrupt/SystemExit (the CLI turns SIGINT/SIGTERM into those); the
-final renames run with SIGINT and SIGTERM blocked, so a signal cannot leave OUT half-swapped.
+are removed on every failure and on KeyboardInterrupt/SystemExit/``planner.interrupt.Aborted`` (what the CLI
+turns SIGINT/SIGTERM into); the final renames and the cleanup run with SIGINT and SIGTERM held back, so a signal
+cannot leave OUT half-swapped or a temporary half-removed.
 """
 
 from __future__ import annotations
@@ -214,17 +215,24 @@ def unique_aside(path: Path) -> Path:
 
 @contextmanager
 def signals_blocked() -> Iterator[None]:
-    """SIGINT and SIGTERM held back (delivered on exit) for a few renames that must not be split."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    except (AttributeError, ValueError, OSError):  # not the main thread / not POSIX
+    """SIGINT and SIGTERM held back for a few renames or a cleanup that must not be split: their handlers are
+    swapped for a recorder (whichever thread the signal reaches, Python runs handlers in the main thread) and a
+    signal that came meanwhile is raised again on exit. Outside the main thread, a no-op."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    pending: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in sigs}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
 
 def _write_manifest(tmp: Path, kind: str) -> None:
@@ -271,10 +279,11 @@ def write_directory_atomically(out: str | os.PathLike, fill: Callable[[Path], No
     except OSError as exc:
         raise _os_problem(out, exc) from None
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with signals_blocked():  # a second signal must not cut the cleanup short
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     return Written(out, aside)
 
 
@@ -303,5 +312,6 @@ def write_file_atomically(out: str | os.PathLike, data: str | bytes, *, inputs: 
         raise _os_problem(out, exc) from None
     finally:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            with signals_blocked():
+                tmp.unlink(missing_ok=True)
     return Written(out, aside)

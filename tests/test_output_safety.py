@@ -326,3 +326,19 @@ def test_a_failed_write_removes_its_temporaries_and_keeps_out(tmp_path, error):
         write_file_atomically(tmp_path / "f.yaml", "x" * 10, inputs=[tmp_path / "f.yaml"])
     assert "is an input" in str(info.value)
     assert snapshot(tmp_path) == before
+
+
+def test_signals_are_held_back_during_the_renames_and_delivered_after():
+    import signal
+
+    from planner.atomic import signals_blocked
+
+    got: list[str] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append("handled"))
+    try:
+        with signals_blocked():
+            signal.raise_signal(signal.SIGTERM)
+            got.append("renamed")
+        assert got == ["renamed", "handled"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
