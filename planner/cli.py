@@ -261,7 +261,7 @@ def generate(
 ) -> None:
     """Write a seeded random fleet scenario (mixed real host models and flavours)."""
     from planner.atomic import OutputError, check_output_file, write_file_atomically
-    from planner.generate import generate_fleet
+    from planner.generate import FLAVOURS_FILE, MODELS_DIR, generate_fleet
 
     problems = [f"--{name} {value}: must be at least {low}"
                 for name, value, low in (("hosts", hosts, 1), ("guests", guests, 0)) if value < low]
@@ -270,9 +270,10 @@ def generate(
             print(problem, file=sys.stderr)
         raise typer.Exit(EXIT_INPUT)
     try:
-        check_output_file(out, force=force)
+        inputs = [MODELS_DIR, FLAVOURS_FILE]  # the catalogue it reads
+        check_output_file(out, inputs=inputs, force=force)
         text = generate_fleet(hosts, guests, seed=seed, out_path=str(out))
-        written = write_file_atomically(out, text, force=force)
+        written = write_file_atomically(out, text, inputs=inputs, force=force)
     except OutputError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -245,6 +245,12 @@ def test_generate_paths_and_counts(tmp_path):
     refused(vplan("generate", "--hosts", "-1", "--guests", "3", "-o", tmp_path / "f.yaml"), "--hosts -1")
     refused(vplan("generate", "--hosts", "2", "--guests", "-5", "-o", tmp_path / "f.yaml"), "--guests -5")
     refused(vplan("generate", "--hosts", "2", "--guests", "3", "-o", tmp_path), "is a directory")
+    from planner.generate import MODELS_DIR
+
+    model = MODELS_DIR / "amd-nps4.yaml"
+    text = model.read_text()
+    refused(vplan("generate", "--hosts", "2", "--guests", "3", "-o", model), "inside an input directory")
+    assert model.read_text() == text
     (tmp_path / "mine.yaml").write_text("my scenario\n")
     refused(vplan("generate", "--hosts", "2", "--guests", "3", "-o", tmp_path / "mine.yaml"), "not written by vplan")
     assert (tmp_path / "mine.yaml").read_text() == "my scenario\n"
