@@ -214,10 +214,17 @@ def merge_domain(text: str, plan_root: etree._Element, guest: str, where: str) -
     plan_mem = _memory_kib(plan_root, f"{guest} (plan)")
     dom_mem = _memory_kib(parsed, where)
     if dom_mem != plan_mem:
+        hint = ""
+        try:
+            if memory_devices_kib(parsed, where):
+                hint = " (libvirt counts the domain's memory devices in <memory>: plan the guest with that total)"
+        except ApplyError:
+            pass
         problems.append(f"{guest}: the domain has {dom_mem} KiB of memory ({where}), the plan {plan_mem} KiB: "
-                        "re-plan with the domain's size, or resize the domain first")
+                        f"re-plan with the domain's size, or resize the domain first{hint}")
     if problems:
         raise ApplyError(problems)
+    plan_root = _expected_owned(parsed, plan_root, guest, where)
     try:
         root = _tokenise(text)
     except ValueError as exc:
@@ -368,6 +375,126 @@ def merge_domain(text: str, plan_root: etree._Element, guest: str, where: str) -
     return merged
 
 
+#: attributes of ``<cell>`` vplan writes; any other (memAccess, discard, ...) is the domain's and kept
+CELL_OWNED_ATTRS = frozenset({"id", "cpus", "memory", "unit"})
+#: memory device models libvirt does not count in ``<memory>``
+_NOT_GUEST_RAM = frozenset({"sgx-epc"})
+
+
+def memory_devices_kib(root: etree._Element, where: str) -> dict[int, int]:
+    """KiB of ``<devices><memory>`` (DIMM, NVDIMM, virtio-mem, virtio-pmem) per guest cell (``<target><node>``,
+    0 when absent): libvirt counts them in ``<memory>`` besides the cells."""
+    per_cell: dict[int, int] = {}
+    problems = []
+    for i, device in enumerate(root.findall("devices/memory")):
+        model = device.get("model", "?")
+        if model in _NOT_GUEST_RAM:
+            continue
+        label = f"{where}: <memory model='{model}'> (memory device {i + 1})"
+        size = device.find("target/size")
+        try:
+            kib = scaled_kib(size.text if size is not None else None, size.get("unit") if size is not None else None,
+                             f"{label} <target><size>")
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        node_text = (device.findtext("target/node") or "0").strip()
+        if not (node_text.isascii() and node_text.isdigit()):
+            problems.append(f"{label}: <target><node> {node_text!r} is not a cell id")
+            continue
+        per_cell[int(node_text)] = per_cell.get(int(node_text), 0) + kib
+    if problems:
+        raise ApplyError(problems)
+    return per_cell
+
+
+def _expected_owned(parsed: etree._Element, plan_root: etree._Element, guest: str, where: str) -> etree._Element:
+    """The plan's domain with what the existing domain keeps inside the owned parts: ``<vcpu current>``, the cells'
+    other attributes (memAccess, discard) and HMAT children (``<cell><cache>``, ``<numa><interconnects>``), and
+    cell memory less the memory devices on each cell. Refused (ApplyError, with the reason) where that cannot be
+    kept consistent with the plan."""
+    plan_root = _copy(plan_root)
+    problems: list[str] = []
+    vcpus = int(plan_root.findtext("vcpu"))
+    old_vcpu = parsed.find("vcpu")
+    current = old_vcpu.get("current") if old_vcpu is not None else None
+    if current is not None:
+        if not (current.isascii() and current.isdigit()) or not 1 <= int(current) <= vcpus:
+            problems.append(f"{guest}: {where}: <vcpu current='{current}'> is not a count from 1 to {vcpus}")
+        else:
+            plan_root.find("vcpu").set("current", current)
+    new_numa = plan_root.find("cpu/numa")
+    old_numa = parsed.find("cpu/numa")
+    new_cells = new_numa.findall("cell") if new_numa is not None else []
+    if old_numa is not None and new_numa is not None:
+        old_cells = old_numa.findall("cell")
+        same_ids = sorted(c.get("id", str(i)) for i, c in enumerate(old_cells)) == \
+            sorted(c.get("id") for c in new_cells)
+        extras = [tuple(sorted((k, v) for k, v in c.attrib.items() if k not in CELL_OWNED_ATTRS)) for c in old_cells]
+        if len(set(extras)) == 1:
+            for cell in new_cells:
+                for k, v in extras[0]:
+                    cell.set(k, v)
+        elif same_ids:
+            by_id = {c.get("id", str(i)): e for i, (c, e) in enumerate(zip(old_cells, extras))}
+            for cell in new_cells:
+                for k, v in by_id[cell.get("id")]:
+                    cell.set(k, v)
+        else:
+            shown = "; ".join(f"cell {c.get('id', i)}: {' '.join(f'{k}={v}' for k, v in e) or 'none'}"
+                              for i, (c, e) in enumerate(zip(old_cells, extras)))
+            problems.append(f"{guest}: {where}: its {len(old_cells)} cells differ in attributes vplan does not own "
+                            f"({shown}) and the plan has {len(new_cells)} cells: give every cell the same, or "
+                            f"plan the guest with numa: {len(old_cells)}")
+        hmat_cells = {c.get("id", str(i)): [x for x in c if x.tag != "distances" and isinstance(x.tag, str)]
+                      for i, c in enumerate(old_cells)}
+        hmat_numa = [x for x in old_numa if x.tag != "cell" and isinstance(x.tag, str)]
+        if any(hmat_cells.values()) or hmat_numa:
+            if not same_ids:
+                tags = sorted({f"<{x.tag}>" for x in [*hmat_numa, *(y for v in hmat_cells.values() for y in v)]})
+                problems.append(f"{guest}: {where}: {', '.join(tags)} (HMAT) describe {len(old_cells)} cells, the "
+                                f"plan has {len(new_cells)}: plan the guest with numa: {len(old_cells)}, or remove "
+                                "them")
+            else:
+                for cell in new_cells:
+                    for child in hmat_cells[cell.get("id")]:
+                        cell.append(_strip_blank_text(_copy(child)))
+                for child in hmat_numa:
+                    new_numa.append(_strip_blank_text(_copy(child)))
+    elif old_numa is not None and new_numa is None:
+        kept = [x.tag for x in old_numa.iter() if isinstance(x.tag, str) and x.tag not in ("numa", "cell",
+                                                                                          "distances", "sibling")]
+        if kept:
+            problems.append(f"{guest}: {where}: <{'>, <'.join(sorted(set(kept)))}> in <numa> would be lost (the "
+                            "plan gives the guest no cells)")
+    devices = memory_devices_kib(parsed, where)
+    if devices:
+        if not new_cells:
+            problems.append(f"{guest}: {where}: memory devices need guest NUMA cells, and the plan has none")
+        page = plan_root.find("memoryBacking/hugepages/page")
+        page_kib = scaled_kib(page.get("size"), page.get("unit"), "page size") if page is not None else None
+        ids = {int(c.get("id")): c for c in new_cells}
+        for node, kib in sorted(devices.items()):
+            if node not in ids:
+                problems.append(f"{guest}: {where}: memory devices ({kib} KiB) target guest cell {node}, the plan "
+                                f"has cells {', '.join(map(str, sorted(ids)))}: retarget them (<target><node>) or "
+                                f"plan the guest with numa: {node + 1}")
+                continue
+            cell = ids[node]
+            memory = scaled_kib(cell.get("memory"), cell.get("unit"), "cell memory") - kib
+            if memory <= 0 or (page_kib and memory % page_kib):
+                why = "nothing" if memory <= 0 else f"{memory} KiB, not a whole number of {page_kib} KiB pages"
+                problems.append(f"{guest}: {where}: guest cell {node} would keep {why} after its memory devices "
+                                f"({kib} KiB; libvirt counts them in <memory> beside the cells): re-plan or move "
+                                "the devices")
+                continue
+            cell.set("memory", str(memory))
+            cell.set("unit", "KiB")
+    if problems:
+        raise ApplyError(problems)
+    return plan_root
+
+
 def _copy(element: etree._Element) -> etree._Element:
     return etree.fromstring(etree.tostring(element))
 
@@ -454,6 +581,8 @@ class ApplyResult:
     backups: dict[str, str]  # guest -> backup file (in place only)
     missing: list[str]  # plan guests without a domain XML
     not_in_plan: list[str]  # domain files whose guest the plan does not place
+    unchanged: list[str] = field(default_factory=list)  # in place: already as planned (not rewritten, no backup)
+    moved_aside: str | None = None  # -o with force: where a foreign OUT was renamed
 
 
 def _plan_domains(plan_dir: Path) -> dict[str, etree._Element]:
@@ -464,9 +593,9 @@ def _plan_domains(plan_dir: Path) -> dict[str, etree._Element]:
         raise ApplyError([f"{plan_json}: not found (PLAN is the output directory of vplan solve)"]) from None
     except (OSError, ValueError) as exc:
         raise ApplyError([f"{plan_json}: cannot read ({exc})"]) from None
-    guests = document.get("guests")
+    guests = document.get("guests") if isinstance(document, dict) else None
     if not isinstance(guests, dict):
-        raise ApplyError([f"{plan_json}: no 'guests' mapping"])
+        raise ApplyError([f"{plan_json}: no 'guests' mapping (not a vplan plan?)"])
     result = {}
     problems = []
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
@@ -499,7 +628,7 @@ def _domain_files(domains_dir: Path) -> dict[str, tuple[Path, str]]:
         if not path.is_file():
             continue
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")  # line endings as they are (CRLF stays CRLF)
             root = etree.fromstring(text.encode("utf-8"), etree.XMLParser(resolve_entities=False, no_network=True))
         except (OSError, UnicodeDecodeError, etree.XMLSyntaxError) as exc:
             problems.append(f"{path}: cannot read ({exc})")
@@ -522,14 +651,88 @@ def _domain_files(domains_dir: Path) -> dict[str, tuple[Path, str]]:
     return found
 
 
+def _crlf(text: str) -> bool:
+    """Every line ends with CRLF (then the merge works on LF and the result gets CRLF back)."""
+    return "\r\n" in text and text.count("\r\n") == text.count("\n")
+
+
+def merge_file_text(text: str, plan_root: etree._Element, guest: str, where: str) -> str:
+    """:func:`merge_domain` keeping the file's line endings (CRLF files stay CRLF)."""
+    if _crlf(text):
+        return merge_domain(text.replace("\r\n", "\n"), plan_root, guest, where).replace("\n", "\r\n")
+    return merge_domain(text, plan_root, guest, where)
+
+
+def backup_path(path: Path) -> Path:
+    """``FILE.bak``, else ``FILE.bak.1``, ``FILE.bak.2``, ...: the first name not taken (a backup is never
+    overwritten)."""
+    candidate = path.with_name(path.name + ".bak")
+    n = 0
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.name}.bak.{n}")
+    return candidate
+
+
+def _write_in_place(merged: dict[str, tuple[Path, str]], result: "ApplyResult") -> None:
+    """Each changed file: a backup (new name, never overwriting one), then the merged text renamed over it with its
+    mode kept. All merged texts are written to temporary files first; the renames run with signals blocked."""
+    from planner.atomic import signals_blocked
+
+    links = [str(path) for path, _ in merged.values() if path.is_symlink()]
+    if links:
+        raise ApplyError([f"{link}: is a symbolic link; --in-place would replace the link, not its target: edit "
+                          "the target's directory, or write merged copies with -o OUT" for link in links])
+    temps: dict[str, Path] = {}
+    try:
+        for guest, (path, text) in merged.items():
+            if path.read_bytes() == text.encode("utf-8"):
+                result.unchanged.append(guest)
+                continue
+            tmp = path.with_name(f".{path.name}.vplan-new")
+            with open(tmp, "xb") as f:
+                f.write(text.encode("utf-8"))
+            shutil.copymode(path, tmp)
+            temps[guest] = tmp
+        with signals_blocked():
+            for guest, tmp in temps.items():
+                path = merged[guest][0]
+                backup = backup_path(path)
+                with open(path, "rb") as src, open(backup, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
+                shutil.copystat(path, backup)
+                os.replace(tmp, path)
+                result.written[guest], result.backups[guest] = str(path), str(backup)
+    except FileExistsError as exc:
+        raise ApplyError([f"{exc.filename}: exists (left by an earlier run?); remove it and run again"]) from None
+    except OSError as exc:
+        raise ApplyError([f"{exc.filename or path}: cannot write ({exc.strerror or exc}); files already merged "
+                          f"have their backups: {', '.join(result.backups.values()) or 'none'}"]) from None
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+
+
 def apply_plan(plan_dir: str | os.PathLike, domains_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-               in_place: bool = False) -> ApplyResult:
+               in_place: bool = False, force: bool = False) -> ApplyResult:
     """Merge the plan in ``plan_dir`` (``vplan solve``'s output) into the domain XMLs under ``domains_dir``;
     write the merged files under ``out_dir`` with the same relative paths (atomically: a temporary directory
-    renamed into place), or, with ``in_place``, over the originals with a ``.bak`` copy of each."""
+    renamed into place; OUT must be missing, empty or an earlier ``apply`` output, see ``planner.atomic``; ``force``
+    renames a foreign OUT aside), or, with ``in_place``, over the originals with a backup of each changed file
+    (``FILE.xml.bak``, or ``FILE.xml.bak.N`` when that exists: a backup is never overwritten)."""
+    from planner.atomic import OutputError, check_output_dir, write_directory_atomically
+
     if in_place == (out_dir is not None):
         raise ApplyError(["give either an output directory (-o OUT) or --in-place"])
     plan_dir, domains_dir = Path(plan_dir), Path(domains_dir)
+    if out_dir is not None:
+        out = Path(out_dir)
+        if out.exists() and out.resolve() == domains_dir.resolve():
+            raise ApplyError([f"{out}: is the domains directory; use --in-place to edit it"])
+        try:
+            check_output_dir(out, inputs=[plan_dir, domains_dir], force=force)
+        except OutputError as exc:
+            raise ApplyError(exc.problems) from None
     plan = _plan_domains(plan_dir)
     files = _domain_files(domains_dir)
     merged: dict[str, tuple[Path, str]] = {}
@@ -539,7 +742,7 @@ def apply_plan(plan_dir: str | os.PathLike, domains_dir: str | os.PathLike, out_
             continue
         path, text = files[guest]
         try:
-            merged[guest] = (path, merge_domain(text, plan_root, guest, str(path)))
+            merged[guest] = (path, merge_file_text(text, plan_root, guest, str(path)))
         except ApplyError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -547,23 +750,19 @@ def apply_plan(plan_dir: str | os.PathLike, domains_dir: str | os.PathLike, out_
     result = ApplyResult(written={}, backups={}, missing=sorted(set(plan) - set(files)),
                          not_in_plan=sorted(str(files[g][0]) for g in set(files) - set(plan)))
     if in_place:
-        for guest, (path, text) in merged.items():
-            backup = path.with_name(path.name + ".bak")
-            shutil.copy2(path, backup)
-            tmp = path.with_name(f".{path.name}.vplan-tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
-            result.written[guest], result.backups[guest] = str(path), str(backup)
+        _write_in_place(merged, result)
         return result
-    out = Path(out_dir)
-    if out.resolve() == domains_dir.resolve():
-        raise ApplyError([f"{out}: is the domains directory; use --in-place to edit it"])
+
     def fill(tmp: Path) -> None:
         for guest, (path, text) in merged.items():
             target = tmp / path.relative_to(domains_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+            target.write_bytes(text.encode("utf-8"))
             result.written[guest] = str(out / path.relative_to(domains_dir))
 
-    write_directory_atomically(out, fill)
+    try:
+        written = write_directory_atomically(out, fill, inputs=[plan_dir, domains_dir], force=force, kind="apply")
+    except OutputError as exc:
+        raise ApplyError(exc.problems) from None
+    result.moved_aside = str(written.moved_aside) if written.moved_aside else None
     return result

@@ -7,6 +7,7 @@ Exit status: 0 every guest placed (or input valid), 3 some guests unplaced (plan
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,9 +19,37 @@ from rich.table import Table
 from planner.loader import ScenarioError, load_scenario
 from planner.plan import Plan
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="NUMA-aware capacity and placement planner for KVM/libvirt fleets.")
-
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_UNPLACED = 0, 1, 2, 3
+
+
+class _Group(typer.core.TyperGroup):
+    """Every command runs with vplan's SIGINT/SIGTERM handling (``planner.interrupt``); a refused output path, a
+    filesystem error or a signal ends it with one line on stderr instead of a traceback."""
+
+    def invoke(self, ctx):
+        from planner.atomic import OutputError
+        from planner.interrupt import Aborted, exit_now, signal_handlers
+
+        with signal_handlers():
+            try:
+                return super().invoke(ctx)
+            except Aborted as exc:
+                how = "Ctrl-C" if exc.exit_code == 130 else str(exc)
+                print(f"vplan: aborted by {how}: nothing was written, existing output left as it was",
+                      file=sys.stderr, flush=True)
+                exit_now(exc.exit_code)  # at once: no waiting for (or tearing down) a search still unwinding
+            except OutputError as exc:
+                for problem in exc.problems:
+                    print(problem, file=sys.stderr)
+                raise typer.Exit(EXIT_INPUT)
+            except OSError as exc:
+                where = exc.filename or "vplan"
+                print(f"{where}: {exc.strerror or exc}", file=sys.stderr)
+                raise typer.Exit(EXIT_INPUT)
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True,
+                  help="NUMA-aware capacity and placement planner for KVM/libvirt fleets.")
 
 
 def _load(path: Path):
@@ -39,10 +68,21 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) ->
     typer.echo(f"{scenario}: valid ({len(sc.hosts)} hosts, {len(sc.guests)} guests, {len(sc.host_models)} host models)")
 
 
+def _scenario_inputs(path: Path, sc) -> list[Path]:
+    """The files a solve reads (OUT must not be, hold or sit inside any of them): the scenario and its host
+    model files."""
+    inputs = [path]
+    for model in sc.host_models.values():
+        if model.source and not model.source.startswith("<") and os.path.exists(model.source):
+            inputs.append(Path(model.source))
+    return inputs
+
+
 @app.command()
 def solve(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    out: Path = typer.Option(Path("out"), "-o", "--out", help="output directory (replaced atomically)"),
+    out: Path = typer.Option(Path("out"), "-o", "--out", help="output directory: missing, empty or vplan's own "
+                             "earlier output (replaced atomically)"),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds; default policy.time_limit"),
     stall: Optional[float] = typer.Option(None, "--stall", help="seconds: stop once nothing improved for this "
                                           "long; default policy.stall (10 s)"),
@@ -55,15 +95,34 @@ def solve(
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="also write a self-contained HTML report (tables and plots)"),
     method: str = typer.Option("auto", "--method", help="auto, patterns, direct (whole-fleet model) or greedy"),
+    force: bool = typer.Option(False, "--force", help="an OUT (or --report file) vplan did not write is renamed "
+                               "aside to OUT.old (OUT.old.1, ...) instead of refused; nothing is deleted"),
 ) -> None:
-    """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest."""
-    from planner.output import write_plan
+    """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest.
+
+    Ctrl-C stops the search and writes the best checked plan found so far; a second Ctrl-C (or SIGTERM) aborts
+    without writing anything."""
+    from planner.atomic import OutputError, check_output_dir, check_output_file
+    from planner.interrupt import run_stoppable
+    from planner.output import write_plan_output
     from planner.solver import PlanBug, Progress, solve as solve_fleet
 
     if method not in ("auto", "patterns", "direct", "greedy"):
         print(f"vplan: --method {method}: expected auto, patterns, direct or greedy", file=sys.stderr)
         raise typer.Exit(EXIT_INPUT)
     sc = _load(scenario)
+    inputs = _scenario_inputs(scenario, sc)
+    try:  # refuse a bad OUT before spending the time limit
+        check_output_dir(out, inputs=inputs, force=force)
+        if report is not None:
+            if (os.path.realpath(report) + os.sep).startswith(os.path.realpath(out) + os.sep):
+                raise OutputError([f"{report}: is (inside) the output directory {out}, which vplan replaces whole; "
+                                   "write the report beside it"])
+            check_output_file(report, inputs=inputs, force=force)
+    except OutputError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
     console = Console() if sys.stdout.isatty() else Console(width=150)
     status = None if quiet else console.status("compiling…")
 
@@ -82,15 +141,22 @@ def solve(
     try:
         if status is not None:
             status.start()
-        plan = solve_fleet(sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress,
-                           deterministic=deterministic, method=method, stall_s=stall)
+        limit = sc.policy.time_limit_s if time_limit is None else time_limit
+        plan, interrupted = run_stoppable(lambda: solve_fleet(
+            sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress, deterministic=deterministic,
+            method=method, stall_s=stall),
+            None if quiet else f"vplan: solving {scenario} (time limit {limit:g}s; Ctrl-C stops the search and "
+                               "writes the best plan found so far)")
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)
     finally:
         if status is not None:
             status.stop()
-    write_plan(plan, out)
+    written = write_plan_output(plan, out, inputs=inputs, force=force)
+    if written.moved_aside is not None:
+        print(f"vplan: {out} held files vplan did not write: renamed it to {written.moved_aside} (--force)",
+              file=sys.stderr)
     for failure in plan.stats.extra.get("failures", ()):
         print(
             f"vplan: warning: the {failure['phase']} phase failed ({failure['error']}); the best checked plan found "
@@ -100,7 +166,10 @@ def solve(
     if report is not None:
         from planner.report import write_report
 
-        write_report(plan, report)
+        write_report(plan, report, force=force)
+    if interrupted:
+        print(f"vplan: interrupted by Ctrl-C after {plan.stats.wall_s:.1f}s: wrote the best checked plan found "
+              "until then (plan.json: solver.interrupted)", file=sys.stderr)
     if not quiet:
         print_summary(plan, console, out)
         if report is not None:
@@ -162,6 +231,8 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hos
     )
     if "objective_distance" in extra:
         line += f"; NUMA distance cost {extra['objective_distance']}"
+    if extra.get("interrupted"):
+        line += "; interrupted by Ctrl-C (best plan found until then)"
     console.print(line, highlight=False)
     notes = plan.notes()
     if notes:
@@ -212,18 +283,35 @@ def generate(
     models: str = typer.Option("", help="comma-separated catalogue host models (models/hosts/; default: 3 models)"),
     order: str = typer.Option("given", help="hosts listed by model as given, 'smallest' or 'largest' model first"),
     existing: float = typer.Option(0.0, help="fraction 0..1 of guests already running (host: set where they fit)"),
+    force: bool = typer.Option(False, "--force", help="a file vplan did not write is renamed aside to FILE.old "
+                                                      "instead of refused"),
 ) -> None:
     """Write a seeded random fleet scenario (mixed real host models and flavours)."""
-    from planner.generate import generate_fleet
+    from planner.atomic import OutputError, check_output_file, write_file_atomically
+    from planner.generate import FLAVOURS_FILE, MODELS_DIR, generate_fleet
 
+    problems = [f"--{name} {value}: must be at least {low}"
+                for name, value, low in (("hosts", hosts, 1), ("guests", guests, 0)) if value < low]
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
     names = [m.strip() for m in models.split(",") if m.strip()] or None
     try:
+        inputs = [MODELS_DIR, FLAVOURS_FILE]  # the catalogue it reads
+        check_output_file(out, inputs=inputs, force=force)
         text = generate_fleet(hosts, guests, seed=seed, models=names, out_path=str(out), order=order,
                               existing=existing)
+        written = write_file_atomically(out, text, inputs=inputs, force=force)
+    except OutputError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
     except ValueError as exc:
-        typer.echo(f"vplan: {exc}", err=True)
-        raise typer.Exit(2)
-    out.write_text(text, encoding="utf-8")
+        print(f"vplan generate: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+    if written.moved_aside is not None:
+        print(f"{out}: was not written by vplan: renamed it to {written.moved_aside} (--force)", file=sys.stderr)
     typer.echo(f"wrote {out}")
 
 

@@ -101,6 +101,8 @@ def host_import(
     source: Optional[str] = typer.Option(None, "--source", help="where the capture comes from (for the header)"),
     note: List[str] = typer.Option([], "--note", help="a header line of your own (repeatable)"),
     check: bool = typer.Option(False, "--check", help="do not write: exit 1 if the -o file differs from the import"),
+    force: bool = typer.Option(False, "--force", help="an -o file vplan did not write is renamed aside to FILE.old "
+                                                      "instead of refused"),
 ) -> None:
     """Import a host's NUMA topology from a capture and write a scenario-v1 host model with a header naming its
     source. Capture commands: `virsh capabilities > host.xml`, `numactl --hardware > host.txt` (plus
@@ -154,6 +156,13 @@ def host_import(
         options.append(("--note", value))
     if out is not None:
         options.append(("-o", str(out)))
+        if not check:
+            from planner.atomic import OutputError, check_output_file
+
+            try:
+                check_output_file(out, inputs=[*files, *([lscpu] if lscpu else [])], force=force)
+            except OutputError as exc:
+                _fail(exc.problems)
     try:
         imported = hostimport.import_host(
             str(captures[0]), name=model_name, lscpu=lscpu_path, threads_per_core=threads_per_core,
@@ -180,10 +189,14 @@ def host_import(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        from planner.atomic import OutputError, write_file_atomically
+
+        try:
+            written = write_file_atomically(out, text, inputs=[*files, *([lscpu] if lscpu else [])], force=force)
+        except OutputError as exc:
+            _fail(exc.problems)
+        if written.moved_aside is not None:
+            print(f"{out}: was not written by vplan: renamed it to {written.moved_aside} (--force)", file=sys.stderr)
         print(f"wrote {out} ({summary})", file=sys.stderr)
 
 
@@ -204,11 +217,22 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="findings as JSON"),
     to_scenario: Optional[Path] = typer.Option(None, "--to-scenario", help="write the found placement as a "
                                                                           "scenario (guests fixed with host:)"),
+    force: bool = typer.Option(False, "--force", help="a --to-scenario file vplan did not write is renamed aside "
+                                                      "to FILE.old instead of refused"),
 ) -> None:
     """Audit deployed guests: every breach of the hard rules in their domain XML, with guest, host, node and
     numbers. Exit 0 clean, 1 findings, 2 bad input."""
     from planner import audit as audit_mod
 
+    inputs = [p for p in (scenario, map_file, loads, *domains) if p is not None]
+    inputs += [item.split("=", 1)[1].strip() for item in host if "=" in item]
+    if to_scenario is not None:
+        from planner.atomic import OutputError, check_output_file
+
+        try:
+            check_output_file(to_scenario, inputs=inputs, force=force)
+        except OutputError as exc:
+            _fail(exc.problems)
     sc = _hosts_scenario(scenario, host)
     mapping: dict[str, str] = {}
     try:
@@ -231,7 +255,15 @@ def check(
     else:
         sys.stdout.write(result.text())
     if to_scenario is not None:
-        audit_mod.write_text_atomic(to_scenario, result.scenario_yaml())
+        from planner.atomic import OutputError, write_file_atomically
+
+        try:
+            written = write_file_atomically(to_scenario, result.scenario_yaml(), inputs=inputs, force=force)
+        except OutputError as exc:
+            _fail(exc.problems)
+        if written.moved_aside is not None:
+            print(f"{to_scenario}: was not written by vplan: renamed it to {written.moved_aside} (--force)",
+                  file=sys.stderr)
         print(f"wrote {to_scenario}", file=sys.stderr)
     raise typer.Exit(EXIT_OK if result.clean else EXIT_FINDINGS)
 
@@ -295,7 +327,10 @@ def apply(
                                                               "recursively, matched by <name>)"),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="directory for the merged XMLs (same relative "
                                                                  "paths; replaced atomically)"),
-    in_place: bool = typer.Option(False, "--in-place", help="edit the files in DIR, keeping FILE.xml.bak"),
+    in_place: bool = typer.Option(False, "--in-place", help="edit the files in DIR, keeping FILE.xml.bak (or "
+                                                            "FILE.xml.bak.N: a backup is never overwritten)"),
+    force: bool = typer.Option(False, "--force", help="an OUT vplan did not write is renamed aside to OUT.old "
+                                                      "instead of refused"),
 ) -> None:
     """Merge a plan into existing full domain XMLs: replace exactly <vcpu>, the pins in <cputune>, <numatune>,
     <cpu><topology>/<numa> and <memoryBacking><hugepages>; keep everything else byte for byte."""
@@ -304,14 +339,19 @@ def apply(
     if in_place == (out is not None):
         _fail(["give either -o OUT (write merged copies) or --in-place (edit DIR, keeping .bak files)"])
     try:
-        result = apply_plan(plan, domains, out, in_place=in_place)
+        result = apply_plan(plan, domains, out, in_place=in_place, force=force)
     except ApplyError as exc:
         _fail(exc.problems)
     for guest, path in sorted(result.written.items()):
         backup = result.backups.get(guest)
         print(f"{guest}: {path}" + (f" (backup {backup})" if backup else ""))
+    if result.moved_aside:
+        print(f"{out}: was not written by vplan: renamed it to {result.moved_aside} (--force)", file=sys.stderr)
     print(f"merged {len(result.written)} domains" + (f" into {out}" if out is not None else " in place"),
           file=sys.stderr)
+    if result.unchanged:
+        print(f"{len(result.unchanged)} domains already as planned (not rewritten, no backup): "
+              f"{', '.join(result.unchanged)}", file=sys.stderr)
     if result.missing:
         print(f"{len(result.missing)} planned guests have no domain XML in {domains}: {', '.join(result.missing)}",
               file=sys.stderr)

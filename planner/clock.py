@@ -5,11 +5,18 @@ deterministic time — the work its searches report — plus fixed charges for t
 greedy pricing), and CP-SAT runs its workers interleaved (``interleave_search``), which makes its result
 independent of thread timing. The same scenario and seed then give the same plan on any run of the same build,
 at the price of a time limit that is only approximately seconds.
+
+Stopping early (Ctrl-C in ``vplan solve``): :func:`request_stop` (thread-safe, from a signal handler or another
+thread) makes every clock report the time as up (``now()`` is past every deadline), so each phase's existing budget checks end
+it, gives searches started afterwards no time, and stops the CP-SAT searches running (``stop_search``) — which is
+why every search runs through :meth:`Clock.solve`. CP-SAT's own SIGINT handler is switched off
+(``catch_sigint_signal``): Ctrl-C is the caller's to handle. The solve then finishes with the best plan found so far.
 """
 
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -21,6 +28,8 @@ class Clock:
         self.work = 0.0
 
     def now(self) -> float:
+        if _STOP.is_set():
+            return STOPPED_NOW
         return self.work if self.deterministic else time.monotonic()
 
     def tick(self, units: float) -> None:
@@ -31,6 +40,9 @@ class Clock:
     def limit(self, params, seconds: float, workers: int) -> None:
         """Set a CP-SAT search's budget and workers on its parameters."""
         params.num_workers = workers
+        params.catch_sigint_signal = False  # Ctrl-C is the caller's (see request_stop)
+        if _STOP.is_set():
+            seconds = 0.0
         if self.deterministic:
             params.max_deterministic_time = max(seconds, 0.01)
             params.max_time_in_seconds = 3600.0  # a safety net only
@@ -38,10 +50,47 @@ class Clock:
         else:
             params.max_time_in_seconds = max(seconds, 0.01)
 
+    def solve(self, solver, model, callback=None):
+        """``solver.solve(model, callback)``, stoppable by :func:`request_stop` while it runs."""
+        with _LOCK:
+            _ACTIVE.add(solver)
+        try:
+            if _STOP.is_set():
+                solver.parameters.max_time_in_seconds = 0.01
+            return solver.solve(model, callback)
+        finally:
+            with _LOCK:
+                _ACTIVE.discard(solver)
+
     def charge(self, solver) -> None:
         """Count a finished CP-SAT search's deterministic time."""
         if self.deterministic:
             self.work += max(solver.response_proto.deterministic_time, 1e-3)
+
+
+_STOP = threading.Event()
+STOPPED_NOW = 1e15  # what now() says once a stop is requested: past every deadline (finite: no inf - inf = nan)
+_LOCK = threading.Lock()
+_ACTIVE: set = set()  # CP-SAT solvers searching now
+
+
+def request_stop() -> None:
+    """End the running solve early: every budget check sees the time as up; running CP-SAT searches stop.
+    Calling it again re-sends the stop to searches that started meanwhile."""
+    _STOP.set()
+    with _LOCK:
+        active = list(_ACTIVE)
+    for solver in active:
+        solver.stop_search()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def clear_stop() -> None:
+    """Forget an earlier :func:`request_stop` (before the next solve)."""
+    _STOP.clear()
 
 
 _CLOCK: contextvars.ContextVar[Clock] = contextvars.ContextVar("vplan_clock", default=Clock())

@@ -26,7 +26,7 @@ from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
 from planner import cpsat_model as fam
-from planner.clock import clock
+from planner.clock import clock, stop_requested
 from planner.problem import Assignment, FleetState, GuestClass, Problem, score
 from planner.scenario import Host
 
@@ -110,7 +110,7 @@ class _Pricer:
         clock().limit(solver.parameters, max(time_limit, 0.05), self.workers)
         solver.parameters.random_seed = self.seed
         collector = _Collector(b.x)
-        status = solver.solve(b.model, collector)
+        status = clock().solve(solver, b.model, collector)
         clock().charge(solver)
         self.proven = status == cp_model.OPTIMAL
         out = []
@@ -331,8 +331,11 @@ def decompose(
     # 4b. diving: fix the columns the LP uses whole, re-price the rest, repeat
     dived = _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline)
     rounds += dived[1]
-    a = _deal(problem, shapes, shape_of, dived[0], free_hosts, base, on_fixed)
-    candidates.append((score(problem, a), a))
+    if dived[0] or not stop_requested():  # stopped before the dive fixed a pattern: nothing to deal (Ctrl-C)
+        a = _deal(problem, shapes, shape_of, dived[0], free_hosts, base, on_fixed)
+        candidates.append((score(problem, a), a))
+    if not candidates:  # stopped (Ctrl-C) before a pattern plan existed
+        return None
     best = max(candidates, key=lambda c: c[0])[1]
     return DecomposeResult(best, lp_value, lp_bound, len(columns), rounds, "converged" if converged else "stopped",
                            bound_kind)
@@ -445,7 +448,7 @@ def _integer_master(columns, sizes, hosts_of, penalty, deadline, seed, workers):
         solver = cp_model.CpSolver()
         clock().limit(solver.parameters, max(time_limit, 0.2), workers)
         solver.parameters.random_seed = seed
-        status = solver.solve(model)
+        status = clock().solve(solver, model)
         clock().charge(solver)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None

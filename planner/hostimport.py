@@ -792,7 +792,10 @@ def _sysfs_int(path: str, cpu: int, name: str, text: str) -> int:
 
 def parse_sysfs(path: str) -> Capture:
     """Parse a sysfs snapshot (directory or tarball), see :data:`SYSFS_CAPTURE_COMMAND`."""
-    files = _sysfs_files(path)
+    try:
+        files = _sysfs_files(path)
+    except (EOFError, tarfile.TarError, zlib.error) as exc:  # a truncated or damaged .tgz
+        raise _fail(path, f"a truncated or damaged tarball ({exc}); capture it again") from None
     quirks: list[str] = []
     node_files: dict[int, dict[str, str]] = {}
     pages: dict[int, dict[int, int]] = {}

@@ -134,6 +134,8 @@ def read_plan_pages(plan_dir: str | Path) -> PagePlan:
         raise HugepageError(f"{path}: not found (PLAN is the output directory of vplan solve)") from None
     except (OSError, ValueError) as exc:
         raise HugepageError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(document, dict):
+        raise HugepageError(f"{path}: holds a JSON {type(document).__name__}, not a plan (not a vplan plan?)")
     guests = document.get("guests")
     hosts_doc = document.get("hosts", {})
     if not isinstance(guests, dict) or not isinstance(hosts_doc, dict):

@@ -98,7 +98,7 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
         solver = cp_model.CpSolver()
         clock().limit(solver.parameters, max(min(round_s, deadline - clock().now()), 0.2), workers)
         solver.parameters.random_seed = rng.randrange(1 << 30)
-        status = solver.solve(build.model)
+        status = clock().solve(solver, build.model)
         clock().charge(solver)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             stale += 1

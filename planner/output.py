@@ -1,7 +1,8 @@
 """Writing a plan: ``OUT/plan.json`` and ``OUT/hosts/HOST/GUEST.xml``, atomically.
 
 Everything is written into a temporary directory beside OUT and renamed into place only when complete, so an
-existing OUT is either replaced whole or left untouched.
+existing OUT is either replaced whole or left untouched. OUT must be missing, empty or vplan's own earlier output
+(``planner.atomic``: its manifest lists what vplan wrote); anything else raises ``planner.atomic.OutputError``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from planner.atomic import write_directory_atomically
+from planner.atomic import Written, write_directory_atomically
 from planner.check import node_usage
 from planner.libvirt_xml import domain_xml
 from planner.plan import Plan
@@ -111,8 +112,16 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
-def write_plan(plan: Plan, out_dir: "str | Path") -> Path:
-    """Write plan.json and one domain XML per placed guest into ``out_dir``, atomically. Returns the path."""
+def write_plan(plan: Plan, out_dir: "str | Path", *, inputs=(), force: bool = False) -> Path:
+    """Write plan.json and one domain XML per placed guest into ``out_dir``, atomically. Returns the path.
+
+    ``inputs``: paths OUT must not be, hold or sit inside (the scenario and its files); ``force``: rename a
+    directory vplan did not write aside (``OUT.old``) instead of refusing (``planner.atomic``)."""
+    return write_plan_output(plan, out_dir, inputs=inputs, force=force).path
+
+
+def write_plan_output(plan: Plan, out_dir: "str | Path", *, inputs=(), force: bool = False) -> Written:
+    """:func:`write_plan`, returning also where a foreign OUT was renamed aside (``force``)."""
     def fill(tmp: Path) -> None:
         for name in sorted(plan.placed):
             path = tmp / xml_path(plan, name)
@@ -125,4 +134,6 @@ def write_plan(plan: Plan, out_dir: "str | Path") -> Path:
         if error_report:  # a solve phase failed after a complete plan existed: its traceback, to report
             (tmp / ERROR_FILE).write_text(str(error_report), encoding="utf-8")
 
-    return write_directory_atomically(Path(out_dir), fill)
+    if plan.scenario.path:
+        inputs = (*inputs, plan.scenario.path)
+    return write_directory_atomically(Path(out_dir), fill, inputs=inputs, force=force, kind="solve")

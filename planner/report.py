@@ -165,14 +165,13 @@ def report_html(plan: Plan, growth: pd.DataFrame | None = None, *, title: str | 
 
 
 def write_report(plan: Plan, path: str | os.PathLike, growth: pd.DataFrame | None = None, *,
-                 title: str | None = None, pin_maps: int = 3, max_rows: int = 500) -> Path:
+                 title: str | None = None, pin_maps: int = 3, max_rows: int = 500, force: bool = False) -> Path:
     """Write the self-contained HTML report of ``plan`` to ``path`` (written to a temporary file beside it and
-    renamed into place). ``growth``: a ``capacity.growth_curve`` DataFrame to include (table and plot).
+    renamed into place; an existing file is replaced only if vplan wrote it, see ``planner.atomic``). ``growth``: a ``capacity.growth_curve`` DataFrame to include (table and plot).
     Returns the path."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from planner.atomic import MARKERS, write_file_atomically
+
     text = report_html(plan, growth, title=title, pin_maps=pin_maps, max_rows=max_rows)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    text = text.replace("<head>", "<head>" + MARKERS[-1], 1)  # so vplan may replace it later
+    inputs = (plan.scenario.path,) if plan.scenario.path else ()
+    return write_file_atomically(path, text, inputs=inputs, force=force).path

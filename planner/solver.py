@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 from ortools.sat.python import cp_model
 
 from planner.check import check_plan
-from planner.clock import Clock, clock, using
+from planner.clock import Clock, clock, stop_requested, using
 from planner.bounds import Bounds, describe, lower_bounds
 from planner.cpsat_model import add_hint, build_model, read_assignment
 from planner.decompose import decompose
@@ -304,7 +304,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
             if progress:
                 progress(Progress("cp-sat", time.monotonic() - start))
             with _stall_watch(solver, callback, stall, start, active=not clock().deterministic):
-                status = solver.solve(build.model, callback)
+                status = clock().solve(solver, build.model, callback)
             clock().charge(solver)
             solver_status = solver.status_name(status)
             extra.update(cpsat_s=round(solver.wall_time, 3), weights=build.weights)
@@ -330,6 +330,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
     # a bound is never above the hosts of a plan found (every candidate is a plan)
     bounds = bounds.clamped(min(_hosts_of(a) for _s, _n, a in candidates))
     extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds, bound_text=bounds.text)
+    if stop_requested():  # planner.clock.request_stop (Ctrl-C): the best plan found until then
+        extra["interrupted"] = True
     for position, (best_score, source, chosen) in enumerate(ranked):
         proven = (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0)
         hosts_used = len({h for (_c, h, _o), n in chosen.items() if n})

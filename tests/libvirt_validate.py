@@ -150,11 +150,23 @@ def topology_errors(xml_path: str | os.PathLike[str]) -> str | None:
             siblings = sorted(int(s.get("id")) for s in cell.findall("distances/sibling"))
             if siblings and siblings != cell_ids:
                 errors.append(f"cell {cell.get('id')} has distances to cells {siblings}, not {cell_ids}")
-        total = sum(int(cell.get("memory")) for cell in cells)
+        total = sum(_kib(cell.get("memory"), cell.get("unit")) for cell in cells)
+        # libvirt counts memory devices (DIMM, NVDIMM, virtio-mem/-pmem; not SGX EPC) in <memory> beside the cells
+        total += sum(_kib(d.findtext("target/size"), d.find("target/size").get("unit"))
+                     for d in root.findall("devices/memory") if d.get("model") != "sgx-epc")
         memory = root.find("memory")
-        if memory is not None and memory.get("unit", "KiB") == "KiB" and int(memory.text) != total:
-            errors.append(f"<memory> {memory.text} KiB differs from the cells' total {total} KiB")
+        if memory is not None and _kib(memory.text, memory.get("unit")) != total:
+            errors.append(f"<memory> {memory.text} {memory.get('unit', 'KiB')} differs from the cells' total "
+                          f"{total} KiB (memory devices included)")
     return "\n".join(errors) or None
+
+
+_UNITS_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "m": 1024, "mib": 1024, "g": 1024 ** 2,
+              "gib": 1024 ** 2, "t": 1024 ** 3, "tib": 1024 ** 3}
+
+
+def _kib(value, unit) -> int:
+    return int(int(value.strip()) * _UNITS_KIB[(unit or "KiB").lower()])
 
 
 def domain_errors(xml_path: str | os.PathLike[str]) -> str | None:

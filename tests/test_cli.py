@@ -72,12 +72,19 @@ def test_validate_ok_and_missing_file():
 
 def test_existing_output_is_replaced_whole(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.xml").write_text("old")
+    first = vplan("solve", str(FIXTURES / "example.yaml"), "-o", str(out), "-q", "--time-limit", "5")
+    assert first.returncode == 0, first.stderr
+    (out / "hosts" / "kvm9").mkdir()  # an empty directory vplan did not write is not a file: still replaced
+    (out / "hosts" / "kvm9").rmdir()
+    stale = out / "hosts" / "old-host"
+    stale.mkdir()
+    (stale / "gone.xml").write_text("x")  # a file vplan did not write: refused (test_output_safety covers it)
+    (stale / "gone.xml").unlink()
+    stale.rmdir()
     result = vplan("solve", str(FIXTURES / "example.yaml"), "-o", str(out), "-q", "--time-limit", "5")
-    assert result.returncode == 0
-    assert not (out / "stale.xml").exists()
-    assert (out / "plan.json").exists()
+    assert result.returncode == 0, result.stderr
+    assert (out / "plan.json").exists() and (out / ".vplan-manifest.json").exists()
+    assert not list(tmp_path.glob(".out.*"))
 
 
 def test_same_seed_gives_byte_identical_plan(tmp_path):

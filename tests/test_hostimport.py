@@ -476,6 +476,7 @@ def test_loader_capture_errors(tmp_path, model, expected):
 
 def test_cli_host_import_writes_model(tmp_path):
     out = tmp_path / "m" / "tiers.yaml"
+    out.parent.mkdir()  # vplan writes into an existing directory only
     result = vplan("host", "import", str(FIX / "x86-memory-tiers.xml"), "--reserved-cpus", "0,8",
                    "--reserved-memory", "2GiB", "--hugepages", "0:1G=4", "--source", "a test capture", "-o", str(out))
     assert result.exit_code == 0, result.stderr

@@ -1,0 +1,102 @@
+"""Ctrl-C and SIGTERM on a real `vplan solve` process (planner.interrupt, planner.clock.request_stop).
+
+The 1,500-guest example keeps searching for its whole time limit (60 s here), so a signal always arrives during
+the search; the subprocess timeout only guards against a hang."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FLEET = REPO / "scenarios" / "fleet-50x1500.yaml"
+SMALL = REPO / "tests" / "fixtures" / "cli" / "example.yaml"
+ANNOUNCE = "Ctrl-C stops the search"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+class Solve:
+    """``vplan solve`` in a subprocess, with its stderr collected as it comes."""
+
+    def __init__(self, out: Path, *args: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "planner.cli", "solve", str(FLEET), "-o", str(out),
+                                      "--time-limit", "60", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err: list[str] = []
+        self.announced = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.err.append(line)
+            if ANNOUNCE in line:
+                self.announced.set()
+
+    def signal_when_searching(self, signum: int, after_s: float = 1.5) -> None:
+        assert self.announced.wait(120), "".join(self.err)
+        time.sleep(after_s)  # inside the search (greedy, bounds, patterns)
+        self.proc.send_signal(signum)
+
+    def finish(self) -> tuple[int, str, str]:
+        out = self.proc.stdout.read()
+        code = self.proc.wait(timeout=120)
+        self.reader.join(10)
+        return code, out, "".join(self.err)
+
+
+@pytest.fixture
+def previous(tmp_path) -> Path:
+    """An OUT holding an earlier vplan plan (of another scenario)."""
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "planner.cli", "solve", str(SMALL), "-o", str(out), "-q",
+                           "--time-limit", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_ctrl_c_stops_the_search_and_writes_the_best_checked_plan(tmp_path):
+    out = tmp_path / "out"
+    run = Solve(out)
+    run.signal_when_searching(signal.SIGINT)
+    code, stdout, stderr = run.finish()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert "stopping the search" in stderr and "interrupted by Ctrl-C" in stderr
+    assert "interrupted by Ctrl-C" in stdout  # the summary says so
+    doc = json.loads((out / "plan.json").read_text())
+    assert doc["solver"]["interrupted"] is True
+    assert doc["placed"] == 1500 and doc["status"] in ("feasible", "optimal")
+    assert len(list((out / "hosts").rglob("*.xml"))) == 1500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left beside OUT
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_second_ctrl_c_or_sigterm_aborts_leaving_out_as_it_was(previous, second):
+    before = snapshot(previous)
+    run = Solve(previous)
+    if second == signal.SIGINT:
+        run.signal_when_searching(signal.SIGINT)
+        time.sleep(0.3)
+        run.proc.send_signal(signal.SIGINT)
+    else:
+        run.signal_when_searching(signal.SIGTERM)
+    code, stdout, stderr = run.finish()
+    assert code == (130 if second == signal.SIGINT else 143), stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("vplan: aborted by") and "nothing was written" in last
+    assert snapshot(previous) == before
+    assert sorted(p.name for p in previous.parent.iterdir()) == ["out"]
