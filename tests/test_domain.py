@@ -218,3 +218,24 @@ guests:
         assert Path(path).read_text() == (out / "hosts" / "h1" / f"{guest}.xml").read_text()
     (tmp_path / "a.xml").write_text(text)
     assert domain_errors(tmp_path / "a.xml") is None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Flavours
+
+
+def test_a_flavour_carries_domain_settings(tmp_path: Path) -> None:
+    from planner.generate import _guest_line
+    from planner.variants import flavour_guest
+
+    flavour = {"vcpus": 1, "memory": "256MiB", "cpu": "shared", "load": 0.2,
+               "domain": {"type": "qemu", "cpu_mode": "custom", "cpu_model": "qemu64"}}
+    line = _guest_line("f1", flavour, None, None)
+    assert "domain: {type: qemu, cpu_mode: custom, cpu_model: qemu64}" in line
+    plan = solve(_scenario(tmp_path, f"guests:\n{line}\n"), time_limit_s=5)
+    root = _root(plan, "f1")
+    assert (root.get("type"), root.findtext("cpu/model")) == ("qemu", "qemu64")
+    guest = flavour_guest(flavour, "f2")
+    assert (guest.domain.type, guest.domain.effective_cpu_model()) == ("qemu", "qemu64")
+    with pytest.raises(ValueError, match="guest f3: domain.cpu_mode: cpu_mode custom needs cpu_model"):
+        flavour_guest({**flavour, "domain": {"cpu_mode": "custom"}}, "f3")
