@@ -2,7 +2,8 @@
 
 * ``vplan host import FILE... [-o models/NAME.yaml]``  a host capture → a scenario-v1 host model (``planner.hostimport``)
 * ``vplan check [SCENARIO] --domains DIR``                  audit deployed domain XML (``planner.audit``)
-* ``vplan apply PLAN --domains DIR -o OUT``                 merge a plan into full domain XMLs (``planner.apply``)
+* ``vplan apply PLAN --domains DIR -o OUT``                 merge a plan into full domain XMLs (``planner.apply``);
+  ``--live``: virsh commands for the running guests and what needs a restart (``planner.live``)
 * ``vplan hugepages PLAN``                                  hugepage pools a plan needs and their settings
 
 Exit status: 0 success / clean, 1 findings (``check``) or a catalogue file out of date (``host import --check``),
@@ -321,21 +322,71 @@ def _hosts_scenario(scenario: Optional[Path], hosts: list[str]):
 # vplan apply
 
 
+def _plan_dir(plan: Path) -> Path:
+    """PLAN may be vplan solve's output directory or its plan.json."""
+    from planner.live import plan_files
+
+    if plan.is_file() and plan.name != "plan.json":
+        _fail([f"{plan}: PLAN is vplan solve's output directory or its plan.json"])
+    return plan_files(plan)[0]
+
+
+def _live(plan: Path, domains: Path, out: Optional[Path], host: Optional[str], as_json: bool) -> None:
+    """``vplan apply --live``: the virsh commands for the running guests, and what needs a restart."""
+    from planner.live import LiveError, live_changes
+
+    try:
+        live = live_changes(plan, [domains], host=host)
+    except LiveError as exc:
+        _fail(exc.problems)
+    text = json.dumps(live.document(), indent=2) + "\n" if as_json else live.script()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        if out.is_dir():
+            _fail([f"{out}: is a directory (with --live, -o names the script file to write)"])
+        tmp = out.with_name(f".{out.name}.vplan-tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o755)
+        os.replace(tmp, out)
+        print(f"wrote {out}", file=sys.stderr)
+    print(f"{len(live.steps)} live commands for {len({s.guest for s in live.steps})} guests; "
+          f"{len(live.restarts)} changes need a restart or a migration"
+          + "".join(f"\n  {r.guest} on {r.host}: {r.what}: {r.why}" for r in live.restarts), file=sys.stderr)
+
+
 def apply(
-    plan: Path = typer.Argument(..., help="the output directory of vplan solve (plan.json, hosts/HOST/GUEST.xml)"),
+    plan: Path = typer.Argument(..., help="vplan solve's output directory (plan.json, hosts/HOST/GUEST.xml) or its "
+                                          "plan.json"),
     domains: Path = typer.Option(..., "--domains", "-d", help="directory of the existing domain XMLs (searched "
-                                                              "recursively, matched by <name>)"),
+                                                              "recursively, matched by <name>); with --live: the "
+                                                              "running guests' virsh dumpxml"),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="directory for the merged XMLs (same relative "
-                                                                 "paths; replaced atomically)"),
+                                                                 "paths; replaced atomically); with --live: the "
+                                                                 "script file (default: print it)"),
     in_place: bool = typer.Option(False, "--in-place", help="edit the files in DIR, keeping FILE.xml.bak (or "
                                                             "FILE.xml.bak.N: a backup is never overwritten)"),
     force: bool = typer.Option(False, "--force", help="an OUT vplan did not write is renamed aside to OUT.old "
                                                       "instead of refused"),
+    live: bool = typer.Option(False, "--live", help="print the virsh commands that bring the running guests "
+                                                    "(DIR: their dumpxml) to the plan without a restart, and list "
+                                                    "what needs a restart or a migration"),
+    host: Optional[str] = typer.Option(None, "--host", help="with --live: only the guests the plan puts on HOST"),
+    as_json: bool = typer.Option(False, "--json", help="with --live: the commands and restarts as JSON"),
 ) -> None:
     """Merge a plan into existing full domain XMLs: replace exactly <vcpu>, the pins in <cputune>, <numatune>,
-    <cpu><topology>/<numa> and <memoryBacking><hugepages>; keep everything else byte for byte."""
+    <cpu><topology>/<numa> and <memoryBacking><hugepages>; keep everything else byte for byte. With --live:
+    the virsh commands for the running guests instead (vcpupin, emulatorpin, numatune --live)."""
     from planner.apply import ApplyError, apply_plan
 
+    if live:
+        if in_place:
+            _fail(["--live changes running guests; it does not edit files (drop --in-place)"])
+        _live(plan, domains, out, host, as_json)
+        return
+    if host is not None or as_json:
+        _fail(["--host and --json go with --live"])
+    plan = _plan_dir(plan)
     if in_place == (out is not None):
         _fail(["give either -o OUT (write merged copies) or --in-place (edit DIR, keeping .bak files)"])
     try:
@@ -365,7 +416,7 @@ def apply(
 
 
 def hugepages(
-    plan: Path = typer.Argument(..., help="the output directory of vplan solve"),
+    plan: Path = typer.Argument(..., help="vplan solve's output directory or its plan.json"),
     as_json: bool = typer.Option(False, "--json", help="as JSON"),
 ) -> None:
     """Hugepages each host node needs per page size, with the kernel command line for boot-time gigantic pages
@@ -373,7 +424,7 @@ def hugepages(
     from planner.hugepages import HugepageError, read_plan_pages
 
     try:
-        pages = read_plan_pages(plan)
+        pages = read_plan_pages(_plan_dir(plan))
     except HugepageError as exc:
         _fail([str(exc)])
     if as_json:

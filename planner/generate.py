@@ -367,6 +367,13 @@ def _scalar(value: object) -> str:
     return text if plain else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _flow(value: object) -> str:
+    """A scalar, or a flavour's mapping (``domain: {type: qemu}``) in YAML flow style."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in value.items()) + "}"
+    return _scalar(value)
+
+
 def _guest_line(name: str, spec: Mapping, load: int | None, tag: str | None) -> str:
     items = [("name", name)]
     for key, value in spec.items():
@@ -377,7 +384,7 @@ def _guest_line(name: str, spec: Mapping, load: int | None, tag: str | None) -> 
         items.append((key, value))
     if tag:
         items.append(("anti_affinity", tag))
-    body = ", ".join(f"{k}: {_scalar(v) if k != 'load' else v}" for k, v in items)
+    body = ", ".join(f"{k}: {_flow(v) if k != 'load' else v}" for k, v in items)
     return f"  - {{{body}}}"
 
 

@@ -15,6 +15,13 @@ Settings, per host:
   Every node of the host is listed for each size the host uses (0 where none is needed), so the writes also
   release pages a node no longer needs.
 
+* a hugetlbfs mount per page size, which libvirt backs the guests' memory from:
+  ``mkdir -p /dev/hugepages-2M && mount -t hugetlbfs -o pagesize=2M hugetlbfs /dev/hugepages-2M`` (and its
+  ``/etc/fstab`` line); libvirt looks for hugetlbfs mounts only when it starts, so name them in
+  ``/etc/libvirt/qemu.conf`` (``hugetlbfs_mount = ["/dev/hugepages-2M", "/dev/hugepages-1G"]``) and restart
+  libvirtd (or virtqemud). Without it a guest on hugepages does not start ("hugetlbfs filesystem is not mounted
+  or disabled by administrator config").
+
 The model's pools (``hugepages_used + hugepages_free`` in plan.json) are shown beside the need for comparison.
 
 Public API: ``read_plan_pages(plan_dir) -> PagePlan``; ``PagePlan.text()``, ``PagePlan.document()``.
@@ -31,6 +38,7 @@ from planner.units import format_page
 __all__ = ["HugepageError", "HostPages", "PagePlan", "read_plan_pages", "GIGANTIC_KIB"]
 
 GIGANTIC_KIB = 1024 * 1024  # 1 GiB: pages this size and larger are reserved at boot
+LIBVIRT_RESTART = "systemctl restart libvirtd (or virtqemud, with the modular daemons)"
 
 
 class HugepageError(Exception):
@@ -68,6 +76,22 @@ class HostPages:
         parts += [f"hugepagesz={format_page(size)} hugepages={pages_of(size)}" for size in giant]
         return " ".join(parts)
 
+    def mounts(self) -> list[tuple[str, str]]:
+        """(page size, mount point) per size the host uses."""
+        return [(format_page(size), f"/dev/hugepages-{format_page(size)}") for size in self.sizes if self.total(size)]
+
+    def mount_commands(self) -> list[str]:
+        return [f"mkdir -p {path} && mount -t hugetlbfs -o pagesize={page} hugetlbfs {path}"
+                for page, path in self.mounts()]
+
+    def fstab_lines(self) -> list[str]:
+        return [f"hugetlbfs {path} hugetlbfs pagesize={page} 0 0" for page, path in self.mounts()]
+
+    def qemu_conf(self) -> str | None:
+        """The /etc/libvirt/qemu.conf line naming the mounts (None when the host needs none)."""
+        paths = [path for _, path in self.mounts()]
+        return f"hugetlbfs_mount = [{', '.join(json.dumps(p) for p in paths)}]" if paths else None
+
     def sysfs(self) -> list[tuple[str, int]]:
         """(path, value) per node and size."""
         out = []
@@ -94,6 +118,11 @@ class PagePlan:
                     "kernel_cmdline": h.kernel_cmdline(),
                     "kernel_cmdline_per_node": h.kernel_cmdline_per_node(),
                     "sysfs": [{"path": p, "value": v} for p, v in h.sysfs()],
+                    "hugetlbfs": [{"page": page, "path": path, "mount": command, "fstab": fstab}
+                                  for (page, path), command, fstab in zip(h.mounts(), h.mount_commands(),
+                                                                          h.fstab_lines())],
+                    "qemu_conf": h.qemu_conf(),
+                    "libvirt_restart": LIBVIRT_RESTART if h.mounts() else None,
                 }
                 for h in self.hosts
             },
@@ -121,13 +150,22 @@ class PagePlan:
                 lines.append("  set at runtime (or from a boot-time unit):")
             for path, value in h.sysfs():
                 lines.append(f"    echo {value} > {path}")
+            if h.mounts():
+                lines.append("  mount hugetlbfs, one per page size (libvirt backs the guests' memory from it):")
+                lines += [f"    {command}" for command in h.mount_commands()]
+                lines.append("    and in /etc/fstab:")
+                lines += [f"      {line}" for line in h.fstab_lines()]
+                lines.append("  libvirt finds hugetlbfs mounts only when it starts: set in /etc/libvirt/qemu.conf")
+                lines.append(f"    {h.qemu_conf()}")
+                lines.append(f"  then restart it: {LIBVIRT_RESTART}")
         return "\n".join(lines) + "\n"
 
 
 def read_plan_pages(plan_dir: str | Path) -> PagePlan:
-    """The hugepages a plan needs, per host, node and size (hosts without hugepage guests are left out)."""
+    """The hugepages a plan needs, per host, node and size (hosts without hugepage guests are left out).
+    ``plan_dir``: vplan solve's output directory or its plan.json."""
     plan_dir = Path(plan_dir)
-    path = plan_dir / "plan.json"
+    path = plan_dir if plan_dir.is_file() else plan_dir / "plan.json"
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -11,18 +11,29 @@ Public API::
     domain_xml(plan, guest_name) -> str             # serialised text, ends with a newline
     serialize(element) -> str                       # libvirt-style text of any lxml element
 
-Only what vplan decides is written (name, memory, vCPUs, pinning, numatune, guest NUMA topology, hugepages); the
-rest (disks, interfaces, ...) is left to whoever adopts the XML.
+Without a template the domain is complete and bootable as written (``virsh define`` + ``virsh start``): what
+vplan decides (name, memory, vCPUs, pinning, numatune, guest NUMA topology, hugepages) plus a stable ``<uuid>``
+(UUID v5 of the scenario and guest names), ``<os>`` with the machine type, the ``on_*`` actions and a serial
+console; no disk, so it boots to its firmware. The scenario's ``domain:`` settings choose the domain type, CPU
+mode (and model) and machine type.
+
+With ``domain: {template: PATH}`` the template's domain is the base: everything vplan does not own (``<os>``,
+``<features>``, ``<devices>``, disks, NICs, consoles, ...) is kept. First the identity and size are set on it
+(``<domain type>``, ``<name>``, ``<uuid>`` unless the template has one, ``<memory>``/``<currentMemory>``,
+the ``<vcpu>`` count, ``<os><type arch machine>``, ``<cpu mode>`` and ``<model>``); then vplan's parts are merged
+in by ``planner.apply.merge_domain``, exactly as ``vplan apply`` does.
 """
 
 from __future__ import annotations
 
+import uuid as uuid_mod
 from dataclasses import dataclass
 from typing import Iterable
 
 from lxml import etree
 
 from planner.plan import Plan
+from planner.scenario import DomainSettings, DomainTemplate
 from planner.units import format_cpulist
 
 #: ``<os><type machine=...>`` per host architecture.
@@ -34,6 +45,15 @@ MACHINE_OF_ARCH: dict[str, str] = {
 }
 
 MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
+
+#: The namespace of the guests' domain UUIDs: uuid5(UUID_NAMESPACE, "SCENARIO/GUEST").
+UUID_NAMESPACE = uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, "urn:vplan:domain")
+
+
+def domain_uuid(scenario_name: str, guest_name: str) -> str:
+    """The stable UUID of a guest's domain: version 5 over the scenario name and the guest name, so re-defining
+    the domain from a new plan of the same scenario updates it in place."""
+    return str(uuid_mod.uuid5(UUID_NAMESPACE, f"{scenario_name}/{guest_name}"))
 
 
 def _sub(parent: etree._Element, tag: str, attrs: Iterable[tuple[str, object]] = (), text: str | None = None):
@@ -180,9 +200,13 @@ class CpuSpec:
     topology: Topology
     cells: tuple[NumaCell, ...]
     mode: str = "host-passthrough"
+    model: str | None = None  # mode custom: <model fallback='forbid'>NAME</model> (exactly this model)
 
     def to_element(self) -> etree._Element:
-        element = _element("cpu", [("mode", self.mode)])
+        attrs = [("mode", self.mode)] + ([("match", "exact")] if self.model is not None else [])
+        element = _element("cpu", attrs)
+        if self.model is not None:
+            _sub(element, "model", [("fallback", "forbid")], text=self.model)
         element.append(self.topology.to_element())
         if self.cells:
             numa = _sub(element, "numa")
@@ -220,6 +244,51 @@ class OsSpec:
 
 
 @dataclass(frozen=True)
+class FeaturesSpec:
+    """``<features>``: ACPI and the APIC on x86_64 (so that ``virsh shutdown`` works); nothing elsewhere."""
+
+    acpi: bool = False
+    apic: bool = False
+
+    def to_element(self) -> etree._Element | None:
+        if not (self.acpi or self.apic):
+            return None
+        element = _element("features")
+        if self.acpi:
+            _sub(element, "acpi")
+        if self.apic:
+            _sub(element, "apic")
+        return element
+
+
+@dataclass(frozen=True)
+class LifecycleSpec:
+    on_poweroff: str = "destroy"
+    on_reboot: str = "restart"
+    on_crash: str = "destroy"
+
+    def to_elements(self) -> list[etree._Element]:
+        return [_element(tag, text=getattr(self, tag)) for tag in ("on_poweroff", "on_reboot", "on_crash")]
+
+
+@dataclass(frozen=True)
+class DevicesSpec:
+    """A serial port on a pty with the console on it (``virsh console``); on s390x the console is SCLP."""
+
+    serial: bool = True
+    console_target: str = "serial"
+
+    def to_element(self) -> etree._Element:
+        element = _element("devices")
+        if self.serial:
+            serial = _sub(element, "serial", [("type", "pty")])
+            _sub(serial, "target", [("port", 0)])
+        console = _sub(element, "console", [("type", "pty")])
+        _sub(console, "target", [("type", self.console_target), ("port", 0)])
+        return element
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     name: str
     memory_kib: int
@@ -231,10 +300,18 @@ class DomainSpec:
     cpu: CpuSpec
     hugepages: HugepagesSpec | None = None
     type: str = "kvm"
+    uuid: str | None = None
+    features: FeaturesSpec = FeaturesSpec()
+    lifecycle: LifecycleSpec | None = None
+    devices: DevicesSpec | None = None
 
     def to_element(self) -> etree._Element:
+        """In libvirt's own order: name, uuid, memory, currentMemory, memoryBacking, vcpu, cputune, numatune,
+        os, features, cpu, on_*, devices."""
         element = _element("domain", [("type", self.type)])
         _sub(element, "name", text=self.name)
+        if self.uuid is not None:
+            _sub(element, "uuid", text=self.uuid)
         _sub(element, "memory", [("unit", "KiB")], text=str(self.memory_kib))
         _sub(element, "currentMemory", [("unit", "KiB")], text=str(self.current_memory_kib))
         if self.hugepages is not None:
@@ -243,7 +320,14 @@ class DomainSpec:
         element.append(self.cputune.to_element())
         element.append(self.numatune.to_element())
         element.append(self.os.to_element())
+        features = self.features.to_element()
+        if features is not None:
+            element.append(features)
         element.append(self.cpu.to_element())
+        if self.lifecycle is not None:
+            element.extend(self.lifecycle.to_elements())
+        if self.devices is not None:
+            element.append(self.devices.to_element())
         return element
 
     def to_xml(self) -> str:
@@ -358,7 +442,9 @@ def domain_spec(plan: Plan, guest_name: str) -> DomainSpec:
         )
         for cell in cells
     )
-    cpu = CpuSpec(topology=guest_topology(guest.vcpus, len(cells), guest.threads), cells=numa_cells)
+    settings = guest.domain
+    cpu = CpuSpec(topology=guest_topology(guest.vcpus, len(cells), guest.threads), cells=numa_cells,
+                  mode=settings.effective_cpu_mode(), model=settings.effective_cpu_model())
     hugepages = None
     if guest.hugepage_kib is not None:
         hugepages = HugepagesSpec(page_kib=guest.hugepage_kib, nodeset=tuple(cell.cell_id for cell in cells))
@@ -369,12 +455,140 @@ def domain_spec(plan: Plan, guest_name: str) -> DomainSpec:
         vcpus=guest.vcpus,
         cputune=cputune,
         numatune=numatune,
-        os=OsSpec(arch=model.arch, machine=MACHINE_OF_ARCH[model.arch]),
+        os=OsSpec(arch=model.arch, machine=settings.effective_machine(model.arch, MACHINE_OF_ARCH[model.arch])),
         cpu=cpu,
         hugepages=hugepages,
+        type=settings.effective_type(),
+        uuid=domain_uuid(scenario.name, guest.name),
+        features=FeaturesSpec(acpi=model.arch == "x86_64", apic=model.arch == "x86_64"),
+        lifecycle=LifecycleSpec(),
+        devices=DevicesSpec(serial=model.arch != "s390x", console_target="sclp" if model.arch == "s390x" else "serial"),
     )
 
 
 def domain_xml(plan: Plan, guest_name: str) -> str:
-    """The domain XML text of a placed guest (ends with a newline)."""
-    return domain_spec(plan, guest_name).to_xml()
+    """The domain XML text of a placed guest (ends with a newline): complete as built, or the guest's template
+    with vplan's parts merged in."""
+    spec = domain_spec(plan, guest_name)
+    template = plan.scenario.guest_by_name[guest_name].domain.template
+    if template is None:
+        return spec.to_xml()
+    return template_domain_xml(template.text, spec, template.path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Templates
+
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+def _place(parent: etree._Element, element: etree._Element, after: Iterable[str]) -> etree._Element:
+    """Insert ``element`` into ``parent`` after the last child named in ``after`` (else first), indented like its
+    siblings."""
+    children = list(parent)
+    anchor = None
+    for tag in after:
+        found = [c for c in children if c.tag == tag]
+        if found:
+            anchor = found[-1] if anchor is None or parent.index(found[-1]) > parent.index(anchor) else anchor
+    if anchor is None:
+        element.tail = parent.text
+        parent.insert(0, element)
+    else:
+        element.tail = anchor.tail
+        anchor.addnext(element)
+    return element
+
+
+def _child(parent: etree._Element, tag: str, after: Iterable[str]) -> etree._Element:
+    found = parent.find(tag)
+    return found if found is not None else _place(parent, etree.Element(tag), after)
+
+
+def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
+    """The template's text with the domain's identity and size set (type, name, uuid unless it has one, memory,
+    currentMemory, the vCPU count, os type arch and machine, cpu mode and model): what ``merge_domain`` needs
+    before it merges the pins, numatune, topology, cells and hugepages."""
+    try:
+        root = etree.fromstring(text.encode("utf-8"), _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"{where}: not well-formed XML ({exc.msg})") from None
+    if root.tag != "domain":
+        raise ValueError(f"{where}: not a domain XML (the root element is <{root.tag}>)")
+    root.set("type", spec.type)
+    _child(root, "name", ()).text = spec.name
+    if root.find("uuid") is None and spec.uuid is not None:
+        _place(root, _element("uuid", text=spec.uuid), ("name",))
+    memory = _child(root, "memory", ("name", "uuid", "title", "description"))
+    memory.attrib.clear()
+    memory.set("unit", "KiB")
+    memory.text = str(spec.memory_kib)
+    current = root.find("currentMemory")
+    if current is not None:
+        current.attrib.clear()
+        current.set("unit", "KiB")
+        current.text = str(spec.current_memory_kib)
+    _child(root, "vcpu", ("memory", "currentMemory", "memoryBacking")).text = str(spec.vcpus)
+    os_element = _child(root, "os", ("vcpu", "cputune", "numatune", "iothreads", "resource", "sysinfo"))
+    os_type = os_element.find("type")
+    if os_type is None:
+        os_type = _place(os_element, _element("type", text="hvm"), ())
+    os_type.set("arch", spec.os.arch)
+    os_type.set("machine", spec.os.machine)
+    cpu = _child(root, "cpu", ("os", "features"))
+    cpu.set("mode", spec.cpu.mode)
+    models = cpu.findall("model")
+    if spec.cpu.model is not None:
+        cpu.set("match", cpu.get("match", "exact"))
+        model = models[0] if models else _place(cpu, _element("model", [("fallback", "forbid")]), ())
+        model.text = spec.cpu.model
+    elif spec.cpu.mode != "custom":
+        for model in models:  # a model names the CPU of mode custom only (host-model may keep its fallback)
+            if spec.cpu.mode != "host-model" or model.text:
+                cpu.remove(model)
+        if "match" in cpu.attrib:
+            del cpu.attrib["match"]
+    from planner.apply import _tokenise  # where the root element starts and ends in the text
+
+    span = _tokenise(text)
+    return text[:span.start] + etree.tostring(root, encoding="unicode") + text[span.end:].rstrip("\n") + "\n"
+
+
+def template_domain_xml(template_text: str, spec: DomainSpec, where: str) -> str:
+    """The template with the guest's identity and size set and vplan's parts merged in by ``vplan apply``'s
+    merge (``planner.apply.merge_domain``): everything else of the template stays."""
+    from planner.apply import ApplyError, merge_domain
+
+    prepared = identity_edit(template_text, spec, where)
+    try:
+        return merge_domain(prepared, spec.to_element(), spec.name, where)
+    except ApplyError as exc:
+        raise ValueError("; ".join(exc.problems)) from None
+
+
+def check_template(template: DomainTemplate) -> None:
+    """Raise ``ValueError`` (a message without the path) when vplan could not merge a plan into the template:
+    the merge of a one-vCPU, one-cell plan is tried, so a template the loader accepts never fails at write
+    time."""
+    settings = DomainSettings(template=template)
+    arch = template.arch if template.arch in MACHINE_OF_ARCH else "x86_64"
+    spec = DomainSpec(
+        name="vplan-template-check",
+        memory_kib=1024 * 1024,
+        current_memory_kib=1024 * 1024,
+        vcpus=1,
+        cputune=CputuneSpec((VcpuPin(0, (0,)),), EmulatorPin((0,))),
+        numatune=NumatuneSpec("strict", (0,), (MemNode(0, "strict", (0,)),)),
+        os=OsSpec(arch=arch, machine=settings.effective_machine(arch, MACHINE_OF_ARCH[arch])),
+        cpu=CpuSpec(topology=Topology(1, 1, 1, 1), cells=(NumaCell(0, (0,), 1024 * 1024, (Sibling(0, 10),)),),
+                    mode="host-passthrough"),
+        hugepages=HugepagesSpec(2048, (0,)),
+        type="kvm",
+        uuid=domain_uuid("check", "check"),
+    )
+    try:
+        template_domain_xml(template.text, spec, "template")
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(message[len("template: "):] if message.startswith("template: ") else message) from None

@@ -63,7 +63,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from planner.safeio import InputFileError, read_input_text
-from planner.scenario import Guest, Host, HostModel, Node, Policy, Scenario
+from planner.scenario import DomainSettings, DomainTemplate, Guest, Host, HostModel, Node, Policy, Scenario
 from planner.units import (
     MAX_NODE_ID,
     NAME_RE,
@@ -85,7 +85,7 @@ MAX_CPU_ID = 65535  # sanity bound: a typo like '0-1000000000' must not build a 
 MAX_PATTERN_NAMES = 100_000
 MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
-TOP_KEYS = ("version", "name", "policy", "host_models", "hosts", "guests")
+TOP_KEYS = ("version", "name", "policy", "domain", "host_models", "hosts", "guests")
 POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit", "stall")
 MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
               "numactl", "sysfs", "hugepages", "memory", "lscpu")
@@ -96,7 +96,11 @@ NODE_KEYS = ("id", "cpus", "memory", "hugepages")
 RESERVED_KEYS = ("cpus", "memory")
 HOST_KEYS = ("name", "model")
 GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
-              "emulator", "anti_affinity", "priority", "host")
+              "emulator", "anti_affinity", "priority", "host", "domain")
+DOMAIN_KEYS = ("type", "cpu_mode", "cpu_model", "machine", "template")
+DOMAIN_TYPES = ("kvm", "qemu")
+DOMAIN_CPU_MODES = ("host-passthrough", "host-model", "maximum", "custom")
+MAX_TEMPLATE_BYTES = 1 << 20  # a domain XML is a few KiB; anything beyond 1 MiB is not one
 
 
 class ScenarioError(Exception):
@@ -584,11 +588,16 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
     policy = _policy(raw.get("policy", {}), top.key("policy"), problems)
     models, declared = _host_models(raw.get("host_models", {}), top.key("host_models"), base_dir, problems)
     hosts = _hosts(raw.get("hosts", []), top.key("hosts"), models, declared, problems)
+    templates = _Templates(base_dir)
+    domain = _domain(raw["domain"], top.key("domain"), DomainSettings(), templates, problems) if "domain" in raw \
+        else DomainSettings()
     guests, guest_names = _guests(raw.get("guests", []), top.key("guests"), policy, models, declared, hosts,
-                                  problems)
+                                  problems, domain=DomainSettings() if domain is INVALID else domain,
+                                  templates=templates)
     _unique(hosts.names, "host", problems)
     _unique(guest_names, "guest", problems)
     _cross_checks(policy, models, hosts, guests, problems)
+    templates.check_uuids(guests, problems)
     if problems.count():
         return None
     return Scenario(name=name, policy=policy, host_models=models, hosts=tuple(hosts.hosts),
@@ -1080,16 +1089,21 @@ class _GuestContext:
     page_sizes: set[int]  # page sizes some host model lists in a node's pools
     pages_known: bool  # False when some host model could not be read (then do not judge page sizes)
     host_names: set[str]
+    domain: DomainSettings = DomainSettings()  # the scenario's domain: settings (a guest's own override them)
+    templates: "_Templates | None" = None
 
 
 def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostModel], declared: set[str],
-            hosts: _Hosts, problems: _Problems) -> tuple[list[tuple[Guest, _Where]], list[tuple[str, _Where]]]:
+            hosts: _Hosts, problems: _Problems, domain: DomainSettings = DomainSettings(),
+            templates: "_Templates | None" = None) -> tuple[list[tuple[Guest, _Where]], list[tuple[str, _Where]]]:
     """Guests without problems, each with its item; and every guest name (for the uniqueness check)."""
     context = _GuestContext(
         policy=policy,
         page_sizes={size for model in models.values() for node in model.nodes for size in node.hugepages},
         pages_known=set(models) == declared,
         host_names={h.name for h in hosts.hosts},
+        domain=domain,
+        templates=templates,
     )
     guests: list[tuple[Guest, _Where]] = []
     names: list[tuple[str, _Where]] = []
@@ -1111,6 +1125,10 @@ def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, probl
     before = problems.count()
     names = _check(problems, at.key("name"), _pattern, spec["name"]) if "name" in spec else INVALID
     values = _guest_values(spec, at, context, problems)
+    values["domain"] = context.domain
+    if "domain" in spec:
+        templates = context.templates if context.templates is not None else _Templates("")
+        values["domain"] = _domain(spec["domain"], at.key("domain"), context.domain, templates, problems)
     _guest_host(spec, at, context, hosts, problems, values)
     _guest_rules(values, at, context.policy, problems)
     if names is INVALID:
@@ -1312,3 +1330,149 @@ def _fixed_cap(policy: Policy, models: dict[str, HostModel], hosts: _Hosts, fixe
                          f"the guests fixed on host {host} ({names}) have {total} vCPUs together, above its cap of "
                          f"{_num(Fraction(math.floor(cap)))} (cpu_overcommit_max {_num(policy.cpu_overcommit_max)} "
                          f"x {cores} physical cores)")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# domain: how the domain XML is made (scenario level, overridable per guest)
+
+
+_XML_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")
+
+
+def _xml_token(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _XML_TOKEN.match(value):
+        raise ValueError(f"{_show(value)} is not {what} (letters, digits, '.', '_', '+', '-'; at most 64)")
+    return value
+
+
+class _Templates:
+    """Domain templates read once per file, and where each was first named (for the uuid check)."""
+
+    def __init__(self, base_dir: str):
+        self.base_dir = base_dir
+        self.read: dict[str, DomainTemplate] = {}
+        self.named_at: dict[str, _Where] = {}
+
+    def load(self, value: object, where: _Where) -> DomainTemplate | None:
+        if value == "none" and isinstance(value, str):
+            return None  # no template (a guest's way to drop the scenario's)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{_show(value)} is not a file path (expected a domain XML, e.g. template: base.xml, or none)")
+        shown = os.path.normpath(os.path.join(self.base_dir, value))
+        self.named_at.setdefault(shown, where)
+        if shown not in self.read:
+            self.read[shown] = _read_template(value, shown)
+        return self.read[shown]
+
+    def check_uuids(self, guests: list[tuple[Guest, _Where]], problems: _Problems) -> None:
+        """A template with its own <uuid> names one domain: it may serve one guest only."""
+        users: dict[str, list[str]] = {}
+        for guest, _ in guests:
+            template = guest.domain.template
+            if template is not None and template.has_uuid:
+                users.setdefault(template.path, []).append(guest.name)
+        for path, names in users.items():
+            if len(names) > 1:
+                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                problems.add(self.named_at[path], f"{path} has its own <uuid>, which names one domain, but serves "
+                                                  f"{len(names)} guests ({shown}): remove the <uuid> (vplan gives "
+                                                  "each guest a stable one) or give each guest its own template")
+
+
+def _read_template(value: str, shown: str) -> DomainTemplate:
+    """Read and check a domain template: a regular UTF-8 file of at most 1 MiB holding one <domain>, which
+    vplan's merge can edit (checked by merging a one-vCPU plan into it)."""
+    from lxml import etree
+
+    from planner.libvirt_xml import check_template
+
+    prefix = f"'{value}' ({shown})" if value != shown else f"'{value}'"
+    try:
+        info = os.stat(shown)
+    except FileNotFoundError:
+        raise ValueError(f"{prefix}: file not found") from None
+    except OSError as exc:
+        raise ValueError(f"{prefix}: cannot read file: {exc.strerror or exc}") from None
+    import stat
+
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{prefix}: not a regular file (expected a domain XML)")
+    if info.st_size > MAX_TEMPLATE_BYTES:
+        raise ValueError(f"{prefix}: {info.st_size} bytes is too large for a domain XML (at most "
+                         f"{MAX_TEMPLATE_BYTES})")
+    try:
+        text = _read(shown)
+    except ValueError as exc:
+        raise ValueError(f"{prefix}: {exc}") from None
+    try:
+        root = etree.fromstring(text.encode("utf-8"), etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"{prefix}: not well-formed XML ({exc.msg})") from None
+    if root.tag != "domain":
+        raise ValueError(f"{prefix}: not a domain XML (the root element is <{root.tag}>)")
+    cpu = root.find("cpu")
+    cpu_mode = None
+    if cpu is not None:
+        cpu_mode = cpu.get("mode") or ("custom" if cpu.find("model") is not None else None)
+    os_type = root.find("os/type")
+    template = DomainTemplate(
+        path=shown,
+        text=text,
+        has_uuid=root.find("uuid") is not None,
+        type=root.get("type"),
+        cpu_mode=cpu_mode,
+        cpu_model=(cpu.findtext("model") or "").strip() or None if cpu is not None else None,
+        machine=os_type.get("machine") if os_type is not None else None,
+        arch=os_type.get("arch") if os_type is not None else None,
+    )
+    try:
+        check_template(template)
+    except ValueError as exc:
+        raise ValueError(f"{prefix}: {exc}") from None
+    return template
+
+
+def _domain(raw: object, where: _Where, inherited: DomainSettings, templates: _Templates,
+            problems: _Problems) -> DomainSettings:
+    """A ``domain:`` mapping over the settings it overrides (the scenario's, for a guest); INVALID on a
+    problem. Rules: cpu_model only (and always) with cpu_mode custom; host-passthrough needs type kvm."""
+    spec = _mapping(problems, where, raw, DOMAIN_KEYS, example="{type: qemu, cpu_mode: maximum}")
+    if spec is None:
+        return INVALID
+    before = problems.count()
+    values: dict[str, Any] = {}
+    if "type" in spec:
+        values["type"] = _check(problems, where.key("type"), _choice, spec["type"], DOMAIN_TYPES)
+    if "cpu_mode" in spec:
+        values["cpu_mode"] = _check(problems, where.key("cpu_mode"), _choice, spec["cpu_mode"], DOMAIN_CPU_MODES)
+    if "cpu_model" in spec:
+        values["cpu_model"] = _check(problems, where.key("cpu_model"), _xml_token, spec["cpu_model"],
+                                     "a CPU model name, e.g. qemu64 or Skylake-Server")
+    if "machine" in spec:
+        values["machine"] = _check(problems, where.key("machine"), _xml_token, spec["machine"],
+                                   "a machine type, e.g. q35 or pc-q35-7.2")
+    if "template" in spec:
+        values["template"] = _check(problems, where.key("template"), templates.load, spec["template"],
+                                    where.key("template"))
+    if problems.count() != before:
+        return INVALID
+    if values.get("cpu_mode") not in (None, "custom") and "cpu_model" not in values:
+        values["cpu_model"] = None  # a mode given here drops a model inherited with the scenario's custom mode
+    merged = DomainSettings(**{**inherited.__dict__, **values})
+    mode, kind = merged.effective_cpu_mode(), merged.effective_type()
+    at = where.key("cpu_mode") if "cpu_mode" in spec else where
+    if kind not in DOMAIN_TYPES:
+        problems.add(where.key("template"), f"the template's domain type {_show(kind)} is not one of: "
+                                            f"{', '.join(DOMAIN_TYPES)} (set type: kvm or type: qemu)")
+    elif mode == "custom" and merged.effective_cpu_model() is None:
+        problems.add(at, "cpu_mode custom needs cpu_model (e.g. cpu_model: qemu64)")
+    elif mode not in DOMAIN_CPU_MODES:
+        problems.add(where.key("template"), f"the template's CPU mode {_show(mode)} is not one of: "
+                                            f"{', '.join(DOMAIN_CPU_MODES)} (set cpu_mode)")
+    elif merged.cpu_model is not None and mode != "custom":
+        problems.add(where.key("cpu_model") if "cpu_model" in spec else at,
+                     f"cpu_model {merged.cpu_model!r} needs cpu_mode: custom (the CPU mode is {mode})")
+    elif mode == "host-passthrough" and kind == "qemu":
+        problems.add(at, "host-passthrough needs type: kvm (QEMU without KVM cannot pass the host CPU through; "
+                         "use cpu_mode: maximum, host-model or custom)")
+    return INVALID if problems.count() != before else merged

@@ -17,6 +17,8 @@ ThreadsPolicy = Literal["prefer", "isolate", "require"]
 EmulatorPolicy = Literal["host", "isolate", "shared"]
 MemoryMode = Literal["strict", "preferred", "interleave", "restrictive"]
 Objective = Literal["pack", "spread"]
+DomainType = Literal["kvm", "qemu"]
+DomainCpuMode = Literal["host-passthrough", "host-model", "maximum", "custom"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,64 @@ class Host:
 
 
 @dataclass(frozen=True)
+class DomainTemplate:
+    """A domain XML whose parts vplan does not own (os, features, devices, ...) the emitted domain keeps."""
+
+    path: str  # as named in messages (relative to the current directory, or absolute)
+    text: str  # the file's text, read once by the loader
+    has_uuid: bool = False  # the template names its own <uuid> (then it serves one guest only)
+    type: str | None = None  # what the template says: <domain type>, <cpu mode> (custom when it has only a
+    cpu_mode: str | None = None  # <model>), <cpu><model>, <os><type machine> and arch
+    cpu_model: str | None = None
+    machine: str | None = None
+    arch: str | None = None
+
+
+@dataclass(frozen=True)
+class DomainSettings:
+    """How a guest's domain XML is made (scenario ``domain:``, overridable per guest). ``None``: not given, so
+    the template's value, else the default: ``type`` kvm, ``cpu_mode`` host-passthrough (``maximum`` for type
+    qemu, which cannot pass the host CPU through), ``machine`` per architecture (q35, virt, pseries,
+    s390-ccw-virtio). The architecture is always the host model's."""
+
+    type: DomainType | None = None
+    cpu_mode: DomainCpuMode | None = None
+    cpu_model: str | None = None  # cpu_mode custom only
+    machine: str | None = None
+    template: DomainTemplate | None = None
+
+    def effective_type(self) -> str:
+        """The domain type: given, else the template's, else kvm."""
+        return self.type or (self.template.type if self.template is not None and self.template.type else "kvm")
+
+    def effective_cpu_mode(self) -> str:
+        """The CPU mode: given, else the template's, else host-passthrough (maximum for type qemu)."""
+        if self.cpu_mode is not None:
+            return self.cpu_mode
+        if self.template is not None and self.template.cpu_mode:
+            return self.template.cpu_mode
+        return "maximum" if self.effective_type() == "qemu" else "host-passthrough"
+
+    def effective_cpu_model(self) -> str | None:
+        """The CPU model of mode custom: given, else the template's (when the mode is custom)."""
+        if self.effective_cpu_mode() != "custom":
+            return None
+        if self.cpu_model is not None:
+            return self.cpu_model
+        return self.template.cpu_model if self.template is not None else None
+
+    def effective_machine(self, arch: str, default: str) -> str:
+        """The machine type for a host of ``arch``: given, else the template's when its arch is this one (or it
+        names none), else ``default``."""
+        if self.machine is not None:
+            return self.machine
+        t = self.template
+        if t is not None and t.machine and t.arch in (None, arch):
+            return t.machine
+        return default
+
+
+@dataclass(frozen=True)
 class Guest:
     name: str
     vcpus: int
@@ -106,6 +166,7 @@ class Guest:
     anti_affinity: tuple[str, ...] = ()
     priority: int = 1
     host: str | None = None
+    domain: DomainSettings = DomainSettings()
 
     @property
     def dedicated(self) -> bool:

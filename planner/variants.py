@@ -104,7 +104,7 @@ def _resolve_model(scenario: Scenario, model: HostModel | str) -> HostModel:
 
 # --------------------------------------------------------------------------------------------------- guests
 GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
-              "emulator", "anti_affinity", "priority", "host")
+              "emulator", "anti_affinity", "priority", "host", "domain")
 
 
 def _choice(key: str, value: object, choices: tuple[str, ...]) -> str:
@@ -192,7 +192,22 @@ def guest_from_spec(spec: Mapping[str, Any], policy: Policy | None = None, *, na
         values["priority"] = priority
     if spec.get("host") is not None:
         values["host"] = str(spec["host"])
+    if spec.get("domain") is not None:
+        values["domain"] = domain_settings(spec["domain"], f"guest {name}")
     return Guest(**values)
+
+
+def domain_settings(raw: Any, where: str = "domain", base_dir: str = "") -> "DomainSettings":
+    """A ``domain:`` mapping (scenario format: type, cpu_mode, cpu_model, machine, template relative to
+    ``base_dir``) → DomainSettings, checked as the loader checks it. Raises ``ValueError``."""
+    from planner.loader import INVALID, _domain, _Problems, _Templates, _Where
+    from planner.scenario import DomainSettings
+
+    problems = _Problems()
+    settings = _domain(raw, _Where(where, "domain"), DomainSettings(), _Templates(base_dir), problems)
+    if settings is INVALID or problems.count():
+        raise ValueError("; ".join(problems.lines) or f"{where}: invalid domain settings")
+    return settings
 
 
 def flavour_guest(flavour: str | Mapping[str, Any], name: str, policy: Policy | None = None, **overrides: Any) -> Guest:
