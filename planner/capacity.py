@@ -104,7 +104,7 @@ def lower_bound(scenario: Scenario, model: HostModel | str | None = None) -> dic
 
     * ``cpus``: Σ dedicated CPUs (1 per vCPU, a whole core of T threads per ``isolate`` vCPU, +1 per
       ``emulator: isolate``) + Σ shared vCPUs × load ÷ load target, over a host's usable (non-reserved) CPUs;
-    * ``vcpus``: Σ vCPUs over ⌊cpu_overcommit_max × physical cores⌋;
+    * ``vcpu_cap``: Σ vCPUs over ⌊cpu_overcommit_max × physical cores⌋;
     * ``memory_4k``: Σ 4K memory over a host's free 4K memory × memory_overcommit;
     * ``hugepages_<size>``: Σ pages over a host's pool pages of that size;
     * ``anti_affinity``: the largest group of guests sharing a tag.
@@ -141,7 +141,7 @@ def lower_bound(scenario: Scenario, model: HostModel | str | None = None) -> dic
 
     bounds = {
         "cpus": need(cpus, cap.usable_cpus),
-        "vcpus": need(vcpus, cap.vcpu_cap),
+        "vcpu_cap": need(vcpus, cap.vcpu_cap),
         "memory_4k": need(mem, sum(n.memory_4k_kib for n in cap.nodes if n.holds_cells)),
         "anti_affinity": max(tags.values(), default=0),
     }

@@ -143,8 +143,8 @@ _RESOURCES = (
     ("cpus", "CPUs", "usable_cpus", "cpu_committed_cpus"),
     ("shared load", "CPUs", "load_capacity_cpus", "expected_load_cpus"),
     ("vcpus (host cap)", "vCPUs", "vcpu_cap", "vcpus"),
-    ("memory 4K", "MiB", "memory_4k_capacity_mib", "memory_4k_used_mib"),
-    ("hugepages", "MiB", "hugepages_capacity_mib", "hugepages_used_mib"),
+    ("memory 4K", "KiB", "memory_4k_capacity_kib", "memory_4k_used_kib"),
+    ("hugepages", "KiB", "hugepages_capacity_kib", "hugepages_used_kib"),
 )
 
 

@@ -132,9 +132,9 @@ def node_bars(plan: Plan | pd.DataFrame, *, ax=None, hosts="used"):
               / usable).fillna(0).clip(lower=0).to_numpy()
     cpu_free = np.clip(1 - dedicated - isolated - shared, 0, None) * usable.notna().to_numpy()
     memory = frame["memory_4k_used_fraction"].astype(float).fillna(0).to_numpy()
-    memory_free = np.clip(1 - memory, 0, None) * frame["memory_4k_capacity_mib"].gt(0).to_numpy()
+    memory_free = np.clip(1 - memory, 0, None) * frame["memory_4k_capacity_kib"].gt(0).to_numpy()
     pages = frame["hugepages_used_fraction"].astype(float).fillna(0).to_numpy()
-    pages_free = np.clip(1 - pages, 0, None) * frame["hugepages_capacity_mib"].gt(0).to_numpy()
+    pages_free = np.clip(1 - pages, 0, None) * frame["hugepages_capacity_kib"].gt(0).to_numpy()
     ax = _axes(ax, (max(6.0, 0.55 * n + 2), 4.0))
     w = 0.26
     xc, xm, xh = x - w, x, x + w

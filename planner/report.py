@@ -23,11 +23,11 @@ import pandas as pd
 from planner.plan import Plan
 
 HOST_REPORT_COLUMNS = ["host", "model", "guests", "vcpus", "host_vcpu_per_core", "dedicated_cpus", "pool_cpus",
-                       "shared_vcpus", "load_of_target", "cpu_used_fraction", "memory_4k_used_mib",
-                       "memory_4k_capacity_mib", "memory_4k_used_fraction", "hugepages_used_fraction"]
+                       "shared_vcpus", "load_of_target", "cpu_used_fraction", "memory_4k_used_kib",
+                       "memory_4k_capacity_kib", "memory_4k_used_fraction", "hugepages_used_fraction"]
 NODE_REPORT_COLUMNS = ["host", "node", "cells", "usable_cpus", "dedicated_cpus", "idle_cpus", "emulator_cpus",
                        "pool_cpus", "shared_vcpus", "vcpu_per_core", "expected_load_cpus", "load_of_target",
-                       "cpu_used_fraction", "memory_4k_used_mib", "memory_4k_free_mib", "memory_4k_used_fraction",
+                       "cpu_used_fraction", "memory_4k_used_kib", "memory_4k_free_mib", "memory_4k_used_fraction",
                        "hugepages_used_fraction"]
 
 CSS = """
