@@ -41,6 +41,7 @@ class Progress:
     placed: int | None = None
     hosts: int | None = None
     distance: int | None = None
+    bound: int | None = None  # lower bound on hosts, once known
 
 
 class ProgressFn(Protocol):
@@ -136,6 +137,9 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
     candidates: list[tuple[tuple, str, Assignment]] = [(score(problem, greedy_assignment), "greedy", greedy_assignment)]
     extra["greedy_hosts"] = -candidates[0][0][1] if scenario.policy.objective == "pack" else None
     extra["first_plan_s"] = round(time.monotonic() - start, 3)
+    if progress:
+        sc0 = candidates[0][0]
+        progress(Progress("bounds", time.monotonic() - start, sc0[0], -sc0[1], -sc0[2], bounds.hosts))
 
     def at_bound(sc: tuple) -> bool:
         return scenario.policy.objective == "pack" and sc[0] == all_guests and -sc[1] <= bounds.hosts
@@ -165,7 +169,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
             extra["patterns_s"] = round(time.monotonic() - start, 3)
             if progress:
                 sc = candidates[-1][0]
-                progress(Progress("patterns", time.monotonic() - start, sc[0], -sc[1], -sc[2]))
+                progress(Progress("patterns", time.monotonic() - start, sc[0], -sc[1], -sc[2], bounds.hosts))
     best = max(candidates, key=lambda c: c[0])
     if run_patterns and not run_direct and not at_bound(best[0]) and clock().now() + 1 < deadline:
         if progress:
@@ -175,6 +179,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
         extra.update(improve_rounds=rounds, improve_s=round(time.monotonic() - start, 3))
         candidates.append((score(problem, improved), "improve", improved))
         best = max(candidates, key=lambda c: c[0])
+        if progress:
+            progress(Progress("improve", time.monotonic() - start, best[0][0], -best[0][1], -best[0][2], bounds.hosts))
     if run_direct and problem.classes and scenario.hosts and not (at_bound(best[0]) and method == "auto" and best[0][2] == 0):
         build = build_model(problem)
         if scenario.policy.objective == "pack" and bounds.hosts and best[0][0] == all_guests:
@@ -214,6 +220,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method) -
         greedy_placed=sum(greedy_assignment.values()),
         extra=extra,
     )
+    if progress:
+        progress(Progress("finish", time.monotonic() - start, best_score[0], -best_score[1], -best_score[2], bounds.hosts))
     return finish_plan(problem, chosen, stats, proven, start)
 
 
