@@ -111,7 +111,7 @@ def solve(
     limit = parse_time_limit(time_limit)
     sc = _load(scenario)
     console = Console() if sys.stdout.isatty() else Console(width=100)
-    live = None
+    live = status = None
     if not quiet and sys.stderr.isatty():
         from rich.live import Live
 
@@ -122,8 +122,8 @@ def solve(
         live = Live(status, console=Console(stderr=True), refresh_per_second=8, transient=True)
 
     def progress(p: Progress) -> None:
-        if live is not None:
-            live.renderable.update(p)
+        if status is not None:
+            status.update(p)
 
     try:
         if live is not None:
@@ -132,17 +132,19 @@ def solve(
                            deterministic=deterministic)
         solved = time.monotonic()
         if live is not None:
-            live.renderable.writing("writing", 0, len(plan.placed) + 1)
-        write_plan(plan, out, progress=(lambda done, total: live.renderable.writing("writing", done, total))
-                   if live is not None else None)
+            status.writing("writing", 0, len(plan.placed) + 1)
+        write_plan(plan, out, progress=(lambda done, total: status.writing("writing", done, total))
+                   if status is not None else None)
         csv_path = None
         if report is not None:
             from planner.report import write_report
 
             if live is not None:
-                live.renderable.writing("writing the report", 0, 0)
+                status.writing("writing the report and the placements CSV", 0, 0)
             write_report(plan, report)
-            csv_path = report.with_suffix(".placements.csv")
+            from planner.report import placements_csv_path
+
+            csv_path = placements_csv_path(report)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)

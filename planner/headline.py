@@ -100,6 +100,8 @@ def bound_text(h: dict[str, Any]) -> str:
     if h["bound_hosts"] is None:
         return "no lower bound"
     text = f"lower bound {h['bound_hosts']} host{'s' if h['bound_hosts'] != 1 else ''}: {h['bound_text']}"
+    if h["bound_hosts"] > h["hosts"]:
+        text += f" (more than the {h['hosts']:,} of the fleet)"
     if h["gap_hosts"] is None:
         return text + "; no gap (not every guest is placed)"
     if h["gap_hosts"] == 0:
