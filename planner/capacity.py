@@ -68,7 +68,7 @@ class Attempt:
     hosts_used: int
     status: str  # plan status
     solver_status: str  # CP-SAT's
-    wall_s: float
+    solve_s: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,7 +86,7 @@ class Sizing:
 
     def attempts_frame(self) -> pd.DataFrame:
         return pd.DataFrame([a.__dict__ for a in self.attempts],
-                            columns=["hosts", "placed", "unplaced", "hosts_used", "status", "solver_status", "wall_s"])
+                            columns=["hosts", "placed", "unplaced", "hosts_used", "status", "solver_status", "solve_s"])
 
 
 def _pick_model(scenario: Scenario, model: HostModel | str | None) -> HostModel:

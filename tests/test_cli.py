@@ -30,6 +30,7 @@ def test_solve_example_writes_plan_and_xml(tmp_path):
         assert g["reason"] is None
         assert (out / g["xml"]).read_text().startswith("<domain type='kvm'>")
     assert doc["guests"]["db1"]["host"] != doc["guests"]["db2"]["host"]  # anti-affinity
+    assert result.stderr == ""  # no progress line when stderr is not a terminal
     first = result.stdout.splitlines()[0]
     assert first == "example: 9 of 9 guests placed on 2 of 2 hosts"  # the answer first
     assert "status  optimal, plan by" in result.stdout and "gap 0: no plan can use fewer hosts" in result.stdout

@@ -117,3 +117,19 @@ def test_compare_headline_first_pp_and_moves_last(quick):
     assert text.index("hosts used: A") < text.index("guests: ") and "more (all of them" in lines[-1]
     doc = json.loads(json.dumps(result.document()))
     assert len(doc["guests"]) == len(result.guests) and doc["headline"]["a"]["hosts_used"] == len(quick.hosts_used)
+
+
+def test_live_progress_text():
+    from planner.progress import LiveStatus
+    from planner.solver import Progress
+
+    status = LiveStatus(start=100.0, limit_s=20, guests=1500)
+    assert status.text(now=100.5).endswith("0.5 s of 20 s · compiling the scenario")
+    status.update(Progress("bounds", 0.3, 1500, 44, 0, 28))
+    status.update(Progress("patterns", 0.4))
+    assert status.text(now=105.0).endswith("5.0 s of 20 s · pattern decomposition · best so far 44 hosts (lower bound 28)")
+    status.update(Progress("improve", 9.0, 1500, 31, 0, 28))
+    status.update(Progress("improve", 9.5, 1400, 30, 0, 28))  # places fewer: not better
+    assert "best so far 31 hosts (lower bound 28)" in status.text(now=110.0)
+    status.writing("writing", 700, 1501)
+    assert status.text(now=121.0).endswith("21.0 s · writing 700 of 1,501 files")
