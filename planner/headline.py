@@ -60,6 +60,9 @@ def headline(plan: Plan) -> dict[str, Any]:
     sc = plan.scenario
     stats = plan.stats
     extra = dict(stats.extra)
+    for key in ("bound_text", "bound_hosts", "bound_binding"):  # should the solve carry them as fields
+        if extra.get(key) is None and getattr(stats, key, None) is not None:
+            extra[key] = getattr(stats, key)
     used = len(plan.hosts_used)
     bound = extra.get("bound_hosts")
     bound = int(bound) if isinstance(bound, (int, float)) and bound else None
