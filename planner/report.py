@@ -69,7 +69,8 @@ th { background: #f3f3f3; white-space: normal; max-width: 7em; vertical-align: b
 td.text, th.text { text-align: left; }
 td.reason { text-align: left; white-space: normal; min-width: 28em; }
 td.cpus { text-align: left; white-space: normal; max-width: 16em; word-break: break-all; }
-table.headline { font-size: 1em; } table.headline th { text-align: left; max-width: none; background: none; }
+table.headline { font-size: 1em; }
+table.headline th { text-align: left; max-width: none; background: none; vertical-align: top; }
 table.headline td { text-align: left; white-space: normal; }
 .unplaced h2 { color: #b00020; }
 figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
