@@ -133,6 +133,42 @@ def _names(names: list[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def scenario_difference(a: Scenario, b: Scenario, limit: int = 4) -> str:
+    """What B changes against A, in a few words: policy values, host models, hosts, guests."""
+    out: list[str] = []
+    for f in ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective"):
+        va, vb = getattr(a.policy, f), getattr(b.policy, f)
+        if va != vb:
+            out.append(f"{f} {_num(va)} → {_num(vb)}")
+    changed = sorted(m for m in set(a.host_models) & set(b.host_models) if a.host_models[m] != b.host_models[m])
+    smt = [m for m in changed if all(len(c) == 1 for c in b.host_models[m].cores)
+           and not all(len(c) == 1 for c in a.host_models[m].cores)]
+    if smt:
+        out.append(f"SMT off on {', '.join(smt)}")
+    if [m for m in changed if m not in smt]:
+        out.append(f"host model {', '.join(m for m in changed if m not in smt)} changed")
+    models_a = sorted({h.model for h in a.hosts})
+    models_b = sorted({h.model for h in b.hosts})
+    if models_a != models_b:
+        out.append(f"hosts of {', '.join(models_b)} instead of {', '.join(models_a)}")
+    if len(a.hosts) != len(b.hosts):
+        out.append(f"{len(a.hosts)} → {len(b.hosts)} hosts")
+    ga, gb = {g.name: g for g in a.guests}, {g.name: g for g in b.guests}
+    added, removed = len(set(gb) - set(ga)), len(set(ga) - set(gb))
+    changed_guests = sum(1 for n in set(ga) & set(gb) if ga[n] != gb[n])
+    if added:
+        out.append(f"{added} guest{'s' if added != 1 else ''} added")
+    if removed:
+        out.append(f"{removed} guest{'s' if removed != 1 else ''} removed")
+    if changed_guests:
+        out.append(f"{changed_guests} guest{'s' if changed_guests != 1 else ''} changed")
+    return ", ".join(out[:limit]) + (" …" if len(out) > limit else "")
+
+
+def _num(value) -> str:
+    return f"{float(value):g}" if not isinstance(value, str) else value
+
+
 def _plain(value):
     if hasattr(value, "item"):
         value = value.item()
@@ -298,7 +334,11 @@ def compare(
     plan_b = _as_plan(b, time_limit_s, seed, workers)
     if labels is None:
         na, nb = plan_a.scenario.name, plan_b.scenario.name
-        labels = (na, nb) if na != nb else (f"{na} (A)", f"{nb} (B)")
+        if na != nb:
+            labels = (na, nb)
+        else:  # two variants of one scenario: say what B changes
+            diff = scenario_difference(plan_a.scenario, plan_b.scenario)
+            labels = (f"{na} (A)", f"{nb} (B: {diff})" if diff else f"{nb} (B)")
     return Comparison(
         plan_a=plan_a,
         plan_b=plan_b,

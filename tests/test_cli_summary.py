@@ -111,10 +111,15 @@ def test_compare_headline_first_pp_and_moves_last(quick):
     result = compare_plans(quick, other)
     text = result.text(max_guests=3)
     lines = text.splitlines()
-    assert lines[0] == "A = quickstart (A)" and lines[1] == "B = quickstart (B)"
+    assert lines[0] == "A = quickstart (A)" and lines[1].startswith("B = quickstart (B: SMT off on ")
     assert lines[3].startswith(f"A: 31 of 31 guests placed on {len(quick.hosts_used)} of 4 hosts")
     assert re.search(r"cpu_used_fraction .* [+-]\d+\.\d pp", text) and "percentage points" in text
     assert text.index("hosts used: A") < text.index("guests: ") and "more (all of them" in lines[-1]
+    bigger = variants.set_policy(variants.add_guests(quick.scenario, flavour="small", count=3, name="x[1-3]"),
+                                 cpu_load_target=0.8)
+    from planner.compare import scenario_difference
+
+    assert scenario_difference(quick.scenario, bigger) == "cpu_load_target 0.7 → 0.8, 3 guests added"
     doc = json.loads(json.dumps(result.document()))
     assert len(doc["guests"]) == len(result.guests) and doc["headline"]["a"]["hosts_used"] == len(quick.hosts_used)
 
