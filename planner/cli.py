@@ -229,13 +229,14 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, *, node
     title = Text(f"{sc.name}: {h['placed']:,} of {h['guests']:,} guests placed on {h['hosts_used']:,} of "
                  f"{h['hosts']:,} hosts", style="bold")
     console.print(title)
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
+    import textwrap
+
     for label, text in headline_lines(h, total_s, write_s):
         if label in ("status", "bound", "time") or (label == "guests" and h["unplaced"]):
-            grid.add_row(label, Text(text))
-    console.print(grid)
+            lines = textwrap.wrap(text, width=max(console.width - 8, 40), break_long_words=False,
+                                  break_on_hyphens=False)
+            for i, line in enumerate(lines):
+                console.print(Text.assemble((f"{label if i == 0 else '':<8}", "bold"), line), soft_wrap=True)
     if plan.unplaced_reasons:
         n = len(plan.unplaced_reasons)
         unplaced = Table(title=Text(f"{n} unplaced guest{'s' if n != 1 else ''}", style="bold red"),
