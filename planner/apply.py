@@ -26,7 +26,6 @@ made for another size: re-plan, or fix the scenario). Nothing is written when an
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -586,16 +585,13 @@ class ApplyResult:
 
 
 def _plan_domains(plan_dir: Path) -> dict[str, etree._Element]:
-    plan_json = plan_dir / "plan.json"
+    from planner.planfile import PlanFileError, read_plan_document
+
     try:
-        document = json.loads(plan_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ApplyError([f"{plan_json}: not found (PLAN is the output directory of vplan solve)"]) from None
-    except (OSError, ValueError) as exc:
-        raise ApplyError([f"{plan_json}: cannot read ({exc})"]) from None
-    guests = document.get("guests") if isinstance(document, dict) else None
-    if not isinstance(guests, dict):
-        raise ApplyError([f"{plan_json}: no 'guests' mapping (not a vplan plan?)"])
+        document = read_plan_document(plan_dir)
+    except PlanFileError as exc:
+        raise ApplyError([str(exc)]) from None
+    guests = document["guests"]
     result = {}
     problems = []
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from planner.problem import LOAD_SCALE, ModelCap, Problem
+from planner.units import format_page
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def resource_bounds(problem: Problem) -> dict[str, float]:
     out["vcpu_cap"] = _hosts_for(vcpus, [c.vcpu_cap for c in caps])
     out["memory_4k"] = _hosts_for(mem, [sum(n.memory_4k_kib for n in c.nodes) for c in caps])
     for size, count in pages.items():
-        out[f"hugepages_{size}KiB"] = _hosts_for(count, [sum(n.pages.get(size, 0) for n in c.nodes) for c in caps])
+        out[f"hugepages_{format_page(size)}"] = _hosts_for(count, [sum(n.pages.get(size, 0) for n in c.nodes) for c in caps])
     return out
 
 

@@ -43,7 +43,7 @@ GROWTH_COLUMNS: dict[str, str] = {
     "factor": "demand factor (1.0 = the scenario as it is)",
     "guests": "guests after scaling",
     "vcpus": "vCPUs of all guests",
-    "memory_gib": "memory of all guests in GiB",
+    "memory_kib": "memory of all guests in KiB",
     "lower_bound_hosts": "hosts the totals alone need (see capacity.lower_bound)",
     "hosts_needed": "fewest hosts of the model found that place every guest",
     "proven": "True when hosts_needed is proven minimal (see capacity module docs)",
@@ -68,7 +68,7 @@ class Attempt:
     hosts_used: int
     status: str  # plan status
     solver_status: str  # CP-SAT's
-    wall_s: float
+    solve_s: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,7 +86,7 @@ class Sizing:
 
     def attempts_frame(self) -> pd.DataFrame:
         return pd.DataFrame([a.__dict__ for a in self.attempts],
-                            columns=["hosts", "placed", "unplaced", "hosts_used", "status", "solver_status", "wall_s"])
+                            columns=["hosts", "placed", "unplaced", "hosts_used", "status", "solver_status", "solve_s"])
 
 
 def _pick_model(scenario: Scenario, model: HostModel | str | None) -> HostModel:
@@ -104,7 +104,7 @@ def lower_bound(scenario: Scenario, model: HostModel | str | None = None) -> dic
 
     * ``cpus``: Σ dedicated CPUs (1 per vCPU, a whole core of T threads per ``isolate`` vCPU, +1 per
       ``emulator: isolate``) + Σ shared vCPUs × load ÷ load target, over a host's usable (non-reserved) CPUs;
-    * ``vcpus``: Σ vCPUs over ⌊cpu_overcommit_max × physical cores⌋;
+    * ``vcpu_cap``: Σ vCPUs over ⌊cpu_overcommit_max × physical cores⌋;
     * ``memory_4k``: Σ 4K memory over a host's free 4K memory × memory_overcommit;
     * ``hugepages_<size>``: Σ pages over a host's pool pages of that size;
     * ``anti_affinity``: the largest group of guests sharing a tag.
@@ -141,7 +141,7 @@ def lower_bound(scenario: Scenario, model: HostModel | str | None = None) -> dic
 
     bounds = {
         "cpus": need(cpus, cap.usable_cpus),
-        "vcpus": need(vcpus, cap.vcpu_cap),
+        "vcpu_cap": need(vcpus, cap.vcpu_cap),
         "memory_4k": need(mem, sum(n.memory_4k_kib for n in cap.nodes if n.holds_cells)),
         "anti_affinity": max(tags.values(), default=0),
     }
@@ -262,7 +262,7 @@ def growth_curve(
             "factor": float(factor),
             "guests": len(scaled.guests),
             "vcpus": sum(g.vcpus for g in scaled.guests),
-            "memory_gib": sum(g.memory_kib for g in scaled.guests) / 1024**2,
+            "memory_kib": sum(g.memory_kib for g in scaled.guests),
             "lower_bound_hosts": sizing.lower_bound,
             "hosts_needed": sizing.hosts,
             "proven": sizing.proven,

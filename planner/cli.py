@@ -7,6 +7,8 @@ Exit status: 0 every guest placed (or input valid), 3 some guests unplaced (plan
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from planner.loader import ScenarioError, load_scenario
 from planner.plan import Plan
@@ -61,8 +64,42 @@ def _load(path: Path):
         raise typer.Exit(EXIT_INPUT)
 
 
-@app.command()
-def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) -> None:
+def _example(*lines: str) -> str:
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+
+def parse_time_limit(value: Optional[str], option: str = "--time-limit") -> Optional[float]:
+    """``--time-limit`` (or ``option``): a duration as in YAML (``20s``, ``2m``, ``90``); a bad one is exit 2 with
+    one message."""
+    if value is None:
+        return None
+    from planner.units import parse_duration_s
+
+    try:
+        return parse_duration_s(value)
+    except ValueError as exc:
+        print(f"{option} {value}: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from planner import __version__
+
+        typer.echo(f"vplan {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="print vplan's version and exit"),
+) -> None:
+    """NUMA-aware capacity and placement planner for KVM/libvirt fleets."""
+
+
+@app.command(epilog=_example("vplan validate scenarios/quickstart.yaml"))
+def validate(scenario: Path = typer.Argument(..., metavar="SCENARIO.yaml", help="scenario YAML file")) -> None:
     """Check a scenario file without solving: every problem at once, exit 2 if any."""
     sc = _load(scenario)
     typer.echo(f"{scenario}: valid ({len(sc.hosts)} hosts, {len(sc.guests)} guests, {len(sc.host_models)} host models)")
@@ -78,35 +115,52 @@ def _scenario_inputs(path: Path, sc) -> list[Path]:
     return inputs
 
 
-@app.command()
+@app.command(epilog=_example("vplan solve scenarios/quickstart.yaml -o out/",
+                             "vplan solve scenarios/fleet-50x1500.yaml -o out/ --time-limit 20s --report out-report.html",
+                             "vplan solve scenarios/quickstart.yaml -o out/ --json > summary.json"))
 def solve(
-    scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    out: Path = typer.Option(Path("out"), "-o", "--out", help="output directory: missing, empty or vplan's own "
-                             "earlier output (replaced atomically)"),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds; default policy.time_limit"),
-    stall: Optional[float] = typer.Option(None, "--stall", help="seconds: stop once nothing improved for this "
-                                          "long; default policy.stall (10 s)"),
-    seed: int = typer.Option(0, "--seed", help="solver random seed"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
+    scenario: Path = typer.Argument(..., metavar="SCENARIO.yaml", help="scenario YAML file"),
+    out: Path = typer.Option(Path("out"), "-o", "--out", metavar="DIR", help="output directory: missing, empty or "
+                             "vplan's own earlier output (replaced atomically)"),
+    time_limit: Optional[str] = typer.Option(None, "--time-limit", metavar="DURATION",
+                                             help="solver budget as in YAML: 20s, 2m or seconds; default "
+                                                  "policy.time_limit"),
+    stall: Optional[str] = typer.Option(None, "--stall", metavar="DURATION",
+                                        help="stop once nothing improved for this long (as in YAML: 10s); default "
+                                             "policy.stall"),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="solver random seed"),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="CP-SAT worker threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line and no summary"),
     deterministic: bool = typer.Option(
         False, "--deterministic", help="count budgets in CP-SAT deterministic time: the same scenario and --seed "
         "give the same plan (slower, and the time limit is only approximately seconds)"
     ),
-    report: Optional[Path] = typer.Option(None, "--report", help="also write a self-contained HTML report (tables and plots)"),
-    method: str = typer.Option("auto", "--method", help="auto, patterns, direct (whole-fleet model) or greedy"),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="FILE.html",
+                                          help="also write a self-contained HTML report (tables and plots) and "
+                                               "FILE.placements.csv beside it"),
+    method: str = typer.Option("auto", "--method", metavar="METHOD",
+                               help="auto, patterns, direct (whole-fleet model) or greedy"),
     force: bool = typer.Option(False, "--force", help="an OUT (or --report file) vplan did not write is renamed "
                                "aside to OUT.old (OUT.old.1, ...) instead of refused; nothing is deleted"),
+    nodes: bool = typer.Option(False, "--nodes", help="one summary row per host NUMA node instead of per host"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout (headline, use per "
+                                                       "resource, hosts, unplaced guests)"),
 ) -> None:
     """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest.
 
-    Ctrl-C stops the search and writes the best checked plan found so far; a second Ctrl-C (or SIGTERM) aborts
-    without writing anything."""
+    Prints the answer first (guests placed, hosts used, lower bound and gap, status), then one row per host;
+    live progress goes to stderr when it is a terminal. Ctrl-C stops the search and writes the best checked plan
+    found so far; a second Ctrl-C (or SIGTERM) aborts without writing anything."""
+    import time
+
     from planner.atomic import OutputError, check_output_dir, check_output_file
     from planner.interrupt import run_stoppable
     from planner.output import write_plan_output
     from planner.solver import PlanBug, Progress, solve as solve_fleet
 
+    began = time.monotonic()
+    limit = parse_time_limit(time_limit)
+    stall_s = parse_time_limit(stall, "--stall")
     if method not in ("auto", "patterns", "direct", "greedy"):
         print(f"vplan: --method {method}: expected auto, patterns, direct or greedy", file=sys.stderr)
         raise typer.Exit(EXIT_INPUT)
@@ -115,45 +169,52 @@ def solve(
     try:  # refuse a bad OUT before spending the time limit
         check_output_dir(out, inputs=inputs, force=force)
         if report is not None:
-            if (os.path.realpath(report) + os.sep).startswith(os.path.realpath(out) + os.sep):
-                raise OutputError([f"{report}: is (inside) the output directory {out}, which vplan replaces whole; "
-                                   "write the report beside it"])
-            check_output_file(report, inputs=inputs, force=force)
+            from planner.report import placements_csv_path
+
+            for path in (report, placements_csv_path(report)):
+                if (os.path.realpath(path) + os.sep).startswith(os.path.realpath(out) + os.sep):
+                    raise OutputError([f"{path}: is (inside) the output directory {out}, which vplan replaces "
+                                       "whole; write the report beside it"])
+                check_output_file(path, inputs=inputs, force=force)
     except OutputError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         raise typer.Exit(EXIT_INPUT)
-    console = Console() if sys.stdout.isatty() else Console(width=150)
-    status = None if quiet else console.status("compiling…")
+    console = Console() if sys.stdout.isatty() else Console(width=100)
+    live = status = None
+    if not quiet and sys.stderr.isatty():
+        from rich.live import Live
+
+        from planner.progress import LiveStatus
+
+        status = LiveStatus(began, limit if limit is not None else sc.policy.time_limit_s, len(sc.guests),
+                            sc.policy.objective)
+        live = Live(status, console=Console(stderr=True), refresh_per_second=8, transient=True)
 
     def progress(p: Progress) -> None:
-        if status is None:
-            return
-        if p.placed is None:
-            status.update(f"{p.phase}: {p.elapsed_s:.1f}s")
-        else:
-            label = "hosts" if sc.policy.objective == "pack" else "max load ‰"
-            status.update(
-                f"{p.phase}: best so far {p.placed} placed (Σ priority), {p.hosts} {label}, "
-                f"distance cost {p.distance} — {p.elapsed_s:.1f}s"
-            )
+        if status is not None:
+            status.update(p)
 
     try:
-        if status is not None:
-            status.start()
-        limit = sc.policy.time_limit_s if time_limit is None else time_limit
+        if live is not None:
+            live.start()
+        shown_limit = sc.policy.time_limit_s if limit is None else limit
         plan, interrupted = run_stoppable(lambda: solve_fleet(
-            sc, time_limit_s=time_limit, seed=seed, workers=workers, progress=progress, deterministic=deterministic,
-            method=method, stall_s=stall),
-            None if quiet else f"vplan: solving {scenario} (time limit {limit:g}s; Ctrl-C stops the search and "
-                               "writes the best plan found so far)")
+            sc, time_limit_s=limit, seed=seed, workers=workers, progress=progress, deterministic=deterministic,
+            method=method, stall_s=stall_s),
+            None if quiet or live is not None else f"vplan: solving {scenario} (time limit {shown_limit:g}s; Ctrl-C "
+                                                   "stops the search and writes the best plan found so far)")
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)
     finally:
-        if status is not None:
-            status.stop()
-    written = write_plan_output(plan, out, inputs=inputs, force=force)
+        if live is not None:
+            live.stop()
+    solved = time.monotonic()
+    live_status = status if live is not None else None
+    written = write_plan_output(plan, out, inputs=inputs, force=force,
+                                progress=(lambda done, total: live_status.writing("writing", done, total))
+                                if live_status is not None else None)
     if written.moved_aside is not None:
         print(f"vplan: {out} held files vplan did not write: renamed it to {written.moved_aside} (--force)",
               file=sys.stderr)
@@ -163,126 +224,237 @@ def solve(
             f"before it is written; please report {out}/vplan-error.txt",
             file=sys.stderr,
         )
+    csv_path = None
     if report is not None:
-        from planner.report import write_report
+        from planner.report import placements_csv_path, write_report
 
         write_report(plan, report, force=force)
+        csv_path = placements_csv_path(report)
     if interrupted:
         print(f"vplan: interrupted by Ctrl-C after {plan.stats.wall_s:.1f}s: wrote the best checked plan found "
               "until then (plan.json: solver.interrupted)", file=sys.stderr)
-    if not quiet:
-        print_summary(plan, console, out)
+    total_s, write_s = time.monotonic() - began, time.monotonic() - solved
+    if as_json:
+        document = summary_document(plan, out, report, csv_path, total_s, write_s)
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif not quiet:
+        print_summary(plan, console, out, nodes=nodes, total_s=total_s, write_s=write_s)
         if report is not None:
-            console.print(f"wrote the report {report}", highlight=False)
+            console.print(Text(f"wrote the report {report} and all placements in {csv_path}"))
     raise typer.Exit(EXIT_UNPLACED if plan.unplaced_reasons else EXIT_OK)
 
 
-def print_summary(plan: Plan, console: Console, out: Path | None = None, max_hosts: int = 40) -> None:
-    """Hosts used; per host and node: dedicated/shared CPUs, vCPU:core ratio, load against target, memory and
-    hugepages; unplaced guests with reasons; solver status, objective and time."""
-    from planner.check import node_usage
-    from planner.units import format_memory, format_page
+def summary_document(plan: Plan, out: Path | None, report: Path | None = None, csv_path: Path | None = None,
+                     total_s: float | None = None, write_s: float | None = None) -> dict:
+    """``vplan solve --json``: the headline, use per resource, unplaced guests with reasons, one entry per host
+    used, and what was written (units as in plan.json)."""
+    from planner.headline import fleet_use, headline
+
+    hosts = plan.host_usage()
+    used = hosts[hosts["host_used"]]
+    page_cols = [c for c in hosts.columns if c.startswith("hugepages_") and c[-5:] in ("_used", "pages")]
+    host_rows = []
+    for _, r in used.iterrows():
+        row = {"host": r["host"], "model": r["model"], "guests": int(r["guests"]), "vcpus": int(r["vcpus"]),
+               "cpu_used_fraction": _frac(r["cpu_used_fraction"]), "load_of_target": _frac(r["load_of_target"]),
+               "host_vcpu_per_core": _frac(r["host_vcpu_per_core"]),
+               "memory_4k_used_kib": int(r["memory_4k_used_kib"]),
+               "memory_4k_capacity_kib": int(r["memory_4k_capacity_kib"])}
+        row.update({c: int(r[c]) for c in page_cols})
+        host_rows.append(row)
+    return {
+        "format_version": 2,
+        "headline": headline(plan),
+        "total_s": round(total_s, 3) if total_s is not None else None,
+        "write_s": round(write_s, 3) if write_s is not None else None,
+        "unplaced": dict(plan.unplaced_reasons),
+        "use": fleet_use(plan),
+        "hosts": host_rows,
+        "written": {"plan": str(out / "plan.json") if out is not None else None,
+                    "domains": len(plan.placed),
+                    "report": str(report) if report is not None else None,
+                    "placements_csv": str(csv_path) if csv_path is not None else None},
+    }
+
+
+def _frac(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else round(value, 4)
+
+
+def _gib(kib: float) -> str:
+    gib = kib / 1024**2
+    return f"{gib:,.0f}" if abs(gib) >= 100 else f"{gib:,.1f}"
+
+
+def _pct(fraction) -> str:
+    fraction = float(fraction)
+    return "–" if math.isnan(fraction) else f"{100 * fraction:.0f}%"
+
+
+def _ratio(value) -> str:
+    value = float(value)
+    return "–" if math.isnan(value) else f"{value:.1f}"
+
+
+def print_summary(plan: Plan, console: Console, out: Path | None = None, *, nodes: bool = False,
+                  max_hosts: int = 60, total_s: float | None = None, write_s: float | None = None) -> None:
+    """The answer first: the headline (status with the method, guests placed, hosts used, lower bound and what
+    binds it, gap, time); unplaced guests with their full reasons; one row per host used (``nodes``: per host
+    NUMA node) with totals per resource; the use of each resource over the hosts used. Fits 100 columns."""
+    from rich import box
+
+    from planner.headline import fleet_use, headline, headline_lines
 
     sc = plan.scenario
-    usage = node_usage(plan)
-    used = plan.hosts_used
-    table = Table(title=f"{sc.name}: {len(plan.placed)} of {len(sc.guests)} guests on {len(used)} of {len(sc.hosts)} hosts")
-    for col in ("host", "node", "cells", "dedicated", "pool", "vCPU:core", "load/target", "4K mem used/free", "pages used/free"):
-        table.add_column(col, justify="left" if col == "host" else "right", no_wrap=col == "host")
-    target = float(sc.policy.cpu_load_target)
-    for host in used[:max_hosts]:
-        guests_here = plan.guests_on(host)
-        for node_id, u in usage[host].items():
-            cells = sum(1 for p in guests_here for c in p.cells if c.node_id == node_id)
-            ratio = f"{float(u.shared_vcpus / u.pool_cores):.2f}" if u.pool_cores else "-"
-            load = float(u.shared_load / len(u.pool_cpus)) if u.pool_cpus else 0.0
-            pages = ", ".join(
-                f"{format_page(k)} {u.hugepages_used.get(k, 0)}/{u.hugepages_free.get(k, 0)}" for k in sorted(u.hugepages_free)
-            )
-            table.add_row(
-                host,
-                str(node_id),
-                str(cells),
-                str(len(u.dedicated_cpus)),
-                str(len(u.pool_cpus)),
-                ratio,
-                f"{load:.0%}/{target:.0%}",
-                f"{format_memory(u.memory_4k_used_kib)}/{format_memory(u.memory_4k_free_kib)}",
-                pages or "-",
-            )
-    console.print(table)
-    if len(used) > max_hosts:
-        console.print(f"… {len(used) - max_hosts} more hosts in plan.json")
+    h = headline(plan)
+    title = Text(f"{sc.name}: {h['placed']:,} of {h['guests']:,} guests placed on {h['hosts_used']:,} of "
+                 f"{h['hosts']:,} hosts", style="bold")
+    console.print(title)
+    import textwrap
+
+    for label, text in headline_lines(h, total_s, write_s):
+        if label in ("status", "bound", "time") or (label == "guests" and h["unplaced"]):
+            lines = textwrap.wrap(text, width=max(console.width - 8, 40), break_long_words=False,
+                                  break_on_hyphens=False)
+            for i, line in enumerate(lines):
+                console.print(Text.assemble((f"{label if i == 0 else '':<8}", "bold"), line), soft_wrap=True)
     if plan.unplaced_reasons:
-        unplaced = Table(title=f"{len(plan.unplaced_reasons)} unplaced guest{'s' if len(plan.unplaced_reasons) != 1 else ''}")
-        unplaced.add_column("guest")
-        unplaced.add_column("reason")
+        n = len(plan.unplaced_reasons)
+        unplaced = Table(title=Text(f"{n} unplaced guest{'s' if n != 1 else ''}", style="bold red"),
+                         title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        unplaced.add_column("guest", no_wrap=True)
+        unplaced.add_column("why (what is missing, where, by how much)")
         for name, reason in plan.unplaced_reasons.items():
-            unplaced.add_row(name, reason)
+            unplaced.add_row(Text(name), Text(reason))  # Text: a reason's [..] is not markup
         console.print(unplaced)
-    s = plan.stats
-    extra = s.extra
-    bound = extra.get("bound_hosts")
-    gap = extra.get("gap_pct")
-    line = (
-        f"status {plan.status} (solver {s.solver}, CP-SAT {s.solver_status}); hosts used {len(used)}"
-        + (f" (lower bound {bound} by {extra.get('bound_binding')}" + (f", gap {gap}%" if gap is not None else "") + ")" if bound else "")
-        + f"; placed {len(plan.placed)}/{len(sc.guests)}; time {s.wall_s:.1f}s"
-    )
-    if "objective_distance" in extra:
-        line += f"; NUMA distance cost {extra['objective_distance']}"
-    if extra.get("interrupted"):
-        line += "; interrupted by Ctrl-C (best plan found until then)"
-    console.print(line, highlight=False)
+    if plan.stats.extra.get("interrupted"):
+        console.print(Text("interrupted by Ctrl-C: this is the best plan found until then"))
     notes = plan.notes()
     if notes:
         hosts = sorted({plan.placed[g].host for g in notes}, key=[h.name for h in sc.hosts].index)
-        console.print(
+        console.print(Text(
             f"note: {len(notes)} guest{'s' if len(notes) != 1 else ''} with emulator: host run their emulator threads "
             f"on the shared pool of their nodes, on hosts that reserve no CPUs: {', '.join(hosts[:5])}"
-            f"{' …' if len(hosts) > 5 else ''} (plan.json guests.NAME.note)",
-            highlight=False,
-        )
-    if bound and extra.get("bound_text"):
-        console.print(f"lower bound: {extra['bound_text']}", highlight=False)
+            f"{' …' if len(hosts) > 5 else ''} (plan.json guests.NAME.note)"))
+    frame = plan.node_usage() if nodes else plan.host_usage()
+    used = frame[frame["host_used"]]
+    sizes = [c[len("hugepages_"):-len("_pages")] for c in frame.columns if c.startswith("hugepages_")
+             and c.endswith("_pages")]
+    sizes = [s for s in sizes if (used[f"hugepages_{s}_pages"] > 0).any() or (used[f"hugepages_{s}_used"] > 0).any()]
+    show_model = not all(str(host).startswith(str(model)) for host, model in zip(used["host"], used["model"]))
+    table = Table(title=Text("per NUMA node of the hosts used" if nodes else "per host used", style="bold"),
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("host", no_wrap=True)
+    if nodes:
+        table.add_column("node", justify="right", no_wrap=True)
+    if show_model and not nodes:
+        table.add_column("model", no_wrap=True)
+    heads = ["cells" if nodes else "guests", "vCPUs", "CPUs\nused", "load\n/target", "vCPU\n/core",
+             "4K GiB\nused/cap"] + [f"{s} pages\nused/pool" for s in sizes]
+    for head in heads:
+        table.add_column(head, justify="right", no_wrap=True)
+    shown = used.head(max_hosts * (8 if nodes else 1))
+    for _, r in shown.iterrows():
+        cells = [Text(str(r["host"]))]
+        if nodes:
+            cells.append(str(int(r["node"])))
+        if show_model and not nodes:
+            cells.append(Text(str(r["model"])))
+        vcpus = int(r["shared_vcpus"] + r["dedicated_vcpus"]) if nodes else int(r["vcpus"])
+        vpc = r["vcpu_per_core"] if nodes else r["host_vcpu_per_core"]
+        cells += [str(int(r["cells"] if nodes else r["guests"])), str(vcpus), _pct(r["cpu_used_fraction"]),
+                  _pct(r["load_of_target"]), _ratio(vpc),
+                  f"{_gib(r['memory_4k_used_kib'])}/{_gib(r['memory_4k_capacity_kib'])}"]
+        cells += [f"{int(r[f'hugepages_{s}_used'])}/{int(r[f'hugepages_{s}_pages'])}" for s in sizes]
+        table.add_row(*cells)
+    console.print(table)
+    if len(used) > len(shown):
+        console.print(Text(f"… {len(used) - len(shown)} more rows: all of them in {out}/plan.json"
+                           if out is not None else f"… {len(used) - len(shown)} more rows"))
+    empty = [hname for hname, u in zip(frame.drop_duplicates("host")["host"], frame.drop_duplicates("host")["host_used"]) if not u]
+    if empty:
+        console.print(Text(f"{len(empty)} host{'s' if len(empty) != 1 else ''} left empty: "
+                           + (", ".join(empty) if len(empty) <= 6 else f"{', '.join(empty[:5])} and {len(empty) - 5} more")))
+    use = fleet_use(plan)
+    grid = Table(title=Text(f"use over the {h['hosts_used']:,} host{'s' if h['hosts_used'] != 1 else ''} used",
+                            style="bold"), title_justify="left",
+                 box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, show_header=False)
+    grid.add_column(no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column()
+    target = float(sc.policy.cpu_load_target)
+    labels = {"cpus": ("CPUs committed", "cpus", "of {cap} usable CPUs"),
+              "shared_load": ("shared load", "cpus", f"of {{cap}} CPUs at the {target:.0%} load target"),
+              "vcpus": ("vCPUs", "vcpus", f"of {{cap}} allowed ({float(sc.policy.cpu_overcommit_max):g} per core)"),
+              "memory_4k": ("4K memory", "kib", "of {cap} GiB")}
+    for name, entry in use.items():
+        if name in labels:
+            label, unit, text = labels[name]
+        else:
+            label, unit, text = f"{name[len('hugepages_'):]} hugepages", "pages", "of {cap} pages in the pools"
+        used_v, cap_v = entry[f"used_{unit}"], entry[f"capacity_{unit}"]
+        if not cap_v and not used_v:
+            continue
+        if unit == "kib":
+            used_s, cap_s = _gib(used_v), _gib(cap_v)
+        else:
+            used_s, cap_s = f"{used_v:,.0f}", f"{cap_v:,.0f}"
+        frac = entry["used_fraction"]
+        grid.add_row(label, _pct(frac if frac is not None else math.nan), Text(f"{used_s} " + text.format(cap=cap_s)))
+    console.print(grid)
     if out is not None:
-        console.print(f"wrote {out}/plan.json and {len(plan.placed)} domain XML files under {out}/hosts/", highlight=False)
+        console.print(Text(f"wrote {out}/plan.json and {len(plan.placed):,} domain XML files under {out}/hosts/"))
 
 
-@app.command()
+@app.command(epilog=_example("vplan compare scenarios/quickstart.yaml bigger.yaml --time-limit 20s",
+                             "vplan compare before.yaml after.yaml --json > diff.json"))
 def compare(
-    a: Path = typer.Argument(..., help="scenario YAML file A"),
-    b: Path = typer.Argument(..., help="scenario YAML file B"),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="seconds per solve; default policy.time_limit"),
-    seed: int = typer.Option(0, "--seed", help="solver random seed"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="CP-SAT worker threads"),
-    max_guests: int = typer.Option(40, "--max-guests", help="moved guests listed at most"),
+    a: Path = typer.Argument(..., metavar="A.yaml", help="scenario YAML file A"),
+    b: Path = typer.Argument(..., metavar="B.yaml", help="scenario YAML file B"),
+    time_limit: Optional[str] = typer.Option(None, "--time-limit", metavar="DURATION",
+                                             help="solver budget per scenario: 20s, 2m or seconds; default "
+                                                  "policy.time_limit"),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="solver random seed"),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="CP-SAT worker threads"),
+    max_guests: int = typer.Option(20, "--max-guests", metavar="N", help="changed guests listed at most"),
+    as_json: bool = typer.Option(False, "--json", help="the comparison as JSON on stdout (every changed guest)"),
 ) -> None:
-    """Solve two scenarios and print what differs: hosts used, utilisation per resource, guests that moved.
+    """Solve two scenarios and print what differs: each plan's headline first (guests placed, hosts used, lower
+    bound), the figures side by side, utilisation per resource, then the guests that moved.
 
     A and B are scenario files (a plan.json does not hold its scenario, so plans are compared in Python:
     planner.compare.compare(plan_a, plan_b))."""
     from planner.compare import compare as compare_plans
     from planner.solver import PlanBug
 
+    limit = parse_time_limit(time_limit)
     sc_a, sc_b = _load(a), _load(b)
+    labels = (a.name, b.name) if a.name != b.name else (str(a), str(b))
+    labels = (f"{labels[0]} ({sc_a.name})", f"{labels[1]} ({sc_b.name})")
     try:
-        result = compare_plans(sc_a, sc_b, labels=(str(a), str(b)), time_limit_s=time_limit, seed=seed, workers=workers)
+        result = compare_plans(sc_a, sc_b, labels=labels, time_limit_s=limit, seed=seed, workers=workers)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)
-    typer.echo(result.text(max_guests=max_guests))
+    if as_json:
+        sys.stdout.write(json.dumps(result.document(), indent=2) + "\n")
+    else:
+        typer.echo(result.text(max_guests=max_guests))
 
 
-@app.command()
+@app.command(epilog=_example("vplan generate --hosts 50 --guests 1500 --seed 1 -o fleet.yaml"))
 def generate(
-    hosts: int = typer.Option(50, help="number of hosts"),
-    guests: int = typer.Option(1500, help="number of guests"),
-    seed: int = typer.Option(1, help="random seed"),
-    out: Path = typer.Option(..., "-o", "--out", help="scenario file to write"),
-    models: str = typer.Option("", help="comma-separated catalogue host models (models/hosts/; default: 3 models)"),
-    order: str = typer.Option("given", help="hosts listed by model as given, 'smallest' or 'largest' model first"),
-    existing: float = typer.Option(0.0, help="fraction 0..1 of guests already running (host: set where they fit)"),
+    hosts: int = typer.Option(50, metavar="N", help="number of hosts"),
+    guests: int = typer.Option(1500, metavar="N", help="number of guests"),
+    seed: int = typer.Option(1, metavar="N", help="random seed"),
+    out: Path = typer.Option(..., "-o", "--out", metavar="FILE.yaml", help="scenario file to write"),
+    models: str = typer.Option("", metavar="A,B", help="comma-separated catalogue host models (models/hosts/; "
+                                                       "default: 3 models)"),
+    order: str = typer.Option("given", metavar="ORDER", help="hosts listed by model as given, 'smallest' or "
+                                                             "'largest' model first"),
+    existing: float = typer.Option(0.0, metavar="FRACTION", help="fraction 0..1 of guests already running "
+                                                                 "(host: set where they fit)"),
     force: bool = typer.Option(False, "--force", help="a file vplan did not write is renamed aside to FILE.old "
                                                       "instead of refused"),
 ) -> None:

@@ -82,11 +82,11 @@ def _command_line(files: list[str], options: list[tuple[str, str | None]]) -> st
     return " ".join(shlex.quote(p) for p in parts)
 
 
-@host_app.command("import")
+@host_app.command("import", epilog="Examples:\n\n  vplan host import host.xml --reserved-cpus 0,72 --reserved-memory 2GiB -o models/hosts/r650.yaml\n\n  vplan host import host.txt host.txt.lscpu")
 def host_import(
-    files: List[Path] = typer.Argument(..., help="one capture (virsh capabilities XML, numactl --hardware output, or a "
+    files: List[Path] = typer.Argument(..., metavar="CAPTURE [LSCPU]", help="one capture (virsh capabilities XML, numactl --hardware output, or a "
                                                  "sysfs snapshot directory/tarball), optionally with an lscpu -p file"),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="host model file to write (default: print it)"),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", metavar="FILE.yaml", help="host model file to write (default: print it)"),
     name: Optional[str] = typer.Option(None, "--name", help="model name (default: the output or capture file stem)"),
     threads_per_core: Optional[int] = typer.Option(None, "--threads-per-core",
                                                    help="SMT threads per core where the capture has no siblings"),
@@ -206,13 +206,13 @@ def host_import(
 
 
 def check(
-    scenario: Optional[Path] = typer.Argument(None, help="scenario whose host_models/hosts describe the hosts (its "
+    scenario: Optional[Path] = typer.Argument(None, metavar="[SCENARIO.yaml]", help="scenario whose host_models/hosts describe the hosts (its "
                                                          "guests, if any, give policies the XML cannot say)"),
-    domains: List[Path] = typer.Option([], "--domains", "-d", help="DIR/HOST/*.xml, a vplan solve output dir, a "
+    domains: List[Path] = typer.Option([], "--domains", "-d", metavar="DIR", help="DIR/HOST/*.xml, a vplan solve output dir, a "
                                                                    "directory of *.xml or a file (repeatable)"),
-    host: List[str] = typer.Option([], "--host", help="NAME=PATH: a host from a host model YAML or a capture "
+    host: List[str] = typer.Option([], "--host", metavar="NAME=PATH", help="NAME=PATH: a host from a host model YAML or a capture "
                                                       "(repeatable; instead of or beside SCENARIO)"),
-    maps: List[str] = typer.Option([], "--map", help="GUEST=HOST for domain files outside a host directory"),
+    maps: List[str] = typer.Option([], "--map", metavar="GUEST=HOST", help="GUEST=HOST for domain files outside a host directory"),
     map_file: Optional[Path] = typer.Option(None, "--map-file", help="guest → host mapping file (YAML or lines)"),
     loads: Optional[Path] = typer.Option(None, "--loads", help="guest → expected load file (YAML or lines)"),
     as_json: bool = typer.Option(False, "--json", help="findings as JSON"),
@@ -356,8 +356,8 @@ def _live(plan: Path, domains: Path, out: Optional[Path], host: Optional[str], a
 
 
 def apply(
-    plan: Path = typer.Argument(..., help="vplan solve's output directory (plan.json, hosts/HOST/GUEST.xml) or its "
-                                          "plan.json"),
+    plan: Path = typer.Argument(..., metavar="PLAN", help="vplan solve's output directory (plan.json, "
+                                "hosts/HOST/GUEST.xml) or its plan.json"),
     domains: Path = typer.Option(..., "--domains", "-d", help="directory of the existing domain XMLs (searched "
                                                               "recursively, matched by <name>); with --live: the "
                                                               "running guests' virsh dumpxml"),
@@ -416,7 +416,7 @@ def apply(
 
 
 def hugepages(
-    plan: Path = typer.Argument(..., help="vplan solve's output directory or its plan.json"),
+    plan: Path = typer.Argument(..., metavar="PLAN", help="vplan solve's output directory or its plan.json"),
     as_json: bool = typer.Option(False, "--json", help="as JSON"),
 ) -> None:
     """Hugepages each host node needs per page size, with the kernel command line for boot-time gigantic pages
@@ -436,6 +436,7 @@ def hugepages(
 def register(app: typer.Typer) -> None:
     """Add ``host import``, ``check``, ``apply`` and ``hugepages`` to the ``vplan`` app."""
     app.add_typer(host_app, name="host")
-    app.command("check")(check)
-    app.command("apply")(apply)
-    app.command("hugepages")(hugepages)
+    app.command("check", epilog="Examples:\n\n  vplan check scenarios/quickstart.yaml --domains out/\n\n"
+                "  vplan check --host kvm1=host.xml --domains /etc/libvirt/qemu --map-file map.txt --json")(check)
+    app.command("apply", epilog="Example:\n\n  vplan apply out/ --domains /etc/libvirt/qemu -o merged/")(apply)
+    app.command("hugepages", epilog="Example:\n\n  vplan hugepages out/ --json")(hugepages)

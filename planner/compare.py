@@ -47,12 +47,26 @@ class Comparison:
         """Guests placed in both plans whose host or host nodes changed."""
         return self.guests[self.guests["change"].isin(["moved host", "moved node"])].reset_index(drop=True)
 
-    def text(self, max_guests: int = 40) -> str:
+    def text(self, max_guests: int = 20) -> str:
+        """For people: the headline of each plan first (guests placed, hosts used, bound, status), then the
+        figures side by side (fractions in %, their changes in percentage points), utilisation per resource
+        (memory in GiB), the hosts only one plan uses, and last the guests that changed, ``max_guests`` at most."""
+        from planner.headline import headline
+
         a, b = self.labels
+        ha, hb = headline(self.plan_a), headline(self.plan_b)
         lines = [f"A = {a}", f"B = {b}", ""]
+        for label, h in (("A", ha), ("B", hb)):
+            bound = f"lower bound {h['bound_hosts']}" if h["bound_hosts"] is not None else "no lower bound"
+            gap = f", gap {h['gap_hosts']}" if h["gap_hosts"] is not None else ""
+            lines.append(f"{label}: {h['placed']:,} of {h['guests']:,} guests placed on {h['hosts_used']:,} of "
+                         f"{h['hosts']:,} hosts ({bound}{gap}); {h['status']}, plan by {h['method_text']}")
+        change = hb["hosts_used"] - ha["hosts_used"]
+        lines.append(f"B uses {abs(change)} host{'s' if abs(change) != 1 else ''} "
+                     f"{'more' if change > 0 else 'fewer'} than A" if change else "A and B use as many hosts")
         rows = self.summary.set_index("figure")
         width = max(len(f) for f in rows.index)
-        lines.append(f"{'':<{width}}  {'A':>12}  {'B':>12}  {'B - A':>12}")
+        lines += ["", f"{'':<{width}}  {'A':>12}  {'B':>12}  {'B - A':>12}"]
         for figure in ("status", "guests", "placed", "unplaced", "hosts", "hosts_used", "vcpus_placed",
                        "cpu_used_fraction", "host_vcpu_per_core", "load_of_target", "memory_4k_used_fraction",
                        "hugepages_used_fraction", "numa_distance_cost", "spanning_guests"):
@@ -61,10 +75,15 @@ class Comparison:
             r = rows.loc[figure]
             lines.append(f"{figure:<{width}}  {_fmt(r['a'], figure):>12}  {_fmt(r['b'], figure):>12}  "
                          f"{_fmt(r['change'], figure, signed=True):>12}")
+        lines.append("(fractions in %, their changes in percentage points, pp)")
         lines += ["", "utilisation over the hosts used (used / capacity):"]
         for _, r in self.utilisation.iterrows():
-            lines.append(f"  {r['resource']:<18} A {_pct(r['fraction_a']):>5} of {_qty(r['capacity_a']):>9} {r['unit']:<6}"
-                         f"  B {_pct(r['fraction_b']):>5} of {_qty(r['capacity_b']):>9} {r['unit']}")
+            unit, ca, cb = r["unit"], r["capacity_a"], r["capacity_b"]
+            if unit == "KiB":
+                unit, ca, cb = "GiB", ca / 1024**2, cb / 1024**2
+            lines.append(f"  {r['resource']:<18} A {_pct(r['fraction_a']):>5} of {_qty(ca):>9} {unit:<6}"
+                         f"  B {_pct(r['fraction_b']):>5} of {_qty(cb):>9} {unit:<6}"
+                         f"  {_pp(r['fraction_b'] - r['fraction_a']):>9}")
         used_a = set(self.hosts.loc[self.hosts["used_a"], "host"])
         used_b = set(self.hosts.loc[self.hosts["used_b"], "host"])
         lines += ["", f"hosts used: A {len(used_a)}, B {len(used_b)}"]
@@ -83,8 +102,28 @@ class Comparison:
             where_b = f"{r['host_b']} nodes {r['nodes_b']}" if r["host_b"] else "-"
             lines.append(f"  {r['guest']:<20} {r['change']:<15} {where_a:<28} -> {where_b}")
         if len(self.guests) > max_guests:
-            lines.append(f"  ... {len(self.guests) - max_guests} more")
+            lines.append(f"  ... {len(self.guests) - max_guests} more (all of them: comparison.guests, or "
+                         "vplan compare --json)")
         return "\n".join(lines)
+
+    def document(self) -> dict:
+        """For machines (``vplan compare --json``): labels, each plan's headline, the figures, utilisation per
+        resource (memory in KiB), hosts and every guest that changed. NaN is null."""
+        from planner.headline import headline
+
+        def records(frame: pd.DataFrame) -> list[dict]:
+            return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+        util = self.utilisation.copy()
+        util["unit"] = util["unit"].map(lambda u: u.lower() if u == "KiB" else u)
+        return {
+            "labels": {"a": self.labels[0], "b": self.labels[1]},
+            "headline": {"a": headline(self.plan_a), "b": headline(self.plan_b)},
+            "summary": records(self.summary),
+            "utilisation": records(util),
+            "hosts": records(self.hosts),
+            "guests": records(self.guests),
+        }
 
     def __str__(self) -> str:
         return self.text()
@@ -92,6 +131,54 @@ class Comparison:
 
 def _names(names: list[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def scenario_difference(a: Scenario, b: Scenario, limit: int = 4) -> str:
+    """What B changes against A, in a few words: policy values, host models, hosts, guests."""
+    out: list[str] = []
+    for f in ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective"):
+        va, vb = getattr(a.policy, f), getattr(b.policy, f)
+        if va != vb:
+            out.append(f"{f} {_num(va)} → {_num(vb)}")
+    changed = sorted(m for m in set(a.host_models) & set(b.host_models) if a.host_models[m] != b.host_models[m])
+    smt = [m for m in changed if all(len(c) == 1 for c in b.host_models[m].cores)
+           and not all(len(c) == 1 for c in a.host_models[m].cores)]
+    if smt:
+        out.append(f"SMT off on {', '.join(smt)}")
+    if [m for m in changed if m not in smt]:
+        out.append(f"host model {', '.join(m for m in changed if m not in smt)} changed")
+    models_a = sorted({h.model for h in a.hosts})
+    models_b = sorted({h.model for h in b.hosts})
+    if models_a != models_b:
+        out.append(f"hosts of {', '.join(models_b)} instead of {', '.join(models_a)}")
+    if len(a.hosts) != len(b.hosts):
+        out.append(f"{len(a.hosts)} → {len(b.hosts)} hosts")
+    ga, gb = {g.name: g for g in a.guests}, {g.name: g for g in b.guests}
+    added, removed = len(set(gb) - set(ga)), len(set(ga) - set(gb))
+    changed_guests = sum(1 for n in set(ga) & set(gb) if ga[n] != gb[n])
+    if added:
+        out.append(f"{added} guest{'s' if added != 1 else ''} added")
+    if removed:
+        out.append(f"{removed} guest{'s' if removed != 1 else ''} removed")
+    if changed_guests:
+        out.append(f"{changed_guests} guest{'s' if changed_guests != 1 else ''} changed")
+    return ", ".join(out[:limit]) + (" …" if len(out) > limit else "")
+
+
+def _num(value) -> str:
+    return f"{float(value):g}" if not isinstance(value, str) else value
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _pp(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:+.1f} pp"
 
 
 def _pct(value: float) -> str:
@@ -108,7 +195,7 @@ def _fmt(value, figure: str, signed: bool = False) -> str:
     if isinstance(value, str):
         return value
     if "fraction" in figure or figure == "load_of_target":
-        return f"{value:+.1%}" if signed else f"{value:.1%}"
+        return f"{100 * value:+.1f} pp" if signed else f"{value:.1%}"
     if isinstance(value, float) and not float(value).is_integer():
         return f"{value:+.2f}" if signed else f"{value:.2f}"
     return f"{int(value):+d}" if signed else f"{int(value)}"
@@ -143,8 +230,8 @@ _RESOURCES = (
     ("cpus", "CPUs", "usable_cpus", "cpu_committed_cpus"),
     ("shared load", "CPUs", "load_capacity_cpus", "expected_load_cpus"),
     ("vcpus (host cap)", "vCPUs", "vcpu_cap", "vcpus"),
-    ("memory 4K", "MiB", "memory_4k_capacity_mib", "memory_4k_used_mib"),
-    ("hugepages", "MiB", "hugepages_capacity_mib", "hugepages_used_mib"),
+    ("memory 4K", "KiB", "memory_4k_capacity_kib", "memory_4k_used_kib"),
+    ("hugepages", "KiB", "hugepages_capacity_kib", "hugepages_used_kib"),
 )
 
 
@@ -245,7 +332,13 @@ def compare(
     ``workers``). ``labels`` name A and B in the text (default: the scenario names)."""
     plan_a = _as_plan(a, time_limit_s, seed, workers)
     plan_b = _as_plan(b, time_limit_s, seed, workers)
-    labels = labels or (plan_a.scenario.name, plan_b.scenario.name)
+    if labels is None:
+        na, nb = plan_a.scenario.name, plan_b.scenario.name
+        if na != nb:
+            labels = (na, nb)
+        else:  # two variants of one scenario: say what B changes
+            diff = scenario_difference(plan_a.scenario, plan_b.scenario)
+            labels = (f"{na} (A)", f"{nb} (B: {diff})" if diff else f"{nb} (B)")
     return Comparison(
         plan_a=plan_a,
         plan_b=plan_b,

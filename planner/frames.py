@@ -2,7 +2,7 @@
 
 The ``Plan`` methods ``placements()``, ``node_usage()``, ``host_usage()``, ``unplaced()`` and ``summary()`` call
 the functions of the same name here. Every column is listed in ``COLUMNS`` (name -> meaning) and in
-``docs/api.md``; units are in the names (``_mib``, ``_kib``, ``_cpus``, ``_fraction``, ``_s``).
+``docs/api.md``; units are in the names (``_kib``, ``_kib``, ``_cpus``, ``_fraction``, ``_s``).
 
 Usage figures are recomputed by the independent checker (``planner.check.node_usage``), so they are the numbers the
 checker verified, not the solver's own counting. Fractions are plain floats (0.5 = 50 %); a fraction of a capacity
@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from planner.check import NodeUsage
     from planner.plan import Plan
 
-MIB_KIB = 1024
 SMALL_PAGE_KIB = 4  # ordinary memory pages
 
 # --------------------------------------------------------------------------------------------------- columns
@@ -46,8 +45,8 @@ PLACEMENT_COLUMNS: dict[str, str] = {
     "vcpu_ids": "the cell's guest vCPU ids (CPU list string, e.g. '0-3')",
     "pcpus": "host CPUs the cell's vCPUs are pinned to (CPU list string, e.g. '36-39,108-111')",
     "emulator_pcpus": "host CPUs of the guest's emulator threads (CPU list string; the same on every cell row)",
-    "memory_mib": "memory of the cell in MiB",
-    "page_size_kib": "page size backing the cell's memory in KiB: 4 (ordinary pages), 2048 (2M) or 1048576 (1G)",
+    "memory_kib": "memory of the cell in KiB",
+    "page_size": "page size backing the cell's memory: '4K' (ordinary pages), '2M' or '1G'",
     "load": "shared guests: expected average load of each vCPU (0..1); NaN for dedicated guests",
     "expected_load_cpus": "expected busy CPUs of the cell: vcpus x load (shared), vcpus (dedicated)",
     "distance": "NUMA distance from the cell's node to the node of cell 0 (10 = local)",
@@ -57,10 +56,10 @@ PLACEMENT_COLUMNS: dict[str, str] = {
 UNPLACED_COLUMNS: dict[str, str] = {
     "guest": "guest name",
     "vcpus": "vCPUs of the guest",
-    "memory_mib": "memory of the guest in MiB",
+    "memory_kib": "memory of the guest in KiB",
     "cpu": "shared or dedicated",
     "threads": "dedicated guests: prefer, isolate or require; empty for shared guests",
-    "page_size_kib": "page size of the guest's memory in KiB (4: ordinary pages)",
+    "page_size": "page size of the guest's memory: '4K' (ordinary pages), '2M', '1G'",
     "numa": "guest NUMA cells asked for (<NA>: auto)",
     "priority": "the guest's priority",
     "anti_affinity": "anti-affinity tags, comma-separated",
@@ -88,16 +87,16 @@ _NODE_CPU_COLUMNS: dict[str, str] = {
     "cpu_committed_cpus": "CPUs taken: dedicated + idle + emulator CPUs + the pool share the binding shared limit "
                           "uses up (pool_cpus x max(load_of_target, vcpu_per_core / vcpu_per_core_max))",
     "cpu_used_fraction": "cpu_committed_cpus / usable_cpus (NaN: no usable CPU)",
-    "memory_mib": "memory of the node in MiB (all of it: reserved memory and hugepage pools included)",
-    "memory_4k_capacity_mib": "ordinary (4K) memory guests may use in MiB: (memory - reserved - hugepage pools) "
+    "memory_kib": "memory of the node in KiB (all of it: reserved memory and hugepage pools included)",
+    "memory_4k_capacity_kib": "ordinary (4K) memory guests may use in KiB: (memory - reserved - hugepage pools) "
                               "x policy.memory_overcommit",
-    "memory_4k_used_mib": "4K memory of the guest cells in MiB",
-    "memory_4k_free_mib": "memory_4k_capacity_mib - memory_4k_used_mib (negative: over)",
-    "memory_4k_used_fraction": "memory_4k_used_mib / memory_4k_capacity_mib (NaN: no 4K memory)",
-    "hugepages_capacity_mib": "memory in hugepage pools, all page sizes, in MiB",
-    "hugepages_used_mib": "hugepage memory of the guest cells, all page sizes, in MiB",
-    "hugepages_free_mib": "hugepages_capacity_mib - hugepages_used_mib",
-    "hugepages_used_fraction": "hugepages_used_mib / hugepages_capacity_mib (NaN: no pools)",
+    "memory_4k_used_kib": "4K memory of the guest cells in KiB",
+    "memory_4k_free_kib": "memory_4k_capacity_kib - memory_4k_used_kib (negative: over)",
+    "memory_4k_used_fraction": "memory_4k_used_kib / memory_4k_capacity_kib (NaN: no 4K memory)",
+    "hugepages_capacity_kib": "memory in hugepage pools, all page sizes, in KiB",
+    "hugepages_used_kib": "hugepage memory of the guest cells, all page sizes, in KiB",
+    "hugepages_free_kib": "hugepages_capacity_kib - hugepages_used_kib",
+    "hugepages_used_fraction": "hugepages_used_kib / hugepages_capacity_kib (NaN: no pools)",
 }
 HUGEPAGE_SIZE_COLUMNS: dict[str, str] = {
     "hugepages_<size>_pages": "pages of that size in the pools (count), one column triple per page size in the "
@@ -123,8 +122,8 @@ _HOST_RATIOS: dict[str, str] = {
     "load_fraction": "expected_load_cpus / pool_cpus over the host (NaN: no pool)",
     "load_of_target": "expected_load_cpus / load_capacity_cpus over the host (NaN: no pool)",
     "cpu_used_fraction": "cpu_committed_cpus / usable_cpus",
-    "memory_4k_used_fraction": "memory_4k_used_mib / memory_4k_capacity_mib",
-    "hugepages_used_fraction": "hugepages_used_mib / hugepages_capacity_mib (NaN: no pools)",
+    "memory_4k_used_fraction": "memory_4k_used_kib / memory_4k_capacity_kib",
+    "hugepages_used_fraction": "hugepages_used_kib / hugepages_capacity_kib (NaN: no pools)",
 }
 HOST_COLUMNS: dict[str, str] = {
     "host": "host name",
@@ -146,7 +145,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "status": "optimal, feasible or partial",
     "solver": "cp-sat or greedy: whose plan it is",
     "solver_status": "CP-SAT's status (OPTIMAL, FEASIBLE, ...) or GREEDY",
-    "wall_s": "solve time in seconds",
+    "solve_s": "solve time in seconds (as plan.json's headline.solve_s)",
     "guests": "guests in the scenario",
     "placed": "guests placed",
     "unplaced": "guests not placed",
@@ -156,7 +155,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "vcpus_placed": "vCPUs of the placed guests",
     "dedicated_vcpus": "vCPUs of placed dedicated guests",
     "shared_vcpus": "vCPUs of placed shared guests",
-    "memory_placed_mib": "memory of the placed guests in MiB",
+    "memory_placed_kib": "memory of the placed guests in KiB",
     "spanning_guests": "placed guests with more than one NUMA cell",
     "numa_distance_cost": "sum over placed guests and their cell pairs of the host NUMA distance between the "
                           "cells' nodes (the solver's third objective)",
@@ -251,8 +250,8 @@ def placements(plan: Plan) -> pd.DataFrame:
                 "vcpu_ids": format_cpulist(cell.vcpus),
                 "pcpus": format_cpulist({c for v in cell.vcpus for c in p.vcpu_pins[v]}),
                 "emulator_pcpus": emulator,
-                "memory_mib": cell.memory_kib / MIB_KIB,
-                "page_size_kib": guest.hugepage_kib or SMALL_PAGE_KIB,
+                "memory_kib": cell.memory_kib,
+                "page_size": format_page(guest.hugepage_kib or SMALL_PAGE_KIB),
                 "load": math.nan if guest.dedicated else float(guest.load),
                 "expected_load_cpus": float(n if guest.dedicated else n * guest.load),
                 "distance": model.distance(cell.node_id, node0),
@@ -320,10 +319,10 @@ def node_usage(plan: Plan) -> pd.DataFrame:
                 "load_of_target": load_of_target,
                 "cpu_committed_cpus": committed,
                 "cpu_used_fraction": _ratio(committed, cpus - reserved),
-                "memory_mib": node.memory_kib / MIB_KIB,
-                "memory_4k_capacity_mib": mem_cap / MIB_KIB,
-                "memory_4k_used_mib": mem_used / MIB_KIB,
-                "memory_4k_free_mib": u.memory_4k_free_kib / MIB_KIB,
+                "memory_kib": node.memory_kib,
+                "memory_4k_capacity_kib": mem_cap,
+                "memory_4k_used_kib": mem_used,
+                "memory_4k_free_kib": u.memory_4k_free_kib,
                 "memory_4k_used_fraction": _ratio(mem_used, mem_cap),
             }
             cap_kib = used_kib = 0
@@ -336,9 +335,9 @@ def node_usage(plan: Plan) -> pd.DataFrame:
                 row[f"hugepages_{label}_free"] = pages - used
                 cap_kib += pages * size
                 used_kib += used * size
-            row["hugepages_capacity_mib"] = cap_kib / MIB_KIB
-            row["hugepages_used_mib"] = used_kib / MIB_KIB
-            row["hugepages_free_mib"] = (cap_kib - used_kib) / MIB_KIB
+            row["hugepages_capacity_kib"] = cap_kib
+            row["hugepages_used_kib"] = used_kib
+            row["hugepages_free_kib"] = cap_kib - used_kib
             row["hugepages_used_fraction"] = _ratio(used_kib, cap_kib)
             row["pool_cpulist"] = format_cpulist(u.pool_cpus)
             row["dedicated_cpulist"] = format_cpulist(u.dedicated_cpus)
@@ -379,8 +378,8 @@ model order), what the plan takes from the node and what it leaves. Columns:
 _HOST_SUMS = (
     "cpus", "reserved_cpus", "usable_cpus", "dedicated_cpus", "idle_cpus", "emulator_cpus", "pool_cpus",
     "pool_cores", "shared_vcpus", "dedicated_vcpus", "expected_load_cpus", "load_capacity_cpus",
-    "cpu_committed_cpus", "memory_mib", "memory_4k_capacity_mib", "memory_4k_used_mib", "memory_4k_free_mib",
-    "hugepages_capacity_mib", "hugepages_used_mib", "hugepages_free_mib",
+    "cpu_committed_cpus", "memory_kib", "memory_4k_capacity_kib", "memory_4k_used_kib", "memory_4k_free_kib",
+    "hugepages_capacity_kib", "hugepages_used_kib", "hugepages_free_kib",
 )
 
 
@@ -416,8 +415,8 @@ def host_usage(plan: Plan) -> pd.DataFrame:
         row["load_fraction"] = _ratio(row["expected_load_cpus"], row["pool_cpus"])
         row["load_of_target"] = _ratio(row["expected_load_cpus"], row["load_capacity_cpus"])
         row["cpu_used_fraction"] = _ratio(row["cpu_committed_cpus"], row["usable_cpus"])
-        row["memory_4k_used_fraction"] = _ratio(row["memory_4k_used_mib"], row["memory_4k_capacity_mib"])
-        row["hugepages_used_fraction"] = _ratio(row["hugepages_used_mib"], row["hugepages_capacity_mib"])
+        row["memory_4k_used_fraction"] = _ratio(row["memory_4k_used_kib"], row["memory_4k_capacity_kib"])
+        row["hugepages_used_fraction"] = _ratio(row["hugepages_used_kib"], row["hugepages_capacity_kib"])
         for col in page_cols:
             row[col] = int(sub[col].sum()) if len(sub) else 0
         rows.append(row)
@@ -439,10 +438,10 @@ def unplaced(plan: Plan) -> pd.DataFrame:
         rows.append({
             "guest": guest.name,
             "vcpus": guest.vcpus,
-            "memory_mib": guest.memory_kib / MIB_KIB,
+            "memory_kib": guest.memory_kib,
             "cpu": guest.cpu,
             "threads": guest.threads or "",
-            "page_size_kib": guest.hugepage_kib or SMALL_PAGE_KIB,
+            "page_size": format_page(guest.hugepage_kib or SMALL_PAGE_KIB),
             "numa": guest.numa if guest.numa is not None else pd.NA,
             "priority": guest.priority,
             "anti_affinity": ",".join(guest.anti_affinity),
@@ -480,7 +479,7 @@ def summary(plan: Plan) -> pd.DataFrame:
         "status": plan.status,
         "solver": plan.stats.solver,
         "solver_status": plan.stats.solver_status,
-        "wall_s": plan.stats.wall_s,
+        "solve_s": plan.stats.wall_s,
         "guests": len(sc.guests),
         "placed": len(plan.placed),
         "unplaced": len(plan.unplaced_reasons),
@@ -490,7 +489,7 @@ def summary(plan: Plan) -> pd.DataFrame:
         "vcpus_placed": sum(g.vcpus for g in placed),
         "dedicated_vcpus": sum(g.vcpus for g in placed if g.dedicated),
         "shared_vcpus": sum(g.vcpus for g in placed if not g.dedicated),
-        "memory_placed_mib": sum(g.memory_kib for g in placed) / MIB_KIB,
+        "memory_placed_kib": sum(g.memory_kib for g in placed),
         "spanning_guests": sum(1 for p in plan.placed.values() if len(p.cells) > 1),
         "numa_distance_cost": cost,
         "usable_cpus": total("usable_cpus"),
@@ -498,8 +497,8 @@ def summary(plan: Plan) -> pd.DataFrame:
         "cpu_used_fraction": _ratio(total("cpu_committed_cpus"), total("usable_cpus")),
         "host_vcpu_per_core": _ratio(total("vcpus"), total("physical_cores")),
         "load_of_target": _ratio(total("expected_load_cpus"), total("load_capacity_cpus")),
-        "memory_4k_used_fraction": _ratio(total("memory_4k_used_mib"), total("memory_4k_capacity_mib")),
-        "hugepages_used_fraction": _ratio(total("hugepages_used_mib"), total("hugepages_capacity_mib")),
+        "memory_4k_used_fraction": _ratio(total("memory_4k_used_kib"), total("memory_4k_capacity_kib")),
+        "hugepages_used_fraction": _ratio(total("hugepages_used_kib"), total("hugepages_capacity_kib")),
     }
     return pd.DataFrame([row], columns=list(SUMMARY_COLUMNS))
 

@@ -1,7 +1,7 @@
 """Hugepage pool sizing: the pages each host node needs per page size for a plan, and the settings that make them.
 
-Input: a plan directory written by ``vplan solve`` (``plan.json``: per placed guest its host, ``hugepage_kib`` and
-``cell_detail`` with each cell's node and memory). A cell on pages of size S needs ⌈memory / S⌉ pages of S on its
+Input: a plan directory written by ``vplan solve`` (``plan.json``, read by ``planner.planfile``: per placed guest
+its host, ``page_size`` and ``cells`` with each cell's node and ``memory_kib``). A cell on pages of size S needs ⌈memory / S⌉ pages of S on its
 node (memory is a whole number of pages for every valid guest).
 
 Settings, per host:
@@ -22,18 +22,18 @@ Settings, per host:
   libvirtd (or virtqemud). Without it a guest on hugepages does not start ("hugetlbfs filesystem is not mounted
   or disabled by administrator config").
 
-The model's pools (``hugepages_used + hugepages_free`` in plan.json) are shown beside the need for comparison.
+The model's pools (``hugepages_used_pages + hugepages_free_pages`` in plan.json) are shown beside the need for comparison.
 
 Public API: ``read_plan_pages(plan_dir) -> PagePlan``; ``PagePlan.text()``, ``PagePlan.document()``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planner.units import format_page
+from planner.planfile import PlanFileError, plan_json_path, read_plan_document
+from planner.units import format_page, parse_page_kib
 
 __all__ = ["HugepageError", "HostPages", "PagePlan", "read_plan_pages", "GIGANTIC_KIB"]
 
@@ -112,9 +112,10 @@ class PagePlan:
             "plan": self.plan_dir,
             "hosts": {
                 h.host: {
-                    "pages": {str(size): {str(n): c for n, c in sorted(h.need[size].items())} for size in h.sizes},
-                    "pool": {str(size): {str(n): c for n, c in sorted(h.pool.get(size, {}).items())}
-                             for size in h.sizes},
+                    "pages": {format_page(size): {str(n): c for n, c in sorted(h.need[size].items())}
+                              for size in h.sizes},
+                    "pool_pages": {format_page(size): {str(n): c for n, c in sorted(h.pool.get(size, {}).items())}
+                                   for size in h.sizes},
                     "kernel_cmdline": h.kernel_cmdline(),
                     "kernel_cmdline_per_node": h.kernel_cmdline_per_node(),
                     "sysfs": [{"path": p, "value": v} for p, v in h.sysfs()],
@@ -126,7 +127,6 @@ class PagePlan:
                 }
                 for h in self.hosts
             },
-            "page_size_unit": "KiB",
         }
 
     def text(self) -> str:
@@ -165,28 +165,22 @@ def read_plan_pages(plan_dir: str | Path) -> PagePlan:
     """The hugepages a plan needs, per host, node and size (hosts without hugepage guests are left out).
     ``plan_dir``: vplan solve's output directory or its plan.json."""
     plan_dir = Path(plan_dir)
-    path = plan_dir if plan_dir.is_file() else plan_dir / "plan.json"
+    path = plan_json_path(plan_dir)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HugepageError(f"{path}: not found (PLAN is the output directory of vplan solve)") from None
-    except (OSError, ValueError) as exc:
-        raise HugepageError(f"{path}: cannot read ({exc})") from None
-    if not isinstance(document, dict):
-        raise HugepageError(f"{path}: holds a JSON {type(document).__name__}, not a plan (not a vplan plan?)")
-    guests = document.get("guests")
-    hosts_doc = document.get("hosts", {})
-    if not isinstance(guests, dict) or not isinstance(hosts_doc, dict):
-        raise HugepageError(f"{path}: no 'guests'/'hosts' mappings (not a vplan plan?)")
+        document = read_plan_document(plan_dir)
+    except PlanFileError as exc:
+        raise HugepageError(str(exc)) from None
+    guests = document["guests"]
+    hosts_doc = document["hosts"]
     by_host: dict[str, HostPages] = {}
     for name, g in guests.items():
-        if not isinstance(g, dict) or not g.get("host") or not g.get("hugepage_kib"):
+        if not isinstance(g, dict) or not g.get("host") or g.get("page_size") in (None, "4K"):
             continue
-        size = int(g["hugepage_kib"])
+        size = parse_page_kib(g["page_size"])
         host = g["host"]
-        cells = g.get("cell_detail")
+        cells = g.get("cells")
         if not isinstance(cells, list) or not cells:
-            raise HugepageError(f"{path}: guest {name} has no cell_detail (node and memory per cell)")
+            raise HugepageError(f"{path}: guest {name} has no cells (node and memory per cell)")
         if host not in by_host:
             nodes = sorted(int(n) for n in hosts_doc.get(host, {}).get("nodes", {}))
             by_host[host] = HostPages(host=host, nodes=nodes)
@@ -200,10 +194,10 @@ def read_plan_pages(plan_dir: str | Path) -> PagePlan:
                 h.nodes.sort()
     for host, h in by_host.items():
         for node_id, usage in hosts_doc.get(host, {}).get("nodes", {}).items():
-            used = usage.get("hugepages_used", {}) or {}
-            free = usage.get("hugepages_free", {}) or {}
-            for size_bytes in set(used) | set(free):
-                size = int(size_bytes) // 1024
-                h.pool.setdefault(size, {})[int(node_id)] = int(used.get(size_bytes, 0)) + int(free.get(size_bytes, 0))
+            used = usage.get("hugepages_used_pages", {}) or {}
+            free = usage.get("hugepages_free_pages", {}) or {}
+            for label in set(used) | set(free):
+                size = parse_page_kib(label)
+                h.pool.setdefault(size, {})[int(node_id)] = int(used.get(label, 0)) + int(free.get(label, 0))
     order = [h for h in hosts_doc if h in by_host] + sorted(set(by_host) - set(hosts_doc))
     return PagePlan(plan_dir=str(plan_dir), hosts=[by_host[h] for h in order])

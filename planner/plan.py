@@ -88,7 +88,7 @@ class Plan:
 
     def placements(self) -> "pandas.DataFrame":  # noqa: F821
         """One row per placed guest NUMA cell: guest, host, model, cell, cells, node, cpu, threads, vcpus,
-        vcpu_ids, pcpus (CPU list string), emulator_pcpus, memory_mib, page_size_kib, load, expected_load_cpus,
+        vcpu_ids, pcpus (CPU list string), emulator_pcpus, memory_kib, page_size, load, expected_load_cpus,
         distance, priority. See ``planner.frames.placements``."""
         from planner import frames
 

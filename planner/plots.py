@@ -84,12 +84,13 @@ def resource_values(frame: pd.DataFrame, resource: str) -> pd.Series:
 
 
 def utilisation_heatmap(plan: Plan | pd.DataFrame, resource: str = "cpu", *, ax=None, hosts="used",
-                        annotate: bool = True, cmap: str = "RdYlGn_r"):
+                        annotate: bool = True, cmap: str = "Blues"):
     """Hosts (rows) × NUMA node ids (columns); colour and label = the fraction of the node's capacity used for
     ``resource``: ``cpu`` (cpu_used_fraction), ``load`` (load_of_target), ``vcpu`` (vCPU:core ratio over the cap),
     ``memory_4k``, ``hugepages``, or ``max`` (the fullest of CPUs, 4K memory and hugepages). Blank cells: the
     host has no such node or the node has none of the resource. ``hosts``: ``"used"`` (default), ``"all"`` or
-    names. The Axes holds one image; with ``annotate`` one text per non-blank cell."""
+    names. The Axes holds one image; with ``annotate`` one text per non-blank cell. The default colour scale is
+    sequential (darker = fuller, no alarm colour: a full host is what packing aims for) and labelled."""
     frame = _select_hosts(_nodes_frame(plan), hosts)
     values = resource_values(frame, resource)
     host_names = list(dict.fromkeys(frame["host"]))
@@ -113,8 +114,9 @@ def utilisation_heatmap(plan: Plan | pd.DataFrame, resource: str = "cpu", *, ax=
                 v = grid[i, j]
                 if not math.isnan(v):
                     ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=7,
-                            color="white" if v > 0.75 or v < 0.15 else "black")
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, format=lambda x, _pos: f"{x:.0%}")
+                            color="white" if v > 0.6 else "black")
+    bar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, format=lambda x, _pos: f"{x:.0%}")
+    bar.set_label(f"{RESOURCES[resource][1]}, % of the node's capacity (darker = fuller)", fontsize=8)
     return ax
 
 
@@ -132,9 +134,9 @@ def node_bars(plan: Plan | pd.DataFrame, *, ax=None, hosts="used"):
               / usable).fillna(0).clip(lower=0).to_numpy()
     cpu_free = np.clip(1 - dedicated - isolated - shared, 0, None) * usable.notna().to_numpy()
     memory = frame["memory_4k_used_fraction"].astype(float).fillna(0).to_numpy()
-    memory_free = np.clip(1 - memory, 0, None) * frame["memory_4k_capacity_mib"].gt(0).to_numpy()
+    memory_free = np.clip(1 - memory, 0, None) * frame["memory_4k_capacity_kib"].gt(0).to_numpy()
     pages = frame["hugepages_used_fraction"].astype(float).fillna(0).to_numpy()
-    pages_free = np.clip(1 - pages, 0, None) * frame["hugepages_capacity_mib"].gt(0).to_numpy()
+    pages_free = np.clip(1 - pages, 0, None) * frame["hugepages_capacity_kib"].gt(0).to_numpy()
     ax = _axes(ax, (max(6.0, 0.55 * n + 2), 4.0))
     w = 0.26
     xc, xm, xh = x - w, x, x + w
@@ -147,13 +149,14 @@ def node_bars(plan: Plan | pd.DataFrame, *, ax=None, hosts="used"):
     ax.bar(xm, memory_free, w, bottom=memory, color=COLOURS["free"], edgecolor="#bbbbbb", linewidth=0.4)
     ax.bar(xh, pages, w, color=COLOURS["hugepages_used"], label="hugepages used")
     ax.bar(xh, pages_free, w, bottom=pages, color=COLOURS["free"], edgecolor="#bbbbbb", linewidth=0.4)
-    ax.set_xticks(x, [f"{h}/{nd}" for h, nd in zip(frame["host"], frame["node"])], rotation=60, ha="right",
-                  fontsize=7)
+    ax.set_xticks(x, [f"{h} / {nd}" for h, nd in zip(frame["host"], frame["node"])], rotation=60, ha="right",
+                  fontsize=8)
+    ax.set_xlim(-0.6, n - 0.4)
     ax.set_ylim(0, 1.05)
     ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
     ax.set_ylabel("of the node's capacity")
-    ax.set_title("per node: CPUs | 4K memory | hugepages")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("per host / NUMA node: CPUs | 4K memory | hugepages", pad=34)
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=4, frameon=False)
     return ax
 
 
@@ -256,9 +259,10 @@ def growth_plot(curve: pd.DataFrame, *, ax=None):
     ax = _axes(ax, (6.0, 3.6))
     x = curve["factor"].astype(float).to_numpy()
     y = curve["hosts_needed"].astype(float).to_numpy()
-    ax.plot(x, y, "o-", color="#1f77b4", label="hosts needed")
-    ax.plot(x, curve["lower_bound_hosts"].astype(float).to_numpy(), "--", color="#7f7f7f",
-            label="lower bound (totals)")
+    ax.plot(x, y, "o-", color="#1f77b4", linewidth=3.5, markersize=7, label="hosts needed", zorder=2)
+    # on top, thinner and dashed in another colour: visible where it meets the hosts line
+    ax.plot(x, curve["lower_bound_hosts"].astype(float).to_numpy(), "s--", color="#ff7f0e", linewidth=1.8,
+            markersize=4, label="lower bound (totals)", zorder=3)
     proven = curve["proven"].to_numpy() if "proven" in curve else np.ones(len(curve), dtype=bool)
     for xi, yi, ok in zip(x, y, proven):
         ax.annotate(f"{'' if ok else '≤'}{int(yi)}", (xi, yi), textcoords="offset points", xytext=(0, 7),

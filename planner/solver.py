@@ -79,6 +79,7 @@ class Progress:
     placed: int | None = None
     hosts: int | None = None
     distance: int | None = None
+    bound: int | None = None  # lower bound on hosts, once known
 
 
 class ProgressFn(Protocol):
@@ -233,6 +234,9 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
         extra["heuristics_s"] = round(time.monotonic() - start, 3)
     heuristic_plans = [a for _sc, _n, a in candidates]
     start_assignment = max(candidates, key=lambda c: c[0])[2]  # the best start for what follows
+    if progress:
+        sc0 = max(c[0] for c in candidates)
+        progress(Progress("bounds", time.monotonic() - start, sc0[0], -sc0[1], -sc0[2], bounds.hosts))
 
     def at_bound(sc: tuple) -> bool:
         return scenario.policy.objective == "pack" and sc[0] == all_guests and -sc[1] <= bounds.hosts
@@ -275,7 +279,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
             extra["patterns_s"] = round(time.monotonic() - start, 3)
             if progress:
                 sc = candidates[-1][0]
-                progress(Progress("patterns", time.monotonic() - start, sc[0], -sc[1], -sc[2]))
+                progress(Progress("patterns", time.monotonic() - start, sc[0], -sc[1], -sc[2], bounds.hosts))
     best = max(candidates, key=lambda c: c[0])
     if (run_patterns or direct_too_large) and not run_direct and not at_bound(best[0]) and clock().now() + 1 < deadline:
         if progress:
@@ -287,6 +291,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
             extra.update(improve_rounds=rounds, improve_s=round(time.monotonic() - start, 3))
             candidates.append((score(problem, improved), "improve", improved))
             best = max(candidates, key=lambda c: c[0])
+        if progress:
+            progress(Progress("improve", time.monotonic() - start, best[0][0], -best[0][1], -best[0][2], bounds.hosts))
     if run_direct and problem.classes and scenario.hosts and not (at_bound(best[0]) and method == "auto" and best[0][2] == 0):
         def run_cpsat():
             objective = bound = None
@@ -332,6 +338,9 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
     extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds, bound_text=bounds.text)
     if stop_requested():  # planner.clock.request_stop (Ctrl-C): the best plan found until then
         extra["interrupted"] = True
+    if progress:
+        top = ranked[0][0]
+        progress(Progress("finish", time.monotonic() - start, top[0], -top[1], -top[2], bounds.hosts))
     for position, (best_score, source, chosen) in enumerate(ranked):
         proven = (source == "cp-sat" and solver_status == "OPTIMAL") or (at_bound(best_score) and best_score[2] == 0)
         hosts_used = len({h for (_c, h, _o), n in chosen.items() if n})

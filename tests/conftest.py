@@ -1,5 +1,49 @@
-"""Test-wide settings: strict mode, so a solve phase that fails raises instead of falling back (planner.solver)."""
+"""Every plan.json the test suite writes is validated against planner/schemas/plan.schema.json: in-process
+through ``planner.output.plan_document``, and those written by ``vplan`` subprocesses by a scan of the session's
+temporary directories when the session ends. Strict mode: a solve phase that fails raises instead of falling
+back (planner.solver)."""
 
+from __future__ import annotations
+
+import json
 import os
 
+import pytest
+
 os.environ.setdefault("VPLAN_STRICT", "1")
+
+
+@pytest.fixture(scope="session")
+def plan_validator():
+    import jsonschema
+
+    from planner.planfile import schema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _validate_every_plan_json(plan_validator, tmp_path_factory):
+    from planner import output
+
+    original = output.plan_document
+
+    def validated(plan):
+        document = original(plan)
+        plan_validator.validate(json.loads(json.dumps(document)))
+        return document
+
+    output.plan_document = validated
+    yield
+    output.plan_document = original
+    base = tmp_path_factory.getbasetemp()
+    for path in base.rglob("plan.json"):
+        if "fixtures" in path.parts:
+            continue
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # tests that write broken plan files on purpose
+        if isinstance(document, dict) and document.get("format_version") == 2 and "headline" in document:
+            errors = sorted(plan_validator.iter_errors(document), key=str)
+            assert not errors, f"{path}: {errors[0].message} at {list(errors[0].absolute_path)}"

@@ -133,7 +133,7 @@ def _sibling(scenario, host: str, cpu: int) -> int:
 def _node_usage(out: Path, guest: str) -> tuple[str, str, dict]:
     d = doc(out)
     g = d["guests"][guest]
-    node = str(g["cells"][0])
+    node = str(g["nodes"][0])
     return g["host"], node, d["hosts"][g["host"]]["nodes"][node]
 
 
@@ -156,7 +156,7 @@ def _add_hog(out: Path, like: str, name: str, vcpus: int) -> tuple[str, int]:
     _set_memory(root, G)
     (source.parent / f"{name}.xml").write_bytes(etree.tostring(root))
     host = doc(out)["guests"][like]["host"]
-    return host, doc(out)["guests"][like]["cells"][0]
+    return host, doc(out)["guests"][like]["nodes"][0]
 
 
 def break_cells(out, sc):
@@ -219,7 +219,7 @@ def break_emulator(out, sc):
     d = doc(out)
     host = d["guests"]["web01"]["host"]
     dedicated = next(g for g, v in d["guests"].items() if v["host"] == host and v["cpu"] == "dedicated")
-    cpu = parse_cpulist(d["guests"][dedicated]["cell_detail"][0]["pcpus"])[0]
+    cpu = parse_cpulist(d["guests"][dedicated]["cells"][0]["pcpus"])[0]
     edit(xml_of(out, "web01"), lambda root: root.find("cputune/emulatorpin").set("cpuset", str(cpu)))
     return "web01", None
 
@@ -235,22 +235,22 @@ def break_overcommit(out, sc):
 
 def break_load(out, sc):
     host, node, usage = _node_usage(out, "app01")
-    pool = len(parse_cpulist(usage["pool_cpus"]))
-    vcpus = int(Fraction(7, 10) * pool - Fraction(str(usage["shared_load"]))) + 1
+    pool = len(parse_cpulist(usage["pool_cpulist"]))
+    vcpus = int(Fraction(7, 10) * pool - Fraction(str(usage["expected_load_cpus"]))) + 1
     _add_hog(out, "app01", "hog", vcpus)
     return None, (host, int(node), None)
 
 
 def break_memory(out, sc):
     host, node, usage = _node_usage(out, "app01")
-    free_kib = usage["memory_4k_free"] // 1024
+    free_kib = usage["memory_4k_free_kib"]
     edit(xml_of(out, "app01"), lambda root: _set_memory(root, 8 * G + free_kib + G))
     return None, (host, int(node), None)
 
 
 def break_hugepages(out, sc):
     host, node, usage = _node_usage(out, "cache1")
-    free_pages = usage["hugepages_free"][str(2048 * 1024)]
+    free_pages = usage["hugepages_free_pages"]["2M"]
     edit(xml_of(out, "cache1"), lambda root: _set_memory(root, 2 * G + (free_pages + 1) * 2048))
     return None, (host, int(node), None)
 

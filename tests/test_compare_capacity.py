@@ -83,7 +83,7 @@ def fragmented(count: int):
 
 def test_hosts_needed_by_hand():
     sc = fragmented(10)
-    assert capacity.lower_bound(sc) == {"cpus": 2, "vcpus": 1, "memory_4k": 1, "anti_affinity": 0}
+    assert capacity.lower_bound(sc) == {"cpus": 2, "vcpu_cap": 1, "memory_4k": 1, "anti_affinity": 0}
     sizing = capacity.fewest_hosts(sc, time_limit_s=5)
     assert sizing.hosts == 3 and sizing.lower_bound == 2
     assert sizing.proven  # CP-SAT proves that 2 hosts place at most 8

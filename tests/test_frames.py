@@ -61,13 +61,13 @@ def test_placements_add_up_to_the_guests(quick):
     sc = quick.scenario
     df = quick.placements()
     assert len(df) == sum(len(p.cells) for p in quick.placed.values()) == 32  # big1 has two cells
-    assert df["memory_mib"].sum() == sum(g.memory_kib for g in sc.guests) / 1024 == 200704
+    assert df["memory_kib"].sum() == sum(g.memory_kib for g in sc.guests) == 200704 * 1024
     assert df.groupby("guest")["vcpus"].sum().to_dict() == {g.name: g.vcpus for g in sc.guests}
     big1 = df[df["guest"] == "big1"]
-    assert list(big1["cell"]) == [0, 1] and list(big1["vcpus"]) == [8, 8] and list(big1["memory_mib"]) == [12288, 12288]
+    assert list(big1["cell"]) == [0, 1] and list(big1["vcpus"]) == [8, 8] and list(big1["memory_kib"]) == [12288 * 1024, 12288 * 1024]
     assert big1["node"].nunique() == 2 and list(big1["distance"]) == [10, 21]
-    pages = df.set_index("guest")["page_size_kib"]
-    assert pages["db1"] == 1048576 and pages["cache1"] == 2048 and pages["web01"] == 4
+    pages = df.set_index("guest")["page_size"]
+    assert pages["db1"] == "1G" and pages["cache1"] == "2M" and pages["web01"] == "4K"
     for _, row in df[df["cpu"] == "dedicated"].iterrows():  # one pCPU per dedicated vCPU
         assert len(parse_cpulist(row["pcpus"])) == row["vcpus"]
         assert row["host"] == quick.placed[row["guest"]].host
@@ -86,14 +86,14 @@ def test_node_usage_matches_the_checker(quick):
         assert parse_cpulist(row["pool_cpulist"]) == u.pool_cpus
         assert row["dedicated_cpus"] == len(u.dedicated_cpus)
         assert row["shared_vcpus"] == u.shared_vcpus
-        assert row["memory_4k_used_mib"] * 1024 == u.memory_4k_used_kib
-        assert row["memory_4k_free_mib"] * 1024 == u.memory_4k_free_kib
+        assert row["memory_4k_used_kib"] == u.memory_4k_used_kib
+        assert row["memory_4k_free_kib"] == u.memory_4k_free_kib
         assert row["hugepages_1G_used"] == u.hugepages_used.get(1048576, 0)
         assert row["hugepages_2M_free"] == u.hugepages_free.get(2048, 0)
         assert row["usable_cpus"] == row["dedicated_cpus"] + row["idle_cpus"] + row["emulator_cpus"] + row["pool_cpus"]
     kvm1_0 = df[(df["host"] == "kvm1") & (df["node"] == 0)].iloc[0]
     assert (kvm1_0["cpus"], kvm1_0["reserved_cpus"], kvm1_0["usable_cpus"]) == (36, 2, 34)
-    assert kvm1_0["hugepages_1G_pages"] == 8 and kvm1_0["hugepages_capacity_mib"] == 8192
+    assert kvm1_0["hugepages_1G_pages"] == 8 and kvm1_0["hugepages_capacity_kib"] == 8192 * 1024
     assert df["expected_load_cpus"].sum() == pytest.approx(26.4)  # web 7.2 + app 9.6 + dev 0.4 + cache 1.2 + big1 8
     assert df["hugepages_1G_used"].sum() == 16 and df["hugepages_2M_used"].sum() == 2048
     assert set(df.loc[~df["host_used"], "host"]) == {h.name for h in quick.scenario.hosts} - set(quick.hosts_used)
@@ -104,23 +104,23 @@ def test_tiny_plan_exact_values(tiny):
     assert nodes["dedicated_cpus"].sum() == 2 and nodes["pool_cpus"].sum() == 14
     assert nodes["expected_load_cpus"].sum() == pytest.approx(2.0)
     assert nodes["load_capacity_cpus"].sum() == pytest.approx(0.7 * 14)
-    assert nodes["memory_4k_used_mib"].sum() == 6 * 1024
+    assert nodes["memory_4k_used_kib"].sum() == 6 * 1024 * 1024
     host = tiny.host_usage().iloc[0]
     assert (host["guests"], host["vcpus"], host["physical_cores"], host["vcpu_cap"]) == (2, 6, 8, 64)
     assert host["host_vcpu_per_core"] == pytest.approx(6 / 8)
     # 2 dedicated CPUs + the shared load at the 70 % target: 2 + 2.0 / 0.7, wherever the guests went
     assert host["cpu_committed_cpus"] == pytest.approx(2 + 2 / 0.7)
     assert host["cpu_used_fraction"] == pytest.approx((2 + 2 / 0.7) / 16)
-    assert host["memory_4k_capacity_mib"] == 32 * 1024 and host["memory_4k_free_mib"] == 26 * 1024
+    assert host["memory_4k_capacity_kib"] == 32 * 1024**2 and host["memory_4k_free_kib"] == 26 * 1024**2
     un = tiny.unplaced()
     assert list(un["guest"]) == ["huge"]
     row = un.iloc[0]
-    assert row["vcpus"] == 2 and row["memory_mib"] == 40 * 1024 and row["cpu"] == "dedicated"
+    assert row["vcpus"] == 2 and row["memory_kib"] == 40 * 1024**2 and row["cpu"] == "dedicated"
     assert row["reason"] == tiny.unplaced_reasons["huge"] and row["reason"]
     assert un["numa"].isna().all()
     s = tiny.summary().iloc[0]
     assert (s["status"], s["guests"], s["placed"], s["unplaced"], s["hosts_used"]) == ("partial", 3, 2, 1, 1)
-    assert s["memory_placed_mib"] == 6 * 1024 and s["vcpus_placed"] == 6 and s["dedicated_vcpus"] == 2
+    assert s["memory_placed_kib"] == 6 * 1024**2 and s["vcpus_placed"] == 6 and s["dedicated_vcpus"] == 2
 
 
 def test_summary_of_quickstart(quick):
@@ -139,5 +139,5 @@ def test_summary_of_quickstart(quick):
 def test_write(quick, tmp_path):
     out = quick.write(tmp_path / "out")
     doc = json.loads((out / "plan.json").read_text())
-    assert doc["scenario"] == "quickstart" and doc["placed"] == 31
+    assert doc["scenario"] == "quickstart" and doc["headline"]["placed"] == 31
     assert len(list((out / "hosts").rglob("*.xml"))) == 31

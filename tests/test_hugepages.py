@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from planner.cli import app
 from planner.hugepages import HugepageError, read_plan_pages
+from planner.units import parse_page_kib
 
 PLAN = Path(__file__).parent / "fixtures" / "hugepages" / "plan"
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ def test_cli_text_and_json():
     assert "per-node form (Linux >= 5.16): default_hugepagesz=1G hugepagesz=1G hugepages=0:24,1:16" in result.stdout
     data = json.loads(CliRunner().invoke(app, ["hugepages", str(PLAN), "--json"]).stdout)
     kvm1 = data["hosts"]["kvm1"]
-    assert kvm1["pages"] == {"2048": {"1": 1536}, "1048576": {"0": 24, "1": 16}}
+    assert kvm1["pages"] == {"2M": {"1": 1536}, "1G": {"0": 24, "1": 16}}
     assert kvm1["kernel_cmdline"] == "default_hugepagesz=1G hugepagesz=1G hugepages=40"
     assert {"path": sysfs(0, 1048576), "value": 24} in kvm1["sysfs"]
     assert "kvm2" not in data["hosts"]
@@ -67,7 +68,8 @@ def test_quickstart_plan(tmp_path):
     doc = json.loads((out / "plan.json").read_text())
     pages = {h.host: h for h in read_plan_pages(out).hosts}
     for host, entry in doc["hosts"].items():
-        used = {(int(n), int(s) // 1024): c for n, u in entry["nodes"].items() for s, c in u["hugepages_used"].items()
+        used = {(int(n), parse_page_kib(s)): c for n, u in entry["nodes"].items()
+                for s, c in u["hugepages_used_pages"].items()
                 if c}
         need = {(n, s): c for s, by_node in (pages[host].need.items() if host in pages else []) for n, c in
                 by_node.items() if c}

@@ -91,6 +91,7 @@ def test_growth_plot(curve):
     assert plots.growth_plot(curve, ax=ax) is ax
     assert len(ax.lines) == 2
     assert list(ax.lines[0].get_ydata()) == [4, 8]
+    assert ax.lines[1].get_zorder() > ax.lines[0].get_zorder() and ax.lines[1].get_linestyle() == "--"  # both seen
     assert list(ax.lines[1].get_ydata()) == list(curve["lower_bound_hosts"])
 
 
@@ -109,13 +110,20 @@ def test_report(quick, curve, tmp_path):
     assert len(images) == 3 + 2  # 2 heatmaps + node bars + a pin map for each of the 2 hosts used
     for data in images:
         assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
-    assert "<table" in text and 'class="dataframe summary"' in text
-    summary = re.search(r'class="dataframe summary">(.*?)</table>', text, re.S).group(1)
-    assert re.search(r"<td>hosts_used</td>\s*<td>2</td>", summary)
-    assert re.search(r"<td>placed</td>\s*<td>31</td>", summary)
+    headline = re.search(r"<section id='headline'>(.*?)</section>", text, re.S).group(1)
+    assert "31 of 31 guests placed on 2 of 4 hosts" in headline
+    bound = quick.stats.extra["bound_hosts"]
+    assert re.search(rf"<th>bound</th><td>lower bound {bound} hosts?: [^<]+; gap", headline)
+    assert text.index("id='headline'") < text.index("id='plots'")
+    hosts = re.search(r"<table class='hosts'>(.*?)</table>", text, re.S).group(1)
+    assert "<th class='num'>4K memory used GiB</th>" in hosts and "<th class='num'>CPUs used %</th>" in hosts
+    assert "_fraction" not in text and "_mib" not in text and "1048576" not in text  # readable headers and sizes
+    csv = (tmp_path / "r.placements.csv").read_text().splitlines()
+    assert len(csv) == 1 + len(quick.placements()) and csv[0].startswith("guest,host,")
+    assert "href='r.placements.csv'" in text
     assert "<script" not in text and "http://" not in text and "https://" not in text and "<link" not in text
     with_growth = write_report(quick, tmp_path / "g.html", growth=curve).read_text()
-    assert len(IMG.findall(with_growth)) == 6 and 'class="dataframe growth"' in with_growth
+    assert len(IMG.findall(with_growth)) == 6 and "<table class='growth'>" in with_growth
 
 
 def vplan(*args: str) -> subprocess.CompletedProcess:
