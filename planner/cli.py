@@ -202,7 +202,7 @@ def solve(
         plan, interrupted = run_stoppable(lambda: solve_fleet(
             sc, time_limit_s=limit, seed=seed, workers=workers, progress=progress, deterministic=deterministic,
             method=method, stall_s=stall_s),
-            None if quiet or live is not None else f"vplan: solving {scenario} (time limit {shown_limit:g}s; Ctrl-C "
+            None if quiet else f"vplan: solving {scenario} (time limit {shown_limit:g}s; Ctrl-C "
                                                    "stops the search and writes the best plan found so far)")
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)

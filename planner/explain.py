@@ -85,6 +85,9 @@ def _never_fits_on(problem: Problem, cls: GuestClass, model_name: str) -> tuple[
             f"({cap.host_cores} cores → {cap.vcpu_cap} vCPUs)"
         )
     usable = [n for n in cap.nodes if n.holds_cells]
+    if not usable:
+        return ((0, 1e9), f"no node of model {model_name} holds guest cells (every node lacks unreserved CPUs or "
+                          "memory)")
     counts = [g.numa] if g.numa else range(1, len(usable) + 1)
     best: tuple[tuple, str] | None = None
     for cells in counts:

@@ -29,6 +29,7 @@ Public API: ``read_plan_pages(plan_dir) -> PagePlan``; ``PagePlan.text()``, ``Pa
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -61,7 +61,7 @@ def signal_handlers() -> Iterator[None]:
 
 def run_stoppable(fn: Callable[[], T], announce: str | None = None) -> tuple[T, bool]:
     """Run ``fn`` (a solve) in a worker thread while the main thread waits for signals; (its result, whether the
-    search was stopped by Ctrl-C). ``announce`` is printed on stderr once Ctrl-C means "stop the search".
+    search was stopped by Ctrl-C). ``announce`` is printed on stderr, when it is a terminal, once Ctrl-C means "stop the search".
     Exceptions of ``fn`` are re-raised here; :class:`Aborted` propagates."""
     clear_stop()
     box: dict[str, object] = {}
@@ -75,7 +75,7 @@ def run_stoppable(fn: Callable[[], T], announce: str | None = None) -> tuple[T, 
     worker = threading.Thread(target=target, name="vplan-solve", daemon=True)
     _solving.set()
     try:
-        if announce:
+        if announce and sys.stderr.isatty():  # (nothing on a pipe or file: progress is for terminals)
             print(announce, file=sys.stderr, flush=True)
         worker.start()
         while worker.is_alive():

@@ -64,7 +64,7 @@ def test_guests_as_planned_need_nothing(planned: Path, tmp_path: Path) -> None:
 
 def test_repins_live_and_lists_restarts(planned: Path, tmp_path: Path) -> None:
     db = json.loads((planned / "plan.json").read_text())["guests"]["db"]
-    rx_node = json.loads((planned / "plan.json").read_text())["guests"]["rx"]["cells"][0]
+    rx_node = json.loads((planned / "plan.json").read_text())["guests"]["rx"]["nodes"][0]
     other = 1 - rx_node
 
     def edit(guest: str, text: str) -> str:
@@ -86,7 +86,7 @@ def test_repins_live_and_lists_restarts(planned: Path, tmp_path: Path) -> None:
     pin0 = re.search(r"<vcpupin vcpu='0' cpuset='([^']*)'", (planned / "hosts" / "h1" / "db.xml").read_text())[1]
     assert pin0 != "15" and ("vcpupin", "db", "0", pin0, "--live") in argv
     assert not any(a[:3] == ("vcpupin", "db", "1") for a in argv)
-    assert ("emulatorpin", "db", db["emulator_cpus"], "--live") in argv
+    assert ("emulatorpin", "db", db["emulator_pcpus"], "--live") in argv
     assert ("numatune", "rx", "--nodeset", str(rx_node), "--live") in argv
     assert not any(a[1] == "wide" for a in argv)
     restarts = {(r.guest, r.what.split(" ")[0]) for r in live.restarts}

@@ -194,7 +194,7 @@ def test_report_paths(proj):
     assert not out.exists() and (proj / "mine.html").read_text() == "<html>mine</html>"
     assert solve(proj, out, "--report", proj / "r.html").exit_code == 3
     assert solve(proj, out, "--report", proj / "r.html").exit_code == 3  # its own report: replaced
-    assert_only(proj, {"proj", "out", "r.html", "mine.html"})
+    assert_only(proj, {"proj", "out", "r.html", "r.placements.csv", "mine.html"})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_plan_json_that_is_not_a_plan(tmp_path):
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "plan.json").write_text("[]")
     (tmp_path / "d").mkdir()
-    refused(vplan("hugepages", tmp_path / "p"), "plan.json", "not a plan")
+    refused(vplan("hugepages", tmp_path / "p"), "plan.json", "not a vplan plan")
     refused(vplan("apply", tmp_path / "p", "--domains", tmp_path / "d", "-o", tmp_path / "o"), "plan.json",
             "not a vplan plan")
     assert not (tmp_path / "o").exists()
@@ -287,7 +287,7 @@ def test_truncated_tarball_capture(tmp_path):
     cut = tmp_path / "host-sysfs.tgz"
     cut.write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
     result = vplan("host", "import", cut)
-    refused(result, "host-sysfs.tgz", "truncated or damaged")
+    refused(result, "host-sysfs.tgz", "damaged or cut short")
     assert "Aborted" not in result.output
 
 
@@ -298,7 +298,7 @@ def test_check_to_scenario_paths(tmp_path):
     refused(vplan(*base, "--to-scenario", tmp_path / "nodir" / "x.yaml"), "does not exist")
     refused(vplan(*base, "--to-scenario", "/tmp"), "/tmp", "is a directory")
     assert not Path("/.tmp.tmp").exists()
-    refused(vplan(*base, "--map-file", "/bin/true"), "/bin/true", "not a UTF-8 text file")
+    refused(vplan(*base, "--map-file", "/bin/true"), "/bin/true", "not UTF-8 text")
     assert_only(tmp_path, set())
 
 
