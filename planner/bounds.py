@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from planner.problem import LOAD_SCALE, ModelCap, Problem
-from planner.units import format_page
+from planner.units import format_page, parse_page_kib
 
 
 @dataclass(frozen=True)
@@ -195,8 +195,8 @@ def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | N
 
 
 def _page_name(key: str) -> str:
-    kib = int(key[len("hugepages_"):-len("KiB")])
-    return f"{kib // 1024**2}G" if kib % 1024**2 == 0 else f"{kib // 1024}M" if kib % 1024 == 0 else f"{kib}K"
+    """``hugepages_2M`` -> ``2M`` (the bound keys name page sizes as ``format_page`` writes them)."""
+    return key[len("hugepages_"):]
 
 
 def _at_least(hosts: int) -> str:
@@ -215,7 +215,7 @@ def _largest_models(problem: Problem, key: str, count: int) -> str:
             return cap.vcpu_cap
         if key == "memory_4k":
             return sum(n.memory_4k_kib for n in cap.nodes)
-        size = int(key[len("hugepages_"):-len("KiB")])
+        size = parse_page_kib(_page_name(key))
         return sum(n.pages.get(size, 0) for n in cap.nodes)
 
     hosts = sorted(problem.scenario.hosts, key=lambda h: -capacity(problem.cap_of(h.name)))[:count]
