@@ -302,7 +302,7 @@ def _name(value: object) -> str:
     """A plain name (no pattern)."""
     _string_name(value)
     if not NAME_RE.match(value):
-        raise ValueError(f"'{value}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
+        raise ValueError(f"'{_cut(value, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
                          "digit, at most 63 characters)")
     return value
 
@@ -318,7 +318,7 @@ def _pattern(value: object) -> list[str]:
     match = re.search(r"\[([0-9]+)-([0-9]+)\]", value)
     if match and (len(match.group(1)) > 9 or len(match.group(2)) > 9
                   or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
-        raise ValueError(f"'{value}' expands to more than {MAX_PATTERN_NAMES} names")
+        raise ValueError(f"'{_cut(value, 80)}' expands to more than {MAX_PATTERN_NAMES} names")
     return expand_name(value)
 
 
