@@ -8,15 +8,20 @@ A domain becomes a :class:`planner.plan.GuestPlacement` and a :class:`planner.sc
 
 * vCPUs: ``<vcpu>``; memory: ``<memory>`` (any libvirt unit); hugepage size: ``<memoryBacking><hugepages><page>``
   (``<hugepages/>`` without a page: the architecture's default, 2M on x86_64/aarch64, 16M on ppc64le, 1M on s390x);
-* cells: ``<cpu><numa><cell>`` (without ``<numa>``: one cell holding every vCPU and all memory); the host node of
-  a cell: its ``<numatune><memnode>`` nodeset, else the ``<memory nodeset>`` when that is a single node; a cell
-  whose memory is not bound to one node is a ``numatune`` finding and is checked on the node its vCPUs are
-  pinned to;
+* cells: ``<cpu><numa><cell>`` (a cell without ``id`` is numbered by its position, as libvirt does; without
+  ``<numa>``: one cell holding every vCPU and ``<memory>`` less file-backed memory devices); a ``dimm`` or
+  ``virtio-mem`` ``<devices><memory>`` adds its size to the cell it targets (``nvdimm``/``virtio-pmem`` are
+  file-backed: not counted); the host node of a cell: its ``<numatune><memnode>`` nodeset, else the ``<memory
+  nodeset>`` when that is a single node; a cell whose memory is not bound to one node is a ``numatune`` finding and
+  is checked on the node its vCPUs are pinned to, or, when they are not pinned to one node, on no node at all
+  (``UNKNOWN_NODE``: its memory and vCPUs are left out of the node checks, and the finding says so);
+* hugepages per cell: a ``<page nodeset>`` names guest cells, a ``<page>`` without one the other cells;
 * vCPU pins: ``<cputune><vcpupin>``; a vCPU without one runs on ``<vcpu cpuset>``, else on every host CPU (which
   the checker flags); emulator pins: ``<emulatorpin>``, else the same default;
 * what XML cannot say comes from the scenario's guest of the same name when there is one (``cpu``, ``threads``,
   ``load``, ``emulator``, ``numa``, ``anti_affinity``, ``priority``, ``host``), loads also from ``--loads``;
-  otherwise it is inferred: ``cpu: dedicated`` when every vCPU is pinned to one pCPU of its own, else shared;
+  otherwise it is inferred: ``cpu: dedicated`` when every vCPU is pinned to one pCPU of its own that no other
+  guest's vCPU on the host may use (judged on the whole host), else shared;
   ``threads: require`` for a dedicated guest whose ``<topology>`` has threads=2 (vplan writes that only for
   require), else ``prefer``; ``emulator: host`` when the emulator is pinned to exactly the host's reserved CPUs,
   ``isolate`` when to one CPU that is not reserved and serves no vCPU, else ``shared``; load 1.0.
@@ -27,9 +32,9 @@ Rules: every rule of ``planner.check`` (``cells``, ``cpus``, ``threads``, ``emul
 * ``numatune``  memnode/cell mismatch: a memnode for a cell that does not exist, a cell without a memnode whose
   memory is not bound to a single node, a memnode or memory nodeset that spans nodes or names a node the host does
   not have, ``<memory nodeset>`` other than the memnodes' nodes;
-* ``pagesize``  a hugepage size none of the host's nodes has (or several sizes, or pages for only some cells);
-* ``distances`` a cell's ``<distances>`` sibling value unlike the host's distance between the two cells' nodes,
-  or a sibling missing;
+* ``pagesize``  a hugepage size none of the host's nodes has;
+* ``distances`` after libvirt's fill-ins (10 from a cell to itself, b -> a from a -> b), a cell pair's distance
+  unlike the host's between the two cells' nodes, or a pair given in neither direction;
 * ``pins``      a vcpupin for a vCPU the domain does not have (libvirt ignores it).
 
 Public API::
