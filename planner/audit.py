@@ -311,8 +311,9 @@ def _number(text: str | None, what: str, file: str, maximum: int) -> int:
     return int(value)
 
 
-def _memory_devices(root, file: str) -> list[tuple[str, int, int]]:
-    """``<devices><memory model>``: (model, KiB of host memory it takes or holds, guest cell)."""
+def _memory_devices(root, file: str) -> list[tuple[str, int, int, tuple[int, ...] | None]]:
+    """``<devices><memory model>``: (model, KiB of host memory it takes or holds, guest cell, host nodes of its
+    ``<source><nodemask>`` or None)."""
     out = []
     for dev in root.findall("devices/memory"):
         model = dev.get("model", "")
@@ -325,7 +326,10 @@ def _memory_devices(root, file: str) -> list[tuple[str, int, int]]:
         cell_el = target.find("node")
         cell = _number(cell_el.text, f"<memory model='{model[:20]}'> <target><node>", file, MAX_VCPUS) \
             if cell_el is not None else 0
-        out.append((model, kib, cell))
+        mask = dev.findtext("source/nodemask")
+        nodes = _cpulist(mask, f"<memory model='{model[:20]}'> <source><nodemask>", file, MAX_NODE_ID) \
+            if mask is not None else None
+        out.append((model, kib, cell, nodes))
     return out
 
 
@@ -415,7 +419,7 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
     if not raw_cells:
         if total_memory is None:
             raise AuditInputError([f"{file}: domain {name} has no <memory> and no <numa> cells"])
-        ram = total_memory - sum(kib for model_name, kib, _c in devices if model_name not in RAM_DEVICES)
+        ram = total_memory - sum(kib for model_name, kib, _c, _n in devices if model_name not in RAM_DEVICES)
         if ram <= 0:
             raise AuditInputError([f"{file}: domain {name}: <memory> {total_memory} KiB is not more than its "
                                    "file-backed memory devices"])
@@ -423,7 +427,7 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
     else:
         extra: dict[int, int] = {}
         cids = {c[0] for c in raw_cells}
-        for model_name, kib, cell in devices:
+        for model_name, kib, cell, _nodes in devices:
             if model_name not in RAM_DEVICES:
                 continue
             if cell not in cids:
@@ -491,6 +495,13 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
         else:
             node = UNKNOWN_NODE
         cells.append((cid, cell_vcpus, cell_mem, node))
+    node_of_cell = {cid: node for cid, _vs, _m, node in cells}
+    for model_name, kib, cell, nodes in devices:
+        here = node_of_cell.get(cell, UNKNOWN_NODE) if numa_cells else cells[0][3]
+        if model_name in RAM_DEVICES and nodes is not None and here != UNKNOWN_NODE and list(nodes) != [here]:
+            add("numatune", here, f"{name} on {host}: a <memory model='{model_name}'> of {format_memory(kib)} in "
+                                  f"cell {cell} is backed by host node(s) {format_cpulist(nodes)} (its <source>"
+                                  f"<nodemask>), not the cell's node {here}: checked as if on node {here}")
     if memory_nodes is not None and memnodes and bound_nodes and set(memory_nodes) != set(bound_nodes):
         add("numatune", None, f"{name} on {host}: <numatune><memory nodeset='{format_cpulist(memory_nodes)}'> is "
                               f"not the cells' nodes {format_cpulist(bound_nodes)}")
@@ -562,7 +573,8 @@ class AuditResult:
     def document(self) -> dict:
         return {
             "clean": self.clean,
-            "guests": {g: {"host": p.host, "file": self.files.get(g), "nodes": list(p.nodes)}
+            "guests": {g: {"host": p.host, "file": self.files.get(g),
+                           "nodes": [None if n == UNKNOWN_NODE else n for n in p.nodes]}  # None: unknown
                        for g, p in sorted(self.plan.placed.items())},
             "findings": [f.as_dict() for f in self.findings],
         }

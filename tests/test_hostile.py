@@ -5,7 +5,7 @@ reader (time-bounded by max_examples)."""
 
 from __future__ import annotations
 
-import io
+import json
 import os
 import re
 import shutil
@@ -414,6 +414,10 @@ def test_domain_corpus_findings_are_exact():
         "unknown, so its memory and vCPUs are not checked against a node",
         "8 guests on 1 hosts: 2 findings (numatune 2)"]
     assert (DOMAINS / "h1" / "crlf.xml").read_bytes().count(b"\r\n") == 8
+    document = json.loads(vplan("check", DOMAINS / "host.yaml", "--domains", DOMAINS, "--loads",
+                                DOMAINS / "loads.txt", "--json").output)
+    assert document["guests"]["auto"]["nodes"] == [None]  # unknown, not node 0
+    assert document["guests"]["dimm"]["nodes"] == [0, 1] and document["guests"]["crlf"]["nodes"] == [1]
 
 
 def test_corpus_per_cell_pages_are_checked_per_cell(tmp_path):
@@ -504,3 +508,12 @@ def test_fuzz_domain_reader(data):
         assert all(line.startswith("g.xml: ") for line in exc.problems), exc.problems
     else:
         assert all(f.rule for f in result.findings)
+
+
+def test_dimm_backed_by_another_node_is_told(tmp_path):
+    text = DOMAIN.replace("</cpu>", "</cpu><devices><memory model='dimm'><source><nodemask>1</nodemask></source>"
+                                    "<target><size unit='MiB'>512</size><node>0</node></target></memory></devices>")
+    result = check_one(tmp_path, text)
+    assert re.findall(r"\[numatune\][^\n]*", result.output) == [
+        "[numatune] g on h1: a <memory model='dimm'> of 512MiB in cell 0 is backed by host node(s) 1 (its <source>"
+        "<nodemask>), not the cell's node 0: checked as if on node 0"]
