@@ -517,3 +517,20 @@ def test_dimm_backed_by_another_node_is_told(tmp_path):
     assert re.findall(r"\[numatune\][^\n]*", result.output) == [
         "[numatune] g on h1: a <memory model='dimm'> of 512MiB in cell 0 is backed by host node(s) 1 (its <source>"
         "<nodemask>), not the cell's node 0: checked as if on node 0"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t.replace("<domain", "<!DOCTYPE d [<!ENTITY x 'y'>]><domain", 1), "the document has a <!DOCTYPE>"),
+    (lambda t: re.sub(r"<vcpu([^>]*)>1</vcpu>", r"<vcpu\1>²</vcpu>", t), "has no <vcpu> count"),
+])
+def test_apply_refuses_dtd_and_non_ascii_vcpus(tmp_path, change, message):
+    (tmp_path / "m.yaml").write_text('nodes: [{id: 0, cpus: "0-1", memory: 8GiB}]\n')
+    path = scenario(tmp_path, "host_models:\n  m: {include: m.yaml}\nhosts: [{name: h1, model: m}]\nguests:\n"
+                              "  - {name: d1, vcpus: 1, memory: 1GiB}\n")
+    assert vplan("solve", path, "-o", tmp_path / "plan", "--time-limit", "2", "--quiet").exit_code == 0
+    (tmp_path / "doms").mkdir()
+    text = (tmp_path / "plan" / "hosts" / "h1" / "d1.xml").read_text()
+    (tmp_path / "doms" / "d1.xml").write_text(change(text))
+    result = vplan("apply", tmp_path / "plan", "--domains", tmp_path / "doms", "-o", tmp_path / "out")
+    refused(result, "d1", message)
+    assert not (tmp_path / "out").exists()
