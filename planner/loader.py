@@ -484,39 +484,42 @@ def _shape_ok(root: yaml.Node, file: str, problems: _Problems) -> bool:
     at most ``MAX_YAML_DEPTH`` deep, no alias inside the node it names, and aliases adding at most ``2 x written +
     MAX_ALIAS_VALUES`` values (a "billion laughs" document is refused here). One pass over the distinct nodes,
     without recursion; each node's size with aliases expanded is summed from its children's."""
-    sizes: dict[int, int] = {}
+    sizes: dict[int, int] = {}  # collections only (a scalar counts 1)
     open_nodes: set[int] = set()
-    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    stack: list[tuple[yaml.Node, int, list | None]] = [(root, 1, None)]
     written = 0
+    scalar = yaml.ScalarNode
     while stack:
-        node, depth, done = stack.pop()
+        node, depth, children = stack.pop()
         key = id(node)
-        children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else
-                    node.value if isinstance(node, yaml.SequenceNode) else [])
-        line = node.start_mark.line + 1
-        if done:
+        if children is not None:  # all children done
             open_nodes.discard(key)
-            size = 1 + sum(sizes[id(child)] for child in children)
+            size = 1 + sum(1 if type(child) is scalar else sizes[id(child)] for child in children)
             sizes[key] = size
             if size > 2 * written + MAX_ALIAS_VALUES:
-                problems.add(_Where(file), f"line {line}: aliases expand this node to {size:,} values (aliases may add "
-                                           f"at most {MAX_ALIAS_VALUES:,} values beyond twice those written out): "
-                                           "write the values out")
+                problems.add(_Where(file), f"line {node.start_mark.line + 1}: aliases expand this node to {size:,} "
+                                           f"values (aliases may add at most {MAX_ALIAS_VALUES:,} values beyond twice "
+                                           "those written out): write the values out")
                 return False
+            continue
+        if type(node) is scalar:
+            written += 1
             continue
         if key in sizes:
             continue
+        line = node.start_mark.line + 1
         if key in open_nodes:
             problems.add(_Where(file), f"line {line}: an alias is inside the node it names (recursive data)")
             return False
-        if depth > MAX_YAML_DEPTH and children:
+        if depth > MAX_YAML_DEPTH:
             problems.add(_Where(file), f"line {line}: lists and mappings nested more than {MAX_YAML_DEPTH} deep (a "
                                        "scenario needs a few levels)")
             return False
-        written += 1
+        kids = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        written += 1 + sum(1 for child in kids if type(child) is scalar)
         open_nodes.add(key)
-        stack.append((node, depth, True))
-        stack.extend((child, depth + 1, False) for child in children if id(child) not in sizes)
+        stack.append((node, depth, kids))
+        stack.extend((child, depth + 1, None) for child in kids if type(child) is not scalar and id(child) not in sizes)
     return True
 
 
