@@ -8,15 +8,20 @@ A domain becomes a :class:`planner.plan.GuestPlacement` and a :class:`planner.sc
 
 * vCPUs: ``<vcpu>``; memory: ``<memory>`` (any libvirt unit); hugepage size: ``<memoryBacking><hugepages><page>``
   (``<hugepages/>`` without a page: the architecture's default, 2M on x86_64/aarch64, 16M on ppc64le, 1M on s390x);
-* cells: ``<cpu><numa><cell>`` (without ``<numa>``: one cell holding every vCPU and all memory); the host node of
-  a cell: its ``<numatune><memnode>`` nodeset, else the ``<memory nodeset>`` when that is a single node; a cell
-  whose memory is not bound to one node is a ``numatune`` finding and is checked on the node its vCPUs are
-  pinned to;
+* cells: ``<cpu><numa><cell>`` (a cell without ``id`` is numbered by its position, as libvirt does; without
+  ``<numa>``: one cell holding every vCPU and ``<memory>`` less file-backed memory devices); a ``dimm`` or
+  ``virtio-mem`` ``<devices><memory>`` adds its size to the cell it targets (``nvdimm``/``virtio-pmem`` are
+  file-backed: not counted); the host node of a cell: its ``<numatune><memnode>`` nodeset, else the ``<memory
+  nodeset>`` when that is a single node; a cell whose memory is not bound to one node is a ``numatune`` finding and
+  is checked on the node its vCPUs are pinned to, or, when they are not pinned to one node, on no node at all
+  (``UNKNOWN_NODE``: its memory and vCPUs are left out of the node checks, and the finding says so);
+* hugepages per cell: a ``<page nodeset>`` names guest cells, a ``<page>`` without one the other cells;
 * vCPU pins: ``<cputune><vcpupin>``; a vCPU without one runs on ``<vcpu cpuset>``, else on every host CPU (which
   the checker flags); emulator pins: ``<emulatorpin>``, else the same default;
 * what XML cannot say comes from the scenario's guest of the same name when there is one (``cpu``, ``threads``,
   ``load``, ``emulator``, ``numa``, ``anti_affinity``, ``priority``, ``host``), loads also from ``--loads``;
-  otherwise it is inferred: ``cpu: dedicated`` when every vCPU is pinned to one pCPU of its own, else shared;
+  otherwise it is inferred: ``cpu: dedicated`` when every vCPU is pinned to one pCPU of its own that no other
+  guest's vCPU on the host may use (judged on the whole host), else shared;
   ``threads: require`` for a dedicated guest whose ``<topology>`` has threads=2 (vplan writes that only for
   require), else ``prefer``; ``emulator: host`` when the emulator is pinned to exactly the host's reserved CPUs,
   ``isolate`` when to one CPU that is not reserved and serves no vCPU, else ``shared``; load 1.0.
@@ -27,9 +32,9 @@ Rules: every rule of ``planner.check`` (``cells``, ``cpus``, ``threads``, ``emul
 * ``numatune``  memnode/cell mismatch: a memnode for a cell that does not exist, a cell without a memnode whose
   memory is not bound to a single node, a memnode or memory nodeset that spans nodes or names a node the host does
   not have, ``<memory nodeset>`` other than the memnodes' nodes;
-* ``pagesize``  a hugepage size none of the host's nodes has (or several sizes, or pages for only some cells);
-* ``distances`` a cell's ``<distances>`` sibling value unlike the host's distance between the two cells' nodes,
-  or a sibling missing;
+* ``pagesize``  a hugepage size none of the host's nodes has;
+* ``distances`` after libvirt's fill-ins (10 from a cell to itself, b -> a from a -> b), a cell pair's distance
+  unlike the host's between the two cells' nodes, or a pair given in neither direction;
 * ``pins``      a vcpupin for a vCPU the domain does not have (libvirt ignores it).
 
 Public API::
@@ -306,8 +311,9 @@ def _number(text: str | None, what: str, file: str, maximum: int) -> int:
     return int(value)
 
 
-def _memory_devices(root, file: str) -> list[tuple[str, int, int]]:
-    """``<devices><memory model>``: (model, KiB of host memory it takes or holds, guest cell)."""
+def _memory_devices(root, file: str) -> list[tuple[str, int, int, tuple[int, ...] | None]]:
+    """``<devices><memory model>``: (model, KiB of host memory it takes or holds, guest cell, host nodes of its
+    ``<source><nodemask>`` or None)."""
     out = []
     for dev in root.findall("devices/memory"):
         model = dev.get("model", "")
@@ -320,7 +326,10 @@ def _memory_devices(root, file: str) -> list[tuple[str, int, int]]:
         cell_el = target.find("node")
         cell = _number(cell_el.text, f"<memory model='{model[:20]}'> <target><node>", file, MAX_VCPUS) \
             if cell_el is not None else 0
-        out.append((model, kib, cell))
+        mask = dev.findtext("source/nodemask")
+        nodes = _cpulist(mask, f"<memory model='{model[:20]}'> <source><nodemask>", file, MAX_NODE_ID) \
+            if mask is not None else None
+        out.append((model, kib, cell, nodes))
     return out
 
 
@@ -410,7 +419,7 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
     if not raw_cells:
         if total_memory is None:
             raise AuditInputError([f"{file}: domain {name} has no <memory> and no <numa> cells"])
-        ram = total_memory - sum(kib for model_name, kib, _c in devices if model_name not in RAM_DEVICES)
+        ram = total_memory - sum(kib for model_name, kib, _c, _n in devices if model_name not in RAM_DEVICES)
         if ram <= 0:
             raise AuditInputError([f"{file}: domain {name}: <memory> {total_memory} KiB is not more than its "
                                    "file-backed memory devices"])
@@ -418,7 +427,7 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
     else:
         extra: dict[int, int] = {}
         cids = {c[0] for c in raw_cells}
-        for model_name, kib, cell in devices:
+        for model_name, kib, cell, _nodes in devices:
             if model_name not in RAM_DEVICES:
                 continue
             if cell not in cids:
@@ -486,6 +495,13 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
         else:
             node = UNKNOWN_NODE
         cells.append((cid, cell_vcpus, cell_mem, node))
+    node_of_cell = {cid: node for cid, _vs, _m, node in cells}
+    for model_name, kib, cell, nodes in devices:
+        here = node_of_cell.get(cell, UNKNOWN_NODE) if numa_cells else cells[0][3]
+        if model_name in RAM_DEVICES and nodes is not None and here != UNKNOWN_NODE and list(nodes) != [here]:
+            add("numatune", here, f"{name} on {host}: a <memory model='{model_name}'> of {format_memory(kib)} in "
+                                  f"cell {cell} is backed by host node(s) {format_cpulist(nodes)} (its <source>"
+                                  f"<nodemask>), not the cell's node {here}: checked as if on node {here}")
     if memory_nodes is not None and memnodes and bound_nodes and set(memory_nodes) != set(bound_nodes):
         add("numatune", None, f"{name} on {host}: <numatune><memory nodeset='{format_cpulist(memory_nodes)}'> is "
                               f"not the cells' nodes {format_cpulist(bound_nodes)}")
@@ -557,7 +573,8 @@ class AuditResult:
     def document(self) -> dict:
         return {
             "clean": self.clean,
-            "guests": {g: {"host": p.host, "file": self.files.get(g), "nodes": list(p.nodes)}
+            "guests": {g: {"host": p.host, "file": self.files.get(g),
+                           "nodes": [None if n == UNKNOWN_NODE else n for n in p.nodes]}  # None: unknown
                        for g, p in sorted(self.plan.placed.items())},
             "findings": [f.as_dict() for f in self.findings],
         }

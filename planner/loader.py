@@ -306,7 +306,7 @@ def _name(value: object) -> str:
     """A plain name (no pattern)."""
     _string_name(value)
     if not NAME_RE.match(value):
-        raise ValueError(f"'{value}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
+        raise ValueError(f"'{_cut(value, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
                          "digit, at most 63 characters)")
     return value
 
@@ -322,7 +322,7 @@ def _pattern(value: object) -> list[str]:
     match = re.search(r"\[([0-9]+)-([0-9]+)\]", value)
     if match and (len(match.group(1)) > 9 or len(match.group(2)) > 9
                   or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
-        raise ValueError(f"'{value}' expands to more than {MAX_PATTERN_NAMES} names")
+        raise ValueError(f"'{_cut(value, 80)}' expands to more than {MAX_PATTERN_NAMES} names")
     return expand_name(value)
 
 
@@ -384,10 +384,23 @@ class _SafeLoader(_BaseLoader):
     """Safe loading (tags that construct objects are refused), plus a walk over the composed nodes that reports
     duplicate keys and refused tags with their key path and line."""
 
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        """The resolver's tag for a plain scalar, remembered per text (keys and values repeat in a scenario)."""
+        if kind is not yaml.ScalarNode or not implicit[0]:
+            return super().resolve(kind, value, implicit)
+        cache = self.__dict__.setdefault("_tag_cache", {})
+        key = (value, implicit[1])
+        tag = cache.get(key)
+        if tag is None:
+            tag = cache[key] = super().resolve(kind, value, implicit)
+        return tag
+
     def load_checked(self, problems: _Problems, root: _Where) -> Any:
         node = self.get_single_node()
         if node is None:
             return None
+        if not _shape_ok(node, root.file, problems):
+            return INVALID
         self._walk(node, root, problems, set())
         return self.construct_document(node)
 
@@ -402,20 +415,24 @@ class _SafeLoader(_BaseLoader):
             self._walk_mapping(node, where, problems, seen)
         elif isinstance(node, yaml.SequenceNode):
             for index, child in enumerate(node.value):
+                if isinstance(child, yaml.ScalarNode) and child.tag in SAFE_TAGS:
+                    continue
                 self._walk(child, where.item(index, self._node_label(child)), problems, seen)
 
     def _walk_mapping(self, node: yaml.MappingNode, where: _Where, problems: _Problems, seen: set[int]) -> None:
         first_seen: dict[str, str] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-            line = key_node.start_mark.line + 1
-            place = f"line {line}, column {key_node.start_mark.column + 1}"
+            mark = key_node.start_mark
+            place = f"line {mark.line + 1}, column {mark.column + 1}"
             if key_node.tag not in SAFE_TAGS and key_node.tag != MERGE_TAG:
                 self._refuse(key_node, where.key(key), problems)
                 continue
             if key != "<<" and key in first_seen:
                 problems.add(where.key(key), f"duplicate key '{key}' at {place} (first at {first_seen[key]})")
             first_seen.setdefault(key, place)
+            if isinstance(value_node, yaml.ScalarNode) and value_node.tag in SAFE_TAGS:
+                continue  # a plain value: nothing below it to check
             self._walk(value_node, where.key(key), problems, seen)
 
     @staticmethod
@@ -443,8 +460,6 @@ def _parse_yaml(text: str, file: str, problems: _Problems) -> Any:
     """The YAML data of ``text`` (``INVALID`` after a syntax error, which becomes a problem with its line)."""
     loader = None
     try:
-        if not _yaml_shape_ok(text, file, problems):
-            return INVALID
         loader = _SafeLoader(text)
         return loader.load_checked(problems, _Where(file))
     except yaml.MarkedYAMLError as exc:
@@ -466,6 +481,50 @@ def _parse_yaml(text: str, file: str, problems: _Problems) -> Any:
         if loader is not None:
             loader.dispose()
     return INVALID
+
+
+def _shape_ok(root: yaml.Node, file: str, problems: _Problems) -> bool:
+    """The composed node graph (an alias is the node it names, shared) before anything walks or builds it: nesting
+    at most ``MAX_YAML_DEPTH`` deep, no alias inside the node it names, and aliases adding at most ``2 x written +
+    MAX_ALIAS_VALUES`` values (a "billion laughs" document is refused here). One pass over the distinct nodes,
+    without recursion; each node's size with aliases expanded is summed from its children's."""
+    sizes: dict[int, int] = {}  # collections only (a scalar counts 1)
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, int, list | None]] = [(root, 1, None)]
+    written = 0
+    scalar = yaml.ScalarNode
+    while stack:
+        node, depth, children = stack.pop()
+        key = id(node)
+        if children is not None:  # all children done
+            open_nodes.discard(key)
+            size = 1 + sum(1 if type(child) is scalar else sizes[id(child)] for child in children)
+            sizes[key] = size
+            if size > 2 * written + MAX_ALIAS_VALUES:
+                problems.add(_Where(file), f"line {node.start_mark.line + 1}: aliases expand this node to {size:,} "
+                                           f"values (aliases may add at most {MAX_ALIAS_VALUES:,} values beyond twice "
+                                           "those written out): write the values out")
+                return False
+            continue
+        if type(node) is scalar:
+            written += 1
+            continue
+        if key in sizes:
+            continue
+        line = node.start_mark.line + 1
+        if key in open_nodes:
+            problems.add(_Where(file), f"line {line}: an alias is inside the node it names (recursive data)")
+            return False
+        if depth > MAX_YAML_DEPTH:
+            problems.add(_Where(file), f"line {line}: lists and mappings nested more than {MAX_YAML_DEPTH} deep (a "
+                                       "scenario needs a few levels)")
+            return False
+        kids = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        written += 1 + sum(1 for child in kids if type(child) is scalar)
+        open_nodes.add(key)
+        stack.append((node, depth, kids))
+        stack.extend((child, depth + 1, None) for child in kids if type(child) is not scalar and id(child) not in sizes)
+    return True
 
 
 def _yaml_shape_ok(text: str, file: str, problems: _Problems) -> bool:
@@ -1091,6 +1150,7 @@ class _GuestContext:
     host_names: set[str]
     domain: DomainSettings = DomainSettings()  # the scenario's domain: settings (a guest's own override them)
     templates: "_Templates | None" = None
+    valid: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # guest keys (no name) -> valid values
 
 
 def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostModel], declared: set[str],
@@ -1124,6 +1184,9 @@ def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, probl
         return [], []
     before = problems.count()
     names = _check(problems, at.key("name"), _pattern, spec["name"]) if "name" in spec else INVALID
+    key = _spec_key(spec)
+    if key is not None and key in context.valid:  # the same keys as a guest already judged valid
+        return ([], []) if names is INVALID else (names, [Guest(name=name, **context.valid[key]) for name in names])
     values = _guest_values(spec, at, context, problems)
     values["domain"] = context.domain
     if "domain" in spec:
@@ -1135,7 +1198,26 @@ def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, probl
         return [], []
     if problems.count() != before or INVALID in values.values():
         return names, []
+    if key is not None:
+        context.valid[key] = values
     return names, [Guest(name=name, **values) for name in names]
+
+
+def _spec_key(spec: dict) -> tuple | None:
+    """A guest item's keys other than its name, as a hashable value (type included: 1 is not true), so that
+    identical guests are judged once; None when some value is not plain data."""
+    def freeze(value: object) -> object:
+        if isinstance(value, dict):
+            return ("map",) + tuple((freeze(k), freeze(v)) for k, v in value.items())
+        if isinstance(value, list):
+            return ("list",) + tuple(freeze(v) for v in value)
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return (type(value).__name__, value)
+        raise TypeError
+    try:
+        return tuple(sorted((k, freeze(v)) for k, v in spec.items() if k != "name"))
+    except TypeError:
+        return None
 
 
 def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Problems) -> dict[str, Any]:

@@ -5,7 +5,7 @@ reader (time-bounded by max_examples)."""
 
 from __future__ import annotations
 
-import io
+import json
 import os
 import re
 import shutil
@@ -69,7 +69,7 @@ def laughs(levels: int) -> str:
 def test_billion_laughs_is_refused_at_the_alias_that_crosses_the_limit(tmp_path):
     path = scenario(tmp_path, laughs(8))
     assert len(path.read_bytes()) < 800
-    out = refused(vplan("validate", path), f"{path}: line 10: alias *a4 expands the document to ")
+    out = refused(vplan("validate", path), f"{path}: line 10: aliases expand this node to 1,111,111 values")
     assert "write the values out" in out
 
 
@@ -81,7 +81,7 @@ def test_small_alias_use_is_fine():
 
 
 def test_recursive_alias_is_refused(tmp_path):
-    refused(vplan("validate", scenario(tmp_path, "guests: &g [*g]\n")), "alias *g is inside the node it names")
+    refused(vplan("validate", scenario(tmp_path, "guests: &g [*g]\n")), "line 3: an alias is inside the node it names (recursive data)")
 
 
 @pytest.mark.parametrize(("depth", "message"), [
@@ -414,6 +414,10 @@ def test_domain_corpus_findings_are_exact():
         "unknown, so its memory and vCPUs are not checked against a node",
         "8 guests on 1 hosts: 2 findings (numatune 2)"]
     assert (DOMAINS / "h1" / "crlf.xml").read_bytes().count(b"\r\n") == 8
+    document = json.loads(vplan("check", DOMAINS / "host.yaml", "--domains", DOMAINS, "--loads",
+                                DOMAINS / "loads.txt", "--json").output)
+    assert document["guests"]["auto"]["nodes"] == [None]  # unknown, not node 0
+    assert document["guests"]["dimm"]["nodes"] == [0, 1] and document["guests"]["crlf"]["nodes"] == [1]
 
 
 def test_corpus_per_cell_pages_are_checked_per_cell(tmp_path):
@@ -504,3 +508,29 @@ def test_fuzz_domain_reader(data):
         assert all(line.startswith("g.xml: ") for line in exc.problems), exc.problems
     else:
         assert all(f.rule for f in result.findings)
+
+
+def test_dimm_backed_by_another_node_is_told(tmp_path):
+    text = DOMAIN.replace("</cpu>", "</cpu><devices><memory model='dimm'><source><nodemask>1</nodemask></source>"
+                                    "<target><size unit='MiB'>512</size><node>0</node></target></memory></devices>")
+    result = check_one(tmp_path, text)
+    assert re.findall(r"\[numatune\][^\n]*", result.output) == [
+        "[numatune] g on h1: a <memory model='dimm'> of 512MiB in cell 0 is backed by host node(s) 1 (its <source>"
+        "<nodemask>), not the cell's node 0: checked as if on node 0"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t.replace("<domain", "<!DOCTYPE d [<!ENTITY x 'y'>]><domain", 1), "the document has a <!DOCTYPE>"),
+    (lambda t: re.sub(r"<vcpu([^>]*)>1</vcpu>", r"<vcpu\1>²</vcpu>", t), "has no <vcpu> count"),
+])
+def test_apply_refuses_dtd_and_non_ascii_vcpus(tmp_path, change, message):
+    (tmp_path / "m.yaml").write_text('nodes: [{id: 0, cpus: "0-1", memory: 8GiB}]\n')
+    path = scenario(tmp_path, "host_models:\n  m: {include: m.yaml}\nhosts: [{name: h1, model: m}]\nguests:\n"
+                              "  - {name: d1, vcpus: 1, memory: 1GiB}\n")
+    assert vplan("solve", path, "-o", tmp_path / "plan", "--time-limit", "2", "--quiet").exit_code == 0
+    (tmp_path / "doms").mkdir()
+    text = (tmp_path / "plan" / "hosts" / "h1" / "d1.xml").read_text()
+    (tmp_path / "doms" / "d1.xml").write_text(change(text))
+    result = vplan("apply", tmp_path / "plan", "--domains", tmp_path / "doms", "-o", tmp_path / "out")
+    refused(result, "d1", message)
+    assert not (tmp_path / "out").exists()
