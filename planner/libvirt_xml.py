@@ -26,6 +26,7 @@ in by ``planner.apply.merge_domain``, exactly as ``vplan apply`` does.
 
 from __future__ import annotations
 
+import re
 import uuid as uuid_mod
 from dataclasses import dataclass
 from typing import Iterable
@@ -481,6 +482,7 @@ def domain_xml(plan: Plan, guest_name: str) -> str:
 
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+_PROLOGUE = re.compile(r"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[.*?\])?\s*>)*", re.S)
 
 
 def _place(parent: etree._Element, element: etree._Element, after: Iterable[str]) -> etree._Element:
@@ -549,10 +551,10 @@ def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
                 cpu.remove(model)
         if "match" in cpu.attrib:
             del cpu.attrib["match"]
-    from planner.apply import _tokenise  # where the root element starts and ends in the text
-
-    span = _tokenise(text)
-    return text[:span.start] + etree.tostring(root, encoding="unicode") + text[span.end:].rstrip("\n") + "\n"
+    prologue = _PROLOGUE.match(text).group(0)  # the XML declaration, comments, ... before <domain>, as written
+    epilogue = "".join("\n" + etree.tostring(node, encoding="unicode", with_tail=False)
+                       for node in root.itersiblings())
+    return prologue + etree.tostring(root, encoding="unicode", with_tail=False) + epilogue + "\n"
 
 
 def template_domain_xml(template_text: str, spec: DomainSpec, where: str) -> str:

@@ -135,6 +135,7 @@ guests:
         ("domain: kvm\n", "s.yaml: domain: expected a mapping, e.g. {type: qemu, cpu_mode: maximum}"),
         ("domain: {template: missing.xml}\n", "s.yaml: domain.template: 'missing.xml': file not found"),
         ("domain: {template: 7}\n", "s.yaml: domain.template: 7 is not a file path"),
+        ("domain: {template: .}\n", "s.yaml: domain.template: '.': not a regular file (expected a domain XML)"),
     ],
 )
 def test_bad_scenario_domain(tmp_path: Path, body: str, expected: str) -> None:
