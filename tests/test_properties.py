@@ -48,7 +48,7 @@ def test_every_method_gives_a_checked_plan(fleet, data):
         plans[method] = plan
     greedy, auto = plans["greedy"], plans["auto"]
     assert _placed_priority(auto) >= _placed_priority(greedy)
-    if _placed_priority(auto) == _placed_priority(greedy):
+    if _placed_priority(auto) == _placed_priority(greedy) and scenario.policy.objective == "pack":
         assert len(auto.hosts_used) <= len(greedy.hosts_used)
     complete = [len(p.hosts_used) for p in plans.values() if not p.unplaced_reasons]
     for plan in plans.values():
