@@ -37,7 +37,7 @@ def _assert_sound(plan) -> None:
             assert value <= len(plan.scenario.hosts), kind
 
 
-@settings(max_examples=int(__import__("os").environ.get("VPLAN_PROPERTY_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(__import__("os").environ.get("VPLAN_PROPERTY_EXAMPLES", "100")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(fleet=fleets(), data=st.data())
 def test_every_method_gives_a_checked_plan(fleet, data):
     _text, scenario = fleet
