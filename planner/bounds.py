@@ -114,11 +114,11 @@ def node_bounds(problem: Problem) -> dict[str, float]:
 
 def placement_bounds(problem: Problem) -> dict[str, float]:
     tags: Counter[str] = Counter()
-    fixed = set()
     for g in problem.scenario.guests:
         tags.update(set(g.anti_affinity))
-        if g.host:
-            fixed.add(g.host)
+    # hosts of fixed guests that fit there at all (a fixed guest that never fits its host is unplaced, not a host)
+    fixed = {cls.guest.host for cls in problem.classes
+             if cls.guest.host and cls.options.get(problem.host_model[cls.guest.host])}
     out: dict[str, float] = {}
     if tags:
         out["anti_affinity"] = max(tags.values())

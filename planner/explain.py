@@ -52,7 +52,7 @@ def _severity(shortfalls: list[tuple[int, Shortfall]]) -> tuple[int, float]:
     return (len(shortfalls), sum(s.missing / max(s.needed, 1e-9) for _, s in shortfalls))
 
 
-MAX_NODE_SETS = 5000  # node sets tried per model and cell count when explaining a guest that fits nowhere
+MAX_NODE_SETS = 2000  # node sets tried per model and cell count when explaining a guest that fits nowhere
 
 
 def _best_node_set(problem: Problem, cap, demands) -> tuple[tuple, tuple[int, ...], list[tuple[int, int, Shortfall]]]:
@@ -60,7 +60,7 @@ def _best_node_set(problem: Problem, cap, demands) -> tuple[tuple, tuple[int, ..
     (severity, node ids, [(cell, node id, shortfall)])."""
     nodes = [n for n in cap.nodes if n.holds_cells]
     best = None
-    for combo in itertools.islice(itertools.permutations(nodes, len(demands)), MAX_NODE_SETS):
+    for combo in itertools.islice(itertools.combinations(nodes, len(demands)), MAX_NODE_SETS):
         found = [
             (i, node.node_id, sf)
             for i, (node, cell) in enumerate(zip(combo, demands))

@@ -65,7 +65,8 @@ def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, se
                               workers=workers or default_workers())
         if result is not None:
             chosen, rounds = result
-    bounds = lower_bounds(problem, with_lp=False).clamped(min(-score(problem, a)[1] for a in (first_fit, chosen)))
+    hosts_of = [len({h for (_c, h, _o), n in a.items() if n}) for a in (first_fit, chosen)]
+    bounds = lower_bounds(problem, with_lp=False).clamped(min(hosts_of))
 
     def finish(assignment):
         extra = {"kept": kept, "new": new, "improve_rounds": rounds, "bound_hosts": bounds.hosts,

@@ -42,7 +42,8 @@ def host_models(draw, name: str) -> dict:
 
 
 @st.composite
-def guests(draw, index: int, host_cpus: dict[str, int], max_cpus: int) -> dict:
+def guests(draw, index: int, host_cpus: dict[str, int], max_cpus: int, vcpu_caps: dict[str, int],
+           fixed_vcpus: dict[str, int]) -> dict:
     dedicated = draw(st.booleans())
     guest: dict = {"name": f"g{index:02d}"}
     threads = draw(st.sampled_from(["prefer", "isolate", "require"])) if dedicated else None
@@ -71,8 +72,11 @@ def guests(draw, index: int, host_cpus: dict[str, int], max_cpus: int) -> dict:
     if priority != 1:
         guest["priority"] = priority
     if draw(st.integers(0, 4)) == 0:
-        fits = [h for h, n in host_cpus.items() if n >= vcpus]
-        guest["host"] = draw(st.sampled_from(sorted(fits)))
+        # within the host's CPUs and, with the guests fixed there before, its vCPU cap (else the loader refuses)
+        fits = [h for h, n in host_cpus.items() if n >= vcpus and fixed_vcpus[h] + vcpus <= vcpu_caps[h]]
+        if fits:
+            guest["host"] = draw(st.sampled_from(sorted(fits)))
+            fixed_vcpus[guest["host"]] += vcpus
     return guest
 
 
@@ -85,7 +89,10 @@ def fleets(draw, max_guests: int = 8) -> "tuple[str, object]":
     cpus_of = {m: sum(len(c) for c in spec["cores"]) for m, spec in models.items()}
     host_cpus = {h["name"]: cpus_of[h["model"]] for h in hosts}
     max_cpus = max(host_cpus.values())
-    items = [draw(guests(i, host_cpus, max_cpus)) for i in range(draw(st.integers(1, max_guests)))]
+    ratio = draw(st.sampled_from([1, 2, 8]))
+    vcpu_caps = {h["name"]: ratio * len(models[h["model"]]["cores"]) for h in hosts}
+    fixed_vcpus = {h: 0 for h in host_cpus}
+    items = [draw(guests(i, host_cpus, max_cpus, vcpu_caps, fixed_vcpus)) for i in range(draw(st.integers(1, max_guests)))]
     # the loader refuses fixed guests sharing a tag on one host: keep the first
     seen = set()
     for g in items:
@@ -94,7 +101,13 @@ def fleets(draw, max_guests: int = 8) -> "tuple[str, object]":
             if key in seen:
                 del g["anti_affinity"]
             seen.add(key)
-    doc = {"version": 1, "name": "prop", "policy": {"memory_overcommit": draw(st.sampled_from([1, 1.5]))},
+    policy = {
+        "memory_overcommit": draw(st.sampled_from([1, 1.5])),
+        "cpu_overcommit_max": ratio,
+        "cpu_load_target": draw(st.sampled_from([0.5, 0.7, 1.0])),
+        "objective": draw(st.sampled_from(["pack", "pack", "pack", "spread"])),
+    }
+    doc = {"version": 1, "name": "prop", "policy": policy,
            "host_models": models, "hosts": hosts, "guests": items}
     text = yaml.safe_dump(doc, sort_keys=False)
     return text, load_scenario_text(text, "prop.yaml")

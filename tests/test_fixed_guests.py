@@ -159,3 +159,28 @@ def test_emulator_host_without_reserved_cpus_is_noted_per_guest(tmp_path):
     guests = json.loads((out / "plan.json").read_text())["guests"]
     assert {name for name, g in guests.items() if g.get("note")} == {"a", "c"}
     assert guests["a"]["note"].startswith("emulator: host, but bare1 (model bare) reserves no CPUs")
+
+
+def test_cli_method_option(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    scenario_file = tmp_path / "s.yaml"
+    scenario_file.write_text(
+        "version: 1\nname: s\nhost_models:\n  m: {nodes: [{id: 0, cpus: '0-7', memory: 16GiB}], threads_per_core: 2}\n"
+        "hosts: [{name: 'h[1-3]', model: m}]\n"
+        "guests:\n  - {name: 'g[1-6]', vcpus: 2, memory: 4GiB, load: 0.5}\n  - {name: r, vcpus: 1, memory: 1GiB, host: h3}\n"
+    )
+    runner = CliRunner()
+    bad = runner.invoke(app, ["solve", str(scenario_file), "-o", str(tmp_path / "bad"), "--method", "fast"])
+    assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
+    for method in ("greedy", "direct"):
+        out = tmp_path / method
+        result = runner.invoke(app, ["solve", str(scenario_file), "-o", str(out), "--method", method, "--time-limit", "2", "-q"])
+        assert result.exit_code == 0, result.output
+        solver = json.loads((out / "plan.json").read_text())["solver"]
+        assert solver["name"] == ("greedy" if method == "greedy" else "cp-sat")
+        assert solver["hosts_used"] == (3 if method == "greedy" else 2)  # r fixes h3; the rest fits one more host

@@ -37,7 +37,7 @@ def _assert_sound(plan) -> None:
             assert value <= len(plan.scenario.hosts), kind
 
 
-@settings(max_examples=int(__import__("os").environ.get("VPLAN_PROPERTY_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(__import__("os").environ.get("VPLAN_PROPERTY_EXAMPLES", "100")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(fleet=fleets(), data=st.data())
 def test_every_method_gives_a_checked_plan(fleet, data):
     _text, scenario = fleet
@@ -48,7 +48,7 @@ def test_every_method_gives_a_checked_plan(fleet, data):
         plans[method] = plan
     greedy, auto = plans["greedy"], plans["auto"]
     assert _placed_priority(auto) >= _placed_priority(greedy)
-    if _placed_priority(auto) == _placed_priority(greedy):
+    if _placed_priority(auto) == _placed_priority(greedy) and scenario.policy.objective == "pack":
         assert len(auto.hosts_used) <= len(greedy.hosts_used)
     complete = [len(p.hosts_used) for p in plans.values() if not p.unplaced_reasons]
     for plan in plans.values():
