@@ -1,11 +1,13 @@
-"""vplan benchmark: seeded fleets of four sizes, vplan against greedy baselines, one row per size and solver.
+"""vplan benchmark: seeded fleets of four sizes and other shapes, vplan against every built-in heuristic.
 
     python bench/run.py                       # small, medium, large (xl with --sizes xl)
     python bench/run.py --sizes small,medium --profile
+    python bench/run.py --sizes medium-running,large-smallest   # fleets of other shapes (SHAPES below)
 
-Each size runs in a fresh subprocess (so peak RSS is that size's own); inside it the greedy baselines
-(arrival-order first-fit, first-fit-decreasing) and vplan run in the same process, each plan pinned and checked by
-planner.check, so ratios hold on a noisy machine. Output: JSON lines (--jsonl FILE, default bench/results.jsonl)
+Each size runs in a fresh subprocess (so peak RSS is that size's own); inside it vplan and then every heuristic of
+planner.heuristics (first-fit, first-fit-decreasing, dot-product, dot-product-lp, best-fit) run in the same
+process, each plan pinned and checked by planner.check, so ratios hold on a noisy machine. A heuristic's row
+carries vplan's bound and its kind. Output: JSON lines (--jsonl FILE, default bench/results.jsonl)
 and a table. Figures, never assertions: this is not a test.
 """
 

@@ -262,18 +262,21 @@ def lp_rank(problem: Problem, mix: Mapping[str, float], tables: _Tables) -> dict
 
 
 def portfolio(problem: Problem, mix: Mapping[str, float] | None = None, deadline: float | None = None,
-              on_plan: Callable[[HeuristicPlan], None] | None = None, skip: tuple[str, ...] = ()
-              ) -> list[HeuristicPlan]:
+              on_plan: Callable[[HeuristicPlan], None] | None = None, skip: tuple[str, ...] = (),
+              first_s: float | None = None) -> list[HeuristicPlan]:
     """Every heuristic's plan (first-fit-decreasing first: the quickest good start), in the order they ran.
 
     ``mix``: hosts per model of the LP relaxation (``planner.bounds.lp_bound``), for ``dot-product-lp``.
-    ``deadline`` (``time.monotonic()``): heuristics not started by then are skipped."""
+    ``deadline`` (``time.monotonic()``): heuristics that would not end by then (about 3x the first one's time)
+    are skipped. ``first_s``: how long first-fit-decreasing took when it ran elsewhere (with ``skip``)."""
     from planner.greedy import greedy
 
     out: list[HeuristicPlan] = []
 
     def run(name: str, fn: Callable[[], Assignment]) -> None:
-        if name in skip or (deadline is not None and out and time.monotonic() > deadline):
+        # a heuristic takes up to about 3x first-fit-decreasing: skip one that would end after the deadline
+        ref = first_s if first_s is not None else (out[0].seconds if out else None)
+        if name in skip or (deadline is not None and ref is not None and time.monotonic() + 3 * ref > deadline):
             return
         t0 = time.monotonic()
         plan = HeuristicPlan(name, fn(), time.monotonic() - t0)

@@ -160,13 +160,13 @@ def default_workers() -> int:
 PORTFOLIO_SHARE = 0.35  # of the time limit: heuristics not started by then are skipped (wall-clock mode)
 
 
-def run_portfolio(problem: Problem, mix: dict[str, float], until: float):
+def run_portfolio(problem: Problem, mix: dict[str, float], until: float, first_s: float | None = None):
     """The construction heuristics other than first-fit-decreasing (which made the first plan); in deterministic mode
     every one runs (the clock is charged a fixed amount per guest), else those not started by ``until``."""
     from planner.heuristics import portfolio
 
     deterministic = clock().deterministic
-    plans = portfolio(problem, mix, None if deterministic else until, skip=("first-fit-decreasing",))
+    plans = portfolio(problem, mix, None if deterministic else until, skip=("first-fit-decreasing",), first_s=first_s)
     clock().tick(2e-5 * len(problem.scenario.guests) * len(plans))
     return plans
 
@@ -228,7 +228,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
     extra["greedy_hosts"] = -candidates[0][0][1] if scenario.policy.objective == "pack" else None
     if scenario.policy.objective == "pack" and method != "greedy" and problem.classes:
         # the portfolio of construction heuristics (planner.heuristics): every plan a candidate, the best kept
-        for h in failures.run("heuristics", run_portfolio, problem, mix, start + PORTFOLIO_SHARE * limit) or []:
+        for h in failures.run("heuristics", run_portfolio, problem, mix, start + PORTFOLIO_SHARE * limit,
+                              extra["greedy_s"]) or []:
             candidates.append((score(problem, h.assignment), h.name, h.assignment))
         extra["heuristics"] = {name: {"placed": sc[0], "hosts": -sc[1]} for sc, name, _ in candidates}
         extra["heuristics_s"] = round(time.monotonic() - start, 3)

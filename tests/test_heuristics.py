@@ -156,3 +156,16 @@ def test_generator_running_guests_fit_and_hosts_listed_smallest_first():
     # the default output does not change with the new options left at their defaults
     assert generate_fleet(12, 300, seed=2) == generate_fleet(12, 300, seed=2, order="given", existing=0.0)
     assert "host:" not in generate_fleet(12, 300, seed=2)
+
+
+def test_solve_is_never_worse_than_any_heuristic_with_running_guests():
+    from planner.solver import solve
+
+    sc = mixed_fleet(fixed=True)
+    problem = compile_problem(sc)
+    best = max(score(problem, p.assignment) for p in portfolio(problem))
+    plan = solve(sc, time_limit_s=5, workers=1, method="patterns")
+    assert check_plan(plan) == [] and len(plan.placed) == len(sc.guests)
+    assert len(plan.hosts_used) <= -best[1] == 4
+    assert plan.placed["run1"].host == "s3"
+    assert set(plan.stats.extra["heuristics"]) >= {"greedy", "best-fit", "dot-product", "first-fit"}
