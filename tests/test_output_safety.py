@@ -120,6 +120,14 @@ def test_out_with_files_vplan_did_not_write_is_refused_and_force_renames_it_asid
     assert (proj / "out.old" / "notes.txt").read_text() == "mine"
 
 
+def test_out_inside_an_earlier_output_is_refused(proj):
+    assert solve(proj, proj / "out").exit_code == 3
+    before = snapshot(proj)
+    refused(solve(proj, proj / "out" / "hosts"), "is inside", "an output directory vplan wrote")
+    refused(solve(proj, proj / "out" / "new"), "is inside")
+    assert snapshot(proj) == before
+
+
 def test_a_file_vplan_wrote_and_the_user_changed_is_not_replaced(proj):
     out = proj / "out"
     assert solve(proj, out).exit_code == 3
