@@ -241,9 +241,12 @@ def compare(
     from planner.compare import compare as compare_plans
     from planner.solver import PlanBug
 
+    from planner.interrupt import run_stoppable
+
     sc_a, sc_b = _load(a), _load(b)
-    try:
-        result = compare_plans(sc_a, sc_b, labels=(str(a), str(b)), time_limit_s=time_limit, seed=seed, workers=workers)
+    try:  # in a worker thread, so that Ctrl-C aborts at once (planner.interrupt)
+        result, _ = run_stoppable(lambda: compare_plans(sc_a, sc_b, labels=(str(a), str(b)), time_limit_s=time_limit,
+                                                        seed=seed, workers=workers), stop_on_ctrl_c=False)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)
