@@ -126,6 +126,14 @@ class PagePlan:
 
 def read_plan_pages(plan_dir: str | Path) -> PagePlan:
     """The hugepages a plan needs, per host, node and size (hosts without hugepage guests are left out)."""
+    try:
+        return _read_plan_pages(plan_dir)
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        path = Path(plan_dir) / "plan.json"
+        raise HugepageError(f"{path}: not a plan vplan wrote ({type(exc).__name__}: {exc})") from None
+
+
+def _read_plan_pages(plan_dir: str | Path) -> PagePlan:
     plan_dir = Path(plan_dir)
     path = plan_dir / "plan.json"
     try:

@@ -244,6 +244,24 @@ def test_plan_json_that_is_not_a_plan(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_tampered_plan_gets_messages_not_tracebacks(plan_dir, tmp_path):
+    plan = tmp_path / "plan"
+    shutil.copytree(plan_dir, plan)
+    doc = json.loads((plan / "plan.json").read_text())
+    doc["guests"]["auto"]["xml"] = "../../../etc/passwd"
+    doc["guests"]["crlf"]["xml"] = 5
+    doc["guests"]["nvdimm"]["hugepage_kib"] = "x"
+    (plan / "plan.json").write_text(json.dumps(doc))
+    dimm = next(plan.rglob("dimm.xml"))
+    dimm.write_text(dimm.read_text().replace(">2</vcpu>", ">x</vcpu>"))
+    before = snapshot(tmp_path)
+    result = vplan("apply", plan, "--domains", FIXTURES / "apply" / "corpus" / "domains", "-o", tmp_path / "o")
+    refused(result, "guests.auto.xml: '../../../etc/passwd' is not a file inside", "guests.crlf.xml: 5",
+            "dimm.xml: the plan's domain of dimm: <vcpu> 'x' is not a count")
+    refused(vplan("hugepages", plan), "plan.json: not a plan vplan wrote")
+    assert snapshot(tmp_path) == before
+
+
 # --------------------------------------------------------------------------------------------------------------
 # generate, host import, check --to-scenario
 
