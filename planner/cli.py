@@ -35,7 +35,7 @@ class _Group(typer.core.TyperGroup):
                 return super().invoke(ctx)
             except Aborted as exc:
                 how = "Ctrl-C" if exc.exit_code == 130 else str(exc)
-                print(f"vplan: aborted by {how}: nothing was written, existing output left as it was",
+                print(f"vplan: aborted by {how}: nothing half-written is left, existing output is as it was",
                       file=sys.stderr, flush=True)
                 exit_now(exc.exit_code)  # at once: no waiting for (or tearing down) a search still unwinding
             except OutputError as exc:

@@ -7,11 +7,11 @@ independent of thread timing. The same scenario and seed then give the same plan
 at the price of a time limit that is only approximately seconds.
 
 Stopping early (Ctrl-C in ``vplan solve``): :func:`request_stop` (thread-safe, from a signal handler or another
-thread) makes every clock report the time as up (``now()`` is past every deadline), so each phase's existing budget checks end
-it, gives searches started afterwards no time, and stops the CP-SAT searches running (``stop_search``) — which is
-why every search runs through :meth:`Clock.solve`. While :data:`CALLER_HANDLES_SIGINT` is set (the ``vplan``
-command), CP-SAT's own SIGINT handler is switched off (``catch_sigint_signal``), which would otherwise take Ctrl-C
-and end only the search running. The solve then finishes with the best plan found so far.
+thread) makes every clock report the time as up (``now()`` is past every deadline), so each phase's existing budget
+checks end it, gives searches started afterwards no time, and stops the CP-SAT searches running (``stop_search``) —
+which is why every search runs through :meth:`Clock.solve`. While :data:`CALLER_HANDLES_SIGINT` is set (the
+``vplan`` command), CP-SAT's own SIGINT handler is switched off (``catch_sigint_signal``), which would otherwise
+take Ctrl-C and end only the search running. The solve then finishes with the best plan found so far.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def test_second_ctrl_c_or_sigterm_aborts_leaving_out_as_it_was(previous, second)
     assert code == (130 if second == signal.SIGINT else 143), stderr
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("vplan: aborted by") and "nothing was written" in last
+    assert last.startswith("vplan: aborted by") and "nothing half-written is left" in last
     assert snapshot(previous) == before
     assert sorted(p.name for p in previous.parent.iterdir()) == ["out"]
 
