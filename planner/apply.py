@@ -599,7 +599,10 @@ def _plan_domains(plan_dir: Path) -> dict[str, etree._Element]:
         xml = entry.get("xml") if isinstance(entry, dict) else None
         if not xml:
             continue
-        path = plan_dir / xml
+        path = plan_dir / xml if isinstance(xml, str) else None
+        if path is None or not os.path.realpath(path).startswith(os.path.realpath(plan_dir) + os.sep):
+            problems.append(f"{plan_json}: guests.{name}.xml: {xml!r} is not a file inside {plan_dir}")
+            continue
         try:
             root = etree.parse(str(path), parser).getroot()
         except (OSError, etree.XMLSyntaxError) as exc:
@@ -608,6 +611,10 @@ def _plan_domains(plan_dir: Path) -> dict[str, etree._Element]:
         missing = [p for p in ("vcpu", "memory", "cputune", "numatune", "cpu") if root.find(p) is None]
         if missing:
             problems.append(f"{path}: the plan's domain of {name} has no <{'>, <'.join(missing)}>")
+            continue
+        vcpus = (root.findtext("vcpu") or "").strip()
+        if not (vcpus.isascii() and vcpus.isdigit()):
+            problems.append(f"{path}: the plan's domain of {name}: <vcpu> {vcpus!r} is not a count")
             continue
         result[name] = root
     if problems:

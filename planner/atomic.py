@@ -160,6 +160,10 @@ def check_output_dir(out: str | os.PathLike, *, inputs: Iterable[os.PathLike | s
     problems = _inputs_clash(out, target, inputs)
     if problems:
         raise OutputError(problems)
+    owner = next((a for a in target.parents if (a / MANIFEST).is_file()), None)
+    if owner is not None:
+        raise OutputError([f"{out}: is inside {owner}, an output directory vplan wrote (it is replaced whole): name "
+                           "that directory or one outside it"])
     foreign = False
     if target.exists():
         if not target.is_dir():
@@ -248,7 +252,10 @@ def _write_manifest(tmp: Path, kind: str) -> None:
 
 def _os_problem(out: Path, exc: OSError) -> OutputError:
     reason = exc.strerror or str(exc)
-    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+    name = str(exc.filename or "")
+    if ".vplan-new-" in name or ".vplan-old-" in name:  # a temporary of ours: name the directory it was in
+        name = str(Path(name.split(".vplan-", 1)[0]).parent)
+    where = f" ({name})" if name and name != str(out) else ""
     if exc.errno == errno.ENOSPC:
         reason = "no space left on the device"
     return OutputError([f"{out}: cannot write{where}: {reason}; nothing was changed"])

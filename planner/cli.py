@@ -38,7 +38,7 @@ class _Group(typer.core.TyperGroup):
                 return super().invoke(ctx)
             except Aborted as exc:
                 how = "Ctrl-C" if exc.exit_code == 130 else str(exc)
-                print(f"vplan: aborted by {how}: nothing was written, existing output left as it was",
+                print(f"vplan: aborted by {how}: nothing half-written is left, existing output is as it was",
                       file=sys.stderr, flush=True)
                 exit_now(exc.exit_code)  # at once: no waiting for (or tearing down) a search still unwinding
             except OutputError as exc:
@@ -428,12 +428,15 @@ def compare(
     from planner.compare import compare as compare_plans
     from planner.solver import PlanBug
 
+    from planner.interrupt import run_stoppable
+
     limit = parse_time_limit(time_limit)
     sc_a, sc_b = _load(a), _load(b)
     labels = (a.name, b.name) if a.name != b.name else (str(a), str(b))
     labels = (f"{labels[0]} ({sc_a.name})", f"{labels[1]} ({sc_b.name})")
-    try:
-        result = compare_plans(sc_a, sc_b, labels=labels, time_limit_s=limit, seed=seed, workers=workers)
+    try:  # in a worker thread, so that Ctrl-C aborts at once (planner.interrupt)
+        result, _ = run_stoppable(lambda: compare_plans(sc_a, sc_b, labels=labels, time_limit_s=limit, seed=seed,
+                                                        workers=workers), stop_on_ctrl_c=False)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)

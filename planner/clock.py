@@ -7,10 +7,11 @@ independent of thread timing. The same scenario and seed then give the same plan
 at the price of a time limit that is only approximately seconds.
 
 Stopping early (Ctrl-C in ``vplan solve``): :func:`request_stop` (thread-safe, from a signal handler or another
-thread) makes every clock report the time as up (``now()`` is past every deadline), so each phase's existing budget checks end
-it, gives searches started afterwards no time, and stops the CP-SAT searches running (``stop_search``) — which is
-why every search runs through :meth:`Clock.solve`. CP-SAT's own SIGINT handler is switched off
-(``catch_sigint_signal``): Ctrl-C is the caller's to handle. The solve then finishes with the best plan found so far.
+thread) makes every clock report the time as up (``now()`` is past every deadline), so each phase's existing budget
+checks end it, gives searches started afterwards no time, and stops the CP-SAT searches running (``stop_search``) —
+which is why every search runs through :meth:`Clock.solve`. While :data:`CALLER_HANDLES_SIGINT` is set (the
+``vplan`` command), CP-SAT's own SIGINT handler is switched off (``catch_sigint_signal``), which would otherwise
+take Ctrl-C and end only the search running. The solve then finishes with the best plan found so far.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Clock:
     def limit(self, params, seconds: float, workers: int) -> None:
         """Set a CP-SAT search's budget and workers on its parameters."""
         params.num_workers = workers
-        params.catch_sigint_signal = False  # Ctrl-C is the caller's (see request_stop)
+        if CALLER_HANDLES_SIGINT.is_set():
+            params.catch_sigint_signal = False  # Ctrl-C is the caller's (see request_stop)
         if _STOP.is_set():
             seconds = 0.0
         if self.deterministic:
@@ -69,6 +71,8 @@ class Clock:
 
 
 _STOP = threading.Event()
+#: set while the caller (``planner.interrupt``) turns Ctrl-C into request_stop: CP-SAT must not take SIGINT itself
+CALLER_HANDLES_SIGINT = threading.Event()
 STOPPED_NOW = 1e15  # what now() says once a stop is requested: past every deadline (finite: no inf - inf = nan)
 _LOCK = threading.Lock()
 _ACTIVE: set = set()  # CP-SAT solvers searching now

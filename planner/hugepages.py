@@ -165,6 +165,13 @@ class PagePlan:
 def read_plan_pages(plan_dir: str | Path) -> PagePlan:
     """The hugepages a plan needs, per host, node and size (hosts without hugepage guests are left out).
     ``plan_dir``: vplan solve's output directory or its plan.json."""
+    try:
+        return _read_plan_pages(plan_dir)
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        raise HugepageError(f"{plan_json_path(plan_dir)}: not a plan vplan wrote ({type(exc).__name__}: {exc})") from None
+
+
+def _read_plan_pages(plan_dir: str | Path) -> PagePlan:
     plan_dir = Path(plan_dir)
     path = plan_json_path(plan_dir)
     try:

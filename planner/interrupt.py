@@ -18,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from planner.clock import clear_stop, request_stop, stop_requested
+from planner.clock import CALLER_HANDLES_SIGINT, clear_stop, request_stop, stop_requested
 
 T = TypeVar("T")
 
@@ -59,9 +59,11 @@ def signal_handlers() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def run_stoppable(fn: Callable[[], T], announce: str | None = None) -> tuple[T, bool]:
+def run_stoppable(fn: Callable[[], T], announce: str | None = None, *, stop_on_ctrl_c: bool = True) -> tuple[T, bool]:
     """Run ``fn`` (a solve) in a worker thread while the main thread waits for signals; (its result, whether the
-    search was stopped by Ctrl-C). ``announce`` is printed on stderr, when it is a terminal, once Ctrl-C means "stop the search".
+    search was stopped by Ctrl-C). ``announce`` is printed on stderr, when it is a terminal, once Ctrl-C means
+    "stop the search". ``stop_on_ctrl_c=False``: the first Ctrl-C aborts (for commands that write nothing, e.g.
+    compare).
     Exceptions of ``fn`` are re-raised here; :class:`Aborted` propagates."""
     clear_stop()
     box: dict[str, object] = {}
@@ -73,7 +75,9 @@ def run_stoppable(fn: Callable[[], T], announce: str | None = None) -> tuple[T, 
             box["error"] = exc
 
     worker = threading.Thread(target=target, name="vplan-solve", daemon=True)
-    _solving.set()
+    if stop_on_ctrl_c:
+        _solving.set()
+    CALLER_HANDLES_SIGINT.set()
     try:
         if announce and sys.stderr.isatty():  # (nothing on a pipe or file: progress is for terminals)
             print(announce, file=sys.stderr, flush=True)
@@ -84,6 +88,7 @@ def run_stoppable(fn: Callable[[], T], announce: str | None = None) -> tuple[T, 
                 request_stop()  # reaches CP-SAT searches that started after the first request
     finally:
         _solving.clear()
+        CALLER_HANDLES_SIGINT.clear()
     stopped = stop_requested()
     clear_stop()
     if "error" in box:

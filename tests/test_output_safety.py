@@ -120,6 +120,14 @@ def test_out_with_files_vplan_did_not_write_is_refused_and_force_renames_it_asid
     assert (proj / "out.old" / "notes.txt").read_text() == "mine"
 
 
+def test_out_inside_an_earlier_output_is_refused(proj):
+    assert solve(proj, proj / "out").exit_code == 3
+    before = snapshot(proj)
+    refused(solve(proj, proj / "out" / "hosts"), "is inside", "an output directory vplan wrote")
+    refused(solve(proj, proj / "out" / "new"), "is inside")
+    assert snapshot(proj) == before
+
+
 def test_a_file_vplan_wrote_and_the_user_changed_is_not_replaced(proj):
     out = proj / "out"
     assert solve(proj, out).exit_code == 3
@@ -234,6 +242,24 @@ def test_plan_json_that_is_not_a_plan(tmp_path):
     refused(vplan("apply", tmp_path / "p", "--domains", tmp_path / "d", "-o", tmp_path / "o"), "plan.json",
             "not a vplan plan")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tampered_plan_gets_messages_not_tracebacks(plan_dir, tmp_path):
+    plan = tmp_path / "plan"
+    shutil.copytree(plan_dir, plan)
+    doc = json.loads((plan / "plan.json").read_text())
+    doc["guests"]["auto"]["xml"] = "../../../etc/passwd"
+    doc["guests"]["crlf"]["xml"] = 5
+    doc["guests"]["nvdimm"]["hugepage_kib"] = "x"
+    (plan / "plan.json").write_text(json.dumps(doc))
+    dimm = next(plan.rglob("dimm.xml"))
+    dimm.write_text(dimm.read_text().replace(">2</vcpu>", ">x</vcpu>"))
+    before = snapshot(tmp_path)
+    result = vplan("apply", plan, "--domains", FIXTURES / "apply" / "corpus" / "domains", "-o", tmp_path / "o")
+    refused(result, "guests.auto.xml: '../../../etc/passwd' is not a file inside", "guests.crlf.xml: 5",
+            "dimm.xml: the plan's domain of dimm: <vcpu> 'x' is not a count")
+    refused(vplan("hugepages", plan), "plan.json: not a plan vplan wrote")
+    assert snapshot(tmp_path) == before
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -113,6 +113,16 @@ def test_second_ctrl_c_or_sigterm_aborts_leaving_out_as_it_was(previous, second)
     assert code == (130 if second == signal.SIGINT else 143), stderr
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("vplan: aborted by") and "nothing was written" in last
+    assert last.startswith("vplan: aborted by") and "nothing half-written is left" in last
     assert snapshot(previous) == before
     assert sorted(p.name for p in previous.parent.iterdir()) == ["out"]
+
+
+def test_ctrl_c_aborts_compare_at_once():
+    proc = subprocess.Popen([sys.executable, "-m", "planner.cli", "compare", str(FLEET), str(FLEET), "--time-limit",
+                             "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # loading both, then solving the first
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("vplan: aborted by Ctrl-C") and "Traceback" not in stderr
