@@ -585,7 +585,9 @@ class ApplyResult:
 
 
 def _plan_domains(plan_dir: Path) -> dict[str, etree._Element]:
-    from planner.planfile import PlanFileError, read_plan_document
+    from planner.planfile import PlanFileError, plan_json_path, read_plan_document
+
+    plan_json = plan_json_path(plan_dir)
 
     try:
         document = read_plan_document(plan_dir)

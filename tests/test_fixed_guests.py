@@ -182,5 +182,5 @@ def test_cli_method_option(tmp_path):
         result = runner.invoke(app, ["solve", str(scenario_file), "-o", str(out), "--method", method, "--time-limit", "2", "-q"])
         assert result.exit_code == 0, result.output
         solver = json.loads((out / "plan.json").read_text())["solver"]
-        assert solver["name"] == ("greedy" if method == "greedy" else "cp-sat")
+        assert solver["method"] == ("greedy" if method == "greedy" else "cp-sat")
         assert solver["hosts_used"] == (3 if method == "greedy" else 2)  # r fixes h3; the rest fits one more host

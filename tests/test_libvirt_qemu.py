@@ -281,7 +281,7 @@ guests:
     assert sorted(g for g, e in plan["guests"].items() if e["host"] == host) == sorted(guests)
     if stack.hugepages:
         pages = json.loads(_vplan("hugepages", str(out / "plan.json"), "--json").stdout)
-        assert pages["hosts"][host]["pages"] == {"2048": {"0": PAGES_2M}}
+        assert pages["hosts"][host]["pages"] == {"2M": {"0": PAGES_2M}}
         free_before = _free_2m()
 
     # 2. define and start each emitted file as written

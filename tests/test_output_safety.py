@@ -250,7 +250,7 @@ def test_a_tampered_plan_gets_messages_not_tracebacks(plan_dir, tmp_path):
     doc = json.loads((plan / "plan.json").read_text())
     doc["guests"]["auto"]["xml"] = "../../../etc/passwd"
     doc["guests"]["crlf"]["xml"] = 5
-    doc["guests"]["nvdimm"]["hugepage_kib"] = "x"
+    doc["guests"]["nvdimm"]["page_size"] = "x"
     (plan / "plan.json").write_text(json.dumps(doc))
     dimm = next(plan.rglob("dimm.xml"))
     dimm.write_text(dimm.read_text().replace(">2</vcpu>", ">x</vcpu>"))
