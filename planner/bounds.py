@@ -223,7 +223,18 @@ def _largest_models(problem: Problem, key: str, count: int) -> str:
     return " and ".join(models)
 
 
-def describe(problem: Problem, kind: str, hosts: int) -> str:
+def _tightest_resource(problem: Problem, found: dict[str, float]) -> str:
+    """' (tightest resource alone: 4K memory of amd-nps4 hosts, at least 27 hosts)' from the resource sums."""
+    sums = {k: v for k, v in found.items() if (k in RESOURCE_WORDS or k.startswith("hugepages_")) and v > 0}
+    if not sums:
+        return ""
+    kind = max(sums, key=lambda k: (sums[k], k == "memory_4k"))
+    n = int(sums[kind])
+    what = RESOURCE_WORDS.get(kind) or f"{_page_name(kind)} hugepages"
+    return f" (tightest resource alone: {what} of {_largest_models(problem, kind, n)} hosts, {_at_least(n)})"
+
+
+def describe(problem: Problem, kind: str, hosts: int, found: dict[str, float] | None = None) -> str:
     """What a bound says, in words: '4K memory of amd-nps4 hosts binds: at least 28 hosts'."""
     at_least = _at_least(hosts)
     if kind in RESOURCE_WORDS or kind.startswith("hugepages_"):
@@ -237,14 +248,16 @@ def describe(problem: Problem, kind: str, hosts: int) -> str:
         return f"anti-affinity tag '{tag}' ({n} guests, one per host) binds: {at_least}"
     if kind == "fixed_hosts":
         return f"the hosts of fixed (running) guests bind: {at_least}"
+    tightest = _tightest_resource(problem, found or {})
     if kind == "lp":
-        return f"the LP relaxation of the node-shaped packing binds: {at_least}"
+        return f"the LP relaxation of the node-shaped packing binds: {at_least}{tightest}"
     if kind == "cp_sat":
-        return f"the whole-fleet model, solved to optimality, binds: {at_least}"
+        return f"the whole-fleet model, solved to optimality, binds: {at_least}{tightest}"
     if kind == "pattern_lp":
-        return f"the pattern LP (column generation, converged) binds: {at_least}"
+        return f"the pattern LP (column generation, converged) binds: {at_least}{tightest}"
     if kind in ("lagrangian", "farley"):
-        return f"the {kind.capitalize()} bound of the pattern LP (column generation stopped early) binds: {at_least}"
+        return (f"the {kind.capitalize()} bound of the pattern LP (column generation stopped early) binds: "
+                f"{at_least}{tightest}")
     return f"{kind} binds: {at_least}"
 
 
@@ -261,6 +274,7 @@ def lower_bounds(problem: Problem, with_lp: bool = True, mix: dict[str, float] |
     ranked = {k: v for k, v in found.items() if k != "lp_value"}
     if not ranked:
         return Bounds(0, "none", found)
-    binding = max(ranked, key=lambda k: (ranked[k], k == "lp"))
+    # on a tie a concrete reason (a resource, cells, a tag) is named rather than the LP, which implies it
+    binding = max(ranked, key=lambda k: (ranked[k], k != "lp"))
     hosts = int(ranked[binding])
-    return Bounds(hosts, binding, found, describe(problem, binding, hosts)).clamped(len(problem.scenario.hosts))
+    return Bounds(hosts, binding, found, describe(problem, binding, hosts, found)).clamped(len(problem.scenario.hosts))

@@ -273,7 +273,8 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
                 kind = result.bound_kind or "pattern_lp"
                 bounds = dataclasses.replace(bounds, all_bounds={**bounds.all_bounds, kind: result.lp_bound})
                 if result.lp_bound > bounds.hosts:
-                    bounds = Bounds(result.lp_bound, kind, bounds.all_bounds, describe(problem, kind, result.lp_bound))
+                    bounds = Bounds(result.lp_bound, kind, bounds.all_bounds,
+                                    describe(problem, kind, result.lp_bound, bounds.all_bounds))
                     bounds = bounds.clamped(min(_hosts_of(a) for _s, _n, a in candidates))
                 extra.update(bound_hosts=bounds.hosts, bound_binding=bounds.binding, bounds=bounds.all_bounds,
                              bound_text=bounds.text)
@@ -330,7 +331,7 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
                 # proven optimal with every guest placed: its host count is itself a lower bound
                 proven_hosts = _hosts_of(last)
                 bounds = Bounds(proven_hosts, "cp_sat", {**bounds.all_bounds, "cp_sat": proven_hosts},
-                                describe(problem, "cp_sat", proven_hosts))
+                                describe(problem, "cp_sat", proven_hosts, bounds.all_bounds))
     # on a tie the CP-SAT answer wins: its status (OPTIMAL) then holds for the plan
     ranked = sorted(candidates, key=lambda c: (c[0], c[1] == "cp-sat"), reverse=True)
     extra["candidates"] = {name: list(sc) for sc, name, _ in candidates}

@@ -55,4 +55,23 @@ def test_bound_kept_with_its_kind_and_said_in_words(tmp_path):
     plan.write(tmp_path / "out")
     solver = json.loads((tmp_path / "out" / "plan.json").read_text())["solver"]
     assert solver["bounds"]["memory_4k"] == 2 and solver["bound_binding"] == extra["bound_binding"]
-    assert solver["bound_text"].endswith(f"at least {extra['bound_hosts']} hosts")
+    assert f"binds: at least {extra['bound_hosts']} hosts" in solver["bound_text"]
+
+
+def test_lp_bound_names_the_tightest_resource():
+    from planner.bounds import lower_bounds
+    from planner.problem import compile_problem
+
+    small = host_model("small", nodes=2, cpus_per_node=16, memory_gib=8)
+    big = host_model("big", nodes=2, cpus_per_node=16, memory_gib=32)
+    hosts = {"s1": "small", "b1": "big", "b2": "big", "b3": "big"}
+    guests = [shared(f"g{i:02d}", 1, 15, load="0.1") for i in range(8)]
+    bounds = lower_bounds(compile_problem(scenario([small, big], hosts, guests)))
+    assert bounds.all_bounds["memory_4k"] == 2 and bounds.all_bounds["lp"] == 2
+    assert bounds.binding == "memory_4k"  # on a tie the concrete resource is named
+    assert bounds.text == "4K memory of big hosts binds: at least 2 hosts"
+    from planner.bounds import describe
+
+    text = describe(compile_problem(scenario([small, big], hosts, guests)), "lp", 3, bounds.all_bounds)
+    assert text == ("the LP relaxation of the node-shaped packing binds: at least 3 hosts "
+                    "(tightest resource alone: 4K memory of big hosts, at least 2 hosts)")
