@@ -556,13 +556,28 @@ def _deal(problem, shapes, shape_of, chosen, free_hosts, base: FleetState, on_fi
                 start += 1
             if not placed:
                 leftovers.append(cls)
-    # anything left: first fit into what remains, hosts already in use first
+    # anything left: first fit into what remains, hosts already in use first. Hosts only fill up, so a host that
+    # does not take a shape now never will: each shape keeps a pointer past such hosts (not past a host passed over
+    # only for an anti-affinity tag), which keeps this linear in guests + hosts x shapes.
+    order = [h.name for h in problem.scenario.hosts if state.host_guests[h.name]]
+    order += [h.name for h in problem.scenario.hosts if not state.host_guests[h.name]]
+    pointer: dict[tuple, int] = {}
     for cls in leftovers:
-        in_use = [h for h in cls.allowed_hosts if state.host_guests[h]]
-        for host in in_use + [h for h in cls.allowed_hosts if not state.host_guests[h]]:
-            options = cls.options.get(problem.host_model[host], ())
-            index = next((i for i, o in enumerate(options) if state.fits(cls, host, o)), None)
-            if index is not None:
-                state.place(cls, host, index)
-                break
+        allowed = set(cls.allowed_hosts)
+        key = _shape_key(cls)
+        i, advancing = pointer.get(key, 0), True
+        tags = set(cls.guest.anti_affinity)
+        while i < len(order):
+            host = order[i]
+            if host in allowed and not (tags and state.host_tags[host] & tags):
+                options = cls.options.get(problem.host_model[host], ())
+                index = next((k for k, o in enumerate(options) if state.fits(cls, host, o)), None)
+                if index is not None:
+                    state.place(cls, host, index)
+                    break
+            elif host in allowed:
+                advancing = False
+            i += 1
+            if advancing:
+                pointer[key] = i
     return dict(state.assignment)
