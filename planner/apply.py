@@ -671,12 +671,9 @@ def merge_file_text(text: str, plan_root: etree._Element, guest: str, where: str
 def backup_path(path: Path) -> Path:
     """``FILE.bak``, else ``FILE.bak.1``, ``FILE.bak.2``, ...: the first name not taken (a backup is never
     overwritten)."""
-    candidate = path.with_name(path.name + ".bak")
-    n = 0
-    while candidate.exists() or candidate.is_symlink():
-        n += 1
-        candidate = path.with_name(f"{path.name}.bak.{n}")
-    return candidate
+    from planner.atomic import first_free_name
+
+    return first_free_name(path, "bak")
 
 
 def _write_in_place(merged: dict[str, tuple[Path, str]], result: "ApplyResult") -> None:

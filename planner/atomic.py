@@ -210,14 +210,20 @@ def check_output_file(out: str | os.PathLike, *, inputs: Iterable[os.PathLike | 
     return target, True
 
 
-def unique_aside(path: Path) -> Path:
-    """``PATH.old``, else ``PATH.old.1``, ``PATH.old.2``, ...: the first name not taken."""
-    candidate = path.with_name(path.name + ".old")
+def first_free_name(path: Path, suffix: str) -> Path:
+    """``PATH.SUFFIX``, else ``PATH.SUFFIX.1``, ``PATH.SUFFIX.2``, ...: the first name not taken (by a file, a
+    directory or a link, dangling or not)."""
+    candidate = path.with_name(f"{path.name}.{suffix}")
     n = 0
     while candidate.exists() or candidate.is_symlink():
         n += 1
-        candidate = path.with_name(f"{path.name}.old.{n}")
+        candidate = path.with_name(f"{path.name}.{suffix}.{n}")
     return candidate
+
+
+def unique_aside(path: Path) -> Path:
+    """``PATH.old``, else ``PATH.old.1``, ``PATH.old.2``, ...: the first name not taken."""
+    return first_free_name(path, "old")
 
 
 @contextmanager
