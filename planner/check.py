@@ -329,7 +329,8 @@ class _Checker:
         if max(counts) - min(counts) > spread:
             self.add(
                 "cells", name, host, None,
-                f"{name} on {host}: cells hold {counts} vCPUs, which differ by {max(counts) - min(counts)} (at most {spread})",
+                f"{name} on {host}: cells hold {counts} vCPUs, which differ by {max(counts) - min(counts)} (at most {spread}; "
+                "uneven cells must be listed: numa: [{vcpus: N, memory: SIZE}, ...])",
             )
         if max(memories) - min(memories) > unit:
             self.add(

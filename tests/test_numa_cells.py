@@ -265,7 +265,8 @@ def test_checker_still_enforces_evenness_for_numa_n():
     uneven = (dataclasses.replace(e0, vcpus=(0,), memory_kib=GIB), dataclasses.replace(e1, vcpus=(1, 2, 3),
                                                                                        memory_kib=3 * GIB))
     messages = {v.message for v in check_plan(_with_cells(plan, "e", uneven)) if v.rule == "cells"}
-    assert "e on h1: cells hold [1, 3] vCPUs, which differ by 2 (at most 1)" in messages
+    assert ("e on h1: cells hold [1, 3] vCPUs, which differ by 2 (at most 1; uneven cells must be listed: numa: "
+            "[{vcpus: N, memory: SIZE}, ...])") in messages
 
 
 # ------------------------------------------------------------------------------------------------ XML
@@ -324,8 +325,8 @@ def test_audit_accepts_listed_cells_and_flags_them_without_the_list(example_out,
     even.write_text(text)
     result = audit(load_scenario(str(even)), read_domains([str(out)]))
     assert sorted({(f.rule, f.guest) for f in result.findings}) == [("cells", "nova-asym1"), ("cells", "nova-asym2")]
-    assert "nova-asym1 on kvm1: cells hold [2, 6] vCPUs, which differ by 4 (at most 1)" in {
-        f.message for f in result.findings}
+    assert ("nova-asym1 on kvm1: cells hold [2, 6] vCPUs, which differ by 4 (at most 1; uneven cells must be "
+            "listed: numa: [{vcpus: N, memory: SIZE}, ...])") in {f.message for f in result.findings}
 
 
 @pytest.mark.parametrize("with_scenario", [True, False])
