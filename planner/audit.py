@@ -614,7 +614,7 @@ class AuditResult:
                 item["load"] = _yaml_number(g.load)  # a number, not a string: `vplan validate` reads it back
             if g.hugepage_kib:
                 item["hugepages"] = format_page(g.hugepage_kib)
-            item["numa"] = len(self.plan.placed[g.name].cells)
+            item["numa"] = _numa_item(g, self.plan.placed[g.name].cells)
             if g.memory_mode != "strict":
                 item["memory_mode"] = g.memory_mode
             if g.emulator != "host":
@@ -638,6 +638,19 @@ def _num(value: Fraction) -> str:
 def _yaml_number(value: Fraction) -> int | float:
     value = Fraction(value)
     return value.numerator if value.denominator == 1 else float(value)
+
+
+def _numa_item(guest: Guest, cells: tuple) -> int | list[dict]:
+    """``numa:`` as written back: the cell count, or the explicit cells where the scenario lists them or the
+    domain's cells are not the even split (so the written scenario asks for exactly what the domain has)."""
+    counts = [len(c.vcpus) for c in cells]
+    memories = [c.memory_kib for c in cells]
+    spread = 2 if guest.threads == "require" else 1
+    unit = guest.hugepage_kib or 1024
+    uneven = bool(cells) and (max(counts) - min(counts) > spread or max(memories) - min(memories) > unit)
+    if guest.numa_cells or uneven:
+        return [{"vcpus": n, "memory": _mem_text(kib)} for n, kib in zip(counts, memories)]
+    return len(cells)
 
 
 def _mem_text(kib: int) -> str:
@@ -699,6 +712,7 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
         guest = Guest(
             name=d.name, vcpus=r.vcpus, memory_kib=r.memory_kib, cpu=cpu, threads=threads, load=load,
             hugepage_kib=r.page_kib, numa=spec.numa if spec is not None else None, memory_mode=r.memory_mode,
+            numa_cells=spec.numa_cells if spec is not None else (),
             emulator=emulator, anti_affinity=spec.anti_affinity if spec is not None else (),
             priority=spec.priority if spec is not None else 1,
             host=spec.host if spec is not None and spec.host else d.host)

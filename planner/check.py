@@ -10,7 +10,8 @@ Rules (``Violation.rule``), after the "Hard rules every plan obeys" of scenario 
   placements name known guests and hosts;
 * ``status``     ``partial`` iff some guest is not placed;
 * ``placement``  fixed hosts and anti-affinity tags;
-* ``cells``      guest NUMA cells: ids, distinct usable nodes, contiguous balanced vCPU ranges, memory split;
+* ``cells``      guest NUMA cells: ids, distinct usable nodes, contiguous balanced vCPU ranges, memory split (explicit
+  ``numa:`` cells: exactly the listed vCPU counts and memory, in order);
 * ``cpus``       vCPU pins: on the cell's node, never reserved, dedicated 1:1, shared within the node's pool;
 * ``threads``    ``isolate`` (whole idle cores) and ``require`` (sibling pairs);
 * ``emulator``   emulator pins by the guest's ``emulator`` policy, never on a dedicated pCPU;
@@ -314,18 +315,22 @@ class _Checker:
                 f"{name} on {host}: its cells hold {len(all_vcpus)} vCPU ids ({format_cpulist(all_vcpus) or 'none'}), "
                 f"not exactly vCPUs 0-{vcpus - 1}",
             )
-        spread = 2 if require else 1
-        if max(counts) - min(counts) > spread:
-            self.add(
-                "cells", name, host, None,
-                f"{name} on {host}: cells hold {counts} vCPUs, which differ by {max(counts) - min(counts)} (at most {spread})",
-            )
         total = sum(memories)
         if total != guest.memory_kib:
             self.add(
                 "cells", name, host, None,
                 f"{name} on {host}: cell memory sums to {total} KiB ({format_memory(total)}), "
                 f"not the guest's {guest.memory_kib} KiB ({format_memory(guest.memory_kib)})",
+            )
+        if guest.numa_cells:  # explicit cells: exactly the listed sizes, in order (no evenness rule)
+            self._check_explicit_cells(host, guest, counts, memories)
+            return vnode
+        spread = 2 if require else 1
+        if max(counts) - min(counts) > spread:
+            self.add(
+                "cells", name, host, None,
+                f"{name} on {host}: cells hold {counts} vCPUs, which differ by {max(counts) - min(counts)} (at most {spread}; "
+                "uneven cells must be listed: numa: [{vcpus: N, memory: SIZE}, ...])",
             )
         if max(memories) - min(memories) > unit:
             self.add(
@@ -334,6 +339,23 @@ class _Checker:
                 f"more than one unit ({unit} KiB)",
             )
         return vnode
+
+    def _check_explicit_cells(self, host: str, guest: Guest, counts: list[int], memories: list[int]) -> None:
+        """A guest with ``numa: [{vcpus, memory}, ...]``: cell i holds exactly the listed vCPUs and memory."""
+        name = guest.name
+        want_vcpus = [c.vcpus for c in guest.numa_cells]
+        want_kib = [c.memory_kib for c in guest.numa_cells]
+        if len(counts) != len(want_vcpus):
+            return  # told above (numa asks for another cell count)
+        for i, (n, want) in enumerate(zip(counts, want_vcpus)):
+            if n != want:
+                self.add("cells", name, host, None,
+                         f"{name} on {host}: cell {i} holds {n} vCPUs, but its numa cell {i} lists {want}")
+        for i, (kib, want) in enumerate(zip(memories, want_kib)):
+            if kib != want:
+                self.add("cells", name, host, None,
+                         f"{name} on {host}: cell {i} has {kib} KiB ({format_memory(kib)}), but its numa cell {i} "
+                         f"lists {want} KiB ({format_memory(want)})")
 
     # ------------------------------------------------------------------------------------------- one host
     def check_host(self, host: str, entries: list[tuple[Guest, GuestPlacement]]) -> None:

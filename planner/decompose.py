@@ -68,7 +68,7 @@ class DecomposeResult:
 
 def _shape_key(cls: GuestClass) -> tuple:
     g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.priority)
+    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.priority, g.numa_cells)
 
 
 class _Pricer:

@@ -19,6 +19,7 @@ from planner.problem import (
     Problem,
     Shortfall,
     cell_demands,
+    node_orders,
     node_shortfalls,
     split_cells,
 )
@@ -32,9 +33,11 @@ def _amount(value: float, unit: str) -> str:
     return f"{text} {unit}"
 
 
-def _need_text(cls: GuestClass, cell: CellDemand, cells: int) -> str:
+def _need_text(cls: GuestClass, cell: CellDemand, cells: int, index: int = 0) -> str:
     g = cls.guest
     where = "in one cell" if cells == 1 else f"per cell ({cells} cells)"
+    if g.numa_cells and cells > 1:  # explicit cells have sizes of their own: name the one that lacks room
+        where = f"in cell {index} (of {cells} explicit cells: {'+'.join(str(c.vcpus) for c in g.numa_cells)} vCPUs)"
     memory = f"{format_memory(cell.memory_kib)} of {'4K memory' if not cell.page_kib else format_page(cell.page_kib) + ' pages'}"
     if g.dedicated:
         return f"needs {len(cell.vcpus)} dedicated vCPUs (threads={g.threads}) {where}, {memory}"
@@ -55,12 +58,12 @@ def _severity(shortfalls: list[tuple[int, Shortfall]]) -> tuple[int, float]:
 MAX_NODE_SETS = 2000  # node sets tried per model and cell count when explaining a guest that fits nowhere
 
 
-def _best_node_set(problem: Problem, cap, demands) -> tuple[tuple, tuple[int, ...], list[tuple[int, int, Shortfall]]]:
+def _best_node_set(problem: Problem, cap, demands, guest) -> tuple[tuple, tuple[int, ...], list[tuple[int, int, Shortfall]]]:
     """The set of empty nodes (one per cell, in cell order) with the fewest, smallest shortfalls:
     (severity, node ids, [(cell, node id, shortfall)])."""
     nodes = [n for n in cap.nodes if n.holds_cells]
     best = None
-    for combo in itertools.islice(itertools.combinations(nodes, len(demands)), MAX_NODE_SETS):
+    for combo in itertools.islice(node_orders(nodes, guest, len(demands)), MAX_NODE_SETS):
         found = [
             (i, node.node_id, sf)
             for i, (node, cell) in enumerate(zip(combo, demands))
@@ -98,8 +101,9 @@ def _never_fits_on(problem: Problem, cls: GuestClass, model_name: str) -> tuple[
             candidate = ((0, 1e9), f"needs {cells} NUMA nodes, model {model_name} has {len(usable)} that hold cells")
         else:
             demands = cell_demands(g, split, cap)
-            severity, node_ids, found = _best_node_set(problem, cap, demands)
-            need = _need_text(cls, demands[0], cells)
+            severity, node_ids, found = _best_node_set(problem, cap, demands, g)
+            first = found[0][0] if found else 0
+            need = _need_text(cls, demands[first], cells, first)
             if not found:  # every cell fits its node alone: the options were cut elsewhere (should not happen)
                 detail = f"nodes {', '.join(map(str, node_ids))} of {model_name} take each cell alone"
             elif cells == 1:
@@ -167,8 +171,8 @@ def explain_unplaced(problem: Problem, state: FleetState, cls: GuestClass) -> st
         head = detail
     else:
         node_id = detail[0][0]
-        cell = option.cells[option.nodes.index(node_id)]
-        head = f"{_need_text(cls, cell, len(option.cells))}; closest: " + "; ".join(
+        index = option.nodes.index(node_id)
+        head = f"{_need_text(cls, option.cells[index], len(option.cells), index)}; closest: " + "; ".join(
             _shortfall_text(s, host, n) for n, s in detail
         )
     hosts = len(cls.allowed_hosts)

@@ -213,7 +213,8 @@ def fits_empty_host(spec: Mapping, model: ModelCap) -> bool:
     units = -(-memory // unit)
     capable = [n for n in model.nodes if n.cpus > 0]
     numa = spec.get("numa", "auto")
-    counts = range(1, len(capable) + 1) if numa == "auto" else [int(numa)]
+    cells = numa if isinstance(numa, list) else None  # explicit cells: the largest must fit (a node-count test)
+    counts = range(1, len(capable) + 1) if numa == "auto" else [len(cells) if cells else int(numa)]
     for k in counts:
         if k > vcpus or k > len(capable):
             break
@@ -221,6 +222,9 @@ def fits_empty_host(spec: Mapping, model: ModelCap) -> bool:
         if dedicated and policy == "require":
             cell_vcpus = 2 * -(-(vcpus // 2) // k)
         cell_units = -(-units // k)
+        if cells:
+            cell_vcpus = max(int(c["vcpus"]) for c in cells)
+            cell_units = max(-(-parse_memory_kib(c["memory"]) // unit) for c in cells)
         good = 0
         for node in capable:
             if dedicated:

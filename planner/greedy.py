@@ -87,7 +87,7 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
 
 def _shape(cls: GuestClass) -> tuple:
     g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator)
+    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells)
 
 
 def _first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, host: str) -> int | None:

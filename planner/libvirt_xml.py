@@ -376,14 +376,17 @@ def serialize(element: etree._Element) -> str:
 # From a plan
 
 
-def guest_topology(vcpus: int, cells: int, threads_policy: str | None) -> Topology:
+def guest_topology(vcpus: int, cells: int, threads_policy: str | None,
+                   cell_vcpus: tuple[int, ...] | None = None) -> Topology:
     """threads = 2 for ``threads: require`` else 1; one socket per cell when the cores divide evenly among the
-    cells, else a single socket; dies = 1."""
+    cells (and, given ``cell_vcpus``, every cell holds as many vCPUs: a socket never spans two cells), else a
+    single socket; dies = 1."""
     threads = 2 if threads_policy == "require" else 1
     if vcpus % threads:
         raise ValueError(f"{vcpus} vCPUs cannot form sibling pairs (threads: require needs an even count)")
     cores_total = vcpus // threads
-    sockets = cells if cells >= 1 and cores_total % cells == 0 else 1
+    alike = cell_vcpus is None or len(set(cell_vcpus)) <= 1
+    sockets = cells if cells >= 1 and cores_total % cells == 0 and alike else 1
     return Topology(sockets=sockets, dies=1, cores=cores_total // sockets, threads=threads)
 
 
@@ -444,7 +447,8 @@ def domain_spec(plan: Plan, guest_name: str) -> DomainSpec:
         for cell in cells
     )
     settings = guest.domain
-    cpu = CpuSpec(topology=guest_topology(guest.vcpus, len(cells), guest.threads), cells=numa_cells,
+    cpu = CpuSpec(topology=guest_topology(guest.vcpus, len(cells), guest.threads,
+                                                tuple(len(c.vcpus) for c in cells)), cells=numa_cells,
                   mode=settings.effective_cpu_mode(), model=settings.effective_cpu_model())
     hugepages = None
     if guest.hugepage_kib is not None:

@@ -63,7 +63,8 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from planner.safeio import InputFileError, read_input_text
-from planner.scenario import DomainSettings, DomainTemplate, Guest, Host, HostModel, Node, Policy, Scenario
+from planner.scenario import (DomainSettings, DomainTemplate, Guest, GuestCell, Host, HostModel, Node, Policy,
+                              Scenario)
 from planner.units import (
     MAX_NODE_ID,
     NAME_RE,
@@ -1178,8 +1179,8 @@ def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostMo
 def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems
            ) -> tuple[list[str], list[Guest]]:
     """One guest item (a name or a pattern) → its names, and its guests ([] if it has a problem)."""
-    spec = _mapping(problems, at, raw, GUEST_KEYS, ("name", "vcpus", "memory"), "{name: web01, vcpus: 2, "
-                                                                                "memory: 4GiB}")
+    totals = () if isinstance(raw, dict) and isinstance(raw.get("numa"), list) else ("vcpus", "memory")  # cells sum
+    spec = _mapping(problems, at, raw, GUEST_KEYS, ("name",) + totals, "{name: web01, vcpus: 2, memory: 4GiB}")
     if spec is None:
         return [], []
     before = problems.count()
@@ -1230,14 +1231,18 @@ def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Pro
         "load": lambda v: _ranged(v, 0, 1, low_open=True, text="0 < load <= 1"),
         "cpu_demand": lambda v: _ranged(v, 0, None, low_open=True, text="> 0 cores"),
         "hugepages": lambda v: _guest_page(v, context),
-        "numa": lambda v: None if v == "auto" and isinstance(v, str) else _int(v, 1),
+        "numa": lambda v: None if v == "auto" and isinstance(v, str) else _int(v, 1),  # (a list: the cells)
         "memory_mode": lambda v: _choice(v, ("strict", "preferred", "interleave", "restrictive")),
         "emulator": lambda v: _choice(v, ("host", "isolate", "shared")),
         "anti_affinity": _tags,
         "priority": lambda v: _int(v, 1),
     }
     values: dict[str, Any] = {key: _check(problems, at.key(key), parse, spec[key])
-                              for key, parse in get.items() if key in spec}
+                              for key, parse in get.items() if key in spec and not (key == "numa" and
+                                                                                    isinstance(spec[key], list))}
+    if isinstance(spec.get("numa"), list):
+        values["numa_cells"] = _numa_cells(spec["numa"], at.key("numa"), problems)
+        values["numa"] = len(values["numa_cells"]) if values["numa_cells"] is not INVALID else INVALID
     cpu = values.setdefault("cpu", "shared")
     if cpu == "shared" and "threads" in values:
         problems.add(at.key("threads"), "only a dedicated guest has threads (this guest is cpu: shared)")
@@ -1248,7 +1253,69 @@ def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Pro
     hugepages = values.pop("hugepages", None)
     values["hugepage_kib"] = hugepages
     values.setdefault("numa", None)
+    values.setdefault("numa_cells", ())
     return values
+
+
+CELL_KEYS = ("vcpus", "memory")
+
+
+def _numa_cells(raw: list, at: _Where, problems: _Problems) -> tuple[GuestCell, ...] | Any:
+    """``numa: [{vcpus: 1, memory: 1GiB}, ...]``: explicit cells in order (INVALID when any is wrong)."""
+    before = problems.count()
+    if not raw:
+        problems.add(at, "an empty list of cells (give auto, a number of cells, or cells like [{vcpus: 2, "
+                         "memory: 4GiB}, ...])")
+        return INVALID
+    cells = []
+    for i, item in enumerate(raw):
+        where = at.item(i)
+        spec = _mapping(problems, where, item, CELL_KEYS, CELL_KEYS, "{vcpus: 2, memory: 4GiB}")
+        if spec is None or not all(k in spec for k in CELL_KEYS):
+            continue
+        vcpus = _check(problems, where.key("vcpus"), _int, spec["vcpus"], 1)
+        memory = _check(problems, where.key("memory"), _memory, spec["memory"])
+        if memory is not INVALID and memory < 1024:
+            problems.add(where.key("memory"), f"{format_memory(memory)} is too small (a cell needs >= 1MiB)")
+        cells.append(GuestCell(vcpus=vcpus, memory_kib=memory))
+    return INVALID if problems.count() != before else tuple(cells)
+
+
+def _guest_cells(values: dict[str, Any], at: _Where, problems: _Problems) -> None:
+    """Explicit cells: the guest's vcpus/memory are their sums (given: must be equal; left out: filled in); with
+    hugepages each cell holds whole pages, with ``threads: require`` each cell whole sibling pairs."""
+    cells = values.get("numa_cells", ())
+    if not cells or cells is INVALID:
+        return
+    total_vcpus = sum(c.vcpus for c in cells)
+    total_kib = sum(c.memory_kib for c in cells)
+    sizes = " + ".join(str(c.vcpus) for c in cells)
+    vcpus = values.setdefault("vcpus", total_vcpus)
+    if vcpus == "auto":
+        problems.add(at.key("vcpus"), "auto cannot go with explicit numa cells (the cells give the vCPU count: "
+                                      "leave vcpus out)")
+        values["vcpus"] = INVALID
+    elif isinstance(vcpus, int) and vcpus != total_vcpus:
+        problems.add(at.key("vcpus"), f"{vcpus} vCPUs, but the numa cells hold {sizes} = {total_vcpus} (the cells "
+                                      "must add up to vcpus; or leave vcpus out)")
+        values["vcpus"] = INVALID
+    memory = values.setdefault("memory", total_kib)
+    if isinstance(memory, int) and memory != total_kib:
+        problems.add(at.key("memory"), f"{format_memory(memory)}, but the numa cells hold "
+                                       f"{' + '.join(format_memory(c.memory_kib) for c in cells)} = "
+                                       f"{format_memory(total_kib)} (the cells must add up to memory; or leave "
+                                       "memory out)")
+        values["memory"] = INVALID
+    page = values.get("hugepage_kib")
+    for i, cell in enumerate(cells):
+        if isinstance(page, int) and cell.memory_kib % page:
+            problems.add(at.key("numa").item(i).key("memory"),
+                         f"{format_memory(cell.memory_kib)} is not a whole number of {format_page(page)} pages "
+                         f"(hugepages: {format_page(page)}: each cell takes whole pages)")
+        if values.get("threads") == "require" and cell.vcpus % 2:
+            problems.add(at.key("numa").item(i).key("vcpus"),
+                         f"{cell.vcpus} vCPUs with threads: require (each cell holds whole sibling pairs: give "
+                         "an even number)")
 
 
 def _guest_page(value: object, context: _GuestContext) -> int | None:
@@ -1297,10 +1364,11 @@ def _guest_host(spec: dict, at: _Where, context: _GuestContext, hosts: _Hosts, p
 def _guest_rules(values: dict[str, Any], at: _Where, policy: Policy, problems: _Problems) -> None:
     """Rules between a guest's keys (each judged only when its inputs are valid): vcpus auto, threads require,
     numa range, memory size and whole hugepages. Fills in vcpus, vcpus_auto and memory_kib."""
+    _guest_cells(values, at, problems)
     _guest_vcpus(values, at, policy, problems)
     vcpus, numa = values["vcpus"], values["numa"]
     require = values.get("threads") == "require"
-    if isinstance(vcpus, int) and isinstance(numa, int):
+    if isinstance(vcpus, int) and isinstance(numa, int) and not values.get("numa_cells"):  # (cells: told per cell)
         limit = vcpus // 2 if require else vcpus
         if numa > limit:
             why = f"vcpus/2 = {limit} with threads: require" if require else f"vcpus = {vcpus}"
@@ -1311,7 +1379,7 @@ def _guest_rules(values: dict[str, Any], at: _Where, policy: Policy, problems: _
         return
     if memory < 1024:
         problems.add(at.key("memory"), f"{format_memory(memory)} is too small (a guest needs >= 1MiB)")
-    elif page is not None and memory % page:
+    elif page is not None and memory % page and not values.get("numa_cells"):  # (cells: told per cell)
         problems.add(at.key("memory"), f"{format_memory(memory)} is not a whole number of {format_page(page)} "
                                        f"pages (hugepages: {format_page(page)})")
 
@@ -1333,7 +1401,7 @@ def _guest_vcpus(values: dict[str, Any], at: _Where, policy: Policy, problems: _
         if require and vcpus % 2:
             vcpus += 1  # pairs of sibling threads: round the right-sized count up to even
         values["vcpus"], values["vcpus_auto"] = vcpus, True
-    elif require and isinstance(vcpus, int) and vcpus % 2:
+    elif require and isinstance(vcpus, int) and vcpus % 2 and not values.get("numa_cells"):
         problems.add(at.key("vcpus"), f"{vcpus} vCPUs with threads: require (vCPUs go in pairs on two threads of "
                                       "one core: give an even number)")
 
@@ -1348,6 +1416,7 @@ def _cross_checks(policy: Policy, models: dict[str, HostModel], hosts: _Hosts,
     if hosts.unresolved:
         return  # a host whose model is unknown: its CPUs are unknown, so these rules cannot be judged
     _too_many_vcpus(models, hosts, guests, problems)
+    _too_many_cells(models, hosts, guests, problems)
     fixed = [(g, at) for g, at in guests if g.host is not None]
     _fixed_anti_affinity(fixed, problems)
     _fixed_cap(policy, models, hosts, fixed, problems)
@@ -1380,6 +1449,30 @@ def _too_many_vcpus(models: dict[str, HostModel], hosts: _Hosts, guests: list[tu
         elif guest.host is not None and guest.vcpus > cpus[guest.host]:
             problems.add(at.key("vcpus"), f"{guest.vcpus} vCPUs is more than its host {guest.host} has logical "
                                           f"CPUs ({cpus[guest.host]}): always a misconfiguration")
+
+
+def _cell_nodes(model: HostModel) -> int:
+    """Nodes of a model that can hold a guest cell (some unreserved CPU and some memory)."""
+    return sum(1 for n in model.nodes if n.memory_kib > 0 and set(n.cpus) - model.reserved_cpus)
+
+
+def _too_many_cells(models: dict[str, HostModel], hosts: _Hosts, guests: list[tuple[Guest, _Where]],
+                    problems: _Problems) -> None:
+    """Explicit cells go to distinct nodes: more cells than any host (or the fixed host) has such nodes."""
+    if not hosts.hosts:
+        return
+    nodes = {h.name: _cell_nodes(models[h.model]) for h in hosts.hosts}
+    most = max(nodes.values())
+    for guest, at in guests:
+        count = len(guest.numa_cells)
+        if not count:
+            continue
+        if count > most:
+            problems.add(at.key("numa"), f"{count} NUMA cells, but no host has more than {most} nodes that hold "
+                                         "guest cells (each cell needs a node of its own)")
+        elif guest.host is not None and count > nodes[guest.host]:
+            problems.add(at.key("numa"), f"{count} NUMA cells, but its host {guest.host} has {nodes[guest.host]} "
+                                         "nodes that hold guest cells (each cell needs a node of its own)")
 
 
 def _fixed_anti_affinity(fixed: list[tuple[Guest, _Where]], problems: _Problems) -> None:

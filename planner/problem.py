@@ -24,7 +24,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from planner.scenario import Guest, HostModel, Policy, Scenario
 
@@ -137,7 +137,16 @@ def split_cells(guest: Guest, cells: int) -> list[tuple[tuple[int, ...], int]] |
 
     vCPUs: contiguous ranges, larger cells first, sizes differing by at most one (``require``: whole pairs, by at most
     two). Memory: whole units (the hugepage size, else 1 MiB), larger first, differing by at most one unit; a
-    remainder smaller than a MiB goes to the last cell."""
+    remainder smaller than a MiB goes to the last cell. Explicit cells (``numa: [{vcpus, memory}, ...]``) keep their
+    sizes in order: cell i the next ``vcpus`` vCPU ids and its own memory (only ``cells == len(numa_cells)``)."""
+    if guest.numa_cells:
+        if cells != len(guest.numa_cells):
+            return None
+        out, start = [], 0
+        for cell in guest.numa_cells:
+            out.append((tuple(range(start, start + cell.vcpus)), cell.memory_kib))
+            start += cell.vcpus
+        return out
     pair = 2 if guest.threads == "require" else 1
     blocks = guest.vcpus // pair
     if cells < 1 or blocks < cells:
@@ -154,6 +163,23 @@ def split_cells(guest: Guest, cells: int) -> list[tuple[tuple[int, ...], int]] |
         out.append((tuple(range(start, start + size)), memory))
         start += size
     return out
+
+
+def node_orders(nodes: list[NodeCap], guest: Guest, cells: int) -> Iterator[tuple[NodeCap, ...]]:
+    """The ways to give ``cells`` cells of the guest distinct nodes, as node tuples in cell order. Cells the
+    scenario split evenly are alike enough that the node subsets (in order) do; explicit cells of different sizes
+    make the order matter: every arrangement, once per distinct (cell size -> node) mapping."""
+    if not guest.numa_cells or len({(c.vcpus, c.memory_kib) for c in guest.numa_cells}) == 1:
+        yield from itertools.combinations(nodes, cells)
+        return
+    sizes = [(c.vcpus, c.memory_kib) for c in guest.numa_cells]
+    for combo in itertools.combinations(nodes, cells):
+        seen: set[tuple] = set()
+        for order in itertools.permutations(combo):
+            key = tuple(sorted((size, node.node_id) for size, node in zip(sizes, order)))
+            if key not in seen:
+                seen.add(key)
+                yield order
 
 
 def load_units(vcpus: int, load: Fraction) -> int:
@@ -363,6 +389,7 @@ def _signature(guest: Guest) -> tuple:
         guest.priority,
         guest.anti_affinity,
         guest.host,
+        guest.numa_cells,
     )
 
 
@@ -384,7 +411,7 @@ def guest_options(guest: Guest, cap: ModelCap, policy: Policy) -> tuple[Option, 
             continue
         demands = cell_demands(guest, split, cap)
         options = []
-        for combo in itertools.combinations(eligible, k):
+        for combo in node_orders(eligible, guest, k):
             if all(_cell_fits_empty(node, cell, policy) for node, cell in zip(combo, demands)):
                 ids = tuple(node.node_id for node in combo)
                 cost = sum(

@@ -150,6 +150,15 @@ class DomainSettings:
 
 
 @dataclass(frozen=True)
+class GuestCell:
+    """One explicit vNUMA cell of a guest (``numa: [{vcpus: 1, memory: 1GiB}, ...]``): its vCPU count and memory.
+    Cell i holds the next ``vcpus`` vCPU ids in order (cell 0 from vCPU 0)."""
+
+    vcpus: int
+    memory_kib: int
+
+
+@dataclass(frozen=True)
 class Guest:
     name: str
     vcpus: int
@@ -167,6 +176,7 @@ class Guest:
     priority: int = 1
     host: str | None = None
     domain: DomainSettings = DomainSettings()
+    numa_cells: tuple[GuestCell, ...] = ()  # explicit cells (then numa == len(numa_cells)); (): auto or N even cells
 
     @property
     def dedicated(self) -> bool:

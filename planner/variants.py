@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from planner.scenario import Guest, Host, HostModel, Policy, Scenario
+from planner.scenario import Guest, GuestCell, Host, HostModel, Policy, Scenario
 from planner.units import (
     NAME_RE,
     expand_name,
@@ -125,6 +125,10 @@ def guest_from_spec(spec: Mapping[str, Any], policy: Policy | None = None, *, na
     name = name if name is not None else spec.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"{name!r} is not a valid guest name")
+    cells = _spec_cells(spec.get("numa"), name)
+    if cells:  # explicit cells: vcpus and memory are their sums (given: must be equal)
+        spec = {**spec, "vcpus": spec.get("vcpus", sum(c.vcpus for c in cells)),
+                "memory": spec.get("memory", f"{sum(c.memory_kib for c in cells)}KiB")}
     for key in ("vcpus", "memory"):
         if key not in spec:
             raise ValueError(f"guest {name}: {key} is required")
@@ -169,7 +173,10 @@ def guest_from_spec(spec: Mapping[str, Any], policy: Policy | None = None, *, na
     if values["hugepage_kib"] and values["memory_kib"] % values["hugepage_kib"]:
         raise ValueError(f"guest {name}: memory {memory} is not a whole number of {format_page(values['hugepage_kib'])} pages")
     numa = spec.get("numa", "auto")
-    if numa != "auto" and numa is not None:
+    if cells:
+        _check_cells(name, cells, vcpus, values["memory_kib"], values["hugepage_kib"], threads)
+        values["numa"], values["numa_cells"] = len(cells), cells
+    elif numa != "auto" and numa is not None:
         if isinstance(numa, bool) or not isinstance(numa, int) or numa < 1:
             raise ValueError(f"guest {name}: numa {numa!r} is not auto or an integer >= 1")
         limit = vcpus // 2 if threads == "require" else vcpus
@@ -195,6 +202,67 @@ def guest_from_spec(spec: Mapping[str, Any], policy: Policy | None = None, *, na
     if spec.get("domain") is not None:
         values["domain"] = domain_settings(spec["domain"], f"guest {name}")
     return Guest(**values)
+
+
+def _spec_cells(raw: object, name: object) -> tuple[GuestCell, ...]:
+    """``numa: [{vcpus: 1, memory: 1GiB}, ...]`` (or GuestCell items) as cells; () for auto or a count."""
+    if not isinstance(raw, (list, tuple)):
+        return ()
+    if not raw:
+        raise ValueError(f"guest {name}: numa is an empty list of cells")
+    cells = []
+    for i, item in enumerate(raw):
+        if isinstance(item, GuestCell):
+            cells.append(item)
+            continue
+        if not isinstance(item, Mapping) or set(item) != {"vcpus", "memory"}:
+            raise ValueError(f"guest {name}: numa[{i}] is not a cell {{vcpus: N, memory: SIZE}}")
+        vcpus = item["vcpus"]
+        if isinstance(vcpus, bool) or not isinstance(vcpus, int) or vcpus < 1:
+            raise ValueError(f"guest {name}: numa[{i}].vcpus {vcpus!r} is not an integer >= 1")
+        memory = item["memory"] if isinstance(item["memory"], int) and not isinstance(item["memory"], bool) \
+            else parse_memory_kib(item["memory"])
+        cells.append(GuestCell(vcpus=vcpus, memory_kib=memory))
+    return tuple(cells)
+
+
+def _check_cells(name: str, cells: tuple[GuestCell, ...], vcpus: int, memory_kib: int, page_kib: int | None,
+                 threads: str | None) -> None:
+    """The loader's rules for explicit cells: sums equal the guest's, whole pages, sibling pairs, >= 1MiB each."""
+    if sum(c.vcpus for c in cells) != vcpus:
+        raise ValueError(f"guest {name}: the numa cells hold {sum(c.vcpus for c in cells)} vCPUs, not {vcpus}")
+    if sum(c.memory_kib for c in cells) != memory_kib:
+        raise ValueError(f"guest {name}: the numa cells hold {sum(c.memory_kib for c in cells)} KiB, not {memory_kib}")
+    for i, c in enumerate(cells):
+        if c.memory_kib < MIB_KIB:
+            raise ValueError(f"guest {name}: numa[{i}] has less than 1MiB")
+        if page_kib and c.memory_kib % page_kib:
+            raise ValueError(f"guest {name}: numa[{i}] is not a whole number of {format_page(page_kib)} pages")
+        if threads == "require" and c.vcpus % 2:
+            raise ValueError(f"guest {name}: numa[{i}] has {c.vcpus} vCPUs with threads: require (give an even number)")
+
+
+def _scale_cells(g: Guest, vcpus: int, memory_kib: int, unit: int) -> tuple[GuestCell, ...]:
+    """Explicit cells resized to new totals: each cell's share kept (largest remainders), whole pairs/units, >= 1."""
+    step = 2 if g.threads == "require" else 1
+
+    def share(parts: list[int], total: int, each: int) -> list[int]:
+        whole, old = total // each, sum(parts)
+        raw = [Fraction(p * whole, old) for p in parts]
+        out = [max(int(r), 1) for r in raw]
+        order = sorted(range(len(parts)), key=lambda i: raw[i] - int(raw[i]), reverse=True)
+        i = 0
+        while sum(out) < whole:
+            out[order[i % len(out)]] += 1
+            i += 1
+        while sum(out) > whole and max(out) > 1:
+            out[out.index(max(out))] -= 1
+        return [n * each for n in out]
+
+    vs = share([c.vcpus for c in g.numa_cells], vcpus, step)
+    ms = share([c.memory_kib for c in g.numa_cells], memory_kib - memory_kib % unit, unit)
+    ms[-1] += memory_kib % unit
+    return tuple(GuestCell(vcpus=v, memory_kib=m) for v, m in zip(vs, ms))
 
 
 def domain_settings(raw: Any, where: str = "domain", base_dir: str = "") -> "DomainSettings":
@@ -421,11 +489,17 @@ def scale_demand(
             unit = g.hugepage_kib or MIB_KIB
             memory = _round_memory(g.memory_kib * f, unit)
             numa = g.numa
-            if numa is not None:
+            cells = g.numa_cells
+            if cells:  # each cell keeps its share; at least one vCPU (pair) and one unit per cell
+                step = 2 if g.threads == "require" else 1
+                vcpus = max(vcpus, step * len(cells))
+                memory = max(memory, unit * len(cells))
+                cells = _scale_cells(g, vcpus, memory, unit)
+            elif numa is not None:
                 limit = vcpus // 2 if g.threads == "require" else vcpus
                 numa = max(1, min(numa, limit, memory // unit))
             demand = g.cpu_demand * f if g.cpu_demand is not None else None
-            out.append(replace(g, vcpus=vcpus, memory_kib=memory, numa=numa, cpu_demand=demand))
+            out.append(replace(g, vcpus=vcpus, memory_kib=memory, numa=numa, cpu_demand=demand, numa_cells=cells))
         return replace(scenario, guests=tuple(out))
     if by == "load":
         out = [replace(g, load=min(g.load * f, Fraction(1))) if select(g) and not g.dedicated else g
@@ -546,7 +620,11 @@ def switch_page_size(
         if g.hugepage_kib and g.hugepage_kib != new and (old is None or g.hugepage_kib == old) and select(g):
             memory = _round_memory(Fraction(g.memory_kib), new)
             numa = g.numa
-            if numa is not None:
+            if g.numa_cells:  # each cell rounded up to whole pages of the new size
+                cells = tuple(GuestCell(c.vcpus, _round_memory(Fraction(c.memory_kib), new)) for c in g.numa_cells)
+                memory = sum(c.memory_kib for c in cells)
+                g = replace(g, numa_cells=cells)
+            elif numa is not None:
                 numa = max(1, min(numa, memory // new))
             g = replace(g, hugepage_kib=new, memory_kib=memory, numa=numa)
         guests.append(g)
