@@ -292,7 +292,7 @@ def replan_text(plan: Plan) -> str:
     budget = "" if r.get("max_moves") is None else f" (budget {r['max_moves']}{'' if r.get('max_moves_met') else ', exceeded'})"
     lines = [f"re-plan from {r.get('previous')}",
              f"moves   {moves}{budget}: {live} live migrations, {moves - live} to other nodes of the same host, "
-             f"{r.get('forced_moves', 0)} forced (host gone or guest changed)",
+             f"{r.get('forced_moves', 0)} forced",
              f"actions {r.get('re_pins', 0)} re-pins (same nodes), {r.get('starts', 0)} starts, {r.get('stops', 0)} stops",
              f"hosts   {r.get('hosts_before')} -> {r.get('hosts_after')} used"
              + (f", freed: {', '.join(r['hosts_freed'][:6])}{' …' if len(r['hosts_freed']) > 6 else ''}"

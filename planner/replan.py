@@ -157,7 +157,7 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
     candidates = [("first-fit", first_fit)]
     status_name, extra_model = "GREEDY", {}
     size = model_size(problem)
-    if size <= 150_000 and problem.classes and scenario.hosts and time_limit_s > 0:
+    if size <= FEWEST_MOVES_DIRECT_MAX_VARIABLES and problem.classes and scenario.hosts and time_limit_s > 0:
         def run_cpsat():
             with using(Clock(False)):
                 build = build_model(problem, previous=may_stay, max_moves=max_moves)
@@ -177,8 +177,14 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
             status_name, found = outcome
             if found is not None:
                 candidates.append(("cp-sat", found))
-    else:
-        extra_model["direct_model"] = f"not built: {size} variables; the first-fit re-plan is kept"
+    elif problem.classes and scenario.hosts and time_limit_s > 0:
+        # larger fleets: the same model (with the moves family) on a few hosts at a time
+        result = failures.run("improvement rounds (fewest moves)", _fewest_moves_rounds, problem, first_fit,
+                              may_stay, max_moves, rank, start + time_limit_s, seed, workers or default_workers())
+        if result is not None:
+            found, rounds = result
+            extra_model["improve_rounds"] = rounds
+            candidates.append(("rounds", found))
     source, chosen = max(candidates, key=lambda c: rank(c[1]))
     hosts_before = len(previous.hosts_used)
     hosts_used = -score(problem, chosen)[1] if scenario.policy.objective == "pack" else \
@@ -211,6 +217,64 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
         "previous": previous.source, "replan_s": round(time.monotonic() - start, 3),
     }
     return plan
+
+
+FEWEST_MOVES_DIRECT_MAX_VARIABLES = 6000  # above: improvement rounds with the moves family instead
+
+
+def _fewest_moves_rounds(problem, assignment, may_stay, max_moves, rank, deadline: float, seed: int, workers: int,
+                         neighbourhood: int = 8, round_s: float = 3.0):
+    """Large-neighbourhood search like ``planner.improve``: each round re-solves the least utilised hosts plus a
+    few random ones with the whole-fleet model and the ``moves`` family, the moves outside the neighbourhood
+    taken off the budget; a round is kept only if it ranks better (more placed, fewer hosts, fewer moves).
+    Returns (assignment, rounds kept)."""
+    import random
+
+    from ortools.sat.python import cp_model
+
+    from planner.clock import Clock, clock, using
+    from planner.cpsat_model import add_hint, build_model
+    from planner.improve import _subproblem, _utilisation
+
+    rng = random.Random(seed)
+    current = dict(assignment)
+    kept_rounds = stale = 0
+    with using(Clock(False)):
+        while time.monotonic() + 0.5 < deadline and stale < 6:
+            util = _utilisation(problem, current)
+            used = sorted(util, key=lambda h: (util[h], h))
+            if len(used) < 2:
+                break
+            worst = used[: max(2, neighbourhood // 3)]
+            others = [h for h in used if h not in worst]
+            rng.shuffle(others)
+            hosts = worst + others[: neighbourhood - len(worst)]
+            chosen = set(hosts)
+            sub, back, hint = _subproblem(problem, current, hosts)
+            if not sub.classes:
+                break
+            index = {c: i for i, c in enumerate(back)}
+            outside = sum(k - min(k, current.get(key, 0)) for key, k in may_stay.items() if key[1] not in chosen)
+            previous = {(index[c], h, o): k for (c, h, o), k in may_stay.items() if h in chosen and c in index}
+            budget = None if max_moves is None else max(max_moves - outside, 0)
+            build = build_model(sub, previous=previous, max_moves=budget)
+            add_hint(build, hint)
+            solver = cp_model.CpSolver()
+            clock().limit(solver.parameters, max(min(round_s, deadline - time.monotonic()), 0.2), workers)
+            solver.parameters.random_seed = rng.randrange(1 << 30)
+            status = solver.solve(build.model)
+            if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                stale += 1
+                continue
+            candidate = {k: v for k, v in current.items() if k[1] not in chosen}
+            for (c, h, o), var in build.x.items():
+                if (n := solver.value(var)):
+                    candidate[(back[c], h, o)] = candidate.get((back[c], h, o), 0) + n
+            if rank(candidate) > rank(current):
+                current, kept_rounds, stale = candidate, kept_rounds + 1, 0
+            else:
+                stale += 1
+    return current, kept_rounds
 
 
 def _previous_slot(problem, cls, old) -> tuple[str, int] | None:

@@ -101,6 +101,18 @@ def test_replan_frees_hosts_within_the_budget_and_orders_safely():
                                                  old.placed[name].vcpu_pins)
 
 
+def test_large_fleets_use_rounds_with_the_moves_family(monkeypatch):
+    import planner.replan as replan_module
+
+    monkeypatch.setattr(replan_module, "FEWEST_MOVES_DIRECT_MAX_VARIABLES", 0)  # as on a fleet above 6,000
+    old, free = _spread_then_free()
+    plan = replan_fewest_moves(free, old, max_moves=1, workers=1, time_limit_s=5)
+    assert plan.stats.solver == "replan-rounds" and plan.stats.extra["improve_rounds"] >= 1
+    r = plan.stats.extra["replan"]
+    assert (r["moves"], r["hosts_after"], r["max_moves_met"]) == (1, 2, True)
+    assert check_plan(plan) == []
+
+
 def test_a_kept_dedicated_guest_keeps_its_exact_pcpus():
     model = host_model(nodes=1, cpus_per_node=16, memory_gib=32)
     old = solve(scenario([model], {"h1": "m"}, [dedicated("m2", 4)], time_limit_s=5), workers=1)
