@@ -166,7 +166,7 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
                 clock().limit(solver.parameters, max(start + time_limit_s - time.monotonic(), 0.5),
                               workers or default_workers())
                 solver.parameters.random_seed = seed
-                status = solver.solve(build.model)
+                status = clock().solve(solver, build.model)  # Ctrl-C stops it (planner.clock)
                 name = solver.status_name(status)
                 if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                     return name, {k: v for k, var in build.x.items() if (v := solver.value(var))}
@@ -194,6 +194,10 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
                                 "model_variables": size, "bound_hosts": bounds.hosts, "bound_binding": bounds.binding,
                                 "bound_text": bounds.text, "bounds": bounds.all_bounds, "hosts_used": hosts_used,
                                 **extra_model}
+    from planner.clock import stop_requested
+
+    if stop_requested():  # Ctrl-C: the best re-plan found until then
+        extra["interrupted"] = True
     if bounds.hosts and sum(chosen.values()) == len(scenario.guests):
         extra["gap_pct"] = round(100.0 * (hosts_used - bounds.hosts) / bounds.hosts, 2)
     failures.record(extra)
@@ -232,7 +236,7 @@ def _fewest_moves_rounds(problem, assignment, may_stay, max_moves, rank, deadlin
 
     from ortools.sat.python import cp_model
 
-    from planner.clock import Clock, clock, using
+    from planner.clock import Clock, clock, stop_requested, using
     from planner.cpsat_model import add_hint, build_model
     from planner.improve import _subproblem, _utilisation
 
@@ -240,7 +244,7 @@ def _fewest_moves_rounds(problem, assignment, may_stay, max_moves, rank, deadlin
     current = dict(assignment)
     kept_rounds = stale = 0
     with using(Clock(False)):
-        while time.monotonic() + 0.5 < deadline and stale < 6:
+        while time.monotonic() + 0.5 < deadline and stale < 6 and not stop_requested():
             util = _utilisation(problem, current)
             used = sorted(util, key=lambda h: (util[h], h))
             if len(used) < 2:
@@ -262,7 +266,7 @@ def _fewest_moves_rounds(problem, assignment, may_stay, max_moves, rank, deadlin
             solver = cp_model.CpSolver()
             clock().limit(solver.parameters, max(min(round_s, deadline - time.monotonic()), 0.2), workers)
             solver.parameters.random_seed = rng.randrange(1 << 30)
-            status = solver.solve(build.model)
+            status = clock().solve(solver, build.model)  # Ctrl-C stops it (planner.clock)
             if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
                 stale += 1
                 continue
