@@ -244,15 +244,20 @@ def _fewest_moves_rounds(problem, assignment, may_stay, max_moves, rank, deadlin
     current = dict(assignment)
     kept_rounds = stale = 0
     with using(Clock(False)):
-        while time.monotonic() + 0.5 < deadline and stale < 6 and not stop_requested():
+        while time.monotonic() + 0.5 < deadline and stale < 10 and not stop_requested():
             util = _utilisation(problem, current)
             used = sorted(util, key=lambda h: (util[h], h))
             if len(used) < 2:
                 break
+            # the least utilised hosts (to free), a few random ones, and between rounds a random pick among the
+            # next least utilised (room to take their guests)
             worst = used[: max(2, neighbourhood // 3)]
+            roomy = used[len(worst): len(worst) + 2 * neighbourhood]
+            rng.shuffle(roomy)
             others = [h for h in used if h not in worst]
             rng.shuffle(others)
-            hosts = worst + others[: neighbourhood - len(worst)]
+            hosts = worst + roomy[: neighbourhood // 3]
+            hosts += [h for h in others if h not in hosts][: neighbourhood - len(hosts)]
             chosen = set(hosts)
             sub, back, hint = _subproblem(problem, current, hosts)
             if not sub.classes:
