@@ -157,34 +157,46 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
     candidates = [("first-fit", first_fit)]
     status_name, extra_model = "GREEDY", {}
     size = model_size(problem)
-    if size <= FEWEST_MOVES_DIRECT_MAX_VARIABLES and problem.classes and scenario.hosts and time_limit_s > 0:
-        def run_cpsat():
-            with using(Clock(False)):
-                build = build_model(problem, previous=may_stay, max_moves=max_moves)
-                add_hint(build, first_fit)
-                solver = cp_model.CpSolver()
-                clock().limit(solver.parameters, max(start + time_limit_s - time.monotonic(), 0.5),
-                              workers or default_workers())
-                solver.parameters.random_seed = seed
-                status = clock().solve(solver, build.model)  # Ctrl-C stops it (planner.clock)
-                name = solver.status_name(status)
-                if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-                    return name, {k: v for k, var in build.x.items() if (v := solver.value(var))}
-                return name, None
+    direct = size <= FEWEST_MOVES_DIRECT_MAX_VARIABLES
+    # without a budget, a first stage with a small one (5 % of the guests placed before, at least 10) for half the
+    # time: a narrower search that finds the moves that free hosts sooner, and the hint of the unbounded stage
+    stages = [max_moves] if max_moves is not None else [max(10, len(previous.guests) // 20), None]
+    rounds_kept = 0
+    for number, budget in enumerate(stages, 1):
+        stage_end = start + time_limit_s * number / len(stages)
+        if not (problem.classes and scenario.hosts and time_limit_s > 0) or stage_end <= time.monotonic():
+            break
+        hint = max(candidates, key=lambda c: rank(c[1]))[1]
+        if direct:
+            def run_cpsat(budget=budget, hint=hint, stage_end=stage_end):
+                with using(Clock(False)):
+                    build = build_model(problem, previous=may_stay, max_moves=budget)
+                    add_hint(build, hint)
+                    solver = cp_model.CpSolver()
+                    clock().limit(solver.parameters, max(stage_end - time.monotonic(), 0.5),
+                                  workers or default_workers())
+                    solver.parameters.random_seed = seed
+                    status = clock().solve(solver, build.model)  # Ctrl-C stops it (planner.clock)
+                    name = solver.status_name(status)
+                    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                        return name, {k: v for k, var in build.x.items() if (v := solver.value(var))}
+                    return name, None
 
-        outcome = failures.run("cp-sat (fewest moves)", run_cpsat)
-        if outcome is not None:
-            status_name, found = outcome
-            if found is not None:
-                candidates.append(("cp-sat", found))
-    elif problem.classes and scenario.hosts and time_limit_s > 0:
-        # larger fleets: the same model (with the moves family) on a few hosts at a time
-        result = failures.run("improvement rounds (fewest moves)", _fewest_moves_rounds, problem, first_fit,
-                              may_stay, max_moves, rank, start + time_limit_s, seed, workers or default_workers())
-        if result is not None:
-            found, rounds = result
-            extra_model["improve_rounds"] = rounds
-            candidates.append(("rounds", found))
+            outcome = failures.run("cp-sat (fewest moves)", run_cpsat)
+            if outcome is not None:
+                status_name, found = outcome
+                if found is not None:
+                    candidates.append(("cp-sat", found))
+        else:
+            # larger fleets: the same model (with the moves family) on a few hosts at a time
+            result = failures.run("improvement rounds (fewest moves)", _fewest_moves_rounds, problem, hint,
+                                  may_stay, budget, rank, stage_end, seed + number, workers or default_workers())
+            if result is not None:
+                found, rounds = result
+                rounds_kept += rounds
+                candidates.append(("rounds", found))
+    if not direct:
+        extra_model["improve_rounds"] = rounds_kept
     source, chosen = max(candidates, key=lambda c: rank(c[1]))
     hosts_before = len(previous.hosts_used)
     hosts_used = -score(problem, chosen)[1] if scenario.policy.objective == "pack" else \
