@@ -145,6 +145,12 @@ def solve(
     nodes: bool = typer.Option(False, "--nodes", help="one summary row per host NUMA node instead of per host"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout (headline, use per "
                                                        "resource, hosts, unplaced guests)"),
+    previous: Optional[Path] = typer.Option(None, "--previous", metavar="OLD_OUT",
+                                            help="re-plan from this earlier output (its plan.json): guests keep host, "
+                                                 "nodes and pCPUs unless moving places more guests or frees hosts; "
+                                                 "plan.json lists the moves and a safe migration order"),
+    max_moves: Optional[int] = typer.Option(None, "--max-moves", metavar="N",
+                                            help="with --previous: move at most N guests that could have stayed"),
 ) -> None:
     """Plan the whole fleet, check the plan, write plan.json and one libvirt domain XML per placed guest.
 
@@ -166,6 +172,9 @@ def solve(
         raise typer.Exit(EXIT_INPUT)
     sc = _load(scenario)
     inputs = _scenario_inputs(scenario, sc)
+    old = _read_previous(previous, max_moves)  # --previous: the earlier plan (None without)
+    if previous is not None:
+        inputs.append(previous)  # OUT never replaces the plan it re-plans from
     try:  # refuse a bad OUT before spending the time limit
         check_output_dir(out, inputs=inputs, force=force)
         if report is not None:
@@ -201,7 +210,7 @@ def solve(
         shown_limit = sc.policy.time_limit_s if limit is None else limit
         plan, interrupted = run_stoppable(lambda: solve_fleet(
             sc, time_limit_s=limit, seed=seed, workers=workers, progress=progress, deterministic=deterministic,
-            method=method, stall_s=stall_s),
+            method=method, stall_s=stall_s) if old is None else _replan(sc, old, max_moves, shown_limit, seed, workers),
             None if quiet else f"vplan: solving {scenario} (time limit {shown_limit:g}s; Ctrl-C "
                                                    "stops the search and writes the best plan found so far)")
     except PlanBug as exc:
@@ -236,12 +245,67 @@ def solve(
     total_s, write_s = time.monotonic() - began, time.monotonic() - solved
     if as_json:
         document = summary_document(plan, out, report, csv_path, total_s, write_s)
+        if old is not None:
+            document["replan"] = plan.stats.extra.get("replan")
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     elif not quiet:
         print_summary(plan, console, out, nodes=nodes, total_s=total_s, write_s=write_s)
+        if old is not None:
+            for line in replan_text(plan).splitlines():
+                console.print(Text(line))
         if report is not None:
             console.print(Text(f"wrote the report {report} and all placements in {csv_path}"))
     raise typer.Exit(EXIT_UNPLACED if plan.unplaced_reasons else EXIT_OK)
+
+
+def _read_previous(previous: Optional[Path], max_moves: Optional[int]):
+    """``solve --previous OLD_OUT``: the earlier plan (``planner.migration.previous_from_document``), or exit 2."""
+    if max_moves is not None and previous is None:
+        print("vplan: --max-moves needs --previous OLD_OUT (the plan to re-plan from)", file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+    if max_moves is not None and max_moves < 0:
+        print(f"vplan: --max-moves {max_moves}: must be 0 or more", file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+    if previous is None:
+        return None
+    from planner.migration import previous_from_document
+    from planner.planfile import PlanFileError
+
+    try:
+        return previous_from_document(previous)
+    except PlanFileError as exc:
+        print(str(exc), file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _replan(sc, old, max_moves, limit_s, seed, workers):
+    from planner.replan import replan_fewest_moves
+
+    return replan_fewest_moves(sc, old, max_moves=max_moves, time_limit_s=limit_s, seed=seed, workers=workers)
+
+
+def replan_text(plan: Plan) -> str:
+    """The re-plan's lines of ``vplan solve --previous``: moves, other actions, hosts before and after, the order."""
+    r = plan.stats.extra.get("replan") or {}
+    m = plan.stats.extra.get("migration") or {}
+    moves, live = r.get("moves", 0), r.get("live_migrations", 0)
+    budget = "" if r.get("max_moves") is None else f" (budget {r['max_moves']}{'' if r.get('max_moves_met') else ', exceeded'})"
+    lines = [f"re-plan from {r.get('previous')}",
+             f"moves   {moves}{budget}: {live} live migrations, {moves - live} to other nodes of the same host, "
+             f"{r.get('forced_moves', 0)} forced",
+             f"actions {r.get('re_pins', 0)} re-pins (same nodes), {r.get('starts', 0)} starts, {r.get('stops', 0)} stops",
+             f"hosts   {r.get('hosts_before')} -> {r.get('hosts_after')} used"
+             + (f", freed: {', '.join(r['hosts_freed'][:6])}{' …' if len(r['hosts_freed']) > 6 else ''}"
+                if r.get("hosts_freed") else "")]
+    steps = m.get("steps", [])
+    if m.get("unordered"):
+        lines.append(f"order   {len(m['unordered'])} moves left unordered: a cycle no spare host breaks: "
+                     + "; ".join(" -> ".join(c) for c in m.get("cycles", [])))
+    else:
+        spare = f", through spare host {', '.join(m['spare_hosts'])}" if m.get("spare_hosts") else ""
+        lines.append(f"order   {len(steps)} steps{spare} (plan.json migration.steps), {m.get('verified_steps', 0)} "
+                     "states checked clean" + (f", {len(m['violations'])} findings" if m.get("violations") else ""))
+    return "\n".join(lines)
 
 
 def summary_document(plan: Plan, out: Path | None, report: Path | None = None, csv_path: Path | None = None,
@@ -488,6 +552,29 @@ def generate(
     if written.moved_aside is not None:
         print(f"{out}: was not written by vplan: renamed it to {written.moved_aside} (--force)", file=sys.stderr)
     typer.echo(f"wrote {out}")
+
+
+@app.command(epilog=_example("vplan diff old/ new/", "vplan diff old/ new/ --json > moves.json"))
+def diff(
+    old: Path = typer.Argument(..., metavar="OLD_OUT", help="earlier output directory (or its plan.json)"),
+    new: Path = typer.Argument(..., metavar="NEW_OUT", help="later output directory (or its plan.json)"),
+    as_json: bool = typer.Option(False, "--json", help="the differences as JSON on stdout"),
+    max_rows: int = typer.Option(40, "--max-rows", metavar="N", help="rows listed per section at most (text)"),
+) -> None:
+    """Show what changes from one plan to another: moves (host or nodes), re-pins (same nodes, other pCPUs),
+    starts, stops, hosts freed and newly used, and NEW's migration order when it is a re-plan of OLD."""
+    from planner.migration import diff_text, plan_diff
+    from planner.planfile import PlanFileError
+
+    try:
+        result = plan_diff(old, new)
+    except PlanFileError as exc:
+        print(str(exc), file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        typer.echo(diff_text(result, max_rows=max_rows))
 
 
 # real hosts and deployed guests: `host import`, `check`, `apply`, `hugepages` (planner/cli_ops.py)

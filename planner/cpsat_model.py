@@ -5,7 +5,9 @@ Every family adds its constraints, named after the host, node or guest class the
 objective term (or None). Objective terms are combined in strict priority (``LEVELS``) by weights computed from
 their bounds, so a lower level can never outweigh one unit of a higher level:
 
-    maximise  W₀·Σ priority·placed  −  W₁·(hosts used | max host load ‰)  −  Σ NUMA distance cost
+    maximise  W₀·Σ priority·placed  −  W₁·(hosts used | max host load ‰)  [− W₂·moves]  −  Σ NUMA distance cost
+
+(the ``moves`` level only in a re-plan from a previous plan, ``define_moves``)
 
 Node-level counting follows ``planner.problem`` (isolate cores, require pairs, single CPUs, the shared pool is the
 rest), so a solution can always be pinned to concrete CPU ids with exactly the counted numbers.
@@ -22,7 +24,7 @@ from ortools.sat.python import cp_model
 
 from planner.problem import LOAD_SCALE, Assignment, Problem, busy_units, option_capacity
 
-LEVELS = ("placed", "hosts", "distance")  # strict priority order of the objective
+LEVELS = ("placed", "hosts", "moves", "distance")  # strict priority order of the objective
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ class ModelBuild:
     max_load: cp_model.IntVar | None = None
     weights: dict[str, int] = field(default_factory=dict)  # objective weight per level (build_model)
     terms: list[Term] = field(default_factory=list)
+    # re-plans (``define_moves``): (class, host, option) -> guests of the class there in the previous plan that may
+    # stay, and the budget of moves among them (None: no budget)
+    previous: dict[tuple[int, str, int], int] = field(default_factory=dict)
+    max_moves: int | None = None
+    moves: cp_model.LinearExprT | None = None
 
 
 # ----------------------------------------------------------------------------------------------- families
@@ -238,6 +245,7 @@ def define_host_usage(b: ModelBuild) -> Term | None:
     Objective (level ``hosts``, objective ``pack``): minimise Σ used(h)."""
     p = b.problem
     fixed_hosts = {cls.guest.host for cls in p.classes if cls.guest.host}
+    fixed_hosts |= {h for (_c, h, _o), n in b.previous.items() if n}  # a re-plan's hosts are not interchangeable
     previous: dict[str, cp_model.IntVar] = {}
     for h in p.scenario.hosts:
         entries = b.by_host.get(h.name, [])
@@ -289,6 +297,33 @@ def define_distance_cost(b: ModelBuild) -> Term:
     return Term("distance", _sum(terms), bound, -1)
 
 
+def define_moves(b: ModelBuild) -> Term | None:
+    """Moves of a re-plan (only with ``b.previous``): K[c,h,o] guests of class c were on host h by option o (the
+    same host nodes) in the previous plan and may stay there. With stay[c,h,o] ∈ [0, K[c,h,o]]:
+
+    stay[c,h,o] ≤ x[c,h,o];   moves = Σ K − Σ stay;   moves ≤ max_moves (with a budget).
+
+    A guest that stays keeps its host and nodes (``planner.pinning`` hands its slot back to it by name).
+    Objective (level ``moves``, below hosts, above distance): minimise moves."""
+    if not b.previous:
+        return None
+    stays = []
+    total = 0
+    for (c, host, o), k in sorted(b.previous.items()):
+        var = b.x.get((c, host, o))
+        total += k
+        if var is None or k <= 0:
+            continue
+        stay = b.model.new_int_var(0, k, f"stay[{b.problem.classes[c].members[0]}+{k - 1}|{host}|{o}]")
+        b.model.add(stay <= var).with_name(f"stay[{b.problem.classes[c].members[0]}|{host}|{o}]")
+        stays.append(stay)
+    moves = total - cp_model.LinearExpr.sum(stays) if stays else b.model.new_constant(total)
+    b.moves = moves
+    if b.max_moves is not None:
+        b.model.add(moves <= b.max_moves).with_name("max_moves")
+    return Term("moves", moves, total, -1)
+
+
 FAMILIES: tuple[Callable[[ModelBuild], Term | None], ...] = (
     define_assignment,
     define_host_overcommit,
@@ -302,6 +337,7 @@ FAMILIES: tuple[Callable[[ModelBuild], Term | None], ...] = (
     define_anti_affinity,
     define_host_usage,
     define_spread,
+    define_moves,
     define_distance_cost,
 )
 
@@ -317,14 +353,16 @@ def objective_weights(terms: list[Term]) -> dict[str, int]:
     return weights
 
 
-def build_constraints(problem: Problem, families=FAMILIES) -> tuple[ModelBuild, list[Term]]:
-    """Run every family on a fresh model; the objective is left to the caller (``build_model``, pricing)."""
-    b = ModelBuild(problem=problem, model=cp_model.CpModel())
+def build_constraints(problem: Problem, families=FAMILIES, previous=None,
+                      max_moves: int | None = None) -> tuple[ModelBuild, list[Term]]:
+    """Run every family on a fresh model; the objective is left to the caller (``build_model``, pricing).
+    ``previous``/``max_moves``: a re-plan's previous positions and move budget (``define_moves``)."""
+    b = ModelBuild(problem=problem, model=cp_model.CpModel(), previous=dict(previous or {}), max_moves=max_moves)
     return b, [t for family in families if (t := family(b)) is not None]
 
 
-def build_model(problem: Problem, families=FAMILIES) -> ModelBuild:
-    b, terms = build_constraints(problem, families)
+def build_model(problem: Problem, families=FAMILIES, previous=None, max_moves: int | None = None) -> ModelBuild:
+    b, terms = build_constraints(problem, families, previous, max_moves)
     weights = objective_weights(terms)
     b.model.maximize(
         sum(t.sense * weights[t.level] * t.expr for t in terms if not isinstance(t.expr, int) or t.expr)

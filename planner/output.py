@@ -116,6 +116,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         }
     stats = plan.stats
     extra = {k: v for k, v in stats.extra.items()}
+    # a re-plan from a previous plan (planner.replan.replan_fewest_moves): its actions and migration order
+    transition = {k: _json_safe(extra.pop(k)) for k in ("moves", "migration") if k in extra}
     return {
         "format_version": FORMAT_VERSION,
         "scenario": scenario.name,
@@ -133,6 +135,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "greedy_placed": stats.greedy_placed,
             **{k: extra[k] for k in sorted(extra) if k != "error_report"},  # (that goes to vplan-error.txt)
         }),
+        **transition,
     }
 
 

@@ -6,11 +6,16 @@ core, prefer vCPUs and emulator-isolate pCPUs take single threads core by core (
 shared pool is what remains. Shared vCPUs are pinned to their node's whole pool; emulator threads go to the host's
 reserved CPUs (``host``), their own pCPU (``isolate``) or the pools of the guest's nodes (``shared``, or ``host``
 on a host without reserved CPUs). Guests are served in name order, so the result is deterministic.
+
+Re-plans (``keep``): a dedicated guest that stays on the same host nodes first claims the exact pCPUs it had (per
+cell, and its own emulator pCPU) where they are still free and of the right kind (whole idle cores for isolate,
+sibling pairs for require); if those claims leave a host unable to take its counted guests, that host is pinned
+afresh without them, so keeping pins never costs a placement.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from planner.plan import CellPlacement, GuestPlacement
@@ -97,8 +102,75 @@ class _NodeCpus:
         return tuple(sorted(c for core in self.cores for c in core))
 
 
-def pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, ...]]]) -> list[GuestPlacement]:
-    """Pin every guest of one host; ``guests`` = (guest, host node of each cell), in any order."""
+KeepPins = dict[str, tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[int, ...]]]
+"""guest -> (host nodes of its cells, pCPUs of each cell, emulator pCPUs) it had in a previous plan."""
+
+
+def _claim(model: HostModel, nodes: dict[int, _NodeCpus], guest: Guest, node_ids: tuple[int, ...],
+           split: list[tuple[tuple[int, ...], int]], wanted) -> tuple[dict[int, tuple[int, ...]], int | None] | None:
+    """Take a dedicated guest's previous pCPUs (``wanted`` = (nodes, cell pCPUs, emulator pCPUs)) if every one is
+    free and of the kind its policy needs; returns (vCPU -> pCPU, emulator pCPU or None), or None (nothing taken)."""
+    old_nodes, cell_cpus, emulator = wanted
+    if tuple(old_nodes) != tuple(node_ids) or len(cell_cpus) != len(split):
+        return None
+    core_of = model.core_of_cpu
+    chosen: list[tuple[int, tuple[int, ...], list[int]]] = []  # (node, its vCPUs, pCPUs in vCPU order)
+    idle: set[int] = set()  # every thread the claim takes out of the free lists
+    for (vcpus, _mem), node_id, cpus in zip(split, node_ids, cell_cpus):
+        free = nodes[node_id]
+        if any(c not in core_of for c in cpus) or len(set(cpus)) != len(vcpus):
+            return None
+        cpus = sorted(set(cpus), key=lambda c: (core_of[c][0], c))
+        free_cpus = {c for core in free.cores for c in core}
+        if not set(cpus) <= free_cpus:
+            return None
+        if guest.threads == "isolate":
+            full = {core[0] for i, core in enumerate(free.cores) if free.full[i] and core}
+            if not set(cpus) <= full:
+                return None
+            idle.update(c for cpu in cpus for c in core_of[cpu])
+        elif guest.threads == "require":
+            per_core = Counter(core_of[c] for c in cpus)
+            if any(n % 2 for n in per_core.values()):
+                return None
+            idle.update(cpus)
+        else:
+            idle.update(cpus)
+        chosen.append((node_id, vcpus, cpus))
+    emulator_cpu = None
+    if guest.emulator == "isolate":
+        free0 = {c for core in nodes[node_ids[0]].cores for c in core}
+        if len(emulator) != 1 or emulator[0] not in free0 or emulator[0] in idle:
+            return None
+        emulator_cpu = emulator[0]
+        idle.add(emulator_cpu)
+    pins: dict[int, tuple[int, ...]] = {}
+    for node_id in set(node_ids):
+        free = nodes[node_id]
+        for i, core in enumerate(free.cores):
+            if idle.intersection(core):
+                free.cores[i] = [c for c in core if c not in idle]
+                free.full[i] = False
+    for _node, vcpus, cpus in chosen:
+        for v, cpu in zip(vcpus, cpus):
+            pins[v] = (cpu,)
+    return pins, emulator_cpu
+
+
+def pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, ...]]],
+             keep: KeepPins | None = None) -> list[GuestPlacement]:
+    """Pin every guest of one host; ``guests`` = (guest, host node of each cell), in any order. ``keep``: previous
+    pCPUs to claim first (see the module docstring); if the claims leave the counts unpinnable, pinned afresh."""
+    if keep:
+        try:
+            return _pin_host(problem, host, guests, keep)
+        except RuntimeError:
+            pass
+    return _pin_host(problem, host, guests, None)
+
+
+def _pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, ...]]],
+              keep: KeepPins | None) -> list[GuestPlacement]:
     model = problem.scenario.model_of(host)
     nodes = {n.id: _NodeCpus.of(model, n.id) for n in model.nodes}
     guests = sorted(guests, key=lambda g: g[0].name)
@@ -110,10 +182,20 @@ def pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, .
         cells[guest.name] = split
     pins: dict[str, list[tuple[int, ...]]] = {g.name: [()] * g.vcpus for g, _ in guests}
     emulator_own: dict[str, int] = {}
+    claimed: set[str] = set()
+    for guest, node_ids in guests:
+        if keep and guest.dedicated and guest.name in keep:
+            got = _claim(model, nodes, guest, node_ids, cells[guest.name], keep[guest.name])
+            if got is not None:
+                for v, cpu in got[0].items():
+                    pins[guest.name][v] = cpu
+                if got[1] is not None:
+                    emulator_own[guest.name] = got[1]
+                claimed.add(guest.name)
 
     def each_cell(policy_match):
         for guest, node_ids in guests:
-            if policy_match(guest):
+            if guest.name not in claimed and policy_match(guest):
                 for (vcpus, _mem), node_id in zip(cells[guest.name], node_ids):
                     yield guest, vcpus, nodes[node_id]
 
@@ -128,7 +210,7 @@ def pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, .
         for v, cpu in zip(vcpus, cpus.take_singles(len(vcpus))):
             pins[guest.name][v] = (cpu,)
     for guest, node_ids in guests:
-        if guest.emulator == "isolate":
+        if guest.emulator == "isolate" and guest.name not in emulator_own:
             emulator_own[guest.name] = nodes[node_ids[0]].take_singles(1)[0]
     pools = {node_id: cpus.pool() for node_id, cpus in nodes.items()}
     out = []
@@ -159,9 +241,11 @@ def pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, .
 
 
 def pin_assignment(
-    problem: Problem, assignment: Assignment, prefer: dict[str, tuple[str, int]] | None = None
+    problem: Problem, assignment: Assignment, prefer: dict[str, tuple[str, int]] | None = None,
+    keep: KeepPins | None = None,
 ) -> dict[str, GuestPlacement]:
-    """Every placed guest with concrete cells and pins (``prefer``: see ``name_guests``)."""
+    """Every placed guest with concrete cells and pins (``prefer``: see ``name_guests``; ``keep``: previous pCPUs
+    to keep, see ``pin_host``)."""
     named = name_guests(problem, assignment, prefer)
     per_host: dict[str, list[tuple[Guest, tuple[int, ...]]]] = defaultdict(list)
     for name, (host, c, o) in named.items():
@@ -169,6 +253,6 @@ def pin_assignment(
         per_host[host].append((problem.scenario.guest_by_name[name], option.nodes))
     placements: dict[str, GuestPlacement] = {}
     for h in problem.scenario.hosts:
-        for placement in pin_host(problem, h.name, per_host.get(h.name, [])):
+        for placement in pin_host(problem, h.name, per_host.get(h.name, []), keep):
             placements[placement.guest] = placement
     return dict(sorted(placements.items()))

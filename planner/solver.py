@@ -369,10 +369,11 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
 
 
 def finish_plan(problem: Problem, chosen: Assignment, stats: SolveStats, proven: bool, start: float,
-                prefer: dict[str, tuple[str, int]] | None = None) -> Plan:
-    """Pin, explain the unplaced, set the status, and check: the last steps of every solve."""
+                prefer: dict[str, tuple[str, int]] | None = None, keep=None) -> Plan:
+    """Pin, explain the unplaced, set the status, and check: the last steps of every solve (``prefer``, ``keep``:
+    a re-plan's previous slots and pCPUs, ``planner.pinning.pin_assignment``)."""
     scenario = problem.scenario
-    placements = pin_assignment(problem, chosen, prefer)
+    placements = pin_assignment(problem, chosen, prefer, keep)
     unplaced_names = [g.name for g in scenario.guests if g.name not in placements]
     unplaced = explain_all(problem, _state_of(problem, chosen), unplaced_names)
     status_text = "partial" if unplaced else ("optimal" if proven else "feasible")

@@ -15,7 +15,7 @@ from tests.libvirt_validate import domain_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
-LARGE = {"fleet-50x1500.yaml"}
+LARGE = {"fleet-50x1500.yaml", "fleet-50x1500-change5.yaml"}
 
 
 @pytest.mark.parametrize("path", [p for p in SCENARIOS if p.name not in LARGE], ids=lambda p: p.name)
