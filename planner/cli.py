@@ -172,6 +172,10 @@ def solve(
         raise typer.Exit(EXIT_INPUT)
     sc = _load(scenario)
     inputs = _scenario_inputs(scenario, sc)
+    if previous is not None and (method != "auto" or deterministic or stall is not None):
+        print("vplan: --previous re-plans with its own search (keep what can stay, then the fewest moves): "
+              "--method, --deterministic and --stall do not apply to it", file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
     old = _read_previous(previous, max_moves)  # --previous: the earlier plan (None without)
     if previous is not None:
         inputs.append(previous)  # OUT never replaces the plan it re-plans from
