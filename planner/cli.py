@@ -244,6 +244,21 @@ def solve(
     raise typer.Exit(EXIT_UNPLACED if plan.unplaced_reasons else EXIT_OK)
 
 
+def headroom_line(headroom: dict, plan: Plan) -> str:
+    """``policy.survive`` in words: what the headroom costs in hosts, and whether every failure evacuates."""
+    kind, count = next(iter(headroom["survive"].items()))
+    spare = headroom["spare_hosts"]
+    text = (f"headroom: survives {count} failed {kind[:-1] if count == 1 else kind}: {headroom['hosts_used']} hosts "
+            f"used + {len(spare)} spare kept empty = {headroom['hosts_with_headroom']} hosts "
+            f"({', '.join(spare[:6])}{' …' if len(spare) > 6 else ''}); {headroom['complete']} of "
+            f"{headroom['failures']} failures evacuate completely, checked in {headroom['evacuation_s']:.1f}s")
+    incomplete = [e.name for e in plan.evacuations if not e.complete]
+    if incomplete:
+        text += (f"; NOT survivable: {', '.join(incomplete[:5])}{' …' if len(incomplete) > 5 else ''} "
+                 "(stranded guests in plan.json evacuations; add hosts)")
+    return text
+
+
 def summary_document(plan: Plan, out: Path | None, report: Path | None = None, csv_path: Path | None = None,
                      total_s: float | None = None, write_s: float | None = None) -> dict:
     """``vplan solve --json``: the headline, use per resource, unplaced guests with reasons, one entry per host
@@ -274,6 +289,7 @@ def summary_document(plan: Plan, out: Path | None, report: Path | None = None, c
                     "domains": len(plan.placed),
                     "report": str(report) if report is not None else None,
                     "placements_csv": str(csv_path) if csv_path is not None else None},
+        **({"headroom": plan.stats.extra["headroom"]} if plan.stats.extra.get("headroom") else {}),
     }
 
 
@@ -330,6 +346,9 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, *, node
         console.print(unplaced)
     if plan.stats.extra.get("interrupted"):
         console.print(Text("interrupted by Ctrl-C: this is the best plan found until then"))
+    headroom = plan.stats.extra.get("headroom")
+    if headroom:
+        console.print(Text(headroom_line(headroom, plan)), soft_wrap=True)
     notes = plan.notes()
     if notes:
         hosts = sorted({plan.placed[g].host for g in notes}, key=[h.name for h in sc.hosts].index)
@@ -494,6 +513,11 @@ def generate(
 from planner.cli_ops import register as _register_ops  # noqa: E402
 
 _register_ops(app)
+
+# failure headroom: `evacuate` (planner/cli_evacuate.py)
+from planner.cli_evacuate import register as _register_evacuate  # noqa: E402
+
+_register_evacuate(app)
 
 
 def main() -> None:  # console script entry point

@@ -179,3 +179,36 @@ def with_evacuations(plan: Plan, problem: Problem | None = None) -> Plan:
     }
     stats = dataclasses.replace(plan.stats, extra=extra)
     return dataclasses.replace(plan, evacuations=evacuations, stats=stats)
+
+
+def plan_from_document(scenario: Scenario, document: dict, path: str = "plan.json") -> Plan:
+    """The Plan of a plan.json of ``scenario``: every guest on its host and nodes, pinned again exactly as vplan
+    solve pinned it (pinning is deterministic per host) and compared with the CPUs plan.json lists."""
+    from planner.units import format_cpulist
+
+    problem = compile_problem(scenario)
+    per_host: dict[str, list] = defaultdict(list)
+    unplaced: dict[str, str] = {}
+    guests = document.get("guests", {})
+    for g in scenario.guests:
+        entry = guests.get(g.name)
+        if not isinstance(entry, dict):
+            raise EvacuateError(f"{path}: guests: {g.name}: missing (is this the plan of {scenario.name}?)")
+        host = entry.get("host")
+        if host is None:
+            unplaced[g.name] = entry.get("reason") or "not placed"
+            continue
+        if host not in scenario.host_by_name:
+            raise EvacuateError(f"{path}: guests: {g.name}: host {host!r} is not a host of the scenario")
+        per_host[host].append((g, tuple(entry.get("nodes", ()))))
+    placed: dict[str, GuestPlacement] = {}
+    for host, entries in per_host.items():
+        for p in pin_host(problem, host, entries):
+            listed = [c.get("pcpus") for c in guests[p.guest].get("cells", [])]
+            mine = [format_cpulist({cpu for v in c.vcpus for cpu in p.vcpu_pins[v]}) for c in p.cells]
+            if listed != mine:
+                raise EvacuateError(f"{path}: guests: {p.guest}: its pins do not match the scenario (was the plan "
+                                    "made from another scenario or edited?)")
+            placed[p.guest] = p
+    status = document.get("status") if document.get("status") in ("optimal", "feasible", "partial") else "feasible"
+    return Plan(scenario=scenario, status=status, placed=dict(sorted(placed.items())), unplaced_reasons=unplaced)

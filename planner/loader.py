@@ -705,8 +705,11 @@ SCOPES = ("host", "rack", "zone")
 
 def _survive(value: object) -> tuple[str, int]:
     """``{hosts: 1}`` or ``{racks: 1}``: how many failed hosts (racks) the plan must survive (0 or 1)."""
-    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("hosts", "racks"):
-        raise ValueError(f"{_show(value)} is not a failure to survive (expected {{hosts: 1}} or {{racks: 1}})")
+    expected = "(expected {hosts: 1} or {racks: 1})"
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError(f"{_show(value)} is not one failure to survive {expected}")
+    if next(iter(value)) not in ("hosts", "racks"):
+        raise ValueError(f"{_show(next(iter(value)))} is not a failure to survive {expected}")
     kind, count = next(iter(value.items()))
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1:
         raise ValueError(f"{kind}: {_show(count)} is not supported (expected 0 or 1: vplan plans for one failed "
