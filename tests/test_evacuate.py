@@ -231,3 +231,28 @@ def test_plan_json_holds_evacuations_and_evacuate_cli(survive_plan, tmp_path, pl
     bad = subprocess.run([sys.executable, "-m", "planner.cli", "evacuate", str(SURVIVE), str(out), "--rack", "r9"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--rack r9: no such rack (racks: r1, r2, r3, r4)" in bad.stderr
+
+
+def test_vplan_check_verifies_the_evacuations_in_plan_json(survive_plan, tmp_path):
+    import shutil
+
+    out = write_plan(survive_plan, tmp_path / "out")
+    run = [sys.executable, "-m", "planner.cli", "check", str(SURVIVE), "--domains"]
+    clean = subprocess.run(run + [str(out)], capture_output=True, text=True, timeout=120)
+    hosts = len(survive_plan.hosts_used)
+    assert clean.returncode == 0 and f"31 guests on {hosts} hosts: no findings" in clean.stdout, clean.stderr
+    # a copy whose first evacuation puts db1 into the rack of db2 (rack anti-affinity) is caught
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    doc = json.loads((copy / "plan.json").read_text())
+    e = next(e for e in doc["evacuations"] if "db1" in e["moved"])
+    db2_host = doc["guests"]["db2"]["host"]
+    rack_mate = next(h.name for h in survive_plan.scenario.hosts
+                     if h.rack == survive_plan.scenario.host_by_name[db2_host].rack and h.name != db2_host)
+    e["moved"]["db1"]["host"] = rack_mate
+    (copy / "plan.json").write_text(json.dumps(doc))
+    bad = subprocess.run(run + [str(copy), "--json"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1, bad.stderr
+    findings = json.loads(bad.stdout)["findings"]
+    assert any(f["rule"] == "placement" and f["guest"] in ("db1", "db2") and "anti-affinity tag 'db'" in f["message"]
+               and f["message"].startswith(f"after rack {e['failure']['name']} fails: ") for f in findings), findings
