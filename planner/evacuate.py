@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from planner.greedy import _size_key
+from planner.greedy import _average_host, _shape, _size_key
 from planner.pinning import pin_host
 from planner.plan import Evacuation, GuestPlacement, Plan
 from planner.problem import FleetState, GuestClass, Problem, compile_problem
@@ -107,26 +107,32 @@ def evacuate(plan: Plan, failure: Failure, base: Problem | None = None) -> Evacu
     used = set(plan.hosts_used)
     survivors = [h.name for h in plan.scenario.hosts if h.name not in failed]
     order = [h for h in survivors if h in used] + [h for h in survivors if h not in used]
-    evacuees.sort(key=lambda n: (-class_of[n].guest.priority, -_size_key(problem, class_of[n]), n))
+    average = _average_host(problem)
+    evacuees.sort(key=lambda n: (-class_of[n].guest.priority, -_size_key(problem, class_of[n], average), n))
     moved_to: dict[str, tuple[str, tuple[int, ...]]] = {}
     stranded: dict[str, str] = {}
+    full: dict[tuple, set[str]] = defaultdict(set)  # shape -> hosts it no longer fits (hosts only fill up)
     for name in evacuees:
         cls = class_of[name]
         allowed = set(cls.allowed_hosts)
+        dead = full[_shape(cls)]
         slot = None
         why: list[str] = []
         for host in order:
-            if host not in allowed:
+            if host not in allowed or (host in dead and len(why) >= 2):
                 continue
             options = cls.options.get(problem.host_model[host], ())
             blocker = state.host_blocker(cls, host) if options else f"{name} fits no empty {problem.host_model[host]}"
             if blocker:
                 why.append(blocker)
+                if not options or not state.tag_clash(cls.guest, host):
+                    dead.add(host)
                 continue
             index = next((i for i, o in enumerate(options) if not state.option_shortfalls(cls, host, o)), None)
             if index is not None:
                 slot = (host, index)
                 break
+            dead.add(host)
             node, short = state.option_shortfalls(cls, host, options[0])[0]
             why.append(f"{host} node {node} lacks {short.resource}")
         if slot is None:

@@ -213,7 +213,10 @@ def add_headroom(plan: Plan, strict: bool) -> Plan:
     failures = PhaseFailures(strict)
     result = failures.run("evacuation", with_evacuations, plan)
     if result is not None:
+        began = time.monotonic()
         violations = check_evacuations(result)
+        if "headroom" in result.stats.extra:
+            result.stats.extra["headroom"]["evacuation_check_s"] = round(time.monotonic() - began, 3)
         if violations:
             lines = "\n".join(f"  [{v.rule}] {v.message}" for v in violations[:20])
             failures.run("evacuation check", _raise_bug, f"an evacuation breaks {len(violations)} hard rule(s):\n{lines}")
