@@ -256,3 +256,12 @@ def test_vplan_check_verifies_the_evacuations_in_plan_json(survive_plan, tmp_pat
     findings = json.loads(bad.stdout)["findings"]
     assert any(f["rule"] == "placement" and f["guest"] in ("db1", "db2") and "anti-affinity tag 'db'" in f["message"]
                and f["message"].startswith(f"after rack {e['failure']['name']} fails: ") for f in findings), findings
+
+
+@pytest.mark.parametrize("method", ["greedy", "patterns", "direct"])
+def test_every_method_honours_rack_scope(method):
+    sc = _racked({"h1": "r1", "h2": "r1", "h3": "r2", "h4": "r2", "h5": "r3"}, "rack", count=4)
+    plan = solve(sc, time_limit_s=5, method=method)  # strict mode: a plan breaking the rule raises PlanBug
+    racks = sorted(sc.host_by_name[p.host].rack for p in plan.placed.values())
+    assert racks == ["r1", "r2", "r3"] and len(plan.unplaced_reasons) == 1
+    assert check_plan(plan) == []
