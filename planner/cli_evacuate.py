@@ -7,6 +7,7 @@ Exit status: 0 every guest re-placed, 3 some guests stranded, 2 bad input, 1 an 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ def evacuate(
             print(problem, file=sys.stderr)
         raise typer.Exit(EXIT_INPUT)
     evacuation = evacuate_fleet(base, failure)
-    checked = base.__class__(**{**base.__dict__, "evacuations": (evacuation,)})
+    checked = dataclasses.replace(base, evacuations=(evacuation,))
     violations = check_evacuations(checked)
     if violations:
         for v in violations[:20]:
