@@ -265,3 +265,18 @@ def test_every_method_honours_rack_scope(method):
     racks = sorted(sc.host_by_name[p.host].rack for p in plan.placed.values())
     assert racks == ["r1", "r2", "r3"] and len(plan.unplaced_reasons) == 1
     assert check_plan(plan) == []
+
+
+def test_solve_summary_says_what_headroom_costs(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "planner.cli", "solve", str(SURVIVE), "-o", str(tmp_path / "out"),
+                          "--time-limit", "10", "--method", "greedy"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    h = read_plan_document(tmp_path / "out")["solver"]["headroom"]
+    flat = " ".join(run.stdout.split())
+    spare = h["spare_hosts"]
+    assert (f"headroom: survives 1 failed rack: {h['hosts_used']} hosts used + {len(spare)} spare kept empty = "
+            f"{h['hosts_used'] + len(spare)} hosts ({', '.join(spare)}); 2 of 2 failures evacuate completely") in flat
+    as_json = subprocess.run([sys.executable, "-m", "planner.cli", "solve", str(SURVIVE), "-o", str(tmp_path / "o2"),
+                              "--time-limit", "10", "--method", "greedy", "--json"], capture_output=True, text=True,
+                             timeout=120)
+    assert json.loads(as_json.stdout)["headroom"]["hosts_with_headroom"] == h["hosts_with_headroom"] == 5
