@@ -715,7 +715,8 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
             numa_cells=spec.numa_cells if spec is not None else (),
             emulator=emulator, anti_affinity=spec.anti_affinity if spec is not None else (),
             priority=spec.priority if spec is not None else 1,
-            host=spec.host if spec is not None and spec.host else d.host)
+            host=spec.host if spec is not None and spec.host else d.host,
+            anti_affinity_scope=spec.anti_affinity_scope if spec is not None else None)
         guests.append(guest)
         cells = tuple(CellPlacement(cell_id=cid, node_id=node, vcpus=vs, memory_kib=mem,
                                     hugepage_kib=-1 if cell_page == r.page_kib else (cell_page or 0))

@@ -9,7 +9,7 @@ Rules (``Violation.rule``), after the "Hard rules every plan obeys" of scenario 
 * ``coverage``   every guest is placed or unplaced (not both, not neither), unplaced reasons are non-empty,
   placements name known guests and hosts;
 * ``status``     ``partial`` iff some guest is not placed;
-* ``placement``  fixed hosts and anti-affinity tags;
+* ``placement``  fixed hosts and anti-affinity tags (per host, rack or zone: ``anti_affinity_scope``);
 * ``cells``      guest NUMA cells: ids, distinct usable nodes, contiguous balanced vCPU ranges, memory split (explicit
   ``numa:`` cells: exactly the listed vCPU counts and memory, in order);
 * ``cpus``       vCPU pins: on the cell's node, never reserved, dedicated 1:1, shared within the node's pool;
@@ -17,6 +17,9 @@ Rules (``Violation.rule``), after the "Hard rules every plan obeys" of scenario 
 * ``emulator``   emulator pins by the guest's ``emulator`` policy, never on a dedicated pCPU;
 * ``overcommit`` vCPUs per physical core, host-wide and per node shared pool;
 * ``load``       Σ vCPUs × load per node shared pool against the load target;
+* ``evacuation`` (``check_evacuations``) each failure of ``policy.survive``: the failed hosts' guests all moved or
+  stranded (with a reason), nothing left on a failed host, survivors keep their host; the evacuated fleet obeys
+  every rule above;
 * ``memory``     4K memory per node (dedicated guests 1:1, shared guests' memory ÷ memory_overcommit, against the
   free 4K memory) and per cell (never above the node's free 4K memory); ``hugepages`` pool pages per node and size.
 
@@ -48,6 +51,7 @@ RULES = (
     "hugepages",
     "placement",
     "status",
+    "evacuation",
 )
 MIB_KIB = 1024
 
@@ -231,21 +235,25 @@ class _Checker:
 
     def check_placement(self, by_host: dict[str, list[tuple[Guest, GuestPlacement]]]) -> None:
         order = {g.name: i for i, g in enumerate(self.scenario.guests)}
-        tags: dict[tuple[str, str], list[str]] = defaultdict(list)
+        tags: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
         for host, entries in by_host.items():
             for guest, _p in entries:
                 if guest.host is not None and guest.host != host:
                     self.add("placement", guest.name, host, None, f"{guest.name} is fixed to host {guest.host} but is placed on {host}")
-                for tag in guest.anti_affinity:
-                    tags[(tag, host)].append(guest.name)
-        for (tag, host), names in tags.items():
-            if len(names) > 1:
-                names.sort(key=order.__getitem__)
-                for name in names[1:]:
-                    self.add(
-                        "placement", name, host, None,
-                        f"anti-affinity tag '{tag}': {name} is on {host} with {', '.join(n for n in names if n != name)}",
-                    )
+                if guest.anti_affinity and host in self.scenario.host_by_name:
+                    # the tag's failure domain: the host, or its rack / zone (anti_affinity_scope)
+                    domain = self.scenario.host_by_name[host].domain(self.scenario.scope_of(guest))
+                    for tag in guest.anti_affinity:
+                        tags[(tag, domain)].append((guest.name, host))
+        for (tag, domain), entries in tags.items():
+            if len(entries) > 1:
+                entries.sort(key=lambda e: order[e[0]])
+                for name, host in entries[1:]:
+                    where = host if domain == f"host {host}" else f"{host} ({domain})"
+                    others = ", ".join(f"{n}" if domain == f"host {host}" else f"{n} on {h}"
+                                       for n, h in entries if n != name)
+                    self.add("placement", name, host, None,
+                             f"anti-affinity tag '{tag}': {name} is on {where} with {others}")
 
     # ------------------------------------------------------------------------------------------- cells
     def check_cells(self, host: str, info: _ModelInfo, guest: Guest, p: GuestPlacement) -> list[int | None]:
@@ -783,3 +791,39 @@ def analyse(plan: Plan) -> tuple[list[Violation], dict[str, dict[int, NodeUsage]
 def explain(violations: list[Violation]) -> str:
     """The violations as lines of text (for error messages and logs)."""
     return "\n".join(str(v) for v in violations)
+
+
+def check_evacuations(plan: Plan) -> list[Violation]:
+    """Every breach in the plan's evacuations (``policy.survive``): per failure, the bookkeeping (every guest of a
+    failed host moved or stranded, none moved onto a failed host, re-pinned guests keep their host) and every hard
+    rule of the evacuated fleet (``Plan.evacuated``), each message prefixed with the failure."""
+    out: list[Violation] = []
+    for e in plan.evacuations:
+        failed = set(e.failed_hosts)
+        what = f"after {e.kind} {e.name} fails"
+        unknown = sorted(failed - set(plan.scenario.host_by_name))
+        for host in unknown:
+            out.append(Violation("evacuation", None, host, None, f"{what}: {host} is not a host of the scenario"))
+        on_failed = {n for n, p in plan.placed.items() if p.host in failed}
+        for name in sorted(on_failed - set(e.moved) - set(e.stranded)):
+            out.append(Violation("evacuation", name, plan.placed[name].host, None,
+                                 f"{what}: {name} was on {plan.placed[name].host} but is neither moved nor stranded"))
+        for name in sorted((set(e.moved) | set(e.stranded)) - on_failed):
+            out.append(Violation("evacuation", name, None, None,
+                                 f"{what}: {name} is moved or stranded but was not on a failed host"))
+        for name in sorted(set(e.moved) & set(e.stranded)):
+            out.append(Violation("evacuation", name, None, None, f"{what}: {name} is both moved and stranded"))
+        for name, reason in e.stranded.items():
+            if not str(reason).strip():
+                out.append(Violation("evacuation", name, None, None, f"{what}: {name} is stranded without a reason"))
+        for name, p in e.moved.items():
+            if p.host in failed:
+                out.append(Violation("evacuation", name, p.host, None, f"{what}: {name} is moved onto the failed host {p.host}"))
+        for name, p in e.repinned.items():
+            before = plan.placed.get(name)
+            if before is None or before.host != p.host or before.host in failed:
+                out.append(Violation("evacuation", name, p.host, None,
+                                     f"{what}: {name} is re-pinned on {p.host} but was not a surviving guest there"))
+        for v in check_plan(plan.evacuated(e)):
+            out.append(Violation(v.rule, v.guest, v.host, v.node, f"{what}: {v.message}"))
+    return out

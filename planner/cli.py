@@ -310,6 +310,19 @@ def replan_text(plan: Plan) -> str:
         lines.append(f"order   {len(steps)} steps{spare} (plan.json migration.steps), {m.get('verified_steps', 0)} "
                      "states checked clean" + (f", {len(m['violations'])} findings" if m.get("violations") else ""))
     return "\n".join(lines)
+def headroom_line(headroom: dict, plan: Plan) -> str:
+    """``policy.survive`` in words: what the headroom costs in hosts, and whether every failure evacuates."""
+    kind, count = next(iter(headroom["survive"].items()))
+    spare = headroom["spare_hosts"]
+    text = (f"headroom: survives {count} failed {kind[:-1] if count == 1 else kind}: {headroom['hosts_used']} hosts "
+            f"used + {len(spare)} spare kept empty = {headroom['hosts_with_headroom']} hosts "
+            f"({', '.join(spare[:6])}{' …' if len(spare) > 6 else ''}); {headroom['complete']} of "
+            f"{headroom['failures']} failures evacuate completely, checked in {headroom['evacuation_s']:.1f}s")
+    incomplete = [e.name for e in plan.evacuations if not e.complete]
+    if incomplete:
+        text += (f"; NOT survivable: {', '.join(incomplete[:5])}{' …' if len(incomplete) > 5 else ''} "
+                 "(stranded guests in plan.json evacuations; add hosts)")
+    return text
 
 
 def summary_document(plan: Plan, out: Path | None, report: Path | None = None, csv_path: Path | None = None,
@@ -342,6 +355,7 @@ def summary_document(plan: Plan, out: Path | None, report: Path | None = None, c
                     "domains": len(plan.placed),
                     "report": str(report) if report is not None else None,
                     "placements_csv": str(csv_path) if csv_path is not None else None},
+        **({"headroom": plan.stats.extra["headroom"]} if plan.stats.extra.get("headroom") else {}),
     }
 
 
@@ -398,6 +412,9 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, *, node
         console.print(unplaced)
     if plan.stats.extra.get("interrupted"):
         console.print(Text("interrupted by Ctrl-C: this is the best plan found until then"))
+    headroom = plan.stats.extra.get("headroom")
+    if headroom:
+        console.print(Text(headroom_line(headroom, plan)), soft_wrap=True)
     notes = plan.notes()
     if notes:
         hosts = sorted({plan.placed[g].host for g in notes}, key=[h.name for h in sc.hosts].index)
@@ -585,6 +602,11 @@ def diff(
 from planner.cli_ops import register as _register_ops  # noqa: E402
 
 _register_ops(app)
+
+# failure headroom: `evacuate` (planner/cli_evacuate.py)
+from planner.cli_evacuate import register as _register_evacuate  # noqa: E402
+
+_register_evacuate(app)
 
 
 def main() -> None:  # console script entry point

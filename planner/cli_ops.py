@@ -251,6 +251,7 @@ def check(
         result = audit_mod.audit(sc, found, load_map)
     except audit_mod.AuditInputError as exc:
         _fail(exc.problems)
+    _check_evacuations(result, domains)
     if as_json:
         sys.stdout.write(json.dumps(result.document(), indent=2) + "\n")
     else:
@@ -267,6 +268,23 @@ def check(
                   file=sys.stderr)
         print(f"wrote {to_scenario}", file=sys.stderr)
     raise typer.Exit(EXIT_OK if result.clean else EXIT_FINDINGS)
+
+
+def _check_evacuations(result, domains: List[Path]) -> None:
+    """A --domains DIR that is a vplan solve output with evacuations (policy.survive): each failure's evacuated
+    fleet is judged too (findings named after the failure)."""
+    from planner.audit import Finding
+    from planner.evaccheck import EvacuationFileError, check_plan_evacuations
+    from planner.planfile import PlanFileError
+
+    for d in domains:
+        if not (d.is_dir() and (d / "plan.json").is_file()):
+            continue
+        try:
+            found = check_plan_evacuations(result.plan, d)
+        except (EvacuationFileError, PlanFileError) as exc:
+            _fail([str(exc)])
+        result.findings.extend(Finding(v.rule, v.guest, v.host, v.node, v.message) for v in found)
 
 
 def _hosts_scenario(scenario: Optional[Path], hosts: list[str]):

@@ -228,15 +228,22 @@ def define_hugepage_pools(b: ModelBuild) -> None:
 
 
 def define_anti_affinity(b: ModelBuild) -> None:
-    """Guests sharing a tag go on different hosts: ∀ tag, h  Σ_{c ∋ tag} x[c,h,o] ≤ 1."""
+    """Guests sharing a tag go to different failure domains of the tag's scope (``anti_affinity_scope``: host,
+    rack or zone; one scope per tag, the loader sees to it): ∀ tag, domain D  Σ_{c ∋ tag, h ∈ D, o} x[c,h,o] ≤ 1.
+    A host without a rack (zone) label is a rack (zone) of its own. Named ``anti_affinity[TAG|host H]``,
+    ``anti_affinity[TAG|rack R]``, ``anti_affinity[TAG|zone Z]``."""
     p = b.problem
+    scenario = p.scenario
     tagged: dict[tuple[str, str], list] = defaultdict(list)
     for (c, host, _o), var in b.x.items():
-        for tag in p.classes[c].guest.anti_affinity:
-            tagged[(tag, host)].append(var)
-    for (tag, host), vars_ in tagged.items():
+        guest = p.classes[c].guest
+        if guest.anti_affinity:
+            domain = scenario.host_by_name[host].domain(scenario.scope_of(guest))
+            for tag in guest.anti_affinity:
+                tagged[(tag, domain)].append(var)
+    for (tag, domain), vars_ in tagged.items():
         if len(vars_) > 1:
-            b.model.add(sum(vars_) <= 1).with_name(f"anti_affinity[{tag}|{host}]")
+            b.model.add(sum(vars_) <= 1).with_name(f"anti_affinity[{tag}|{domain}]")
 
 
 def define_host_usage(b: ModelBuild) -> Term | None:

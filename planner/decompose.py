@@ -543,7 +543,7 @@ def _deal(problem, shapes, shape_of, chosen, free_hosts, base: FleetState, on_fi
                 if taken[i]:
                     continue
                 host, o = free[i]
-                if tags and state.host_tags[host] & tags:
+                if tags and state.tag_clash(cls.guest, host):
                     continue
                 option = cls.options[problem.host_model[host]][o]
                 if not state.fits(cls, host, option):

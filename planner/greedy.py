@@ -71,7 +71,7 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
         advancing = True
         tags = set(cls.guest.anti_affinity)
         while i < len(hosts):
-            if tags and state.host_tags[hosts[i]] & tags:
+            if tags and state.tag_clash(cls.guest, hosts[i]):
                 advancing = False
                 i += 1
                 continue

@@ -185,7 +185,7 @@ def dot_product(problem: Problem, model_rank: Mapping[str, float] | None = None,
             if o is None:
                 # hosts only fill up: it never fits here again, nor does any guest of its shape (unless only its
                 # anti-affinity tag is in the way)
-                if cls.guest.anti_affinity and state.host_tags[host] & set(cls.guest.anti_affinity):
+                if cls.guest.anti_affinity and state.tag_clash(cls.guest, host):
                     alive[c] = False
                 else:
                     alive &= shape_ids != shape_ids[c]

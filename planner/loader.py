@@ -87,7 +87,8 @@ MAX_PATTERN_NAMES = 100_000
 MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
 TOP_KEYS = ("version", "name", "policy", "domain", "host_models", "hosts", "guests")
-POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit", "stall")
+POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit", "stall", "survive",
+               "anti_affinity_scope")
 MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
               "numactl", "sysfs", "hugepages", "memory", "lscpu")
 CAPTURE_KEYS = ("capabilities", "numactl", "sysfs")  # a host capture in place of nodes/distances/cores
@@ -95,9 +96,9 @@ CAPTURE_ONLY_KEYS = ("hugepages", "memory", "lscpu")  # overrides that only make
 FROM_CAPTURE_KEYS = ("nodes", "distances", "cores")  # what a capture gives (not allowed beside one)
 NODE_KEYS = ("id", "cpus", "memory", "hugepages")
 RESERVED_KEYS = ("cpus", "memory")
-HOST_KEYS = ("name", "model")
+HOST_KEYS = ("name", "model", "rack", "zone")
 GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
-              "emulator", "anti_affinity", "priority", "host", "domain")
+              "emulator", "anti_affinity", "priority", "host", "domain", "anti_affinity_scope")
 DOMAIN_KEYS = ("type", "cpu_mode", "cpu_model", "machine", "template")
 DOMAIN_TYPES = ("kvm", "qemu")
 DOMAIN_CPU_MODES = ("host-passthrough", "host-model", "maximum", "custom")
@@ -686,13 +687,35 @@ def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
         "objective": ("objective", lambda v: _choice(v, ("pack", "spread"))),
         "time_limit": ("time_limit_s", _duration),
         "stall": ("stall_s", _duration),
+        "anti_affinity_scope": ("anti_affinity_scope", lambda v: _choice(v, SCOPES)),
     }
     for key, (attr, parse) in checks.items():
         if key in raw:
             value = _check(problems, where.key(key), parse, raw[key])
             if value is not INVALID:
                 values[attr] = value
+    if "survive" in raw:
+        survive = _check(problems, where.key("survive"), _survive, raw["survive"])
+        if survive is not INVALID:
+            values["survive_" + survive[0]] = survive[1]
     return Policy(**values)
+
+
+SCOPES = ("host", "rack", "zone")
+
+
+def _survive(value: object) -> tuple[str, int]:
+    """``{hosts: 1}`` or ``{racks: 1}``: how many failed hosts (racks) the plan must survive (0 or 1)."""
+    expected = "(expected {hosts: 1} or {racks: 1})"
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError(f"{_show(value)} is not one failure to survive {expected}")
+    if next(iter(value)) not in ("hosts", "racks"):
+        raise ValueError(f"{_show(next(iter(value)))} is not a failure to survive {expected}")
+    kind, count = next(iter(value.items()))
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1:
+        raise ValueError(f"{kind}: {_show(count)} is not supported (expected 0 or 1: vplan plans for one failed "
+                         f"{kind[:-1]} at a time)")
+    return kind, count
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1132,10 +1155,18 @@ def _hosts(raw: object, where: _Where, models: dict[str, HostModel], declared: s
         if names is INVALID:
             continue
         result.names.extend((name, at) for name in names)
+        labels = {}
+        for key in ("rack", "zone"):
+            if key in spec:
+                label = spec[key]
+                if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
+                    problems.add(at.key(key), f"{_show(label)} is not a {key} label (expected a name, e.g. r1)")
+                else:
+                    labels[key] = str(label)
         if model is INVALID:
             continue
         for name in names:
-            result.hosts.append(Host(name=name, model=model))
+            result.hosts.append(Host(name=name, model=model, **labels))
     return result
 
 
@@ -1236,6 +1267,7 @@ def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Pro
         "emulator": lambda v: _choice(v, ("host", "isolate", "shared")),
         "anti_affinity": _tags,
         "priority": lambda v: _int(v, 1),
+        "anti_affinity_scope": lambda v: _choice(v, SCOPES),
     }
     values: dict[str, Any] = {key: _check(problems, at.key(key), parse, spec[key])
                               for key, parse in get.items() if key in spec and not (key == "numa" and
@@ -1419,6 +1451,7 @@ def _cross_checks(policy: Policy, models: dict[str, HostModel], hosts: _Hosts,
     _too_many_cells(models, hosts, guests, problems)
     fixed = [(g, at) for g, at in guests if g.host is not None]
     _fixed_anti_affinity(fixed, problems)
+    _scope_per_tag(policy, guests, problems)
     _fixed_cap(policy, models, hosts, fixed, problems)
 
 
@@ -1486,6 +1519,21 @@ def _fixed_anti_affinity(fixed: list[tuple[Guest, _Where]], problems: _Problems)
             names = ", ".join(g.name for g, _ in members)
             problems.add(members[-1][1].key("anti_affinity"),
                          f"guests {names} share anti-affinity tag '{tag}' but are all fixed on host {host}")
+
+
+def _scope_per_tag(policy: Policy, guests: list[tuple[Guest, _Where]], problems: _Problems) -> None:
+    """Guests sharing an anti-affinity tag share its scope (host, rack or zone): one tag, one meaning."""
+    first: dict[str, tuple[str, Guest]] = {}
+    for guest, at in guests:
+        scope = guest.anti_affinity_scope or policy.anti_affinity_scope
+        for tag in guest.anti_affinity:
+            if tag not in first:
+                first[tag] = (scope, guest)
+            elif first[tag][0] != scope:
+                other = first[tag][1]
+                problems.add(at.key("anti_affinity_scope"),
+                             f"anti-affinity tag '{tag}' has scope {scope} here but {first[tag][0]} on guest "
+                             f"{other.name} (guests sharing a tag must share its scope)")
 
 
 def _fixed_cap(policy: Policy, models: dict[str, HostModel], hosts: _Hosts, fixed: list[tuple[Guest, _Where]],

@@ -118,6 +118,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     extra = {k: v for k, v in stats.extra.items()}
     # a re-plan from a previous plan (planner.replan.replan_fewest_moves): its actions and migration order
     transition = {k: _json_safe(extra.pop(k)) for k in ("moves", "migration") if k in extra}
+    evacuations = {"evacuations": [evacuation_document(e) for e in plan.evacuations]} if plan.evacuations else {}
     return {
         "format_version": FORMAT_VERSION,
         "scenario": scenario.name,
@@ -136,6 +137,33 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             **{k: extra[k] for k in sorted(extra) if k != "error_report"},  # (that goes to vplan-error.txt)
         }),
         **transition,
+        **evacuations,
+    }
+
+
+def placement_document(p) -> dict[str, Any]:
+    """One guest placement with every pin: host, nodes, cells, one CPU list per vCPU, emulator CPUs."""
+    return {
+        "host": p.host,
+        "nodes": [c.node_id for c in p.cells],
+        "cells": [{"cell": c.cell_id, "node": c.node_id, "vcpu_ids": format_cpulist(c.vcpus),
+                   "memory_kib": c.memory_kib} for c in p.cells],
+        "vcpu_pins": [format_cpulist(pins) for pins in p.vcpu_pins],
+        "emulator_pcpus": format_cpulist(p.emulator_pins),
+    }
+
+
+def evacuation_document(e) -> dict[str, Any]:
+    """plan.json ``evacuations[i]``: the failure, whether every guest finds a place, spare hosts it fills, and per
+    guest its new placement (``moved``), the new pins of surviving guests on receiving hosts (``repinned``), or
+    why it fits nowhere (``stranded``)."""
+    return {
+        "failure": {"kind": e.kind, "name": e.name, "hosts": list(e.failed_hosts)},
+        "complete": e.complete,
+        "spare_hosts": list(e.spare_hosts),
+        "moved": {name: placement_document(p) for name, p in e.moved.items()},
+        "repinned": {name: placement_document(p) for name, p in e.repinned.items()},
+        "stranded": dict(e.stranded),
     }
 
 

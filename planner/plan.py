@@ -47,6 +47,27 @@ class SolveStats:
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Evacuation:
+    """Where the guests of a failed host (``kind`` host) or rack (``kind`` rack) go: ``policy.survive``.
+
+    ``moved``: the failed hosts' guests on surviving hosts (with pins); ``repinned``: surviving guests whose pins
+    change on a receiving host (shared pools shrink, dedicated CPUs are re-dealt); ``stranded``: guests that fit no
+    surviving host (guest -> reason); ``spare_hosts``: hosts empty in the plan that the evacuation fills."""
+
+    kind: str
+    name: str
+    failed_hosts: tuple[str, ...]
+    moved: Mapping[str, GuestPlacement]
+    repinned: Mapping[str, GuestPlacement] = field(default_factory=dict)
+    stranded: Mapping[str, str] = field(default_factory=dict)
+    spare_hosts: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.stranded
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     scenario: Scenario
@@ -54,6 +75,26 @@ class Plan:
     placed: Mapping[str, GuestPlacement]  # guest name -> placement, placed guests only
     unplaced_reasons: Mapping[str, str]  # guest name -> reason why it is not placed
     stats: SolveStats = SolveStats()
+    evacuations: tuple[Evacuation, ...] = ()  # one per failure of policy.survive (planner.evacuate)
+
+    def evacuated(self, evacuation: Evacuation) -> "Plan":
+        """The fleet after the failure, as a plan: the failed hosts' guests moved (or unplaced if stranded),
+        the receiving hosts' guests re-pinned. ``planner.check.check_plan`` judges it like any plan."""
+        failed = set(evacuation.failed_hosts)
+        placed = {n: p for n, p in self.placed.items() if p.host not in failed}
+        placed.update(evacuation.repinned)
+        placed.update(evacuation.moved)
+        unplaced = dict(self.unplaced_reasons)
+        unplaced.update(evacuation.stranded)
+        status = "partial" if unplaced else "feasible"
+        scenario = self.scenario
+        if any(g.host in failed for g in scenario.guests):  # a guest fixed on a failed host may go anywhere
+            import dataclasses
+
+            guests = tuple(dataclasses.replace(g, host=None) if g.host in failed else g for g in scenario.guests)
+            scenario = dataclasses.replace(scenario, guests=guests)
+        return Plan(scenario=scenario, status=status, placed=dict(sorted(placed.items())),
+                    unplaced_reasons=unplaced, stats=self.stats)
 
     @property
     def hosts_used(self) -> list[str]:

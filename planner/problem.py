@@ -390,6 +390,7 @@ def _signature(guest: Guest) -> tuple:
         guest.anti_affinity,
         guest.host,
         guest.numa_cells,
+        guest.anti_affinity_scope,
     )
 
 
@@ -487,6 +488,7 @@ class FleetState:
         self.host_load: dict[str, int] = defaultdict(int)  # busy CPUs in LOAD_SCALE units
         self.host_guests: dict[str, int] = defaultdict(int)
         self.host_tags: dict[str, set[str]] = defaultdict(set)
+        self.domain_tags: dict[str, set[str]] = defaultdict(set)  # failure domain (Host.domain) -> tags there
         self.assignment: Assignment = defaultdict(int)
 
     @classmethod
@@ -510,9 +512,9 @@ class FleetState:
     def host_blocker(self, cls: GuestClass, host: str) -> str | None:
         """A host-wide reason the class cannot go to ``host`` now (anti-affinity, overcommit cap), else None."""
         guest = cls.guest
-        clash = self.host_tags[host].intersection(guest.anti_affinity)
+        clash = self.tag_clash(guest, host)
         if clash:
-            return f"anti-affinity tag '{sorted(clash)[0]}' already on {host}"
+            return clash
         cap = self.problem.cap_of(host)
         if self.host_vcpus[host] + guest.vcpus > cap.vcpu_cap:
             free = cap.vcpu_cap - self.host_vcpus[host]
@@ -521,6 +523,19 @@ class FleetState:
                 f"({cap.host_cores} cores), needs {guest.vcpus}"
             )
         return None
+
+    def tag_clash(self, guest: Guest, host: str) -> str | None:
+        """Why an anti-affinity tag keeps ``guest`` off ``host`` (its scope: host, rack or zone), else None."""
+        if not guest.anti_affinity:
+            return None
+        scenario = self.problem.scenario
+        scope = scenario.scope_of(guest)
+        if scope == "host":
+            clash = self.host_tags[host].intersection(guest.anti_affinity)
+            return f"anti-affinity tag '{sorted(clash)[0]}' already on {host}" if clash else None
+        domain = scenario.host_by_name[host].domain(scope)
+        clash = self.domain_tags[domain].intersection(guest.anti_affinity)
+        return f"anti-affinity tag '{sorted(clash)[0]}' already in {domain} (of {host})" if clash else None
 
     def fits(self, cls: GuestClass, host: str, option: Option) -> bool:
         return self.host_blocker(cls, host) is None and not self.option_shortfalls(cls, host, option)
@@ -533,6 +548,10 @@ class FleetState:
         self.host_load[host] += busy_units(cls.guest)
         self.host_guests[host] += 1
         self.host_tags[host].update(cls.guest.anti_affinity)
+        if cls.guest.anti_affinity:
+            scope = self.problem.scenario.scope_of(cls.guest)
+            if scope != "host":
+                self.domain_tags[self.problem.scenario.host_by_name[host].domain(scope)].update(cls.guest.anti_affinity)
         self.assignment[(cls.index, host, option_index)] += 1
 
 

@@ -19,6 +19,7 @@ MemoryMode = Literal["strict", "preferred", "interleave", "restrictive"]
 Objective = Literal["pack", "spread"]
 DomainType = Literal["kvm", "qemu"]
 DomainCpuMode = Literal["host-passthrough", "host-model", "maximum", "custom"]
+AntiAffinityScope = Literal["host", "rack", "zone"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Policy:
     objective: Objective = "pack"
     time_limit_s: float = 60.0
     stall_s: float = 10.0  # stop once nothing improved for this long
+    survive_hosts: int = 0  # policy.survive: {hosts: N}: any N failed hosts can be evacuated (N <= 1 supported)
+    survive_racks: int = 0  # policy.survive: {racks: N}: any N failed racks can be evacuated (N <= 1 supported)
+    anti_affinity_scope: "AntiAffinityScope" = "host"  # default scope of anti-affinity tags
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,16 @@ class HostModel:
 class Host:
     name: str
     model: str
+    rack: str | None = None  # failure domain labels; a host without one is a rack (zone) of its own
+    zone: str | None = None
+
+    def domain(self, scope: str) -> str:
+        """The failure domain of the host at ``scope`` (host, rack, zone), as a label unique across scopes."""
+        if scope == "rack":
+            return f"rack {self.rack}" if self.rack is not None else f"host {self.name}"
+        if scope == "zone":
+            return f"zone {self.zone}" if self.zone is not None else f"host {self.name}"
+        return f"host {self.name}"
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,7 @@ class Guest:
     host: str | None = None
     domain: DomainSettings = DomainSettings()
     numa_cells: tuple[GuestCell, ...] = ()  # explicit cells (then numa == len(numa_cells)); (): auto or N even cells
+    anti_affinity_scope: AntiAffinityScope | None = None  # None: the policy's
 
     @property
     def dedicated(self) -> bool:
@@ -199,6 +214,10 @@ class Scenario:
     @cached_property
     def guest_by_name(self) -> dict[str, Guest]:
         return {g.name: g for g in self.guests}
+
+    def scope_of(self, guest: Guest) -> str:
+        """The anti-affinity scope of a guest: its own, else the policy's."""
+        return guest.anti_affinity_scope or self.policy.anti_affinity_scope
 
     def model_of(self, host: str) -> HostModel:
         return self.host_models[self.host_by_name[host].model]

@@ -199,7 +199,36 @@ def solve(
     candidate) raises; by default (``VPLAN_STRICT`` unset) the best plan that pins and checks is returned and the
     failure is recorded in ``stats.extra['failures']`` (and its traceback in ``stats.extra['error_report']``)."""
     with using(Clock(deterministic)):
-        return _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict_mode(strict), stall_s)
+        plan = _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict_mode(strict), stall_s)
+    return add_headroom(plan, strict_mode(strict))
+
+
+def add_headroom(plan: Plan, strict: bool) -> Plan:
+    """``policy.survive``: the plan with an evacuation per failure (``planner.evacuate``), each judged by the
+    checker. An evacuation that breaks a rule is a bug: raised in strict mode, else the plan is kept without
+    evacuations and the failure recorded (the plan itself was checked)."""
+    from planner.check import check_evacuations
+    from planner.evacuate import with_evacuations
+
+    failures = PhaseFailures(strict)
+    result = failures.run("evacuation", with_evacuations, plan)
+    if result is not None:
+        began = time.monotonic()
+        violations = check_evacuations(result)
+        if "headroom" in result.stats.extra:
+            result.stats.extra["headroom"]["evacuation_check_s"] = round(time.monotonic() - began, 3)
+        if violations:
+            lines = "\n".join(f"  [{v.rule}] {v.message}" for v in violations[:20])
+            failures.run("evacuation check", _raise_bug, f"an evacuation breaks {len(violations)} hard rule(s):\n{lines}")
+        else:
+            return result
+    extra = dict(plan.stats.extra)
+    failures.record(extra)
+    return dataclasses.replace(plan, stats=dataclasses.replace(plan.stats, extra=extra))
+
+
+def _raise_bug(message: str) -> None:
+    raise PlanBug(message)
 
 
 def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, strict, stall_s=None) -> Plan:
@@ -283,7 +312,10 @@ def _solve(scenario, time_limit_s, seed, workers, progress, use_cpsat, method, s
                 sc = candidates[-1][0]
                 progress(Progress("patterns", time.monotonic() - start, sc[0], -sc[1], -sc[2], bounds.hosts))
     best = max(candidates, key=lambda c: c[0])
-    if (run_patterns or direct_too_large) and not run_direct and not at_bound(best[0]) and clock().now() + 1 < deadline:
+    # improvement rounds move guests within a few hosts and cannot see a tag's other guests in the same rack or
+    # zone: not run when some anti-affinity tag has a wider scope (the other phases honour every scope)
+    scoped = any(cls.guest.anti_affinity and scenario.scope_of(cls.guest) != "host" for cls in problem.classes)
+    if (run_patterns or direct_too_large) and not run_direct and not scoped and not at_bound(best[0]) and clock().now() + 1 < deadline:
         if progress:
             progress(Progress("improve", time.monotonic() - start))
         result = failures.run("improve", improve, problem, best[2], deadline, seed=seed, workers=workers,
