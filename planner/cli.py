@@ -492,6 +492,11 @@ from planner.cli_ops import register as _register_ops  # noqa: E402
 
 _register_ops(app)
 
+# sizing: `size`, `headroom`, `growth` (planner/cli_capacity.py)
+from planner.cli_capacity import register as _register_capacity  # noqa: E402
+
+_register_capacity(app)
+
 
 def main() -> None:  # console script entry point
     app()
