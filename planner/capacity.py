@@ -481,6 +481,36 @@ def parse_rate(text: str | float) -> Fraction:
     return rate
 
 
+def grow(scenario: Scenario, factor: Fraction | float) -> Scenario:
+    """The scenario with its guests grown by ``factor`` (≥ 1), *nested*: guest i gets ⌊f + u_i⌋ instances, with
+    u_i = (i·s mod n) ÷ n spread evenly over [0, 1) (s coprime to n, about 0.618·n), so every tier grows by about
+    the factor, the total is about f·n, and a larger factor only adds guests (month m's guests are all in month
+    m + 1's: a growth study never sees demand shrink). Copies are named, untied and tagged as in
+    ``variants.scale_demand`` (``NAME-s2``, ...; anti-affinity kept; not fixed to a host)."""
+    from dataclasses import replace
+
+    f = Fraction(factor)
+    if f < 1:
+        raise ValueError("grow takes a factor of at least 1")
+    n = len(scenario.guests)
+    step = max(1, round(n * 0.618))
+    while math.gcd(step, n) != 1:
+        step += 1
+    taken = {g.name.lower() for g in scenario.guests}
+    out = []
+    for i, g in enumerate(scenario.guests):
+        out.append(g)
+        copies = math.floor(f + Fraction((i * step) % n, n)) - 1
+        k = 2
+        for _ in range(copies):
+            while (g.name + f"-s{k}").lower() in taken:
+                k += 1
+            taken.add((g.name + f"-s{k}").lower())
+            out.append(replace(g, name=g.name + f"-s{k}", host=None))
+            k += 1
+    return replace(scenario, guests=tuple(out))
+
+
 @dataclass(frozen=True, eq=False)
 class Runway:
     """The answer of ``runway``: when the fleet runs out as the demand grows by ``rate`` a month."""
@@ -527,7 +557,7 @@ def runway(
     deterministic: bool = False,
 ) -> Runway:
     """When does the scenario's own fleet run out if the demand grows by ``rate`` a month (compounded: month m
-    has ⌊(1 + rate)^m · n⌋ guests, ``variants.scale_demand(by="count")``)?
+    has about (1 + rate)^m · n guests, grown by ``grow``: every month's guests are all in the next month's)?
 
     * per resource, from the totals alone: the first month the guests' total (``demand_totals``, isolate cores
       counted with the fleet's fewest threads per core) exceeds the fleet's (``fleet_totals``): columns
@@ -548,7 +578,7 @@ def runway(
     resource_months: dict[str, int | None] = {}
     for m in range(months + 1):
         factor = (1 + rate) ** m
-        sc = scale_demand(scenario, factor, by="count") if m else scenario
+        sc = grow(scenario, factor) if m else scenario
         scaled[m] = sc
         demand = demand_totals(sc, threads)
         row = {"month": m, "factor": float(factor), "guests": len(sc.guests),

@@ -164,7 +164,7 @@ def headroom(
         typer.echo(f"{r['host']:<{width}}  {int(r['guests']):>6}  {int(r['fits']):>10}  {r['binding']}{node}")
     at_least = "" if result.exact else "at least "
     typer.echo(f"{at_least}{result.total:,} more {flavour} guests ({probe.vcpus} vCPUs, "
-               f"{probe.memory_kib / 1024**2:g} GiB each) fit on {len(frame)} hosts")
+               f"{probe.memory_kib / 1024**2:g} GiB each) fit on {len(frame)} host{'s' if len(frame) != 1 else ''}")
     binding = ", ".join(f"{name} on {n} host{'s' if n != 1 else ''}" for name, n in result.binding_counts().items())
     typer.echo(f"binding: {binding}")
 
@@ -234,17 +234,20 @@ def growth(
         raise typer.Exit(EXIT_OK)
     pct = f"{float(monthly):.2%}".replace(".00%", "%")
     first = result.fleet_month
+    fleet = f"{result.fleet_hosts} host{'s' if result.fleet_hosts != 1 else ''}"
     typer.echo(f"{sc.name}: demand +{pct}/month: " + (
-        f"the fleet of {result.fleet_hosts} hosts runs out in month {first} ({int(result.frame['guests'][first]):,} "
+        f"the fleet of {fleet} runs out in month {first} ({int(result.frame['guests'][first]):,} "
         f"guests; month {first - 1} still fits)" if first is not None and first > 0 else
-        f"the fleet of {result.fleet_hosts} hosts does not place every guest even now" if first == 0 else
-        f"the fleet of {result.fleet_hosts} hosts lasts the {months} months "
+        f"the fleet of {fleet} does not place every guest even now" if first == 0 else
+        f"the fleet of {fleet} lasts the {months} months "
         f"({int(result.frame['guests'].iloc[-1]):,} guests at the end)"))
     from planner.capacity import RESOURCE_NAMES
 
     typer.echo("per resource (the guests' total over the fleet's):")
     last = result.frame.iloc[-1]
     for key, month in result.resource_months.items():
+        if not (result.frame[f"{key}_used_fraction"] > 0).any():
+            continue  # nothing asks for it (no anti-affinity tags, no pages of that size)
         label = RESOURCE_NAMES.get(key, key.replace("hugepages_", "") + " hugepages")
         now = float(result.frame[f"{key}_used_fraction"].iloc[0])
         end = float(last[f"{key}_used_fraction"])
