@@ -419,6 +419,9 @@ def compare(
     workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="CP-SAT worker threads"),
     max_guests: int = typer.Option(20, "--max-guests", metavar="N", help="changed guests listed at most"),
     as_json: bool = typer.Option(False, "--json", help="the comparison as JSON on stdout (every changed guest)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                            help="solve A and B side by side: 'local' (a process pool) or a Dask "
+                                                 "scheduler tcp://HOST:8786"),
 ) -> None:
     """Solve two scenarios and print what differs: each plan's headline first (guests placed, hosts used, lower
     bound), the figures side by side, utilisation per resource, then the guests that moved.
@@ -432,8 +435,12 @@ def compare(
     sc_a, sc_b = _load(a), _load(b)
     labels = (a.name, b.name) if a.name != b.name else (str(a), str(b))
     labels = (f"{labels[0]} ({sc_a.name})", f"{labels[1]} ({sc_b.name})")
+    from planner.cli_capacity import _executor
+
     try:
-        result = compare_plans(sc_a, sc_b, labels=labels, time_limit_s=limit, seed=seed, workers=workers)
+        with _executor(scheduler, jobs=2) as executor:
+            result = compare_plans(sc_a, sc_b, labels=labels, time_limit_s=limit, seed=seed, workers=workers,
+                                   executor=executor)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)

@@ -16,7 +16,23 @@ from typing import Optional
 
 import typer
 
-from planner.cli import EXIT_INPUT, EXIT_OK, _example, _load, parse_time_limit
+EXIT_OK, EXIT_INPUT = 0, 2  # as planner.cli (imported lazily: `python -m planner.cli` imports this module first)
+
+
+def _load(path: Path):
+    from planner.cli import _load as load
+
+    return load(path)
+
+
+def parse_time_limit(value: Optional[str], option: str = "--time-limit") -> Optional[float]:
+    from planner.cli import parse_time_limit as parse
+
+    return parse(value, option)
+
+
+def _example(*lines: str) -> str:
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
 
 PLOT_MARKER = "vplan growth --plot"  # in the PNG's Software text chunk, so vplan may replace its own plot
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from planner import capacity
 from planner.cli import app
+from planner.compare import compare
 from planner.loader import load_scenario
 from planner.solver import solve
 from planner.sweep import SchedulerError, executor_for, sweep
@@ -174,6 +175,8 @@ def test_sweep_local_pool_and_dask_cluster_agree(small):
         plans_dask = solve_all(variants, executor=executor, **options)
         curve_dask = capacity.growth_curve(small, "box", (1.0, 2.0, 3.0), time_limit_s=5, executor=executor,
                                            deterministic=True)
+        compared = compare(variants["+0"], variants["+12"], executor=executor, time_limit_s=5, deterministic=True,
+                           seed=1, workers=1)
     print(f"sweep of {len(variants)} variants: local pool {local_s:.2f} s, Dask LocalCluster {dask_s:.2f} s")
     cols = ["variant", "hosts_used", "placed", "bound_hosts", "cpu_used_fraction", "memory_4k_used_fraction"]
     assert remote[cols].equals(local[cols])
@@ -182,6 +185,9 @@ def test_sweep_local_pool_and_dask_cluster_agree(small):
     assert _key(plans_dask) == _key(plans_local)
     curve = capacity.growth_curve(small, "box", (1.0, 2.0, 3.0), time_limit_s=5, deterministic=True)
     assert curve_dask["hosts_needed"].tolist() == curve["hosts_needed"].tolist() == [1, 1, 2]
+    here = compare(variants["+0"], variants["+12"], time_limit_s=5, deterministic=True, seed=1, workers=1)
+    assert compared.hosts.equals(here.hosts) and compared.guests.equals(here.guests)
+    assert len(compared.guests[compared.guests["change"] == "added"]) == 12
 
 
 def test_scheduler_nobody_listens():
