@@ -686,8 +686,13 @@ class Headroom:
     def document(self) -> dict:
         return {"flavour": self.flavour, "total": self.total, "exact": self.exact,
                 "binding_hosts": self.binding_counts(),
-                "hosts": [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+                "hosts": [{**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()},
+                           "binding_node": _node_or_none(row["binding_node"])}
                           for row in self.frame.to_dict(orient="records")]}
+
+
+def _node_or_none(value) -> int | None:
+    return None if value is None or value != value else int(value)
 
 
 def headroom(

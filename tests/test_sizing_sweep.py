@@ -96,6 +96,8 @@ def test_headroom_matches_the_solver(small, small_plan):
     assert (hr.total, hr.frame.iloc[0]["binding"]) == (4, "vCPU cap (host-wide)")
     hr = capacity.plan_headroom(plan, "c-xlarge")  # 8 vCPUs, 8 GiB: two by memory, one by the 16-vCPU cap
     assert (hr.total, hr.frame.iloc[0]["binding"]) == (1, "vCPU cap (host-wide)")
+    doc = json.loads(json.dumps(hr.document(), allow_nan=False))
+    assert doc["hosts"][0]["binding_node"] is None and doc["binding_hosts"] == {"vCPU cap (host-wide)": 1}
 
 
 def test_cli_headroom(small, tmp_path):
