@@ -56,11 +56,11 @@ def local_executor(jobs: int) -> ProcessPoolExecutor:
 
 
 @contextlib.contextmanager
-def executor_for(scheduler: str | None, jobs: int = 2) -> Iterator[Executor]:
+def executor_for(scheduler: str | None, jobs: int = 2, timeout_s: float = 10.0) -> Iterator[Executor]:
     """The executor for a ``--scheduler`` value: ``None`` → a local process pool; ``tcp://HOST:PORT`` (or any
     address ``distributed.Client`` takes) → that Dask cluster's executor. Closed (pool shut down, client closed)
     on exit. Raises ``SchedulerError`` when the address is malformed, Dask is not installed, or no scheduler
-    answers within 10 s."""
+    answers within ``timeout_s``."""
     if scheduler is None:
         pool = local_executor(jobs)
         try:
@@ -76,7 +76,7 @@ def executor_for(scheduler: str | None, jobs: int = 2) -> Iterator[Executor]:
         raise SchedulerError(f"--scheduler {scheduler}: Dask is not installed (pip install 'vplan[cluster]', "
                              "i.e. dask[distributed])") from None
     try:
-        client = Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout=f"{timeout_s:g}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise SchedulerError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from None
     try:

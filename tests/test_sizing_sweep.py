@@ -196,6 +196,6 @@ def test_scheduler_nobody_listens():
     pytest.importorskip("distributed")
     began = time.monotonic()
     with pytest.raises(SchedulerError, match="no Dask scheduler answers"):
-        with executor_for("tcp://127.0.0.1:9"):
+        with executor_for("tcp://127.0.0.1:9", timeout_s=2):
             pass
     assert time.monotonic() - began < 60
