@@ -504,6 +504,9 @@ def compare(
     workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="CP-SAT worker threads"),
     max_guests: int = typer.Option(20, "--max-guests", metavar="N", help="changed guests listed at most"),
     as_json: bool = typer.Option(False, "--json", help="the comparison as JSON on stdout (every changed guest)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="ADDRESS",
+                                            help="solve A and B side by side: 'local' (a process pool) or a Dask "
+                                                 "scheduler tcp://HOST:8786"),
 ) -> None:
     """Solve two scenarios and print what differs: each plan's headline first (guests placed, hosts used, lower
     bound), the figures side by side, utilisation per resource, then the guests that moved.
@@ -511,17 +514,22 @@ def compare(
     A and B are scenario files (a plan.json does not hold its scenario, so plans are compared in Python:
     planner.compare.compare(plan_a, plan_b))."""
     from planner.compare import compare as compare_plans
-    from planner.solver import PlanBug
-
+    from planner.cli_capacity import _executor
     from planner.interrupt import run_stoppable
+    from planner.solver import PlanBug
 
     limit = parse_time_limit(time_limit)
     sc_a, sc_b = _load(a), _load(b)
     labels = (a.name, b.name) if a.name != b.name else (str(a), str(b))
     labels = (f"{labels[0]} ({sc_a.name})", f"{labels[1]} ({sc_b.name})")
+
+    def run():
+        with _executor(scheduler, jobs=2) as executor:
+            return compare_plans(sc_a, sc_b, labels=labels, time_limit_s=limit, seed=seed, workers=workers,
+                                 executor=executor)
+
     try:  # in a worker thread, so that Ctrl-C aborts at once (planner.interrupt)
-        result, _ = run_stoppable(lambda: compare_plans(sc_a, sc_b, labels=labels, time_limit_s=limit, seed=seed,
-                                                        workers=workers), stop_on_ctrl_c=False)
+        result, _ = run_stoppable(run, stop_on_ctrl_c=False)
     except PlanBug as exc:
         print(f"vplan: internal error: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BUG)
@@ -607,6 +615,10 @@ _register_ops(app)
 from planner.cli_evacuate import register as _register_evacuate  # noqa: E402
 
 _register_evacuate(app)
+# sizing: `size`, `headroom`, `growth` (planner/cli_capacity.py)
+from planner.cli_capacity import register as _register_capacity  # noqa: E402
+
+_register_capacity(app)
 
 
 def main() -> None:  # console script entry point

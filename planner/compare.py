@@ -327,11 +327,27 @@ def compare(
     time_limit_s: float | None = None,
     seed: int = 0,
     workers: int | None = None,
+    executor=None,
+    deterministic: bool = False,
 ) -> Comparison:
     """Compare two plans; a scenario is solved first (``time_limit_s``, default its policy's, ``seed``,
-    ``workers``). ``labels`` name A and B in the text (default: the scenario names)."""
-    plan_a = _as_plan(a, time_limit_s, seed, workers)
-    plan_b = _as_plan(b, time_limit_s, seed, workers)
+    ``workers``, ``deterministic``). ``labels`` name A and B in the text (default: the scenario names).
+    ``executor`` (any ``concurrent.futures.Executor``, see ``planner.sweep``): two scenarios are solved side by
+    side on it."""
+    if executor is not None and isinstance(a, Scenario) and isinstance(b, Scenario):
+        from planner.sweep import solve_many
+
+        plan_a, plan_b = solve_many([a, b], executor=executor, time_limit_s=time_limit_s, seed=seed,
+                                    workers=workers, deterministic=deterministic)
+    elif deterministic:
+        from planner.sweep import solve_one
+
+        options = dict(time_limit_s=time_limit_s, seed=seed, workers=workers, deterministic=True)
+        plan_a = a if isinstance(a, Plan) else solve_one(a, options)
+        plan_b = b if isinstance(b, Plan) else solve_one(b, options)
+    else:
+        plan_a = _as_plan(a, time_limit_s, seed, workers)
+        plan_b = _as_plan(b, time_limit_s, seed, workers)
     if labels is None:
         na, nb = plan_a.scenario.name, plan_b.scenario.name
         if na != nb:

@@ -15,7 +15,7 @@ nbclient = pytest.importorskip("nbclient")
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 BOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
-EXPECTED = {"capacity-growth.ipynb", "host-model-choice.ipynb", "hugepage-size.ipynb"}
+EXPECTED = {"capacity-growth.ipynb", "host-model-choice.ipynb", "hugepage-size.ipynb", "sizing-and-sweeps.ipynb"}
 
 
 def test_the_three_stories_are_there():
