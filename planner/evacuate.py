@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Iterable
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -91,8 +92,10 @@ def _slot(problem: Problem, cls: GuestClass, host: str, nodes: tuple[int, ...]) 
     raise ValueError(f"no option of {cls.members[0]} on {host} has nodes {nodes}")
 
 
-def evacuate(plan: Plan, failure: Failure, base: Problem | None = None) -> Evacuation:
-    """Re-place every guest of the failed hosts on the surviving ones (see the module doc)."""
+def evacuate(plan: Plan, failure: Failure, base: Problem | None = None, prefer: Iterable[str] = ()) -> Evacuation:
+    """Re-place every guest of the failed hosts on the surviving ones (see the module doc). Empty hosts are tried
+    in this order: ``prefer`` (spare hosts other failures already need: sharing them keeps the headroom small),
+    then hosts in racks that hold no used host (no single rack failure takes them), then the rest in fleet order."""
     failed = set(failure.hosts)
     problem = _problem_for(plan, failed, base)
     class_of = {name: cls for cls in problem.classes for name in cls.members}
@@ -106,7 +109,11 @@ def evacuate(plan: Plan, failure: Failure, base: Problem | None = None) -> Evacu
         state.place(cls, p.host, _slot(problem, cls, p.host, p.nodes))
     used = set(plan.hosts_used)
     survivors = [h.name for h in plan.scenario.hosts if h.name not in failed]
-    order = [h for h in survivors if h in used] + [h for h in survivors if h not in used]
+    preferred = set(prefer)
+    used_racks = {rack_of(plan.scenario, h) for h in used}
+    empty = sorted((h for h in survivors if h not in used),
+                   key=lambda h: (h not in preferred, rack_of(plan.scenario, h) in used_racks))  # stable: fleet order
+    order = [h for h in survivors if h in used] + empty
     average = _average_host(problem)
     evacuees.sort(key=lambda n: (-class_of[n].guest.priority, -_size_key(problem, class_of[n], average), n))
     moved_to: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -170,7 +177,12 @@ def with_evacuations(plan: Plan, problem: Problem | None = None) -> Plan:
         return plan
     start = time.monotonic()
     base = problem if problem is not None else compile_problem(plan.scenario)
-    evacuations = tuple(evacuate(plan, f, base) for f in failures(plan))
+    evacuations: list[Evacuation] = []
+    chosen: list[str] = []  # spare hosts so far: later failures reuse them first
+    for failure in failures(plan):
+        evacuation = evacuate(plan, failure, base, prefer=chosen)
+        chosen += [h for h in evacuation.spare_hosts if h not in chosen]
+        evacuations.append(evacuation)
     spare = sorted({h for e in evacuations for h in e.spare_hosts},
                    key=[h.name for h in plan.scenario.hosts].index)
     extra = dict(plan.stats.extra)
@@ -184,7 +196,7 @@ def with_evacuations(plan: Plan, problem: Problem | None = None) -> Plan:
         "evacuation_s": round(time.monotonic() - start, 3),
     }
     stats = dataclasses.replace(plan.stats, extra=extra)
-    return dataclasses.replace(plan, evacuations=evacuations, stats=stats)
+    return dataclasses.replace(plan, evacuations=tuple(evacuations), stats=stats)
 
 
 def plan_from_document(scenario: Scenario, document: dict, path: str = "plan.json") -> Plan:

@@ -554,19 +554,32 @@ _POLICY_FIELDS = {f.name for f in fields(Policy)}
 
 def set_policy(scenario: Scenario, **values: Any) -> Scenario:
     """A new scenario with policy values changed: ``cpu_overcommit_max`` (1..8), ``cpu_load_target`` (0 < x <= 1),
-    ``memory_overcommit`` (>= 1), ``objective`` (pack or spread), ``time_limit_s`` or ``time_limit`` (seconds or
-    '60s'). Numbers are taken exactly (0.7 is 7/10). Guests with ``vcpus: auto`` are right-sized again when
+    ``memory_overcommit`` (>= 1), ``objective`` (pack or spread), ``time_limit_s`` or ``time_limit`` and ``stall_s``
+    or ``stall`` (seconds or '60s'), ``survive`` ({hosts: 1}, {racks: 1} or None), ``anti_affinity_scope`` (host,
+    rack or zone). Numbers are taken exactly (0.7 is 7/10). Guests with ``vcpus: auto`` are right-sized again when
     the load target changes (⌈cpu_demand ÷ target⌉)."""
     changes: dict[str, Any] = {}
     for key, value in values.items():
-        if key == "time_limit":
-            key = "time_limit_s"
+        if key in ("time_limit", "stall"):
+            key = f"{key}_s"
+        if key == "survive":  # {hosts: 1}, {racks: 1}, or None / {} for no headroom
+            survive = dict(value or {})
+            if set(survive) - {"hosts", "racks"} or len(survive) > 1 or any(v not in (0, 1) for v in survive.values()):
+                raise ValueError(f"survive {value!r}: expected {{hosts: 1}}, {{racks: 1}} or None")
+            changes["survive_hosts"], changes["survive_racks"] = survive.get("hosts", 0), survive.get("racks", 0)
+            continue
         if key not in _POLICY_FIELDS:
-            raise ValueError(f"unknown policy key {key!r} (known: {', '.join(sorted(_POLICY_FIELDS))})")
+            raise ValueError(f"unknown policy key {key!r} (known: survive, {', '.join(sorted(_POLICY_FIELDS))})")
         if key == "objective":
             changes[key] = _choice("objective", value, ("pack", "spread"))
-        elif key == "time_limit_s":
+        elif key == "anti_affinity_scope":
+            changes[key] = _choice("anti_affinity_scope", value, ("host", "rack", "zone"))
+        elif key in ("time_limit_s", "stall_s"):
             changes[key] = parse_duration_s(value)
+        elif key in ("survive_hosts", "survive_racks"):
+            if value not in (0, 1):
+                raise ValueError(f"{key} {value!r}: 0 or 1")
+            changes[key] = value
         else:
             number = value if isinstance(value, Fraction) else to_fraction(value, key)
             low, high, low_open = {"cpu_overcommit_max": (1, 8, False), "cpu_load_target": (0, 1, True),

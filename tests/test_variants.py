@@ -205,3 +205,16 @@ def test_variants_solve_and_pass_the_checker(quick):
     for sc in (v.smt_off(quick), v.switch_page_size(quick, "2M"), v.switch_page_size(quick, "1G")):
         plan = solve(sc, time_limit_s=5)  # solve() raises PlanBug on any breach of a hard rule
         assert not plan.unplaced_reasons
+
+
+def test_set_policy_takes_the_newer_policy_keys():
+    from planner.variants import set_policy
+
+    base = load_scenario(REPO / "scenarios" / "quickstart.yaml")
+    sc = set_policy(base, survive={"racks": 1}, stall="5s", anti_affinity_scope="rack")
+    assert (sc.policy.survive_hosts, sc.policy.survive_racks, sc.policy.stall_s) == (0, 1, 5.0)
+    assert sc.policy.anti_affinity_scope == "rack"
+    assert set_policy(sc, survive=None).policy.survive_racks == 0
+    for bad in ({"survive": {"hosts": 2}}, {"survive": {"disks": 1}}, {"anti_affinity_scope": "row"}):
+        with pytest.raises(ValueError):
+            set_policy(base, **bad)
