@@ -15,7 +15,8 @@ nbclient = pytest.importorskip("nbclient")
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 BOOKS = sorted(NOTEBOOKS.glob("*.ipynb"))
-EXPECTED = {"capacity-growth.ipynb", "host-model-choice.ipynb", "hugepage-size.ipynb", "sizing-and-sweeps.ipynb"}
+EXPECTED = {"capacity-growth.ipynb", "host-model-choice.ipynb", "hugepage-size.ipynb", "sizing-and-sweeps.ipynb",
+            "explicit-numa-cells.ipynb", "resilience-and-change.ipynb"}
 
 
 def test_the_three_stories_are_there():
