@@ -19,6 +19,8 @@ MemoryMode = Literal["strict", "preferred", "interleave", "restrictive"]
 Objective = Literal["pack", "spread"]
 DomainType = Literal["kvm", "qemu"]
 DomainCpuMode = Literal["host-passthrough", "host-model", "maximum", "custom"]
+TenantIsolation = Literal["none", "core", "node", "host"]
+DEFAULT_TENANT = ""  # the tenant of guests without ``tenant:`` (one tenant of their own)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Policy:
     objective: Objective = "pack"
     time_limit_s: float = 60.0
     stall_s: float = 10.0  # stop once nothing improved for this long
+    tenant_isolation: TenantIsolation = "none"  # what guests of different tenants never share
+    page_sharing: bool = True  # False: every domain gets <memoryBacking><nosharepages/> (KSM never merges)
 
 
 @dataclass(frozen=True)
@@ -167,10 +171,17 @@ class Guest:
     priority: int = 1
     host: str | None = None
     domain: DomainSettings = DomainSettings()
+    tenant: str | None = None  # None: the default tenant ("")
+    page_sharing: bool | None = None  # None: the policy's page_sharing
 
     @property
     def dedicated(self) -> bool:
         return self.cpu == "dedicated"
+
+    @property
+    def tenant_name(self) -> str:
+        """The guest's tenant; guests without ``tenant:`` all belong to the default tenant ``""``."""
+        return self.tenant if self.tenant is not None else DEFAULT_TENANT
 
 
 @dataclass(frozen=True, eq=False)
