@@ -205,3 +205,29 @@ def test_page_sharing_false_emits_nosharepages_after_hugepages(tmp_path):
         path = tmp_path / f"{g}.xml"
         path.write_text(domain_xml(plan, g))
         assert schema_errors(path) is None
+
+
+# ------------------------------------------------------------------------------------ vplan check (audit)
+def test_audit_reports_tenant_conflicts_and_reads_nosharepages(tmp_path):
+    from pathlib import Path
+
+    from planner.audit import audit, read_domains
+    from planner.loader import load_scenario
+    from planner.output import write_plan
+
+    example = load_scenario(Path(__file__).parent.parent / "scenarios" / "multi-tenant.yaml")
+    assert example.policy.tenant_isolation == "node"
+    mixed = isolated(example, "none")
+    plan = solve(mixed, time_limit_s=5, workers=1, method="greedy")
+    assert len(plan.placed) == 26
+    write_plan(plan, tmp_path / "out")
+    clean = audit(mixed, read_domains([str(tmp_path / "out")]), None)
+    assert [f for f in clean.findings if f.rule == "tenancy"] == []
+    result = audit(example, read_domains([str(tmp_path / "out")]), None)
+    tenancy = [f for f in result.findings if f.rule == "tenancy"]
+    assert tenancy and all("tenant isolation (node)" in f.message for f in tenancy)
+    assert {result.scenario.guest_by_name[f.guest].tenant_name for f in tenancy} <= {"acme", "bank", "chem", ""}
+    bank = result.scenario.guest_by_name["bank-app1"]
+    assert bank.page_sharing is False and result.scenario.guest_by_name["acme-web01"].page_sharing is None
+    text = result.scenario_yaml()
+    assert "tenant: bank, page_sharing: false" in text and "tenant_isolation: node" in text
