@@ -231,3 +231,15 @@ def test_audit_reports_tenant_conflicts_and_reads_nosharepages(tmp_path):
     assert bank.page_sharing is False and result.scenario.guest_by_name["acme-web01"].page_sharing is None
     text = result.scenario_yaml()
     assert "tenant: bank, page_sharing: false" in text and "tenant_isolation: node" in text
+
+
+def test_greedy_keeps_hosts_open_to_their_own_tenant():
+    # a1 first (priority 3) takes h1; b1 (priority 2, same shape) is refused h1 and goes to h2; a2 (priority 1,
+    # same shape) must still find h1: a host closed to one tenant stays open to its own
+    model = host_model()
+    guests = [shared("a1", 2, tenant="a", priority=3), shared("b1", 2, tenant="b", priority=2),
+              shared("a2", 2, tenant="a", priority=1)]
+    sc = isolated(scenario([model], {"h1": "m", "h2": "m"}, guests), "host")
+    state = greedy(compile_problem(sc))
+    assert sum(state.assignment.values()) == 3
+    assert dict(state.host_tenants) == {"h1": {"a"}, "h2": {"b"}}
