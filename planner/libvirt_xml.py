@@ -563,6 +563,12 @@ def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
         current.attrib.clear()
         current.set("unit", "KiB")
         current.text = str(spec.current_memory_kib)
+    if spec.nosharepages:  # page_sharing: false; the merge keeps it (vplan owns only <hugepages> there)
+        backing = _child(root, "memoryBacking", ("name", "uuid", "title", "description", "memory", "currentMemory"))
+        if backing.find("nosharepages") is None:
+            if len(backing) == 0:
+                backing.text = None
+            _place(backing, etree.Element("nosharepages"), ("hugepages",))
     _child(root, "vcpu", ("memory", "currentMemory", "memoryBacking")).text = str(spec.vcpus)
     os_element = _child(root, "os", ("vcpu", "cputune", "numatune", "iothreads", "resource", "sysinfo"))
     os_type = os_element.find("type")

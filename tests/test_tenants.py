@@ -243,3 +243,40 @@ def test_greedy_keeps_hosts_open_to_their_own_tenant():
     state = greedy(compile_problem(sc))
     assert sum(state.assignment.values()) == 3
     assert dict(state.host_tenants) == {"h1": {"a"}, "h2": {"b"}}
+
+
+def test_variants_add_guests_of_a_tenant():
+    from planner.variants import guest_from_spec
+
+    g = guest_from_spec({"name": "x1", "vcpus": 2, "memory": "2GiB", "tenant": "acme", "page_sharing": False})
+    assert (g.tenant, g.page_sharing) == ("acme", False)
+    with pytest.raises(ValueError, match="tenant"):
+        guest_from_spec({"name": "x1", "vcpus": 2, "memory": "2GiB", "tenant": "a b"})
+
+
+def test_page_sharing_false_with_a_template_and_apply_round_trip(tmp_path):
+    from pathlib import Path
+
+    from planner.apply import apply_plan
+    from planner.output import write_plan
+
+    (tmp_path / "t.xml").write_text(
+        '<domain type="kvm">\n  <name>base</name>\n  <memory unit="GiB">2</memory>\n  <vcpu>2</vcpu>\n'
+        '  <os>\n    <type arch="x86_64" machine="q35">hvm</type>\n  </os>\n</domain>\n')
+    (tmp_path / "s.yaml").write_text(BASE + """
+policy: {page_sharing: false}
+domain: {template: t.xml}
+guests:
+  - {name: a, vcpus: 2, memory: 1GiB}
+  - {name: b, vcpus: 2, memory: 1GiB, page_sharing: true}
+""")
+    from planner.loader import load_scenario
+    plan = solve(load_scenario(tmp_path / "s.yaml"), time_limit_s=3, workers=1)
+    root = etree.fromstring(domain_xml(plan, "a").encode())
+    assert [c.tag for c in root.find("memoryBacking")] == ["nosharepages"]
+    assert etree.fromstring(domain_xml(plan, "b").encode()).find("memoryBacking") is None
+    out = tmp_path / "out"
+    write_plan(plan, out)
+    merged = apply_plan(out, out / "hosts", tmp_path / "applied")
+    for guest, path in merged.written.items():  # applying the plan to its own output changes nothing
+        assert Path(path).read_text() == (out / "hosts" / "h1" / f"{guest}.xml").read_text()
