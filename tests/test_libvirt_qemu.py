@@ -317,7 +317,7 @@ guests:
     result = _vplan("check", str(tmp_path / "s.yaml"), "--domains", str(running), "--json")
     assert result.exit_code == 0, result.output
     dedicated = f"{PREFIX}dedicated"
-    pool = plan["guests"][f"{PREFIX}shared"]["cell_detail"][0]["pcpus"]
+    pool = plan["guests"][f"{PREFIX}shared"]["cells"][0]["pcpus"]
     wrong = pool.split(",")[0].split("-")[0]  # a CPU of the shared pool: a dedicated pCPU shared
     stack.virsh("vcpupin", dedicated, "0", wrong, "--live")
     running = _dump(stack, guests, host, tmp_path / "running")
@@ -328,7 +328,7 @@ guests:
         print(json.dumps(findings, indent=1))
     shared_cpu = [f for f in findings if f["rule"] == "cpus" and f["guest"] == dedicated]
     assert len(shared_cpu) == 1 and re.search(rf"\b{wrong}\b", shared_cpu[0]["message"]), findings
-    if len({c["node"] for g in plan["guests"].values() for c in g["cell_detail"]}) == 1:  # one node: same pool
+    if len({c["node"] for g in plan["guests"].values() for c in g["cells"]}) == 1:  # one node: same pool
         assert f"CPU {wrong}, dedicated to {dedicated} vCPU 0, also serves shared" in shared_cpu[0]["message"]
     live = _vplan("apply", str(out / "plan.json"), "--domains", str(running), "--live", "-o",
                   str(tmp_path / "live.sh"))
@@ -337,7 +337,7 @@ guests:
     assert f"$VIRSH vcpupin {dedicated} 0 " in script and "emulatorpin" not in script
     subprocess.run(["sh", str(tmp_path / "live.sh")], check=True, env={**_env(), "VIRSH": f"virsh -c {stack.uri}"})
     vcpus, emulator = _virsh_pins(stack, dedicated)
-    want = plan["guests"][dedicated]["cell_detail"][0]["pcpus"]
+    want = plan["guests"][dedicated]["cells"][0]["pcpus"]
     assert vcpus == {0: want}
     pid = int(Path(f"/run/libvirt/qemu/{dedicated}.pid").read_text())
     assert [c for n, c in _cpus_allowed(pid).items() if n.startswith("CPU 0/")] == [want]
