@@ -286,6 +286,7 @@ class _Read:
     topology_threads: int
     cell_distances: dict[int, dict[int, int]]  # guest cell id -> cell id -> value, libvirt's fill-ins applied
     findings: list[Finding] = field(default_factory=list)
+    page_sharing: bool = True  # False: <memoryBacking><nosharepages/> (KSM never merges the guest's pages)
 
 
 def _mem(element, what: str, file: str) -> int:
@@ -539,7 +540,8 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
     topo = root.find("cpu/topology")
     threads_text = topo.get("threads", "1") if topo is not None else "1"
     threads = int(threads_text) if re.fullmatch(r"[0-9]{1,3}", threads_text) else 1
-    return _Read(d, vcpus, memory, cells5, final_pins, emulator, page, mode, threads, cell_distances, findings)
+    return _Read(d, vcpus, memory, cells5, final_pins, emulator, page, mode, threads, cell_distances, findings,
+                 page_sharing=root.find("memoryBacking/nosharepages") is None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -595,6 +597,7 @@ class AuditResult:
             f"  memory_overcommit: {_num(pol.memory_overcommit)}",
             f"  objective: {pol.objective}",
             f"  time_limit: {pol.time_limit_s:g}s",
+            *([f"  tenant_isolation: {pol.tenant_isolation}"] if pol.tenant_isolation != "none" else []),
             "host_models:",
         ]
         used_models = [m for m in sc.host_models if any(h.model == m for h in sc.hosts)]
@@ -623,6 +626,10 @@ class AuditResult:
                 item["anti_affinity"] = list(g.anti_affinity)
             if g.priority != 1:
                 item["priority"] = g.priority
+            if g.tenant is not None:
+                item["tenant"] = g.tenant
+            if g.page_sharing is False:
+                item["page_sharing"] = False
             item["host"] = self.plan.placed[g.name].host
             lines.append("  - " + yaml.safe_dump(item, default_flow_style=True, width=10000, sort_keys=False).strip())
         return "\n".join(lines) + "\n"
@@ -716,7 +723,9 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
             emulator=emulator, anti_affinity=spec.anti_affinity if spec is not None else (),
             priority=spec.priority if spec is not None else 1,
             host=spec.host if spec is not None and spec.host else d.host,
-            anti_affinity_scope=spec.anti_affinity_scope if spec is not None else None)
+            anti_affinity_scope=spec.anti_affinity_scope if spec is not None else None,
+            tenant=spec.tenant if spec is not None else None,
+            page_sharing=None if r.page_sharing else False)
         guests.append(guest)
         cells = tuple(CellPlacement(cell_id=cid, node_id=node, vcpus=vs, memory_kib=mem,
                                     hugepage_kib=-1 if cell_page == r.page_kib else (cell_page or 0))

@@ -21,7 +21,9 @@ Rules (``Violation.rule``), after the "Hard rules every plan obeys" of scenario 
   stranded (with a reason), nothing left on a failed host, survivors keep their host; the evacuated fleet obeys
   every rule above;
 * ``memory``     4K memory per node (dedicated guests 1:1, shared guests' memory ÷ memory_overcommit, against the
-  free 4K memory) and per cell (never above the node's free 4K memory); ``hugepages`` pool pages per node and size.
+  free 4K memory) and per cell (never above the node's free 4K memory); ``hugepages`` pool pages per node and size;
+* ``tenancy``    ``policy.tenant_isolation``: no host (``host``), host node (``node``: cells) or physical core
+  (``core``: the cores of the CPUs in vCPU pins) serves guests of two tenants (no ``tenant:``: the default tenant).
 
 Everything is exact (integers and ``Fraction``), and the plan is indexed by host once so a fleet of thousands of
 hosts checks in seconds.
@@ -52,6 +54,7 @@ RULES = (
     "placement",
     "status",
     "evacuation",
+    "tenancy",
 )
 MIB_KIB = 1024
 
@@ -117,6 +120,10 @@ def _are(items) -> str:
 
 def _isare(vcpus) -> str:
     return "is" if len(set(vcpus)) == 1 else "are"
+
+
+def _tenant(tenant: str) -> str:
+    return f"'{tenant}'" if tenant else "(none)"
 
 
 def _where(host: str, node: int | None) -> str:
@@ -230,6 +237,7 @@ class _Checker:
             self.add("status", None, None, None, "plan status is 'partial' but every guest is placed: it must be 'optimal' or 'feasible'")
 
         self.check_placement(by_host)
+        self.check_tenancy(by_host)
         for h in scenario.hosts:
             self.check_host(h.name, by_host[h.name])
 
@@ -254,6 +262,32 @@ class _Checker:
                                        for n, h in entries if n != name)
                     self.add("placement", name, host, None,
                              f"anti-affinity tag '{tag}': {name} is on {where} with {others}")
+
+    def check_tenancy(self, by_host: dict[str, list[tuple[Guest, GuestPlacement]]]) -> None:
+        """No host / node / physical core serves two tenants, per ``policy.tenant_isolation``."""
+        level = self.policy.tenant_isolation
+        if level == "none":
+            return
+        for host, entries in by_host.items():
+            model = self.scenario.model_of(host)
+            seen: dict[object, tuple[str, str]] = {}  # unit -> (tenant, first guest)
+            for guest, p in entries:
+                tenant = guest.tenant if guest.tenant is not None else ""
+                if level == "host":
+                    units: list[tuple[object, str]] = [(None, host)]
+                elif level == "node":
+                    units = [(c.node_id, f"node {c.node_id} of {host}") for c in p.cells]
+                else:
+                    cores = {model.core_of_cpu.get(cpu, (cpu,)) for pins in p.vcpu_pins for cpu in pins}
+                    units = [(core, f"core {_cpus(core)} of {host}") for core in sorted(cores)]
+                for unit, label in units:
+                    first = seen.setdefault(unit, (tenant, guest.name))
+                    if first[0] != tenant:
+                        node = unit if level == "node" else None
+                        self.add("tenancy", guest.name, host, node,
+                                 f"tenant isolation ({level}): {label} serves {first[1]} of tenant "
+                                 f"{_tenant(first[0])} and {guest.name} of tenant {_tenant(tenant)}")
+                        break
 
     # ------------------------------------------------------------------------------------------- cells
     def check_cells(self, host: str, info: _ModelInfo, guest: Guest, p: GuestPlacement) -> list[int | None]:

@@ -246,6 +246,40 @@ def define_anti_affinity(b: ModelBuild) -> None:
             b.model.add(sum(vars_) <= 1).with_name(f"anti_affinity[{tag}|{domain}]")
 
 
+def define_tenant_isolation(b: ModelBuild) -> None:
+    """Tenant isolation (``policy.tenant_isolation``); tenants t (guests without one: the default tenant ""):
+
+    ``host``: ∀h  serves(t,h) ∈ {0,1},  Σ_{c∈t,o} x[c,h,o] ≤ M·serves(t,h),  Σ_t serves(t,h) ≤ 1;
+    ``node`` and ``core``: the same per host node n, over the options with a cell on n:
+    Σ_{c∈t, o∋n} x[c,h,o] ≤ M·serves(t,h,n),  Σ_t serves(t,h,n) ≤ 1. ``core`` is enforced at node granularity
+    (a node serving one tenant has no core running vCPUs of two tenants): sufficient, not tight.
+    No constraint when the policy is ``none`` or only one tenant has guests. No objective term."""
+    p = b.problem
+    level = p.policy.tenant_isolation
+    if level == "none" or len({cls.guest.tenant_name for cls in p.classes}) < 2:
+        return None
+    groups: dict[tuple[str, int | None], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for (c, host, o), var in b.x.items():
+        tenant = p.classes[c].guest.tenant_name
+        if level == "host":
+            groups[(host, None)][tenant].append(var)
+        else:
+            for node_id in p.classes[c].options[p.host_model[host]][o].nodes:
+                groups[(host, node_id)][tenant].append(var)
+    for (host, node_id), by_tenant in groups.items():
+        if len(by_tenant) < 2:
+            continue
+        where = host if node_id is None else f"{host}/{node_id}"
+        flags = []
+        for tenant, vars_ in sorted(by_tenant.items()):
+            flag = b.model.new_bool_var(f"tenant[{tenant}|{where}]")
+            bound = sum(b.upper[v.index] for v in vars_)
+            b.model.add(sum(vars_) <= bound * flag).with_name(f"tenant_serves[{tenant}|{where}]")
+            flags.append(flag)
+        b.model.add(sum(flags) <= 1).with_name(f"tenant_isolation[{level}|{where}]")
+    return None
+
+
 def define_host_usage(b: ModelBuild) -> Term | None:
     """used(h) = 1 iff a guest is on h:  Σ x[·,h,·] ≤ M_h · used(h). Identical empty hosts are interchangeable, so
     used(h_i) ≥ used(h_{i+1}) along each run of same-model hosts without fixed guests (symmetry breaking).
@@ -342,6 +376,7 @@ FAMILIES: tuple[Callable[[ModelBuild], Term | None], ...] = (
     define_node_memory,
     define_hugepage_pools,
     define_anti_affinity,
+    define_tenant_isolation,
     define_host_usage,
     define_spread,
     define_moves,

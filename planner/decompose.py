@@ -42,6 +42,7 @@ PRICING_FAMILIES = (
     fam.define_emulator_pool,
     fam.define_node_memory,
     fam.define_hugepage_pools,
+    fam.define_tenant_isolation,
 )
 
 
@@ -68,7 +69,8 @@ class DecomposeResult:
 
 def _shape_key(cls: GuestClass) -> tuple:
     g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.priority, g.numa_cells)
+    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.priority, g.numa_cells,
+            g.tenant_name)  # shapes never mix tenants (patterns of isolated tenants are kept apart by the pricing)
 
 
 class _Pricer:
@@ -234,6 +236,7 @@ def _place_shape(state: FleetState, cls: GuestClass, host: str, o: int, option) 
     for node_id, cell in zip(option.nodes, option.cells):
         state.nodes[host][node_id].add(cell)
     state.host_vcpus[host] += cls.guest.vcpus
+    state.note_tenant(cls, host, option)
 
 
 def decompose(

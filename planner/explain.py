@@ -152,7 +152,12 @@ def explain_unplaced(problem: Problem, state: FleetState, cls: GuestClass) -> st
             continue
         blocker = state.host_blocker(cls, host)
         if blocker:
-            blockers["anti-affinity" if blocker.startswith("anti-affinity") else "host vCPU cap"] += 1
+            kind = "host vCPU cap"
+            if blocker.startswith("anti-affinity"):
+                kind = "anti-affinity"
+            elif blocker.startswith("tenant isolation"):
+                kind = "tenant isolation"
+            blockers[kind] += 1
             if best is None:
                 best = ((99, 0.0), host, None, blocker)
             continue

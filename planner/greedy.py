@@ -42,9 +42,11 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
         queue = [cls for _, cls in members]
     else:
         average = _average_host(problem)
+        isolating = problem.policy.tenant_isolation != "none"  # tenant by tenant: hosts/nodes fill per tenant
         keyed = sorted(
             problem.classes,
-            key=lambda c: (c.guest.host is None, -c.guest.priority, -_size_key(problem, c, average), c.index),
+            key=lambda c: (c.guest.host is None, -c.guest.priority, c.guest.tenant_name if isolating else "",
+                           -_size_key(problem, c, average), c.index),
         )
         queue = [cls for cls in keyed for _ in cls.members]
     spread = problem.policy.objective == "spread"
@@ -87,7 +89,8 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
 
 def _shape(cls: GuestClass) -> tuple:
     g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells)
+    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells,
+            g.tenant_name)  # a host closed to one tenant may be open to another
 
 
 def _first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, host: str) -> int | None:

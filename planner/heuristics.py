@@ -249,7 +249,8 @@ def best_fit(problem: Problem, tables: _Tables | None = None) -> Assignment:
 
 def _shape(cls: GuestClass) -> tuple:
     g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells)
+    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells,
+            g.tenant_name)  # a host closed to one tenant may be open to another
 
 
 def lp_rank(problem: Problem, mix: Mapping[str, float], tables: _Tables) -> dict[str, float]:

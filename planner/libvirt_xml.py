@@ -34,7 +34,7 @@ from typing import Iterable
 from lxml import etree
 
 from planner.plan import Plan
-from planner.scenario import DomainSettings, DomainTemplate
+from planner.scenario import DomainSettings, DomainTemplate, Guest, Policy
 from planner.units import format_cpulist
 
 #: ``<os><type machine=...>`` per host architecture.
@@ -224,12 +224,36 @@ class HugepagesSpec:
     def to_element(self) -> etree._Element:
         """``<memoryBacking><hugepages><page .../></hugepages></memoryBacking>``."""
         element = _element("memoryBacking")
-        hugepages = _sub(element, "hugepages")
+        element.append(self.hugepages_element())
+        return element
+
+    def hugepages_element(self) -> etree._Element:
+        """``<hugepages><page .../></hugepages>``."""
+        hugepages = _element("hugepages")
         _sub(
             hugepages,
             "page",
             [("size", self.page_kib), ("unit", "KiB"), ("nodeset", _cpuset(self.nodeset, "hugepage nodeset"))],
         )
+        return hugepages
+
+
+@dataclass(frozen=True)
+class MemoryBackingSpec:
+    """``<memoryBacking>`` in libvirt's order: ``<hugepages>`` (hugepage guests), then ``<nosharepages/>``
+    (``page_sharing: false``: KSM never merges the guest's pages)."""
+
+    hugepages: HugepagesSpec | None = None
+    nosharepages: bool = False
+
+    def to_element(self) -> etree._Element | None:
+        if self.hugepages is None and not self.nosharepages:
+            return None
+        element = _element("memoryBacking")
+        if self.hugepages is not None:
+            element.append(self.hugepages.hugepages_element())
+        if self.nosharepages:
+            _sub(element, "nosharepages")
         return element
 
 
@@ -305,6 +329,7 @@ class DomainSpec:
     features: FeaturesSpec = FeaturesSpec()
     lifecycle: LifecycleSpec | None = None
     devices: DevicesSpec | None = None
+    nosharepages: bool = False  # page_sharing: false
 
     def to_element(self) -> etree._Element:
         """In libvirt's own order: name, uuid, memory, currentMemory, memoryBacking, vcpu, cputune, numatune,
@@ -315,8 +340,9 @@ class DomainSpec:
             _sub(element, "uuid", text=self.uuid)
         _sub(element, "memory", [("unit", "KiB")], text=str(self.memory_kib))
         _sub(element, "currentMemory", [("unit", "KiB")], text=str(self.current_memory_kib))
-        if self.hugepages is not None:
-            element.append(self.hugepages.to_element())
+        backing = MemoryBackingSpec(self.hugepages, self.nosharepages).to_element()
+        if backing is not None:
+            element.append(backing)
         _sub(element, "vcpu", [("placement", "static")], text=str(self.vcpus))
         element.append(self.cputune.to_element())
         element.append(self.numatune.to_element())
@@ -468,7 +494,13 @@ def domain_spec(plan: Plan, guest_name: str) -> DomainSpec:
         features=FeaturesSpec(acpi=model.arch == "x86_64", apic=model.arch == "x86_64"),
         lifecycle=LifecycleSpec(),
         devices=DevicesSpec(serial=model.arch != "s390x", console_target="sclp" if model.arch == "s390x" else "serial"),
+        nosharepages=not page_sharing(guest, scenario.policy),
     )
+
+
+def page_sharing(guest: Guest, policy: Policy) -> bool:
+    """Whether KSM may merge the guest's pages: the guest's ``page_sharing``, else the policy's (default true)."""
+    return policy.page_sharing if guest.page_sharing is None else guest.page_sharing
 
 
 def domain_xml(plan: Plan, guest_name: str) -> str:
@@ -535,6 +567,12 @@ def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
         current.attrib.clear()
         current.set("unit", "KiB")
         current.text = str(spec.current_memory_kib)
+    if spec.nosharepages:  # page_sharing: false; the merge keeps it (vplan owns only <hugepages> there)
+        backing = _child(root, "memoryBacking", ("name", "uuid", "title", "description", "memory", "currentMemory"))
+        if backing.find("nosharepages") is None:
+            if len(backing) == 0:
+                backing.text = None
+            _place(backing, etree.Element("nosharepages"), ("hugepages",))
     _child(root, "vcpu", ("memory", "currentMemory", "memoryBacking")).text = str(spec.vcpus)
     os_element = _child(root, "os", ("vcpu", "cputune", "numatune", "iothreads", "resource", "sysinfo"))
     os_type = os_element.find("type")

@@ -88,7 +88,7 @@ MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
 TOP_KEYS = ("version", "name", "policy", "domain", "host_models", "hosts", "guests")
 POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit", "stall", "survive",
-               "anti_affinity_scope")
+               "anti_affinity_scope", "tenant_isolation", "page_sharing")
 MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
               "numactl", "sysfs", "hugepages", "memory", "lscpu")
 CAPTURE_KEYS = ("capabilities", "numactl", "sysfs")  # a host capture in place of nodes/distances/cores
@@ -98,7 +98,7 @@ NODE_KEYS = ("id", "cpus", "memory", "hugepages")
 RESERVED_KEYS = ("cpus", "memory")
 HOST_KEYS = ("name", "model", "rack", "zone")
 GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
-              "emulator", "anti_affinity", "priority", "host", "domain", "anti_affinity_scope")
+              "emulator", "anti_affinity", "priority", "host", "domain", "anti_affinity_scope", "tenant", "page_sharing")
 DOMAIN_KEYS = ("type", "cpu_mode", "cpu_model", "machine", "template")
 DOMAIN_TYPES = ("kvm", "qemu")
 DOMAIN_CPU_MODES = ("host-passthrough", "host-model", "maximum", "custom")
@@ -301,6 +301,13 @@ def _choice(value: object, choices: Iterable[str]) -> str:
         close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"{_show(value)} is not one of: {', '.join(choices)}{hint}")
+    return value
+
+
+def _bool(value: object) -> bool:
+    """true or false (YAML booleans only)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{_show(value)} is not true or false")
     return value
 
 
@@ -688,6 +695,8 @@ def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
         "time_limit": ("time_limit_s", _duration),
         "stall": ("stall_s", _duration),
         "anti_affinity_scope": ("anti_affinity_scope", lambda v: _choice(v, SCOPES)),
+        "tenant_isolation": ("tenant_isolation", lambda v: _choice(v, ("none", "core", "node", "host"))),
+        "page_sharing": ("page_sharing", _bool),
     }
     for key, (attr, parse) in checks.items():
         if key in raw:
@@ -1268,6 +1277,8 @@ def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Pro
         "anti_affinity": _tags,
         "priority": lambda v: _int(v, 1),
         "anti_affinity_scope": lambda v: _choice(v, SCOPES),
+        "tenant": _name,
+        "page_sharing": _bool,
     }
     values: dict[str, Any] = {key: _check(problems, at.key(key), parse, spec[key])
                               for key, parse in get.items() if key in spec and not (key == "numa" and

@@ -391,6 +391,7 @@ def _signature(guest: Guest) -> tuple:
         guest.host,
         guest.numa_cells,
         guest.anti_affinity_scope,
+        guest.tenant_name,
     )
 
 
@@ -489,6 +490,8 @@ class FleetState:
         self.host_guests: dict[str, int] = defaultdict(int)
         self.host_tags: dict[str, set[str]] = defaultdict(set)
         self.domain_tags: dict[str, set[str]] = defaultdict(set)  # failure domain (Host.domain) -> tags there
+        self.host_tenants: dict[str, set[str]] = defaultdict(set)  # tenants with a guest on the host
+        self.node_tenants: dict[tuple[str, int], set[str]] = defaultdict(set)  # tenants with a cell on the node
         self.assignment: Assignment = defaultdict(int)
 
     @classmethod
@@ -507,6 +510,15 @@ class FleetState:
         for node_id, cell in zip(option.nodes, option.cells):
             for s in node_shortfalls(cap.node(node_id), self.nodes[host][node_id], cell, self.problem.policy):
                 out.append((node_id, s))
+        if isolation_scope(self.problem.policy) == "node":
+            tenant = cls.guest.tenant_name
+            for node_id in option.nodes:
+                others = self.node_tenants[(host, node_id)] - {tenant}
+                if others:
+                    out.append((node_id, Shortfall(
+                        f"a node free of other tenants (tenant_isolation: {self.problem.policy.tenant_isolation}; "
+                        f"node {node_id} of {host} serves tenant {show_tenant(sorted(others)[0])}, "
+                        f"this guest is tenant {show_tenant(tenant)})", 1, 0, "nodes")))
         return out
 
     def host_blocker(self, cls: GuestClass, host: str) -> str | None:
@@ -515,6 +527,11 @@ class FleetState:
         clash = self.tag_clash(guest, host)
         if clash:
             return clash
+        if self.problem.policy.tenant_isolation == "host":
+            others = self.host_tenants[host] - {guest.tenant_name}
+            if others:
+                return (f"tenant isolation (host): {host} serves tenant {show_tenant(sorted(others)[0])}, "
+                        f"{guest.name} is tenant {show_tenant(guest.tenant_name)}")
         cap = self.problem.cap_of(host)
         if self.host_vcpus[host] + guest.vcpus > cap.vcpu_cap:
             free = cap.vcpu_cap - self.host_vcpus[host]
@@ -552,7 +569,27 @@ class FleetState:
             scope = self.problem.scenario.scope_of(cls.guest)
             if scope != "host":
                 self.domain_tags[self.problem.scenario.host_by_name[host].domain(scope)].update(cls.guest.anti_affinity)
+        self.note_tenant(cls, host, option)
         self.assignment[(cls.index, host, option_index)] += 1
+
+    def note_tenant(self, cls: GuestClass, host: str, option: Option) -> None:
+        """Record that the class's tenant now uses ``host`` and the option's nodes."""
+        tenant = cls.guest.tenant_name
+        self.host_tenants[host].add(tenant)
+        for node_id in option.nodes:
+            self.node_tenants[(host, node_id)].add(tenant)
+
+
+def isolation_scope(policy: Policy) -> str:
+    """The scope the solver enforces tenant isolation at: ``none``, ``node`` or ``host``. ``core`` is enforced at
+    node granularity (a node serves one tenant, so no core runs vCPUs of two tenants): sufficient, not tight."""
+    level = policy.tenant_isolation
+    return "node" if level == "core" else level
+
+
+def show_tenant(tenant: str) -> str:
+    """A tenant for messages: its name quoted, or 'the default tenant (no tenant:)'."""
+    return f"'{tenant}'" if tenant else "(none: guests without tenant:)"
 
 
 def busy_units(guest: Guest) -> int:

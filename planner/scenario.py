@@ -20,6 +20,8 @@ Objective = Literal["pack", "spread"]
 DomainType = Literal["kvm", "qemu"]
 DomainCpuMode = Literal["host-passthrough", "host-model", "maximum", "custom"]
 AntiAffinityScope = Literal["host", "rack", "zone"]
+TenantIsolation = Literal["none", "core", "node", "host"]
+DEFAULT_TENANT = ""  # the tenant of guests without ``tenant:`` (one tenant of their own)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Policy:
     survive_hosts: int = 0  # policy.survive: {hosts: N}: any N failed hosts can be evacuated (N <= 1 supported)
     survive_racks: int = 0  # policy.survive: {racks: N}: any N failed racks can be evacuated (N <= 1 supported)
     anti_affinity_scope: "AntiAffinityScope" = "host"  # default scope of anti-affinity tags
+    tenant_isolation: TenantIsolation = "none"  # what guests of different tenants never share
+    page_sharing: bool = True  # False: every domain gets <memoryBacking><nosharepages/> (KSM never merges)
 
 
 @dataclass(frozen=True)
@@ -192,10 +196,17 @@ class Guest:
     domain: DomainSettings = DomainSettings()
     numa_cells: tuple[GuestCell, ...] = ()  # explicit cells (then numa == len(numa_cells)); (): auto or N even cells
     anti_affinity_scope: AntiAffinityScope | None = None  # None: the policy's
+    tenant: str | None = None  # None: the default tenant ("")
+    page_sharing: bool | None = None  # None: the policy's page_sharing
 
     @property
     def dedicated(self) -> bool:
         return self.cpu == "dedicated"
+
+    @property
+    def tenant_name(self) -> str:
+        """The guest's tenant; guests without ``tenant:`` all belong to the default tenant ``""``."""
+        return self.tenant if self.tenant is not None else DEFAULT_TENANT
 
 
 @dataclass(frozen=True, eq=False)

@@ -104,7 +104,7 @@ def _resolve_model(scenario: Scenario, model: HostModel | str) -> HostModel:
 
 # --------------------------------------------------------------------------------------------------- guests
 GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
-              "emulator", "anti_affinity", "priority", "host", "domain")
+              "emulator", "anti_affinity", "priority", "host", "domain", "tenant", "page_sharing")
 
 
 def _choice(key: str, value: object, choices: tuple[str, ...]) -> str:
@@ -201,6 +201,14 @@ def guest_from_spec(spec: Mapping[str, Any], policy: Policy | None = None, *, na
         values["host"] = str(spec["host"])
     if spec.get("domain") is not None:
         values["domain"] = domain_settings(spec["domain"], f"guest {name}")
+    if spec.get("tenant") is not None:
+        if not isinstance(spec["tenant"], str) or not NAME_RE.match(spec["tenant"]):
+            raise ValueError(f"guest {name}: tenant {spec['tenant']!r} is not a valid name")
+        values["tenant"] = spec["tenant"]
+    if spec.get("page_sharing") is not None:
+        if not isinstance(spec["page_sharing"], bool):
+            raise ValueError(f"guest {name}: page_sharing {spec['page_sharing']!r} is not true or false")
+        values["page_sharing"] = spec["page_sharing"]
     return Guest(**values)
 
 
