@@ -564,7 +564,7 @@ def set_policy(scenario: Scenario, **values: Any) -> Scenario:
     """A new scenario with policy values changed: ``cpu_overcommit_max`` (1..8), ``cpu_load_target`` (0 < x <= 1),
     ``memory_overcommit`` (>= 1), ``objective`` (pack or spread), ``time_limit_s`` or ``time_limit`` and ``stall_s``
     or ``stall`` (seconds or '60s'), ``survive`` ({hosts: 1}, {racks: 1} or None), ``anti_affinity_scope`` (host,
-    rack or zone). Numbers are taken exactly (0.7 is 7/10). Guests with ``vcpus: auto`` are right-sized again when
+    rack or zone), ``tenant_isolation`` (none, core, node, host), ``page_sharing`` (bool). Numbers are taken exactly (0.7 is 7/10). Guests with ``vcpus: auto`` are right-sized again when
     the load target changes (⌈cpu_demand ÷ target⌉)."""
     changes: dict[str, Any] = {}
     for key, value in values.items():
@@ -582,6 +582,12 @@ def set_policy(scenario: Scenario, **values: Any) -> Scenario:
             changes[key] = _choice("objective", value, ("pack", "spread"))
         elif key == "anti_affinity_scope":
             changes[key] = _choice("anti_affinity_scope", value, ("host", "rack", "zone"))
+        elif key == "tenant_isolation":
+            changes[key] = _choice("tenant_isolation", value, ("none", "core", "node", "host"))
+        elif key == "page_sharing":
+            if not isinstance(value, bool):
+                raise ValueError(f"page_sharing {value!r}: true or false")
+            changes[key] = value
         elif key in ("time_limit_s", "stall_s"):
             changes[key] = parse_duration_s(value)
         elif key in ("survive_hosts", "survive_racks"):

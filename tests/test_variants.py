@@ -215,6 +215,9 @@ def test_set_policy_takes_the_newer_policy_keys():
     assert (sc.policy.survive_hosts, sc.policy.survive_racks, sc.policy.stall_s) == (0, 1, 5.0)
     assert sc.policy.anti_affinity_scope == "rack"
     assert set_policy(sc, survive=None).policy.survive_racks == 0
-    for bad in ({"survive": {"hosts": 2}}, {"survive": {"disks": 1}}, {"anti_affinity_scope": "row"}):
+    iso = set_policy(base, tenant_isolation="node", page_sharing=False).policy
+    assert (iso.tenant_isolation, iso.page_sharing) == ("node", False)
+    for bad in ({"survive": {"hosts": 2}}, {"survive": {"disks": 1}}, {"anti_affinity_scope": "row"},
+                {"tenant_isolation": "rack"}, {"page_sharing": "no"}):
         with pytest.raises(ValueError):
             set_policy(base, **bad)
