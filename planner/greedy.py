@@ -101,3 +101,15 @@ def _first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, 
         if not state.option_shortfalls(cls, host, option):
             return index
     return None
+
+
+def place_in_use_first(problem: Problem, state: FleetState, classes) -> None:
+    """One guest of each class first-fit, onto the hosts already in use first, then the empty ones (what a re-plan
+    places anew: new and changed guests)."""
+    for cls in classes:
+        in_use = [h for h in cls.allowed_hosts if state.host_guests[h]]
+        for host in in_use + [h for h in cls.allowed_hosts if not state.host_guests[h]]:
+            index = _first_fitting_option(problem, state, cls, host)
+            if index is not None:
+                state.place(cls, host, index)
+                break

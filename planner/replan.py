@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from planner.bounds import lower_bounds
-from planner.greedy import _first_fitting_option
+from planner.greedy import place_in_use_first
 from planner.improve import improve
 from planner.plan import Plan, SolveStats
 from planner.problem import FleetState, compile_problem, score
@@ -50,13 +50,7 @@ def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, se
                 continue
         pending.append(cls)
     new = sum(1 for g in scenario.guests if g.name not in previous.placed)
-    for cls in pending:
-        in_use = [h for h in cls.allowed_hosts if state.host_guests[h]]
-        for host in in_use + [h for h in cls.allowed_hosts if not state.host_guests[h]]:
-            index = _first_fitting_option(problem, state, cls, host)
-            if index is not None:
-                state.place(cls, host, index)
-                break
+    place_in_use_first(problem, state, pending)
     first_fit = chosen = dict(state.assignment)
     placed = sum(chosen.values())
     rounds = 0
@@ -138,13 +132,7 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
         elif old is not None:
             forced += 1  # its host is gone or of another model, or the guest changed
         pending.append(cls)
-    for cls in pending:
-        in_use = [h for h in cls.allowed_hosts if state.host_guests[h]]
-        for host in in_use + [h for h in cls.allowed_hosts if not state.host_guests[h]]:
-            index = _first_fitting_option(problem, state, cls, host)
-            if index is not None:
-                state.place(cls, host, index)
-                break
+    place_in_use_first(problem, state, pending)
     first_fit = dict(state.assignment)
 
     def moves_of(assignment) -> int:
