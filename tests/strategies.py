@@ -2,8 +2,10 @@
 
 Host models: 1-3 nodes of 2-6 CPUs (SMT pairs or single threads, listed as ``cores``), memory-less nodes, 2M and 1G
 hugepage pools, reserved CPUs and memory. Guests: shared (with loads) and dedicated (prefer/isolate/require),
-hugepages 2M/1G, multi-cell (numa: 1/2/auto), anti-affinity tags, emulator isolate/host/shared, priorities, and
-fixed hosts (``host:``). Every scenario is valid input: it is written as YAML and read by the loader."""
+hugepages 2M/1G, multi-cell (numa: 1/2/auto and listed uneven cells), anti-affinity tags (scope host or rack),
+emulator isolate/host/shared, priorities, tenants (isolation none/core/node/host), page sharing off, and fixed hosts
+(``host:``). Hosts carry racks; the policy may ask to survive one failed host. Every scenario is valid input: it is
+written as YAML and read by the loader."""
 
 from __future__ import annotations
 
@@ -60,14 +62,25 @@ def guests(draw, index: int, host_cpus: dict[str, int], max_cpus: int, vcpu_caps
     if page:
         guest["hugepages"] = page
     numa_limit = vcpus // 2 if threads == "require" else vcpus
-    numa = draw(st.sampled_from(["auto", 1, 2]))
-    if numa != "auto" and numa <= numa_limit:
+    numa = draw(st.sampled_from(["auto", 1, 2, "listed"]))
+    if numa == "listed":
+        if not page and threads != "require" and vcpus >= 2 and memory_gib >= 2:  # two uneven cells
+            first = draw(st.integers(1, vcpus - 1))
+            first_gib = draw(st.integers(1, memory_gib - 1))
+            guest["numa"] = [{"vcpus": first, "memory": f"{first_gib}GiB"},
+                             {"vcpus": vcpus - first, "memory": f"{memory_gib - first_gib}GiB"}]
+    elif numa != "auto" and numa <= numa_limit:
         guest["numa"] = numa
     emulator = draw(st.sampled_from(["host", "host", "isolate", "shared"]))
     if emulator != "host":
         guest["emulator"] = emulator
     if draw(st.integers(0, 3)) == 0:
         guest["anti_affinity"] = draw(st.sampled_from(["a", "b"]))
+    tenant = draw(st.sampled_from([None, None, "t1", "t2"]))
+    if tenant:
+        guest["tenant"] = tenant
+    if draw(st.integers(0, 5)) == 0:
+        guest["page_sharing"] = False
     priority = draw(st.sampled_from([1, 1, 2, 3]))
     if priority != 1:
         guest["priority"] = priority
@@ -86,6 +99,10 @@ def fleets(draw, max_guests: int = 8) -> "tuple[str, object]":
     models = {f"m{i}": draw(host_models(f"m{i}")) for i in range(draw(st.integers(1, 2)))}
     host_count = draw(st.integers(1, 4))
     hosts = [{"name": f"h{i}", "model": draw(st.sampled_from(sorted(models)))} for i in range(1, host_count + 1)]
+    for host in hosts:
+        rack = draw(st.sampled_from([None, "r1", "r2"]))
+        if rack:
+            host["rack"] = rack
     cpus_of = {m: sum(len(c) for c in spec["cores"]) for m, spec in models.items()}
     host_cpus = {h["name"]: cpus_of[h["model"]] for h in hosts}
     max_cpus = max(host_cpus.values())
@@ -93,6 +110,14 @@ def fleets(draw, max_guests: int = 8) -> "tuple[str, object]":
     vcpu_caps = {h["name"]: ratio * len(models[h["model"]]["cores"]) for h in hosts}
     fixed_vcpus = {h: 0 for h in host_cpus}
     items = [draw(guests(i, host_cpus, max_cpus, vcpu_caps, fixed_vcpus)) for i in range(draw(st.integers(1, max_guests)))]
+    # listed cells need as many nodes that hold cells on some host (on its fixed host, for a fixed guest)
+    holding = {m: sum(1 for n in spec["nodes"] if n["memory"] != "0GiB") for m, spec in models.items()}
+    host_holding = {h["name"]: holding[h["model"]] for h in hosts}
+    for g in items:
+        if isinstance(g.get("numa"), list):
+            room = host_holding[g["host"]] if "host" in g else max(host_holding.values())
+            if room < len(g["numa"]):
+                del g["numa"]
     # the loader refuses fixed guests sharing a tag on one host: keep the first
     seen = set()
     for g in items:
@@ -106,7 +131,11 @@ def fleets(draw, max_guests: int = 8) -> "tuple[str, object]":
         "cpu_overcommit_max": ratio,
         "cpu_load_target": draw(st.sampled_from([0.5, 0.7, 1.0])),
         "objective": draw(st.sampled_from(["pack", "pack", "pack", "spread"])),
+        "anti_affinity_scope": draw(st.sampled_from(["host", "host", "rack"])),
+        "tenant_isolation": draw(st.sampled_from(["none", "none", "core", "node", "host"])),
     }
+    if draw(st.integers(0, 3)) == 0:
+        policy["survive"] = {"hosts": 1}
     doc = {"version": 1, "name": "prop", "policy": policy,
            "host_models": models, "hosts": hosts, "guests": items}
     text = yaml.safe_dump(doc, sort_keys=False)

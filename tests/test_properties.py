@@ -12,7 +12,7 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.check import check_plan
+from planner.check import check_evacuations, check_plan
 from planner.replan import replan
 from planner.solver import solve
 from tests.strategies import fleets
@@ -26,6 +26,7 @@ def _placed_priority(plan) -> int:
 
 def _assert_sound(plan) -> None:
     assert check_plan(plan) == []
+    assert check_evacuations(plan) == []
     for name, reason in plan.unplaced_reasons.items():
         assert reason.strip(), name
     extra = plan.stats.extra
@@ -59,7 +60,8 @@ def test_every_method_gives_a_checked_plan(fleet, data):
     drop = data.draw(st.integers(0, len(guests) - 1))
     changed = [g for i, g in enumerate(guests) if i != drop]
     if changed:
-        changed[0] = dataclasses.replace(changed[0], memory_kib=changed[0].memory_kib + (changed[0].hugepage_kib or 1024))
+        changed[0] = dataclasses.replace(changed[0], memory_kib=changed[0].memory_kib + (changed[0].hugepage_kib or 1024),
+                                         numa_cells=())  # (listed cells become an even split of the new size)
     new = dataclasses.replace(guests[drop], name="new-guest", host=None, anti_affinity=())
     after = dataclasses.replace(scenario, guests=tuple(changed + [new]))
     plan = replan(after, greedy, time_limit_s=1, workers=1)
