@@ -597,7 +597,12 @@ class AuditResult:
             f"  memory_overcommit: {_num(pol.memory_overcommit)}",
             f"  objective: {pol.objective}",
             f"  time_limit: {pol.time_limit_s:g}s",
+            f"  stall: {pol.stall_s:g}s",
+            *([f"  survive: {{hosts: {pol.survive_hosts}}}"] if pol.survive_hosts else []),
+            *([f"  survive: {{racks: {pol.survive_racks}}}"] if pol.survive_racks else []),
+            *([f"  anti_affinity_scope: {pol.anti_affinity_scope}"] if pol.anti_affinity_scope != "host" else []),
             *([f"  tenant_isolation: {pol.tenant_isolation}"] if pol.tenant_isolation != "none" else []),
+            *(["  page_sharing: false"] if not pol.page_sharing else []),
             "host_models:",
         ]
         used_models = [m for m in sc.host_models if any(h.model == m for h in sc.hosts)]
@@ -606,7 +611,10 @@ class AuditResult:
             spec = model_spec(sc.host_models[model_name])
             lines.extend("    " + line for line in spec_lines(spec))
         lines.append("hosts:")
-        lines.extend(f"  - {{name: {h.name}, model: {h.model}}}" for h in sc.hosts)
+        for h in sc.hosts:  # failure domains too: survive and rack/zone anti-affinity mean the same after a re-plan
+            host = {"name": h.name, "model": h.model, **({"rack": h.rack} if h.rack else {}),
+                    **({"zone": h.zone} if h.zone else {})}
+            lines.append("  - " + yaml.safe_dump(host, default_flow_style=True, width=10000, sort_keys=False).strip())
         lines.append("guests:")
         for g in sc.guests:
             item = {"name": g.name, "vcpus": g.vcpus, "memory": _mem_text(g.memory_kib)}
@@ -624,6 +632,8 @@ class AuditResult:
                 item["emulator"] = g.emulator
             if g.anti_affinity:
                 item["anti_affinity"] = list(g.anti_affinity)
+                if g.anti_affinity_scope is not None:
+                    item["anti_affinity_scope"] = g.anti_affinity_scope
             if g.priority != 1:
                 item["priority"] = g.priority
             if g.tenant is not None:
