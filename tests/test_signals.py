@@ -5,14 +5,17 @@ the search; the subprocess timeout only guards against a hang."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
 import pty
 import re
-import json
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -38,6 +41,7 @@ class Solve:
         # stderr is a terminal (a pseudo-terminal), as for a user at the keyboard: the announcement and the live
         # progress are for terminals only
         master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a 160-column terminal
         self.proc = subprocess.Popen([sys.executable, "-m", "planner.cli", "solve", str(FLEET), "-o", str(out),
                                       "--time-limit", "60", *args],
                                      stdout=subprocess.PIPE, stderr=slave, text=True)
@@ -57,7 +61,7 @@ class Solve:
             if not chunk:
                 break
             self.err.append(ANSI.sub("", chunk.decode("utf-8", "replace")).replace("\r", ""))
-            if ANNOUNCE in "".join(self.err):
+            if ANNOUNCE in " ".join("".join(self.err).split()):  # (the terminal may wrap the line anywhere)
                 self.announced.set()
         os.close(self.master)
 
