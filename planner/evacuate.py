@@ -22,7 +22,7 @@ from typing import Iterable
 from collections import defaultdict
 from dataclasses import dataclass
 
-from planner.greedy import _average_host, _shape, _size_key
+from planner.greedy import _average_host, _size_key, shape_key
 from planner.pinning import pin_host
 from planner.plan import Evacuation, GuestPlacement, Plan
 from planner.problem import FleetState, GuestClass, Problem, compile_problem
@@ -122,7 +122,7 @@ def evacuate(plan: Plan, failure: Failure, base: Problem | None = None, prefer: 
     for name in evacuees:
         cls = class_of[name]
         allowed = set(cls.allowed_hosts)
-        dead = full[_shape(cls)]
+        dead = full[shape_key(cls)]
         slot = None
         why: list[str] = []
         for host in order:

@@ -59,7 +59,7 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
         if spread:
             best = None
             for host in hosts:
-                index = _first_fitting_option(problem, state, cls, host)
+                index = first_fitting_option(problem, state, cls, host)
                 if index is not None:
                     usable = problem.cap_of(host).usable_cpus * LOAD_SCALE
                     score = (state.host_load[host] / usable, index)
@@ -68,7 +68,7 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
             if best is not None:
                 state.place(cls, best[1], best[2])
             continue
-        key = (_shape(cls), hosts if cls.guest.host else None)
+        key = (shape_key(cls), hosts if cls.guest.host else None)
         i = first_open.get(key, 0)
         advancing = True
         tags = set(cls.guest.anti_affinity)
@@ -77,7 +77,7 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
                 advancing = False
                 i += 1
                 continue
-            index = _first_fitting_option(problem, state, cls, hosts[i])
+            index = first_fitting_option(problem, state, cls, hosts[i])
             if index is not None:
                 state.place(cls, hosts[i], index)
                 break
@@ -87,13 +87,13 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
     return state
 
 
-def _shape(cls: GuestClass) -> tuple:
+def shape_key(cls: GuestClass) -> tuple:
     g = cls.guest
     return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells,
             g.tenant_name)  # a host closed to one tenant may be open to another
 
 
-def _first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, host: str) -> int | None:
+def first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, host: str) -> int | None:
     options = cls.options.get(problem.host_model[host], ())
     if not options or state.host_blocker(cls, host):
         return None
@@ -109,7 +109,7 @@ def place_in_use_first(problem: Problem, state: FleetState, classes) -> None:
     for cls in classes:
         in_use = [h for h in cls.allowed_hosts if state.host_guests[h]]
         for host in in_use + [h for h in cls.allowed_hosts if not state.host_guests[h]]:
-            index = _first_fitting_option(problem, state, cls, host)
+            index = first_fitting_option(problem, state, cls, host)
             if index is not None:
                 state.place(cls, host, index)
                 break

@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from planner.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, score
+from planner.greedy import first_fitting_option, shape_key
 
 EPS = 1e-9
 
@@ -123,16 +124,6 @@ def _place_fixed(problem: Problem, state: FleetState) -> dict[int, int]:
     return left
 
 
-def _first_option(problem: Problem, state: FleetState, cls: GuestClass, host: str) -> int | None:
-    options = cls.options.get(problem.host_model[host], ())
-    if not options or state.host_blocker(cls, host):
-        return None
-    for i, option in enumerate(options):
-        if not state.option_shortfalls(cls, host, option):
-            return i
-    return None
-
-
 def _host_order(problem: Problem, state: FleetState, model_rank: Mapping[str, float]) -> list[str]:
     """Hosts running fixed guests first, then by the models' rank (largest first), then in scenario order."""
     position = {h.name: i for i, h in enumerate(problem.scenario.hosts)}
@@ -163,7 +154,7 @@ def dot_product(problem: Problem, model_rank: Mapping[str, float] | None = None,
         norm0 = np.nan_to_num(tables.norm[problem.host_model[h]][c], posinf=0.0)
         used[h] = used.get(h, 0) + n * norm0
     shape_index: dict[tuple, int] = {}
-    shape_ids = np.array([shape_index.setdefault(_shape(cls), len(shape_index)) for cls in problem.classes])
+    shape_ids = np.array([shape_index.setdefault(shape_key(cls), len(shape_index)) for cls in problem.classes])
     finite = {m: np.isfinite(tables.norm[m]).all(axis=1) for m in tables.models}
     zeroed = {m: np.where(finite[m][:, None], tables.norm[m], 0.0) for m in tables.models}
     for host in _host_order(problem, state, rank):
@@ -181,7 +172,7 @@ def dot_product(problem: Problem, model_rank: Mapping[str, float] | None = None,
             values = np.where(fits & (priority == top), norm @ remaining + 1e-6, -np.inf)
             c = int(np.argmax(values))
             cls = problem.classes[c]
-            o = _first_option(problem, state, cls, host)
+            o = first_fitting_option(problem, state, cls, host)
             if o is None:
                 # hosts only fill up: it never fits here again, nor does any guest of its shape (unless only its
                 # anti-affinity tag is in the way)
@@ -218,7 +209,7 @@ def best_fit(problem: Problem, tables: _Tables | None = None) -> Assignment:
     queue = sorted((problem.classes[c] for c in left), key=lambda cls: _priority_key(problem, tables, cls))
     for cls in queue:
         demand = stacked[:, cls.index, :][host_model]  # host x resource
-        shape = _shape(cls)
+        shape = shape_key(cls)
         blocked = dead.setdefault(shape, np.zeros(len(hosts), dtype=bool))
         for _ in range(cls.size):
             after = remaining - demand
@@ -230,7 +221,7 @@ def best_fit(problem: Problem, tables: _Tables | None = None) -> Assignment:
                     candidates = candidates[np.argsort(after[candidates].sum(axis=1), kind="stable")]
                 for i in candidates:
                     host = hosts[i]
-                    o = _first_option(problem, state, cls, host)
+                    o = first_fitting_option(problem, state, cls, host)
                     if o is None:
                         if not cls.guest.anti_affinity:
                             blocked[i] = True
@@ -245,12 +236,6 @@ def best_fit(problem: Problem, tables: _Tables | None = None) -> Assignment:
             if not placed:
                 break
     return dict(state.assignment)
-
-
-def _shape(cls: GuestClass) -> tuple:
-    g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells,
-            g.tenant_name)  # a host closed to one tenant may be open to another
 
 
 def lp_rank(problem: Problem, mix: Mapping[str, float], tables: _Tables) -> dict[str, float]:

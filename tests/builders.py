@@ -44,3 +44,18 @@ def shared(name: str, vcpus: int, memory_gib: float = 1, load: str = "1", **kw) 
 
 def dedicated(name: str, vcpus: int, memory_gib: float = 1, threads: str = "prefer", **kw) -> Guest:
     return Guest(name, vcpus, int(memory_gib * GIB), cpu="dedicated", threads=threads, **kw)
+
+
+def placed_by_families(scenario: Scenario, *families) -> int:
+    """Guests the CP-SAT model places (solved to optimality) with the assignment family and ``families`` only."""
+    from ortools.sat.python import cp_model
+
+    from planner import cpsat_model
+    from planner.problem import compile_problem
+
+    build = cpsat_model.build_model(compile_problem(scenario), (cpsat_model.define_assignment, *families))
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.max_time_in_seconds = 10
+    assert solver.solve(build.model) == cp_model.OPTIMAL
+    return sum(solver.value(v) for v in build.x.values())

@@ -26,7 +26,7 @@ from planner.plan import CellPlacement
 from planner.problem import compile_problem, guest_options, model_capacity, split_cells
 from planner.scenario import Guest, GuestCell, HostModel, Node
 from planner.solver import solve
-from tests.builders import GIB, host_model, scenario, shared
+from tests.builders import GIB, host_model, placed_by_families, scenario, shared
 from tests.libvirt_validate import domain_errors
 
 HALF = Fraction(1, 2)
@@ -167,17 +167,11 @@ def test_shape_keys_tell_cell_sizes_apart():
                                           asym("c", ((2, 4), (2, 4)))])
     problem = compile_problem(sc)
     assert len(problem.classes) == 3
-    for shape in (decompose._shape_key, greedy._shape, heuristics._shape):
+    for shape in (decompose._shape_key, greedy.shape_key):
         assert len({shape(c) for c in problem.classes}) == 3
 
 
-def _placed(sc, *families) -> int:
-    build = m.build_model(compile_problem(sc), (m.define_assignment, *families))
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1
-    solver.parameters.max_time_in_seconds = 10
-    assert solver.solve(build.model) == cp_model.OPTIMAL
-    return sum(solver.value(v) for v in build.x.values())
+_placed = placed_by_families
 
 
 @pytest.mark.parametrize("count, explicit, expected", [(2, True, 2), (3, True, 2), (3, False, 3)])

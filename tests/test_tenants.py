@@ -16,20 +16,14 @@ from planner.loader import ScenarioError, load_scenario_text
 from planner.plan import CellPlacement, GuestPlacement, Plan
 from planner.problem import compile_problem
 from planner.solver import solve
-from tests.builders import dedicated, host_model, scenario, shared
+from tests.builders import dedicated, host_model, placed_by_families, scenario, shared
 
 
 def isolated(sc, level: str):
     return dataclasses.replace(sc, policy=dataclasses.replace(sc.policy, tenant_isolation=level))
 
 
-def placed(sc, *families) -> int:
-    build = m.build_model(compile_problem(sc), (m.define_assignment, *families))
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1
-    solver.parameters.max_time_in_seconds = 10
-    assert solver.solve(build.model) == cp_model.OPTIMAL
-    return sum(solver.value(v) for v in build.x.values())
+placed = placed_by_families
 
 
 def three_tenants(hosts: int):
