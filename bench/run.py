@@ -5,8 +5,8 @@
     python bench/run.py --sizes medium-running,large-smallest   # fleets of other shapes (SHAPES below)
 
 Each size runs in a fresh subprocess (so peak RSS is that size's own); inside it vplan and then every heuristic of
-planner.heuristics (first-fit, first-fit-decreasing, dot-product, dot-product-lp, best-fit) run in the same
-process, each plan pinned and checked by planner.check, so ratios hold on a noisy machine. A heuristic's row
+planner.engine.heuristics (first-fit, first-fit-decreasing, dot-product, dot-product-lp, best-fit) run in the same
+process, each plan pinned and checked by planner.verify.check, so ratios hold on a noisy machine. A heuristic's row
 carries vplan's bound and its kind. Output: JSON lines (--jsonl FILE, default bench/results.jsonl)
 and a table. Figures, never assertions: this is not a test.
 """
@@ -36,7 +36,7 @@ SIZES = {  # name: (hosts, guests)
     "large": (400, 12000),
     "xl": (2000, 60000),
 }
-# fleets of other shapes (planner.generate options): name -> (hosts, guests, generate_fleet keyword arguments)
+# fleets of other shapes (planner.analysis.generate options): name -> (hosts, guests, generate_fleet keyword arguments)
 SHAPES = {
     "medium-smallest": (50, 1500, {"order": "smallest"}),
     "medium-running": (50, 1500, {"order": "smallest", "existing": 0.02}),
@@ -54,15 +54,15 @@ def rss_mb() -> float:
 
 
 def run_size(name: str, seed: int, time_limit: float | None, profile: bool) -> list[dict]:
-    from planner.bounds import lower_bounds
-    from planner.check import check_plan
-    from planner.generate import generate_fleet
-    from planner.greedy import greedy
-    from planner.loader import load_scenario
-    from planner.pinning import pin_assignment
-    from planner.plan import Plan, SolveStats
-    from planner.problem import compile_problem, score
-    from planner.solver import solve
+    from planner.engine.bounds import lower_bounds
+    from planner.verify.check import check_plan
+    from planner.analysis.generate import generate_fleet
+    from planner.engine.greedy import greedy
+    from planner.io.loader import load_scenario
+    from planner.engine.pinning import pin_assignment
+    from planner.model.plan import Plan, SolveStats
+    from planner.engine.problem import compile_problem, score
+    from planner.engine.solver import solve
 
     hosts, guests, options = SHAPES[name] if name in SHAPES else (*SIZES[name], {})
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +89,7 @@ def run_size(name: str, seed: int, time_limit: float | None, profile: bool) -> l
     rows.append(row(name, f"vplan ({plan.stats.solver})", elapsed, extra.get("first_plan_s", 0.0), hosts_used,
                     *vplan_bound, _distance(problem, plan), len(plan.placed), len(scenario.guests), violations))
     vplan_plan = plan
-    from planner.heuristics import portfolio
+    from planner.engine.heuristics import portfolio
 
     for h in portfolio(problem, mix):  # every built-in heuristic, pinned and checked
         placements = pin_assignment(problem, h.assignment)
@@ -113,9 +113,9 @@ def replan_row(name, scenario, plan, problem, seed) -> dict:
     """Issue 5's fast re-plan: 5% of the guests changed (half removed, half new copies), planned from ``plan``."""
     import dataclasses
 
-    from planner.bounds import lower_bounds
-    from planner.check import check_plan
-    from planner.replan import replan
+    from planner.engine.bounds import lower_bounds
+    from planner.verify.check import check_plan
+    from planner.engine.replan import replan
 
     guests = list(scenario.guests)
     step = max(len(guests) // max(len(guests) * 5 // 200, 1), 1)

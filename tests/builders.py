@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from planner.scenario import Guest, Host, HostModel, Node, Policy, Scenario
+from planner.model.scenario import Guest, Host, HostModel, Node, Policy, Scenario
 
 GIB = 1024**2
 
@@ -50,8 +50,8 @@ def placed_by_families(scenario: Scenario, *families) -> int:
     """Guests the CP-SAT model places (solved to optimality) with the assignment family and ``families`` only."""
     from ortools.sat.python import cp_model
 
-    from planner import cpsat_model
-    from planner.problem import compile_problem
+    from planner.engine import cpsat_model
+    from planner.engine.problem import compile_problem
 
     build = cpsat_model.build_model(compile_problem(scenario), (cpsat_model.define_assignment, *families))
     solver = cp_model.CpSolver()

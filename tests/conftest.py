@@ -1,7 +1,7 @@
 """Every plan.json the test suite writes is validated against planner/schemas/plan.schema.json: in-process
-through ``planner.output.plan_document``, and those written by ``vplan`` subprocesses by a scan of the session's
+through ``planner.analysis.output.plan_document``, and those written by ``vplan`` subprocesses by a scan of the session's
 temporary directories when the session ends. Strict mode: a solve phase that fails raises instead of falling
-back (planner.solver)."""
+back (planner.engine.solver)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ os.environ.setdefault("VPLAN_STRICT", "1")
 def plan_validator():
     import jsonschema
 
-    from planner.planfile import schema
+    from planner.files.planfile import schema
 
     return jsonschema.Draft202012Validator(schema())
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _validate_every_plan_json(plan_validator, tmp_path_factory):
-    from planner import output
+    from planner.analysis import output
 
     original = output.plan_document
 
@@ -49,7 +49,7 @@ def _written_by_vplan(path) -> bool:
     """plan.json as vplan wrote it: listed, with its hash, in the output directory's manifest."""
     import hashlib
 
-    from planner.atomic import MANIFEST
+    from planner.files.atomic import MANIFEST
 
     try:
         files = json.loads((path.parent / MANIFEST).read_text(encoding="utf-8"))["files"]

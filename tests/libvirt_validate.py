@@ -118,7 +118,7 @@ def define_errors(xml_path: str | os.PathLike[str]) -> str | None:
 
 
 def _ids(text: str) -> list[int]:
-    from planner.units import parse_cpulist
+    from planner.model.units import parse_cpulist
 
     return list(parse_cpulist(text))
 

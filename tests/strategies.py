@@ -12,7 +12,7 @@ from __future__ import annotations
 import yaml
 from hypothesis import strategies as st
 
-from planner.loader import load_scenario_text
+from planner.io.loader import load_scenario_text
 
 
 @st.composite

@@ -18,17 +18,21 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_entry_points_and_version():
-    from planner import capacity, compare_plans, load_scenario, plots, report, solve, variants, write_report
+    from planner import compare_plans, load_scenario, solve, write_report
+    from planner.analysis import capacity
+    from planner.analysis import plots
+    from planner.analysis import report
+    from planner.analysis import variants
 
     assert planner.__version__.count(".") == 2
     plan = solve(load_scenario(REPO / "scenarios" / "quickstart.yaml"), time_limit_s=5, method="greedy")
     assert isinstance(plan, planner.Plan) and len(plan.placed) == 31
-    assert write_report is report.write_report and compare_plans is planner.compare.compare
+    assert write_report is report.write_report and compare_plans is planner.analysis.compare.compare
     assert callable(variants.smt_off) and callable(capacity.growth_curve) and callable(plots.pin_map)
     assert set(planner.__all__) <= set(dir(planner))
 
 
 def test_import_stays_light():
-    heavy = {"pandas", "ortools", "matplotlib", "planner.solver", "planner.cpsat_model", "planner.decompose"}
+    heavy = {"pandas", "ortools", "matplotlib", "planner.engine.solver", "planner.engine.cpsat_model", "planner.engine.decompose"}
     assert not heavy & _modules_after("import planner; planner.__version__")
-    assert not heavy & _modules_after("import planner.check, planner.units, planner.planfile")
+    assert not heavy & _modules_after("import planner.verify.check, planner.model.units, planner.files.planfile")

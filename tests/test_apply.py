@@ -1,4 +1,4 @@
-"""`vplan apply` (planner.apply): a plan merged into full, realistic domain XMLs (tests/fixtures/apply/domains:
+"""`vplan apply` (planner.libvirt.apply): a plan merged into full, realistic domain XMLs (tests/fixtures/apply/domains:
 disks, interfaces, comments, other cputune/memoryBacking/cpu children, 4-space indentation with double quotes,
 self-closing <cpu/>, missing <cputune>/<numatune>/<cpu>).
 
@@ -15,9 +15,9 @@ import pytest
 from lxml import etree
 from typer.testing import CliRunner
 
-from planner.apply import ApplyError, apply_plan
-from planner.cli import app
-from planner.loader import load_scenario
+from planner.libvirt.apply import ApplyError, apply_plan
+from planner.cli.main import app
+from planner.io.loader import load_scenario
 from tests.libvirt_validate import domain_errors
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,8 +32,8 @@ OWNED = [(".", "vcpu"), (".", "numatune"), ("cputune", "vcpupin"), ("cputune", "
 
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory) -> Path:
-    from planner.output import write_plan
-    from planner.solver import solve
+    from planner.analysis.output import write_plan
+    from planner.engine.solver import solve
 
     out = tmp_path_factory.mktemp("qs") / "out"
     write_plan(solve(load_scenario(QUICKSTART), time_limit_s=20, seed=0), out)

@@ -18,9 +18,9 @@ import pytest
 from lxml import etree
 from typer.testing import CliRunner
 
-from planner.apply import ApplyError, apply_plan
-from planner.cli import app
-from planner.loader import load_scenario
+from planner.libvirt.apply import ApplyError, apply_plan
+from planner.cli.main import app
+from planner.io.loader import load_scenario
 from tests.libvirt_validate import domain_errors
 from tests.test_apply import without_owned
 
@@ -31,8 +31,8 @@ REFUSED = CORPUS / "refused"
 
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory) -> Path:
-    from planner.output import write_plan
-    from planner.solver import solve
+    from planner.analysis.output import write_plan
+    from planner.engine.solver import solve
 
     out = tmp_path_factory.mktemp("corpus") / "plan"
     plan = solve(load_scenario(CORPUS / "scenario.yaml"), time_limit_s=5, seed=0)

@@ -1,4 +1,4 @@
-"""`vplan check` (planner.audit): deployed domain XML audited with planner.check.
+"""`vplan check` (planner.verify.audit): deployed domain XML audited with planner.verify.check.
 
 The XML that `vplan solve` writes for scenarios/quickstart.yaml must give no finding; a hand-broken copy per rule
 must give exactly that rule's finding, for the guest (or host node) broken."""
@@ -15,11 +15,11 @@ import yaml
 from lxml import etree
 from typer.testing import CliRunner
 
-from planner.audit import AuditInputError, audit, read_domains, read_loads
-from planner.cli import app
-from planner.loader import load_scenario
-from planner.scenario import Scenario
-from planner.units import format_cpulist, parse_cpulist
+from planner.verify.audit import AuditInputError, audit, read_domains, read_loads
+from planner.cli.main import app
+from planner.io.loader import load_scenario
+from planner.model.scenario import Scenario
+from planner.model.units import format_cpulist, parse_cpulist
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
@@ -29,8 +29,8 @@ G = 1024 * 1024
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory) -> Path:
     """`vplan solve scenarios/quickstart.yaml -o OUT` (once per module)."""
-    from planner.output import write_plan
-    from planner.solver import solve
+    from planner.analysis.output import write_plan
+    from planner.engine.solver import solve
 
     out = tmp_path_factory.mktemp("qs") / "out"
     plan = solve(load_scenario(QUICKSTART), time_limit_s=20, seed=0)

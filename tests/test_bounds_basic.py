@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from planner.check import check_plan
-from planner.solver import solve
+from planner.verify.check import check_plan
+from planner.engine.solver import solve
 from tests.builders import host_model, scenario, shared
 
 
@@ -59,8 +59,8 @@ def test_bound_kept_with_its_kind_and_said_in_words(tmp_path):
 
 
 def test_lp_bound_names_the_tightest_resource():
-    from planner.bounds import lower_bounds
-    from planner.problem import compile_problem
+    from planner.engine.bounds import lower_bounds
+    from planner.engine.problem import compile_problem
 
     small = host_model("small", nodes=2, cpus_per_node=16, memory_gib=8)
     big = host_model("big", nodes=2, cpus_per_node=16, memory_gib=32)
@@ -70,7 +70,7 @@ def test_lp_bound_names_the_tightest_resource():
     assert bounds.all_bounds["memory_4k"] == 2 and bounds.all_bounds["lp"] == 2
     assert bounds.binding == "memory_4k"  # on a tie the concrete resource is named
     assert bounds.text == "4K memory of big hosts binds: at least 2 hosts"
-    from planner.bounds import describe
+    from planner.engine.bounds import describe
 
     text = describe(compile_problem(scenario([small, big], hosts, guests)), "lp", 3, bounds.all_bounds)
     assert text == ("the LP relaxation of the node-shaped packing binds: at least 3 hosts "

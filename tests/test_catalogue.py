@@ -2,7 +2,7 @@
 
 The expected numbers of each host model are taken from its source capture (see the model file's header and
 /work/shared/hostcaps|numactl/SOURCES.md): node ids, CPU lists, sibling groups, memory per node and distances.
-Tests that need the scenario loader skip when ``planner.loader`` is not importable.
+Tests that need the scenario loader skip when ``planner.io.loader`` is not importable.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.generate import MODELS_DIR, REPO, available_models, generate_fleet, read_flavours
-from planner.units import parse_cpulist
+from planner.analysis.generate import MODELS_DIR, REPO, available_models, generate_fleet, read_flavours
+from planner.model.units import parse_cpulist
 
 SCENARIOS_DIR = REPO / "scenarios"
 MIB = 1024
@@ -95,7 +95,7 @@ GUEST_KEYS = {"vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepa
 
 
 def _loader():
-    return pytest.importorskip("planner.loader")
+    return pytest.importorskip("planner.io.loader")
 
 
 def _wrap_model(tmp_path: Path, model_file: Path, guests: str = "guests: []\n") -> Path:
@@ -256,7 +256,7 @@ def test_quickstart_features():
 def test_committed_fleet_is_up_to_date():
     path = SCENARIOS_DIR / "fleet-50x1500.yaml"
     assert path.read_text() == generate_fleet(50, 1500, seed=1, out_path=path), \
-        "regenerate: python -m planner.generate --hosts 50 --guests 1500 --seed 1 -o scenarios/fleet-50x1500.yaml"
+        "regenerate: python -m planner.analysis.generate --hosts 50 --guests 1500 --seed 1 -o scenarios/fleet-50x1500.yaml"
 
 
 # ------------------------------------------------------------------------------------------------ generator
@@ -330,7 +330,7 @@ def test_generator_models_argument():
 
 
 def test_generator_main_writes_file(tmp_path: Path):
-    from planner.generate import main
+    from planner.analysis.generate import main
 
     out = tmp_path / "f.yaml"
     assert main(["--hosts", "5", "--guests", "50", "--seed", "1", "-o", str(out)]) == 0

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.check import NodeUsage, Violation, analyse, check_plan, node_usage
-from planner.plan import CellPlacement, GuestPlacement, Plan
-from planner.scenario import Guest, Host, HostModel, Node, Policy, Scenario
-from planner.units import format_cpulist, parse_cpulist
+from planner.verify.check import NodeUsage, Violation, analyse, check_plan, node_usage
+from planner.model.plan import CellPlacement, GuestPlacement, Plan
+from planner.model.scenario import Guest, Host, HostModel, Node, Policy, Scenario
+from planner.model.units import format_cpulist, parse_cpulist
 
 MiB = 1024
 GiB = 1024**2
@@ -492,7 +492,7 @@ def test_checker_shares_no_code_with_the_solver():
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
     planner_modules = {m for m in imported if m.startswith("planner")}
-    assert planner_modules <= {"planner.scenario", "planner.plan", "planner.units"}, planner_modules
+    assert planner_modules <= {"planner.model.scenario", "planner.model.plan", "planner.model.units"}, planner_modules
     assert not any("ortools" in m for m in imported)
 
 

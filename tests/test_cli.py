@@ -14,7 +14,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "cli"
 
 def vplan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "planner.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=300
     )
 
 

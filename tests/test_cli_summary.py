@@ -10,9 +10,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from planner.cli import app, print_summary
-from planner.loader import load_scenario
-from planner.solver import solve
+from planner.cli.main import app, print_summary
+from planner.io.loader import load_scenario
+from planner.engine.solver import solve
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "cli"
@@ -105,7 +105,8 @@ def test_version_and_an_example_in_every_help():
 
 
 def test_compare_headline_first_pp_and_moves_last(quick):
-    from planner import compare_plans, variants
+    from planner import compare_plans
+    from planner.analysis import variants
 
     other = solve(variants.smt_off(quick.scenario), time_limit_s=5, method="greedy")
     result = compare_plans(quick, other)
@@ -117,7 +118,7 @@ def test_compare_headline_first_pp_and_moves_last(quick):
     assert text.index("hosts used: A") < text.index("guests: ") and "more (all of them" in lines[-1]
     bigger = variants.set_policy(variants.add_guests(quick.scenario, flavour="small", count=3, name="x[1-3]"),
                                  cpu_load_target=0.8)
-    from planner.compare import scenario_difference
+    from planner.analysis.compare import scenario_difference
 
     assert scenario_difference(quick.scenario, bigger) == "cpu_load_target 0.7 → 0.8, 3 guests added"
     doc = json.loads(json.dumps(result.document()))
@@ -125,8 +126,8 @@ def test_compare_headline_first_pp_and_moves_last(quick):
 
 
 def test_live_progress_text():
-    from planner.progress import LiveStatus
-    from planner.solver import Progress
+    from planner.cli.progress import LiveStatus
+    from planner.engine.solver import Progress
 
     status = LiveStatus(start=100.0, limit_s=20, guests=1500)
     assert status.text(now=100.5).endswith("0.5 s of 20 s · compiling the scenario")

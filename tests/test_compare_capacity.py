@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from planner import capacity, variants
-from planner.check import check_plan
-from planner.compare import compare
-from planner.plan import GuestPlacement, Plan
-from planner.solver import solve
+from planner.analysis import capacity
+
+from planner.analysis import variants
+from planner.verify.check import check_plan
+from planner.analysis.compare import compare
+from planner.model.plan import GuestPlacement, Plan
+from planner.engine.solver import solve
 from tests.builders import dedicated, host_model, scenario, shared
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,7 +113,7 @@ def test_hosts_needed_cannot_fit():
 
 
 def test_hosts_needed_quickstart_by_model():
-    from planner.loader import load_scenario
+    from planner.io.loader import load_scenario
 
     quick = load_scenario(REPO / "scenarios" / "quickstart.yaml")
     # two databases on 8 x 1G pages each, anti-affinity: two guide hosts, and 176 GiB of 4K memory needs two too

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from ortools.sat.python import cp_model
 
-from planner import cpsat_model as m
-from planner.problem import compile_problem
+from planner.engine import cpsat_model as m
+from planner.engine.problem import compile_problem
 from tests.builders import dedicated, host_model, scenario, shared
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from planner.apply import apply_plan
-from planner.libvirt_xml import domain_uuid, domain_xml
-from planner.loader import ScenarioError, load_scenario
-from planner.output import write_plan
-from planner.solver import solve
+from planner.libvirt.apply import apply_plan
+from planner.libvirt.domain import domain_uuid, domain_xml
+from planner.io.loader import ScenarioError, load_scenario
+from planner.analysis.output import write_plan
+from planner.engine.solver import solve
 from tests.libvirt_validate import domain_errors
 
 HEAD = """version: 1
@@ -226,8 +226,8 @@ guests:
 
 
 def test_a_flavour_carries_domain_settings(tmp_path: Path) -> None:
-    from planner.generate import _guest_line
-    from planner.variants import flavour_guest
+    from planner.analysis.generate import _guest_line
+    from planner.analysis.variants import flavour_guest
 
     flavour = {"vcpus": 1, "memory": "256MiB", "cpu": "shared", "load": 0.2,
                "domain": {"type": "qemu", "cpu_mode": "custom", "cpu_model": "qemu64"}}

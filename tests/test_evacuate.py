@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 from ortools.sat.python import cp_model
 
-from planner import cpsat_model as m
-from planner.check import check_evacuations, check_plan
-from planner.evacuate import evacuate, failure_of, failures, plan_from_document, with_evacuations
-from planner.greedy import greedy
-from planner.loader import ScenarioError, load_scenario, load_scenario_text
-from planner.output import write_plan
-from planner.planfile import read_plan_document
-from planner.plan import Evacuation
-from planner.problem import compile_problem
-from planner.scenario import Host
-from planner.solver import solve
+from planner.engine import cpsat_model as m
+from planner.verify.check import check_evacuations, check_plan
+from planner.engine.evacuate import evacuate, failure_of, failures, plan_from_document, with_evacuations
+from planner.engine.greedy import greedy
+from planner.io.loader import ScenarioError, load_scenario, load_scenario_text
+from planner.analysis.output import write_plan
+from planner.files.planfile import read_plan_document
+from planner.model.plan import Evacuation
+from planner.engine.problem import compile_problem
+from planner.model.scenario import Host
+from planner.engine.solver import solve
 from tests.builders import host_model, scenario, shared
 
 REPO = Path(__file__).resolve().parent.parent
@@ -219,7 +219,7 @@ def test_plan_json_holds_evacuations_and_evacuate_cli(survive_plan, tmp_path, pl
     assert evacuate(rebuilt, failure_of(rebuilt, rack=e.name)) == e
     # vplan evacuate: prints, checks, writes the fleet after the failure
     after = tmp_path / "after"
-    run = subprocess.run([sys.executable, "-m", "planner.cli", "evacuate", str(SURVIVE), str(out), "--rack", e.name,
+    run = subprocess.run([sys.executable, "-m", "planner.cli.main", "evacuate", str(SURVIVE), str(out), "--rack", e.name,
                           "-o", str(after), "--json"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
@@ -228,7 +228,7 @@ def test_plan_json_holds_evacuations_and_evacuate_cli(survive_plan, tmp_path, pl
     plan_validator.validate(written)
     assert {g: written["guests"][g]["host"] for g in e.moved} == {g: p.host for g, p in e.moved.items()}
     assert all((after / written["guests"][g]["xml"]).is_file() for g in e.moved)
-    bad = subprocess.run([sys.executable, "-m", "planner.cli", "evacuate", str(SURVIVE), str(out), "--rack", "r9"],
+    bad = subprocess.run([sys.executable, "-m", "planner.cli.main", "evacuate", str(SURVIVE), str(out), "--rack", "r9"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--rack r9: no such rack (racks: r1, r2, r3, r4)" in bad.stderr
 
@@ -237,7 +237,7 @@ def test_vplan_check_verifies_the_evacuations_in_plan_json(survive_plan, tmp_pat
     import shutil
 
     out = write_plan(survive_plan, tmp_path / "out")
-    run = [sys.executable, "-m", "planner.cli", "check", str(SURVIVE), "--domains"]
+    run = [sys.executable, "-m", "planner.cli.main", "check", str(SURVIVE), "--domains"]
     clean = subprocess.run(run + [str(out)], capture_output=True, text=True, timeout=120)
     hosts = len(survive_plan.hosts_used)
     assert clean.returncode == 0 and f"31 guests on {hosts} hosts: no findings" in clean.stdout, clean.stderr
@@ -268,7 +268,7 @@ def test_every_method_honours_rack_scope(method):
 
 
 def test_solve_summary_says_what_headroom_costs(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "planner.cli", "solve", str(SURVIVE), "-o", str(tmp_path / "out"),
+    run = subprocess.run([sys.executable, "-m", "planner.cli.main", "solve", str(SURVIVE), "-o", str(tmp_path / "out"),
                           "--time-limit", "10", "--method", "greedy"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     h = read_plan_document(tmp_path / "out")["solver"]["headroom"]
@@ -276,7 +276,7 @@ def test_solve_summary_says_what_headroom_costs(tmp_path):
     spare = h["spare_hosts"]
     assert (f"headroom: survives 1 failed rack: {h['hosts_used']} hosts used + {len(spare)} spare kept empty = "
             f"{h['hosts_used'] + len(spare)} hosts ({', '.join(spare)}); 2 of 2 failures evacuate completely") in flat
-    as_json = subprocess.run([sys.executable, "-m", "planner.cli", "solve", str(SURVIVE), "-o", str(tmp_path / "o2"),
+    as_json = subprocess.run([sys.executable, "-m", "planner.cli.main", "solve", str(SURVIVE), "-o", str(tmp_path / "o2"),
                               "--time-limit", "10", "--method", "greedy", "--json"], capture_output=True, text=True,
                              timeout=120)
     assert json.loads(as_json.stdout)["headroom"]["hosts_with_headroom"] == h["hosts_with_headroom"] == 4  # (the two rack failures share one spare)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from planner.check import check_plan
-from planner.replan import replan
-from planner.solver import solve
+from planner.verify.check import check_plan
+from planner.engine.replan import replan
+from planner.engine.solver import solve
 from tests.builders import dedicated, host_model, scenario, shared
 
 
@@ -70,7 +70,7 @@ def _boom(*_args, **_kwargs):
 def test_failing_phase_keeps_the_best_checked_plan(monkeypatch, tmp_path):
     import json
 
-    import planner.solver as solver_mod
+    import planner.engine.solver as solver_mod
 
     monkeypatch.setattr(solver_mod, "decompose", _boom)
     sc = _fleet()
@@ -89,7 +89,7 @@ def test_failing_phase_keeps_the_best_checked_plan(monkeypatch, tmp_path):
 
 
 def test_failing_pinning_falls_back_to_the_next_candidate(monkeypatch):
-    import planner.solver as solver_mod
+    import planner.engine.solver as solver_mod
 
     real = solver_mod.finish_plan
     calls = []
@@ -110,8 +110,8 @@ def test_failing_pinning_falls_back_to_the_next_candidate(monkeypatch):
 def test_cli_warns_once_and_writes_the_error_file(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    import planner.solver as solver_mod
-    from planner.cli import app
+    import planner.engine.solver as solver_mod
+    from planner.cli.main import app
 
     monkeypatch.setattr(solver_mod, "decompose", _boom)
     monkeypatch.setenv("VPLAN_STRICT", "0")
@@ -135,7 +135,7 @@ def test_emulator_host_without_reserved_cpus_is_noted_per_guest(tmp_path):
 
     from typer.testing import CliRunner
 
-    from planner.cli import app
+    from planner.cli.main import app
 
     scenario_file = tmp_path / "emu.yaml"
     scenario_file.write_text(
@@ -166,7 +166,7 @@ def test_cli_method_option(tmp_path):
 
     from typer.testing import CliRunner
 
-    from planner.cli import app
+    from planner.cli.main import app
 
     scenario_file = tmp_path / "s.yaml"
     scenario_file.write_text(

@@ -1,4 +1,4 @@
-"""Plan DataFrames (planner.frames via the Plan methods): columns as documented, values that add up."""
+"""Plan DataFrames (planner.analysis.frames via the Plan methods): columns as documented, values that add up."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from planner import frames
-from planner.check import node_usage as checker_usage
-from planner.loader import load_scenario
-from planner.solver import solve
-from planner.units import parse_cpulist
+from planner.analysis import frames
+from planner.verify.check import node_usage as checker_usage
+from planner.io.loader import load_scenario
+from planner.engine.solver import solve
+from planner.model.units import parse_cpulist
 from tests.builders import dedicated, host_model, scenario, shared
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,15 +9,15 @@ from collections import Counter
 import pytest
 import yaml
 
-from planner.check import check_plan
-from planner.decompose import PRICING_FAMILIES, _Pricer, decompose, lagrangian_bound
-from planner.generate import generate_fleet
-from planner.heuristics import best_fit, dot_product, portfolio
-from planner.improve import improve
-from planner.loader import ScenarioError, load_scenario_text
-from planner.pinning import pin_assignment
-from planner.plan import Plan, SolveStats
-from planner.problem import compile_problem, score
+from planner.verify.check import check_plan
+from planner.engine.decompose import PRICING_FAMILIES, _Pricer, decompose, lagrangian_bound
+from planner.analysis.generate import generate_fleet
+from planner.engine.heuristics import best_fit, dot_product, portfolio
+from planner.engine.improve import improve
+from planner.io.loader import ScenarioError, load_scenario_text
+from planner.engine.pinning import pin_assignment
+from planner.model.plan import Plan, SolveStats
+from planner.engine.problem import compile_problem, score
 from tests.builders import dedicated, host_model, scenario, shared
 
 
@@ -89,7 +89,7 @@ def _pair_fleet(n: int):
 
 @pytest.mark.parametrize("n", [6, 10])
 def test_lagrangian_bound_never_exceeds_the_optimum(n):
-    from planner.solver import solve
+    from planner.engine.solver import solve
 
     sc = _pair_fleet(n)
     problem = compile_problem(sc)
@@ -147,7 +147,7 @@ def test_generator_running_guests_fit_and_hosts_listed_smallest_first():
     text = generate_fleet(12, 300, seed=2, order="smallest", existing=0.05)
     data = yaml.safe_load(text)
     assert [h["model"] for h in data["hosts"]] == ["suse-guide-4n", "intel-xeon-e7-4870-8s", "amd-nps4"]
-    sc = load_scenario_text(text, "<gen>", base_dir=str(__import__("planner.generate").generate.DEFAULT_OUT_DIR))
+    sc = load_scenario_text(text, "<gen>", base_dir=str(__import__("planner.analysis.generate").generate.DEFAULT_OUT_DIR))
     running = [g for g in sc.guests if g.host]
     assert len(sc.guests) == 300 and 10 <= len(running) <= 15
     problem = compile_problem(sc)
@@ -159,7 +159,7 @@ def test_generator_running_guests_fit_and_hosts_listed_smallest_first():
 
 
 def test_solve_is_never_worse_than_any_heuristic_with_running_guests():
-    from planner.solver import solve
+    from planner.engine.solver import solve
 
     sc = mixed_fleet(fixed=True)
     problem = compile_problem(sc)

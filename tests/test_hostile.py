@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from lxml import etree
 from typer.testing import CliRunner
 
-from planner.audit import AuditInputError, DomainFile, _read_domain, audit, read_domains, read_loads, read_mapping
-from planner.cli import app
-from planner.hostimport import CaptureError, import_host, parse_capabilities, parse_lscpu, parse_numactl, read_capture
-from planner.loader import ScenarioError, load_scenario, load_scenario_text
-from planner.units import parse_cpulist, parse_page_kib
+from planner.verify.audit import AuditInputError, DomainFile, _read_domain, audit, read_domains, read_loads, read_mapping
+from planner.cli.main import app
+from planner.hostimport.capture import CaptureError, import_host, parse_capabilities, parse_lscpu, parse_numactl, read_capture
+from planner.io.loader import ScenarioError, load_scenario, load_scenario_text
+from planner.model.units import parse_cpulist, parse_page_kib
 
 FIX = Path(__file__).parent / "fixtures"
 DOMAINS = FIX / "domains"
@@ -110,9 +110,9 @@ def test_devices_and_fifos_are_not_read(tmp_path, key, target, kind):
 def test_scenario_itself_a_fifo_or_too_large(tmp_path, monkeypatch):
     os.mkfifo(tmp_path / "fifo.yaml")
     refused(vplan("validate", tmp_path / "fifo.yaml"), "fifo.yaml: is a FIFO, not a regular file")
-    import planner.loader
+    import planner.io.loader
 
-    monkeypatch.setattr(planner.loader, "MAX_SCENARIO_BYTES", 1000)
+    monkeypatch.setattr(planner.io.loader, "MAX_SCENARIO_BYTES", 1000)
     big = scenario(tmp_path, "# " + "x" * 2000 + "\n")
     size = big.stat().st_size
     refused(vplan("validate", big), f"s.yaml: the file is {size} bytes, more than the 1000 bytes an input file may have")

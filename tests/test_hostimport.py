@@ -1,4 +1,4 @@
-"""Host import (planner.hostimport, `vplan host import`, capture keys in the loader).
+"""Host import (planner.hostimport.capture, `vplan host import`, capture keys in the loader).
 
 Two kinds of fixture:
 * tests/fixtures/hostimport/*: small captures written for vplan, one per quirk (sparse node ids, interleaved CPU
@@ -20,8 +20,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from planner.cli import app
-from planner.hostimport import (
+from planner.cli.main import app
+from planner.hostimport.capture import (
     SYSFS_CAPTURE_COMMAND,
     CaptureError,
     build_model,
@@ -31,8 +31,8 @@ from planner.hostimport import (
     parse_numactl,
     read_capture,
 )
-from planner.loader import ScenarioError, load_scenario, load_scenario_text
-from planner.units import parse_cpulist
+from planner.io.loader import ScenarioError, load_scenario, load_scenario_text
+from planner.model.units import parse_cpulist
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "hostimport"

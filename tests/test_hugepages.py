@@ -1,4 +1,4 @@
-"""`vplan hugepages` (planner.hugepages): pages per host node and size, kernel command line, sysfs values."""
+"""`vplan hugepages` (planner.libvirt.hugepages): pages per host node and size, kernel command line, sysfs values."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from planner.cli import app
-from planner.hugepages import HugepageError, read_plan_pages
-from planner.units import parse_page_kib
+from planner.cli.main import app
+from planner.libvirt.hugepages import HugepageError, read_plan_pages
+from planner.model.units import parse_page_kib
 
 PLAN = Path(__file__).parent / "fixtures" / "hugepages" / "plan"
 REPO = Path(__file__).resolve().parent.parent
@@ -60,9 +60,9 @@ def test_bad_plan_dir(tmp_path):
 
 def test_quickstart_plan(tmp_path):
     """On a real plan: the need per node is exactly what plan.json says is used, for every size."""
-    from planner.loader import load_scenario
-    from planner.output import write_plan
-    from planner.solver import solve
+    from planner.io.loader import load_scenario
+    from planner.analysis.output import write_plan
+    from planner.engine.solver import solve
 
     out = write_plan(solve(load_scenario(REPO / "scenarios" / "quickstart.yaml"), time_limit_s=20), tmp_path / "o")
     doc = json.loads((out / "plan.json").read_text())

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from planner.cli import app
+from planner.cli.main import app
 
 PREFIX = "vplan-ci-"
 PAGES_2M = 64  # 128 MiB of 2M pages: exactly the hugepage guest

@@ -1,4 +1,4 @@
-"""planner.libvirt_xml: golden domain XML files, byte for byte, and libvirt's own validators.
+"""planner.libvirt.domain: golden domain XML files, byte for byte, and libvirt's own validators.
 
 Scenarios and plans are built by hand here (not from YAML) so these tests depend only on the core types."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from planner.libvirt_xml import (
+from planner.libvirt.domain import (
     MACHINE_OF_ARCH,
     DomainSpec,
     domain_spec,
@@ -19,8 +19,8 @@ from planner.libvirt_xml import (
     guest_topology,
     serialize,
 )
-from planner.plan import CellPlacement, GuestPlacement, Plan
-from planner.scenario import Guest, Host, HostModel, Node, Policy, Scenario
+from planner.model.plan import CellPlacement, GuestPlacement, Plan
+from planner.model.scenario import Guest, Host, HostModel, Node, Policy, Scenario
 from tests.libvirt_validate import define_errors, domain_errors, schema_errors, topology_errors
 
 GOLDEN = Path(__file__).parent / "golden" / "libvirt_xml"

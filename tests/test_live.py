@@ -1,4 +1,4 @@
-"""`vplan apply --live` (planner.live): virsh commands for running guests and what needs a restart; PLAN given as
+"""`vplan apply --live` (planner.libvirt.live): virsh commands for running guests and what needs a restart; PLAN given as
 the output directory or its plan.json; the hugetlbfs steps of `vplan hugepages`."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from planner.cli import app
-from planner.live import live_changes
-from planner.loader import load_scenario_text
-from planner.output import write_plan
-from planner.solver import solve
+from planner.cli.main import app
+from planner.libvirt.live import live_changes
+from planner.io.loader import load_scenario_text
+from planner.analysis.output import write_plan
+from planner.engine.solver import solve
 
 SCENARIO = """version: 1
 name: live

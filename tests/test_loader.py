@@ -1,4 +1,4 @@
-"""planner.loader: a scenario file → a resolved Scenario, or one ScenarioError listing every problem."""
+"""planner.io.loader: a scenario file → a resolved Scenario, or one ScenarioError listing every problem."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.loader import ScenarioError, load_scenario, load_scenario_text
-from planner.scenario import HostModel, Node
+from planner.io.loader import ScenarioError, load_scenario, load_scenario_text
+from planner.model.scenario import HostModel, Node
 
 FIXTURES = Path(__file__).parent / "fixtures" / "loader"
 GIB = 1024**2

@@ -14,12 +14,12 @@ from fractions import Fraction
 import pytest
 from ortools.sat.python import cp_model
 
-from planner import cpsat_model as m
-from planner.audit import audit, read_domains
-from planner.check import check_plan
-from planner.output import write_plan
-from planner.problem import CellDemand, Option, compile_problem
-from planner.solver import solve
+from planner.engine import cpsat_model as m
+from planner.verify.audit import audit, read_domains
+from planner.verify.check import check_plan
+from planner.analysis.output import write_plan
+from planner.engine.problem import CellDemand, Option, compile_problem
+from planner.engine.solver import solve
 from tests.builders import GIB, dedicated, host_model, scenario, shared
 
 
@@ -141,7 +141,7 @@ def test_audit_reports_both_rules(tmp_path):
 # ------------------------------------------------------------------------------------------ reasons never empty
 def test_multi_cell_guest_reason_names_best_nodes_and_each_cells_shortfall():
     """The issue's example: 2 cells, node 1 has 2 GiB; the reason names nodes 0, 1 and cell 1's shortfall."""
-    from planner.scenario import Node
+    from planner.model.scenario import Node
 
     model = host_model(nodes=2, cpus_per_node=4, threads=1)
     model = dataclasses.replace(model, nodes=(dataclasses.replace(model.nodes[0], memory_kib=16 * GIB),

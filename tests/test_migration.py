@@ -11,14 +11,14 @@ from pathlib import Path
 
 from ortools.sat.python import cp_model
 
-from planner import cpsat_model as m
-from planner.check import check_plan
-from planner.migration import (check_state, intermediate_states, keep_pins, migration_order, previous_from_document,
+from planner.engine import cpsat_model as m
+from planner.verify.check import check_plan
+from planner.engine.migration import (check_state, intermediate_states, keep_pins, migration_order, previous_from_document,
                                previous_from_plan)
-from planner.plan import Plan
-from planner.problem import compile_problem
-from planner.replan import replan_fewest_moves
-from planner.solver import solve
+from planner.model.plan import Plan
+from planner.engine.problem import compile_problem
+from planner.engine.replan import replan_fewest_moves
+from planner.engine.solver import solve
 from tests.builders import dedicated, host_model, scenario, shared
 
 
@@ -102,7 +102,7 @@ def test_replan_frees_hosts_within_the_budget_and_orders_safely():
 
 
 def test_large_fleets_use_rounds_with_the_moves_family(monkeypatch):
-    import planner.replan as replan_module
+    import planner.engine.replan as replan_module
 
     monkeypatch.setattr(replan_module, "FEWEST_MOVES_DIRECT_MAX_VARIABLES", 0)  # as on a fleet above 6,000
     old, free = _spread_then_free()
@@ -175,7 +175,7 @@ hosts:
 
 
 def vplan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "planner.cli.main", *args], capture_output=True, text=True, timeout=300)
 
 
 def _yaml(path: Path, name: str, fixed: bool) -> Path:
@@ -228,8 +228,8 @@ def test_bad_previous_and_budget_are_exit_2_without_traceback(tmp_path):
 def test_generated_fleet_replan_every_state_checker_clean(tmp_path):
     """A seeded mixed fleet placed first-fit, 5 % of its guests changed: within the budget, every intermediate state
     of the order (all hosts, pinned) passes the checker."""
-    from planner.generate import generate_fleet
-    from planner.loader import load_scenario
+    from planner.analysis.generate import generate_fleet
+    from planner.io.loader import load_scenario
 
     path = tmp_path / "fleet.yaml"
     path.write_text(generate_fleet(8, 120, seed=3, out_path=str(path)))

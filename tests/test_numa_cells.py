@@ -15,17 +15,17 @@ import yaml
 from lxml import etree
 from ortools.sat.python import cp_model
 
-from planner import cpsat_model as m
-from planner import variants
-from planner.audit import audit, read_domains
-from planner.check import check_plan
-from planner.libvirt_xml import domain_xml
-from planner.loader import ScenarioError, load_scenario
-from planner.output import write_plan
-from planner.plan import CellPlacement
-from planner.problem import compile_problem, guest_options, model_capacity, split_cells
-from planner.scenario import Guest, GuestCell, HostModel, Node
-from planner.solver import solve
+from planner.engine import cpsat_model as m
+from planner.analysis import variants
+from planner.verify.audit import audit, read_domains
+from planner.verify.check import check_plan
+from planner.libvirt.domain import domain_xml
+from planner.io.loader import ScenarioError, load_scenario
+from planner.analysis.output import write_plan
+from planner.model.plan import CellPlacement
+from planner.engine.problem import compile_problem, guest_options, model_capacity, split_cells
+from planner.model.scenario import Guest, GuestCell, HostModel, Node
+from planner.engine.solver import solve
 from tests.builders import GIB, host_model, placed_by_families, scenario, shared
 from tests.libvirt_validate import domain_errors
 
@@ -127,7 +127,7 @@ def test_loader_refuses_bad_cells_naming_the_item(tmp_path):
 def test_cli_validate_exits_2_without_traceback(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(MODEL + "  - {name: a, vcpus: 3, numa: [{vcpus: 1, memory: 1GiB}, {vcpus: 1, memory: 1GiB}]}\n")
-    result = subprocess.run([sys.executable, "-m", "planner.cli", "validate", str(path)], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "planner.cli.main", "validate", str(path)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2
     assert f"{path}: guests[0] (a).vcpus: 3 vCPUs, but the numa cells hold 1 + 1 = 2" in result.stdout + result.stderr
@@ -160,7 +160,9 @@ def test_options_put_each_cell_on_a_node_that_holds_it():
 
 
 def test_shape_keys_tell_cell_sizes_apart():
-    from planner import decompose, greedy, heuristics
+    from planner.engine import decompose
+    from planner.engine import greedy
+    from planner.engine import heuristics
 
     model = host_model(nodes=2, memory_gib=32)
     sc = scenario([model], {"h1": "m"}, [asym("a", ((1, 2), (3, 6))), asym("b", ((3, 6), (1, 2))),

@@ -9,10 +9,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from planner.loader import load_scenario
-from planner.output import write_plan
-from planner.planfile import FORMAT_VERSION, PlanFileError, read_plan_document
-from planner.solver import solve
+from planner.io.loader import load_scenario
+from planner.analysis.output import write_plan
+from planner.files.planfile import FORMAT_VERSION, PlanFileError, read_plan_document
+from planner.engine.solver import solve
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "cli"

@@ -15,10 +15,12 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from planner import capacity, plots  # noqa: E402
-from planner.loader import load_scenario  # noqa: E402
-from planner.report import write_report  # noqa: E402
-from planner.solver import solve  # noqa: E402
+from planner.analysis import capacity
+
+from planner.analysis import plots  # noqa: E402
+from planner.io.loader import load_scenario  # noqa: E402
+from planner.analysis.report import write_report  # noqa: E402
+from planner.engine.solver import solve  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -127,7 +129,7 @@ def test_report(quick, curve, tmp_path):
 
 
 def vplan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "planner.cli.main", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=300)
 
 

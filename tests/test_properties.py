@@ -12,9 +12,9 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.check import check_evacuations, check_plan
-from planner.replan import replan
-from planner.solver import solve
+from planner.verify.check import check_evacuations, check_plan
+from planner.engine.replan import replan
+from planner.engine.solver import solve
 from tests.strategies import fleets
 
 METHODS = ("greedy", "patterns", "direct", "auto")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from planner.check import check_plan
-from planner.replan import replan
-from planner.solver import solve
+from planner.verify.check import check_plan
+from planner.engine.replan import replan
+from planner.engine.solver import solve
 from tests.builders import dedicated, host_model, scenario, shared
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from planner import load_scenario, solve, variants
-from planner.report import write_report
+from planner import load_scenario, solve
+
+from planner.analysis import variants
+from planner.analysis.report import write_report
 from tests.browser import chromium, measure, screenshot
 
 REPO = Path(__file__).resolve().parent.parent

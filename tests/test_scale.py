@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from planner.bounds import lower_bounds, resource_bounds
-from planner.check import check_plan
-from planner.decompose import decompose
-from planner.greedy import greedy
-from planner.improve import improve
-from planner.problem import compile_problem, score
-from planner.solver import solve
+from planner.engine.bounds import lower_bounds, resource_bounds
+from planner.verify.check import check_plan
+from planner.engine.decompose import decompose
+from planner.engine.greedy import greedy
+from planner.engine.improve import improve
+from planner.engine.problem import compile_problem, score
+from planner.engine.solver import solve
 from tests.builders import dedicated, host_model, scenario, shared
 
 
@@ -92,7 +92,7 @@ def test_same_seed_same_plan_even_when_the_time_limit_binds():
     # deterministic budgets still give the same plan twice
     from pathlib import Path
 
-    from planner.loader import load_scenario
+    from planner.io.loader import load_scenario
 
     sc = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "fleet-50x1500.yaml")
     a = solve(sc, time_limit_s=4, seed=3, deterministic=True)

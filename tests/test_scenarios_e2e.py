@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.check import check_plan
-from planner.loader import load_scenario
-from planner.output import write_plan
-from planner.solver import solve
+from planner.verify.check import check_plan
+from planner.io.loader import load_scenario
+from planner.analysis.output import write_plan
+from planner.engine.solver import solve
 from tests.libvirt_validate import domain_errors
 
 ROOT = Path(__file__).resolve().parent.parent

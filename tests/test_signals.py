@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM on a real `vplan solve` process (planner.interrupt, planner.clock.request_stop).
+"""Ctrl-C and SIGTERM on a real `vplan solve` process (planner.cli.interrupt, planner.engine.clock.request_stop).
 
 The 1,500-guest example keeps searching for its whole time limit (60 s here), so a signal always arrives during
 the search; the subprocess timeout only guards against a hang."""
@@ -42,7 +42,7 @@ class Solve:
         # progress are for terminals only
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a 160-column terminal
-        self.proc = subprocess.Popen([sys.executable, "-m", "planner.cli", "solve", str(FLEET), "-o", str(out),
+        self.proc = subprocess.Popen([sys.executable, "-m", "planner.cli.main", "solve", str(FLEET), "-o", str(out),
                                       "--time-limit", "60", *args],
                                      stdout=subprocess.PIPE, stderr=slave, text=True)
         os.close(slave)
@@ -81,7 +81,7 @@ class Solve:
 def previous(tmp_path) -> Path:
     """An OUT holding an earlier vplan plan (of another scenario)."""
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "planner.cli", "solve", str(SMALL), "-o", str(out), "-q",
+    done = subprocess.run([sys.executable, "-m", "planner.cli.main", "solve", str(SMALL), "-o", str(out), "-q",
                            "--time-limit", "2"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return out
@@ -123,7 +123,7 @@ def test_second_ctrl_c_or_sigterm_aborts_leaving_out_as_it_was(previous, second)
 
 
 def test_ctrl_c_aborts_compare_at_once():
-    proc = subprocess.Popen([sys.executable, "-m", "planner.cli", "compare", str(FLEET), str(FLEET), "--time-limit",
+    proc = subprocess.Popen([sys.executable, "-m", "planner.cli.main", "compare", str(FLEET), str(FLEET), "--time-limit",
                              "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6)  # loading both, then solving the first
     proc.send_signal(signal.SIGINT)

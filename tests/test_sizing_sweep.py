@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from planner import capacity
-from planner.cli import app
-from planner.compare import compare
-from planner.loader import load_scenario
-from planner.solver import solve
-from planner.sweep import SchedulerError, executor_for, sweep
-from planner.variants import add_guests, set_policy
+from planner.analysis import capacity
+from planner.cli.main import app
+from planner.analysis.compare import compare
+from planner.io.loader import load_scenario
+from planner.engine.solver import solve
+from planner.analysis.sweep import SchedulerError, executor_for, sweep
+from planner.analysis.variants import add_guests, set_policy
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = REPO / "scenarios" / "sizing-small.yaml"
@@ -166,7 +166,7 @@ def test_sweep_local_pool_and_dask_cluster_agree(small):
     assert local["variant"].tolist() == ["+0", "+4", "+8", "+12"]
     assert local["hosts_used"].tolist() == [1, 1, 2, 2] and local["unplaced"].tolist() == [0, 0, 0, 0]
     assert local["bound_hosts"].tolist() == [1, 1, 2, 2]
-    from planner.sweep import solve_all
+    from planner.analysis.sweep import solve_all
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
             distributed.Client(cl) as client:

@@ -7,10 +7,10 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.check import check_plan
-from planner.problem import compile_problem
-from planner.solver import solve
-from planner.scenario import Guest
+from planner.verify.check import check_plan
+from planner.engine.problem import compile_problem
+from planner.engine.solver import solve
+from planner.model.scenario import Guest
 from tests.builders import GIB, dedicated, host_model, scenario, shared
 
 

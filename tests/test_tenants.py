@@ -8,14 +8,14 @@ import pytest
 from lxml import etree
 from ortools.sat.python import cp_model
 
-from planner import cpsat_model as m
-from planner.check import check_plan
-from planner.greedy import greedy
-from planner.libvirt_xml import domain_xml
-from planner.loader import ScenarioError, load_scenario_text
-from planner.plan import CellPlacement, GuestPlacement, Plan
-from planner.problem import compile_problem
-from planner.solver import solve
+from planner.engine import cpsat_model as m
+from planner.verify.check import check_plan
+from planner.engine.greedy import greedy
+from planner.libvirt.domain import domain_xml
+from planner.io.loader import ScenarioError, load_scenario_text
+from planner.model.plan import CellPlacement, GuestPlacement, Plan
+from planner.engine.problem import compile_problem
+from planner.engine.solver import solve
 from tests.builders import dedicated, host_model, placed_by_families, scenario, shared
 
 
@@ -205,9 +205,9 @@ def test_page_sharing_false_emits_nosharepages_after_hugepages(tmp_path):
 def test_audit_reports_tenant_conflicts_and_reads_nosharepages(tmp_path):
     from pathlib import Path
 
-    from planner.audit import audit, read_domains
-    from planner.loader import load_scenario
-    from planner.output import write_plan
+    from planner.verify.audit import audit, read_domains
+    from planner.io.loader import load_scenario
+    from planner.analysis.output import write_plan
 
     example = load_scenario(Path(__file__).parent.parent / "scenarios" / "multi-tenant.yaml")
     assert example.policy.tenant_isolation == "node"
@@ -240,7 +240,7 @@ def test_greedy_keeps_hosts_open_to_their_own_tenant():
 
 
 def test_variants_add_guests_of_a_tenant():
-    from planner.variants import guest_from_spec
+    from planner.analysis.variants import guest_from_spec
 
     g = guest_from_spec({"name": "x1", "vcpus": 2, "memory": "2GiB", "tenant": "acme", "page_sharing": False})
     assert (g.tenant, g.page_sharing) == ("acme", False)
@@ -251,8 +251,8 @@ def test_variants_add_guests_of_a_tenant():
 def test_page_sharing_false_with_a_template_and_apply_round_trip(tmp_path):
     from pathlib import Path
 
-    from planner.apply import apply_plan
-    from planner.output import write_plan
+    from planner.libvirt.apply import apply_plan
+    from planner.analysis.output import write_plan
 
     (tmp_path / "t.xml").write_text(
         '<domain type="kvm">\n  <name>base</name>\n  <memory unit="GiB">2</memory>\n  <vcpu>2</vcpu>\n'
@@ -264,7 +264,7 @@ guests:
   - {name: a, vcpus: 2, memory: 1GiB}
   - {name: b, vcpus: 2, memory: 1GiB, page_sharing: true}
 """)
-    from planner.loader import load_scenario
+    from planner.io.loader import load_scenario
     plan = solve(load_scenario(tmp_path / "s.yaml"), time_limit_s=3, workers=1)
     root = etree.fromstring(domain_xml(plan, "a").encode())
     assert [c.tag for c in root.find("memoryBacking")] == ["nosharepages"]

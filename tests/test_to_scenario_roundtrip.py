@@ -7,7 +7,7 @@ import json
 import yaml
 from typer.testing import CliRunner
 
-from planner.cli import app
+from planner.cli.main import app
 
 SCENARIO = """\
 version: 1

@@ -1,4 +1,4 @@
-"""planner.units: the value syntax of scenario format v1 (memory, page sizes, CPU lists, names, durations)."""
+"""planner.model.units: the value syntax of scenario format v1 (memory, page sizes, CPU lists, names, durations)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from planner.units import (
+from planner.model.units import (
     expand_name,
     format_cpulist,
     format_memory,
@@ -264,7 +264,7 @@ def test_to_fraction_errors(value):
 def test_non_finite_numbers_are_refused_cleanly():
     import pytest
 
-    from planner.units import parse_duration_s, to_fraction
+    from planner.model.units import parse_duration_s, to_fraction
 
     for bad in (float("inf"), float("nan")):
         with pytest.raises(ValueError):

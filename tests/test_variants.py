@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from planner import variants as v
-from planner.loader import load_scenario
-from planner.scenario import Guest
+from planner.analysis import variants as v
+from planner.io.loader import load_scenario
+from planner.model.scenario import Guest
 
 REPO = Path(__file__).resolve().parent.parent
 GIB = 1024**2
@@ -200,7 +200,7 @@ def test_smt_off(quick):
 
 
 def test_variants_solve_and_pass_the_checker(quick):
-    from planner.solver import solve
+    from planner.engine.solver import solve
 
     for sc in (v.smt_off(quick), v.switch_page_size(quick, "2M"), v.switch_page_size(quick, "1G")):
         plan = solve(sc, time_limit_s=5)  # solve() raises PlanBug on any breach of a hard rule
@@ -208,7 +208,7 @@ def test_variants_solve_and_pass_the_checker(quick):
 
 
 def test_set_policy_takes_the_newer_policy_keys():
-    from planner.variants import set_policy
+    from planner.analysis.variants import set_policy
 
     base = load_scenario(REPO / "scenarios" / "quickstart.yaml")
     sc = set_policy(base, survive={"racks": 1}, stall="5s", anti_affinity_scope="rack")

@@ -1,0 +1,1 @@
+"""The thin Typer command line over the Python API. Nothing imports it."""

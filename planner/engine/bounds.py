@@ -1,0 +1,280 @@
+"""Lower bounds on the number of hosts a plan needs, computed before solving.
+
+Every bound assumes every guest is placed (a plan that leaves guests out can use fewer hosts), and each is valid
+on its own; the reported bound is the largest, and ``binding`` names it.
+
+* resource sums at host granularity: dedicated CPUs, shared-pool CPUs (Σ load ÷ target and Σ vCPUs ÷ cap), host
+  vCPU cap, 4K memory, hugepages of each size — each against the largest hosts first;
+* node granularity: cells larger than half of every node cannot share a node;
+* the largest anti-affinity tag (one host per guest), and the hosts of fixed guests;
+* the LP relaxation of the node-shaped packing (``lp``): classes × options on each host model with every node
+  constraint of the model, hosts of a model as a continuous count. It dominates the sums when they hold per node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from planner.engine.problem import LOAD_SCALE, ModelCap, Problem
+from planner.model.units import format_page, parse_page_kib
+
+
+@dataclass(frozen=True)
+class Bounds:
+    hosts: int  # the best lower bound on hosts used
+    binding: str  # which bound gives it
+    all_bounds: dict[str, float] = field(default_factory=dict)
+    text: str = ""  # what binds, in words (``describe``)
+
+    def clamped(self, limit: int) -> "Bounds":
+        """The bounds capped at ``limit``: the fleet size, or the hosts of a plan found (a bound is never above
+        either: a plan that exists uses that many hosts; a bound above it would only say "not every guest fits")."""
+        capped = {k: (min(v, limit) if k != "lp_value" else v) for k, v in self.all_bounds.items()}
+        if self.hosts <= limit:
+            return Bounds(self.hosts, self.binding, capped, self.text)
+        head = self.text.split(" (placing every guest would take")[0]
+        raw = max(self.all_bounds.get(self.binding, self.hosts), self.hosts)
+        text = head.replace(_at_least(self.hosts), _at_least(limit))
+        if text:
+            text += f" (placing every guest would take at least {int(raw)}: more than the fleet or a plan found)"
+        return Bounds(limit, self.binding, capped, text)
+
+
+def _hosts_for(demand: float, capacities: list[float]) -> int:
+    """Fewest hosts whose capacities, largest first, add up to ``demand``."""
+    if demand <= 0:
+        return 0
+    total = 0.0
+    for k, cap in enumerate(sorted(capacities, reverse=True), start=1):
+        total += cap
+        if total >= demand - 1e-9:
+            return k
+    return len(capacities) + 1  # more than the fleet has: the bound says "does not fit"
+
+
+def resource_bounds(problem: Problem) -> dict[str, float]:
+    scenario = problem.scenario
+    policy = problem.policy
+    caps = [problem.cap_of(h.name) for h in scenario.hosts]
+    out: dict[str, float] = {}
+    if not caps:
+        return out
+    min_t = min((n.threads_per_core for c in caps for n in c.nodes if n.holds_cells), default=1)
+    dedicated = shared_load = shared_vcpus = vcpus = mem = 0.0
+    pages: dict[int, float] = defaultdict(float)
+    for g in scenario.guests:
+        vcpus += g.vcpus
+        if g.dedicated:
+            per = min_t if g.threads == "isolate" else 1
+            dedicated += g.vcpus * per + (1 if g.emulator == "isolate" else 0)
+        else:
+            shared_load += float(g.vcpus * g.load)
+            shared_vcpus += g.vcpus
+            dedicated += 1 if g.emulator == "isolate" else 0
+        if g.hugepage_kib:
+            pages[g.hugepage_kib] += g.memory_kib // g.hugepage_kib
+        else:
+            mem += g.memory_kib
+    pool = max(shared_load / float(policy.cpu_load_target), shared_vcpus * min_t / float(policy.cpu_overcommit_max))
+    out["cpus"] = _hosts_for(dedicated + pool, [c.usable_cpus for c in caps])
+    out["vcpu_cap"] = _hosts_for(vcpus, [c.vcpu_cap for c in caps])
+    out["memory_4k"] = _hosts_for(mem, [sum(n.memory_4k_kib for n in c.nodes) for c in caps])
+    for size, count in pages.items():
+        out[f"hugepages_{format_page(size)}"] = _hosts_for(count, [sum(n.pages.get(size, 0) for n in c.nodes) for c in caps])
+    return out
+
+
+def node_bounds(problem: Problem) -> dict[str, float]:
+    """Cells that exceed half of every node of every model (by CPUs or memory) need a node each."""
+    caps = [problem.cap_of(h.name) for h in problem.scenario.hosts]
+    if not caps:
+        return {}
+    nodes_per_host = max(sum(1 for n in c.nodes if n.holds_cells) for c in caps)
+    big = 0
+    for cls in problem.classes:
+        options = [o for opts in cls.options.values() for o in opts]
+        if not options:
+            continue
+        cells = min(len(o.cells) for o in options)
+        cell = min(options, key=lambda o: len(o.cells)).cells[0]
+        cpus = cell.iso + 2 * cell.pairs + cell.singles
+        half_everywhere = all(
+            2 * cpus > n.usable_cpus or 2 * cell.memory_4k_kib > n.memory_4k_kib
+            for c in caps
+            for n in c.nodes
+            if n.holds_cells
+        )
+        if half_everywhere:
+            big += cls.size * cells
+    return {"big_cells": math.ceil(big / nodes_per_host)} if big else {}
+
+
+def placement_bounds(problem: Problem) -> dict[str, float]:
+    tags: Counter[str] = Counter()
+    for g in problem.scenario.guests:
+        tags.update(set(g.anti_affinity))
+    # hosts of fixed guests that fit there at all (a fixed guest that never fits its host is unplaced, not a host)
+    fixed = {cls.guest.host for cls in problem.classes
+             if cls.guest.host and cls.options.get(problem.host_model[cls.guest.host])}
+    out: dict[str, float] = {}
+    if tags:
+        out["anti_affinity"] = max(tags.values())
+    if fixed:
+        out["fixed_hosts"] = len(fixed)
+    return out
+
+
+def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | None:
+    """LP relaxation of the node-shaped packing; None when even the relaxation cannot place every guest.
+    ``mix``, when given, receives the LP's hosts per model (a model mix for the heuristics)."""
+    from ortools.linear_solver import pywraplp
+
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:  # pragma: no cover - GLOP ships with ortools
+        return None
+    policy = problem.policy
+    hosts_of: Counter[str] = Counter(h.model for h in problem.scenario.hosts)
+    y = {m: solver.NumVar(0, n, f"y[{m}]") for m, n in hosts_of.items()}
+    per_class = defaultdict(list)
+    node_terms: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    host_vcpus: dict[str, list] = defaultdict(list)
+    for cls in problem.classes:
+        for m, options in cls.options.items():
+            if m not in y:
+                continue
+            for o, option in enumerate(options):
+                var = solver.NumVar(0, cls.size, f"x[{cls.index},{m},{o}]")
+                per_class[cls.index].append(var)
+                host_vcpus[m].append((var, cls.guest.vcpus))
+                for node_id, cell in zip(option.nodes, option.cells):
+                    t = node_terms[(m, node_id)]
+                    for name in ("iso", "pairs", "singles", "shared_vcpus", "shared_load", "memory_4k_kib"):
+                        if getattr(cell, name):
+                            t[name].append((var, getattr(cell, name)))
+                    if cell.page_kib:
+                        t[f"pages{cell.page_kib}"].append((var, cell.pages))
+    for cls in problem.classes:
+        if not per_class[cls.index]:
+            return None
+        solver.Add(solver.Sum(per_class[cls.index]) == cls.size)
+
+    def total(terms):
+        return solver.Sum([v * c for v, c in terms]) if terms else 0
+
+    ratio, target = policy.cpu_overcommit_max, policy.cpu_load_target
+    for m, terms in host_vcpus.items():
+        solver.Add(total(terms) <= problem.caps[m].vcpu_cap * y[m])
+    for (m, node_id), t in node_terms.items():
+        cap = problem.caps[m].node(node_id)
+        ym = y[m]
+        iso, pairs, singles = total(t["iso"]), total(t["pairs"]), total(t["singles"])
+        pool = cap.usable_cpus * ym - cap.threads_per_core * iso - 2 * pairs - singles
+        solver.Add(iso <= cap.full_cores * ym)
+        solver.Add(pairs + cap.pairs_per_full_core * iso <= cap.pair_slots * ym)
+        solver.Add(pool >= 0)
+        if t["shared_vcpus"]:
+            solver.Add(float(cap.threads_per_core) * total(t["shared_vcpus"]) <= float(ratio) * pool)
+        if t["shared_load"]:
+            solver.Add(total(t["shared_load"]) * (1.0 / LOAD_SCALE) <= float(target) * pool)
+        if t["memory_4k_kib"]:
+            gib = 1.0 / 1024**2  # rows in GiB keep GLOP's numbers well scaled
+            solver.Add(total(t["memory_4k_kib"]) * gib <= cap.memory_4k_kib * gib * ym)
+        for key, terms in t.items():
+            if key.startswith("pages"):
+                solver.Add(total(terms) <= cap.pages.get(int(key[5:]), 0) * ym)
+    solver.Minimize(solver.Sum(list(y.values())))
+    status = solver.Solve()
+    if status != pywraplp.Solver.OPTIMAL:
+        return None
+    if mix is not None:
+        mix.update({m: var.solution_value() for m, var in y.items()})
+    return solver.Objective().Value()
+
+
+def _page_name(key: str) -> str:
+    """``hugepages_2M`` -> ``2M`` (the bound keys name page sizes as ``format_page`` writes them)."""
+    return key[len("hugepages_"):]
+
+
+def _at_least(hosts: int) -> str:
+    return f"at least {hosts} host{'s' if hosts != 1 else ''}"
+
+
+RESOURCE_WORDS = {"cpus": "CPUs (dedicated and shared-pool)", "vcpu_cap": "the host vCPU cap", "memory_4k": "4K memory"}
+
+
+def _largest_models(problem: Problem, key: str, count: int) -> str:
+    """The host models of the ``count`` hosts a resource bound counts (largest capacity first)."""
+    def capacity(cap: ModelCap) -> float:
+        if key == "cpus":
+            return cap.usable_cpus
+        if key == "vcpu_cap":
+            return cap.vcpu_cap
+        if key == "memory_4k":
+            return sum(n.memory_4k_kib for n in cap.nodes)
+        size = parse_page_kib(_page_name(key))
+        return sum(n.pages.get(size, 0) for n in cap.nodes)
+
+    hosts = sorted(problem.scenario.hosts, key=lambda h: -capacity(problem.cap_of(h.name)))[:count]
+    models = list(dict.fromkeys(h.model for h in hosts))
+    return " and ".join(models)
+
+
+def _tightest_resource(problem: Problem, found: dict[str, float]) -> str:
+    """' (tightest resource alone: 4K memory of amd-nps4 hosts, at least 27 hosts)' from the resource sums."""
+    sums = {k: v for k, v in found.items() if (k in RESOURCE_WORDS or k.startswith("hugepages_")) and v > 0}
+    if not sums:
+        return ""
+    kind = max(sums, key=lambda k: (sums[k], k == "memory_4k"))
+    n = int(sums[kind])
+    what = RESOURCE_WORDS.get(kind) or f"{_page_name(kind)} hugepages"
+    return f" (tightest resource alone: {what} of {_largest_models(problem, kind, n)} hosts, {_at_least(n)})"
+
+
+def describe(problem: Problem, kind: str, hosts: int, found: dict[str, float] | None = None) -> str:
+    """What a bound says, in words: '4K memory of amd-nps4 hosts binds: at least 28 hosts'."""
+    at_least = _at_least(hosts)
+    if kind in RESOURCE_WORDS or kind.startswith("hugepages_"):
+        what = RESOURCE_WORDS.get(kind) or f"{_page_name(kind)} hugepages"
+        return f"{what} of {_largest_models(problem, kind, hosts)} hosts binds: {at_least}"
+    if kind == "big_cells":
+        return f"cells larger than half of every node (one node each) bind: {at_least}"
+    if kind == "anti_affinity":
+        tags: Counter[str] = Counter(t for g in problem.scenario.guests for t in set(g.anti_affinity))
+        tag, n = tags.most_common(1)[0]
+        return f"anti-affinity tag '{tag}' ({n} guests, one per host) binds: {at_least}"
+    if kind == "fixed_hosts":
+        return f"the hosts of fixed (running) guests bind: {at_least}"
+    tightest = _tightest_resource(problem, found or {})
+    if kind == "lp":
+        return f"the LP relaxation of the node-shaped packing binds: {at_least}{tightest}"
+    if kind == "cp_sat":
+        return f"the whole-fleet model, solved to optimality, binds: {at_least}{tightest}"
+    if kind == "pattern_lp":
+        return f"the pattern LP (column generation, converged) binds: {at_least}{tightest}"
+    if kind in ("lagrangian", "farley"):
+        return (f"the {kind.capitalize()} bound of the pattern LP (column generation stopped early) binds: "
+                f"{at_least}{tightest}")
+    return f"{kind} binds: {at_least}"
+
+
+def lower_bounds(problem: Problem, with_lp: bool = True, mix: dict[str, float] | None = None) -> Bounds:
+    found: dict[str, float] = {}
+    found.update(resource_bounds(problem))
+    found.update(node_bounds(problem))
+    found.update(placement_bounds(problem))
+    if with_lp:
+        lp = lp_bound(problem, mix)
+        if lp is not None:
+            found["lp"] = math.ceil(lp - 1e-6)
+            found["lp_value"] = round(lp, 3)
+    ranked = {k: v for k, v in found.items() if k != "lp_value"}
+    if not ranked:
+        return Bounds(0, "none", found)
+    # on a tie a concrete reason (a resource, cells, a tag) is named rather than the LP, which implies it
+    binding = max(ranked, key=lambda k: (ranked[k], k != "lp"))
+    hosts = int(ranked[binding])
+    return Bounds(hosts, binding, found, describe(problem, binding, hosts, found)).clamped(len(problem.scenario.hosts))

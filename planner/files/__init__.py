@@ -1,0 +1,1 @@
+"""Files: bounded reading of untrusted input, atomic writing with manifests, plan.json documents."""

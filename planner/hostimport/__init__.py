@@ -1,0 +1,1 @@
+"""Host captures (virsh capabilities, numactl, sysfs, lscpu) turned into host models."""

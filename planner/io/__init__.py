@@ -1,0 +1,1 @@
+"""Scenario files read and validated into the model (catalogue includes, host captures, templates)."""

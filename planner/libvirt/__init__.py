@@ -1,0 +1,1 @@
+"""libvirt domain XML: written from a plan, merged into existing domains, live changes, hugepages."""

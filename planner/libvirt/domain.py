@@ -1,0 +1,602 @@
+"""The libvirt domain XML of one placed guest.
+
+The XML is assembled from small frozen pieces (``VcpuPin``, ``CputuneSpec``, ``NumatuneSpec``, ``NumaCell``, ...),
+each with a ``to_element()`` that builds an lxml element with a fixed element and attribute order. ``serialize``
+writes the tree in libvirt's own style (two-space indentation, single-quoted attributes, ``<x/>`` for empty
+elements, a final newline), so the output matches the spec's example files byte for byte.
+
+Public API::
+
+    domain_spec(plan, guest_name) -> DomainSpec     # the typed description, from plan + plan.scenario
+    domain_xml(plan, guest_name) -> str             # serialised text, ends with a newline
+    serialize(element) -> str                       # libvirt-style text of any lxml element
+
+Without a template the domain is complete and bootable as written (``virsh define`` + ``virsh start``): what
+vplan decides (name, memory, vCPUs, pinning, numatune, guest NUMA topology, hugepages) plus a stable ``<uuid>``
+(UUID v5 of the scenario and guest names), ``<os>`` with the machine type, the ``on_*`` actions and a serial
+console; no disk, so it boots to its firmware. The scenario's ``domain:`` settings choose the domain type, CPU
+mode (and model) and machine type.
+
+With ``domain: {template: PATH}`` the template's domain is the base: everything vplan does not own (``<os>``,
+``<features>``, ``<devices>``, disks, NICs, consoles, ...) is kept. First the identity and size are set on it
+(``<domain type>``, ``<name>``, ``<uuid>`` unless the template has one, ``<memory>``/``<currentMemory>``,
+the ``<vcpu>`` count, ``<os><type arch machine>``, ``<cpu mode>`` and ``<model>``); then vplan's parts are merged
+in by ``planner.libvirt.apply.merge_domain``, exactly as ``vplan apply`` does.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuid_mod
+from dataclasses import dataclass
+from typing import Iterable
+
+from lxml import etree
+
+from planner.model.plan import Plan
+from planner.model.scenario import DomainSettings, DomainTemplate, Guest, Policy
+from planner.model.units import format_cpulist
+from planner.libvirt.xmltext import serialize
+
+#: ``<os><type machine=...>`` per host architecture.
+MACHINE_OF_ARCH: dict[str, str] = {
+    "x86_64": "q35",
+    "aarch64": "virt",
+    "ppc64le": "pseries",
+    "s390x": "s390-ccw-virtio",
+}
+
+MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
+
+#: The namespace of the guests' domain UUIDs: uuid5(UUID_NAMESPACE, "SCENARIO/GUEST").
+UUID_NAMESPACE = uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, "urn:vplan:domain")
+
+
+def domain_uuid(scenario_name: str, guest_name: str) -> str:
+    """The stable UUID of a guest's domain: version 5 over the scenario name and the guest name, so re-defining
+    the domain from a new plan of the same scenario updates it in place."""
+    return str(uuid_mod.uuid5(UUID_NAMESPACE, f"{scenario_name}/{guest_name}"))
+
+
+def _sub(parent: etree._Element, tag: str, attrs: Iterable[tuple[str, object]] = (), text: str | None = None):
+    """A child element with attributes in the given order."""
+    child = etree.SubElement(parent, tag)
+    for key, value in attrs:
+        child.set(key, str(value))
+    if text is not None:
+        child.text = text
+    return child
+
+
+def _element(tag: str, attrs: Iterable[tuple[str, object]] = (), text: str | None = None) -> etree._Element:
+    element = etree.Element(tag)
+    for key, value in attrs:
+        element.set(key, str(value))
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _cpuset(ids: Iterable[int], what: str) -> str:
+    text = format_cpulist(ids)
+    if not text:
+        raise ValueError(f"{what} is empty")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pieces
+
+
+@dataclass(frozen=True)
+class VcpuPin:
+    vcpu: int
+    cpuset: tuple[int, ...]
+
+    def to_element(self) -> etree._Element:
+        cpuset = _cpuset(self.cpuset, f"cpuset of vCPU {self.vcpu}")
+        return _element("vcpupin", [("vcpu", self.vcpu), ("cpuset", cpuset)])
+
+
+@dataclass(frozen=True)
+class EmulatorPin:
+    cpuset: tuple[int, ...]
+
+    def to_element(self) -> etree._Element:
+        return _element("emulatorpin", [("cpuset", _cpuset(self.cpuset, "emulator cpuset"))])
+
+
+@dataclass(frozen=True)
+class CputuneSpec:
+    vcpupins: tuple[VcpuPin, ...]
+    emulatorpin: EmulatorPin
+
+    def to_element(self) -> etree._Element:
+        element = _element("cputune")
+        for pin in self.vcpupins:
+            element.append(pin.to_element())
+        element.append(self.emulatorpin.to_element())
+        return element
+
+
+@dataclass(frozen=True)
+class MemNode:
+    cellid: int
+    mode: str
+    nodeset: tuple[int, ...]
+
+    def to_element(self) -> etree._Element:
+        return _element(
+            "memnode",
+            [("cellid", self.cellid), ("mode", self.mode), ("nodeset", _cpuset(self.nodeset, "memnode nodeset"))],
+        )
+
+
+@dataclass(frozen=True)
+class NumatuneSpec:
+    mode: str
+    nodeset: tuple[int, ...]  # host node ids
+    memnodes: tuple[MemNode, ...]
+
+    def to_element(self) -> etree._Element:
+        element = _element("numatune")
+        _sub(element, "memory", [("mode", self.mode), ("nodeset", _cpuset(self.nodeset, "numatune nodeset"))])
+        for memnode in self.memnodes:
+            element.append(memnode.to_element())
+        return element
+
+
+@dataclass(frozen=True)
+class Sibling:
+    id: int  # guest cell id
+    value: int  # distance
+
+    def to_element(self) -> etree._Element:
+        return _element("sibling", [("id", self.id), ("value", self.value)])
+
+
+@dataclass(frozen=True)
+class NumaCell:
+    id: int
+    cpus: tuple[int, ...]  # guest vCPU ids
+    memory_kib: int
+    distances: tuple[Sibling, ...]
+
+    def to_element(self) -> etree._Element:
+        element = _element(
+            "cell",
+            [
+                ("id", self.id),
+                ("cpus", _cpuset(self.cpus, f"vCPUs of guest cell {self.id}")),
+                ("memory", self.memory_kib),
+                ("unit", "KiB"),
+            ],
+        )
+        if self.distances:
+            distances = _sub(element, "distances")
+            for sibling in self.distances:
+                distances.append(sibling.to_element())
+        return element
+
+
+@dataclass(frozen=True)
+class Topology:
+    sockets: int
+    dies: int
+    cores: int
+    threads: int
+
+    @property
+    def vcpus(self) -> int:
+        return self.sockets * self.dies * self.cores * self.threads
+
+    def to_element(self) -> etree._Element:
+        return _element(
+            "topology",
+            [("sockets", self.sockets), ("dies", self.dies), ("cores", self.cores), ("threads", self.threads)],
+        )
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    topology: Topology
+    cells: tuple[NumaCell, ...]
+    mode: str = "host-passthrough"
+    model: str | None = None  # mode custom: <model fallback='forbid'>NAME</model> (exactly this model)
+
+    def to_element(self) -> etree._Element:
+        attrs = [("mode", self.mode)] + ([("match", "exact")] if self.model is not None else [])
+        element = _element("cpu", attrs)
+        if self.model is not None:
+            _sub(element, "model", [("fallback", "forbid")], text=self.model)
+        element.append(self.topology.to_element())
+        if self.cells:
+            numa = _sub(element, "numa")
+            for cell in self.cells:
+                numa.append(cell.to_element())
+        return element
+
+
+@dataclass(frozen=True)
+class HugepagesSpec:
+    page_kib: int
+    nodeset: tuple[int, ...]  # guest cell ids
+
+    def to_element(self) -> etree._Element:
+        """``<memoryBacking><hugepages><page .../></hugepages></memoryBacking>``."""
+        element = _element("memoryBacking")
+        element.append(self.hugepages_element())
+        return element
+
+    def hugepages_element(self) -> etree._Element:
+        """``<hugepages><page .../></hugepages>``."""
+        hugepages = _element("hugepages")
+        _sub(
+            hugepages,
+            "page",
+            [("size", self.page_kib), ("unit", "KiB"), ("nodeset", _cpuset(self.nodeset, "hugepage nodeset"))],
+        )
+        return hugepages
+
+
+@dataclass(frozen=True)
+class MemoryBackingSpec:
+    """``<memoryBacking>`` in libvirt's order: ``<hugepages>`` (hugepage guests), then ``<nosharepages/>``
+    (``page_sharing: false``: KSM never merges the guest's pages)."""
+
+    hugepages: HugepagesSpec | None = None
+    nosharepages: bool = False
+
+    def to_element(self) -> etree._Element | None:
+        if self.hugepages is None and not self.nosharepages:
+            return None
+        element = _element("memoryBacking")
+        if self.hugepages is not None:
+            element.append(self.hugepages.hugepages_element())
+        if self.nosharepages:
+            _sub(element, "nosharepages")
+        return element
+
+
+@dataclass(frozen=True)
+class OsSpec:
+    arch: str
+    machine: str
+
+    def to_element(self) -> etree._Element:
+        element = _element("os")
+        _sub(element, "type", [("arch", self.arch), ("machine", self.machine)], text="hvm")
+        return element
+
+
+@dataclass(frozen=True)
+class FeaturesSpec:
+    """``<features>``: ACPI and the APIC on x86_64 (so that ``virsh shutdown`` works); nothing elsewhere."""
+
+    acpi: bool = False
+    apic: bool = False
+
+    def to_element(self) -> etree._Element | None:
+        if not (self.acpi or self.apic):
+            return None
+        element = _element("features")
+        if self.acpi:
+            _sub(element, "acpi")
+        if self.apic:
+            _sub(element, "apic")
+        return element
+
+
+@dataclass(frozen=True)
+class LifecycleSpec:
+    on_poweroff: str = "destroy"
+    on_reboot: str = "restart"
+    on_crash: str = "destroy"
+
+    def to_elements(self) -> list[etree._Element]:
+        return [_element(tag, text=getattr(self, tag)) for tag in ("on_poweroff", "on_reboot", "on_crash")]
+
+
+@dataclass(frozen=True)
+class DevicesSpec:
+    """A serial port on a pty with the console on it (``virsh console``); on s390x the console is SCLP."""
+
+    serial: bool = True
+    console_target: str = "serial"
+
+    def to_element(self) -> etree._Element:
+        element = _element("devices")
+        if self.serial:
+            serial = _sub(element, "serial", [("type", "pty")])
+            _sub(serial, "target", [("port", 0)])
+        console = _sub(element, "console", [("type", "pty")])
+        _sub(console, "target", [("type", self.console_target), ("port", 0)])
+        return element
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str
+    memory_kib: int
+    current_memory_kib: int
+    vcpus: int
+    cputune: CputuneSpec
+    numatune: NumatuneSpec
+    os: OsSpec
+    cpu: CpuSpec
+    hugepages: HugepagesSpec | None = None
+    type: str = "kvm"
+    uuid: str | None = None
+    features: FeaturesSpec = FeaturesSpec()
+    lifecycle: LifecycleSpec | None = None
+    devices: DevicesSpec | None = None
+    nosharepages: bool = False  # page_sharing: false
+
+    def to_element(self) -> etree._Element:
+        """In libvirt's own order: name, uuid, memory, currentMemory, memoryBacking, vcpu, cputune, numatune,
+        os, features, cpu, on_*, devices."""
+        element = _element("domain", [("type", self.type)])
+        _sub(element, "name", text=self.name)
+        if self.uuid is not None:
+            _sub(element, "uuid", text=self.uuid)
+        _sub(element, "memory", [("unit", "KiB")], text=str(self.memory_kib))
+        _sub(element, "currentMemory", [("unit", "KiB")], text=str(self.current_memory_kib))
+        backing = MemoryBackingSpec(self.hugepages, self.nosharepages).to_element()
+        if backing is not None:
+            element.append(backing)
+        _sub(element, "vcpu", [("placement", "static")], text=str(self.vcpus))
+        element.append(self.cputune.to_element())
+        element.append(self.numatune.to_element())
+        element.append(self.os.to_element())
+        features = self.features.to_element()
+        if features is not None:
+            element.append(features)
+        element.append(self.cpu.to_element())
+        if self.lifecycle is not None:
+            element.extend(self.lifecycle.to_elements())
+        if self.devices is not None:
+            element.append(self.devices.to_element())
+        return element
+
+    def to_xml(self) -> str:
+        return serialize(self.to_element())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# From a plan
+
+
+def guest_topology(vcpus: int, cells: int, threads_policy: str | None,
+                   cell_vcpus: tuple[int, ...] | None = None) -> Topology:
+    """threads = 2 for ``threads: require`` else 1; one socket per cell when the cores divide evenly among the
+    cells (and, given ``cell_vcpus``, every cell holds as many vCPUs: a socket never spans two cells), else a
+    single socket; dies = 1."""
+    threads = 2 if threads_policy == "require" else 1
+    if vcpus % threads:
+        raise ValueError(f"{vcpus} vCPUs cannot form sibling pairs (threads: require needs an even count)")
+    cores_total = vcpus // threads
+    alike = cell_vcpus is None or len(set(cell_vcpus)) <= 1
+    sockets = cells if cells >= 1 and cores_total % cells == 0 and alike else 1
+    return Topology(sockets=sockets, dies=1, cores=cores_total // sockets, threads=threads)
+
+
+def domain_spec(plan: Plan, guest_name: str) -> DomainSpec:
+    """The domain of a placed guest, from its placement in ``plan`` and its data in ``plan.scenario``.
+
+    Raises ``ValueError`` when the guest is not placed or the placement is inconsistent with the guest
+    (libvirt would silently ignore or rewrite such parts, so they are refused here)."""
+    scenario = plan.scenario
+    if guest_name not in plan.placed:
+        raise ValueError(f"guest '{guest_name}' is not placed in this plan")
+    placement = plan.placed[guest_name]
+    guest = scenario.guest_by_name[guest_name]
+    model = scenario.model_of(placement.host)
+
+    if guest.memory_mode not in MEMORY_MODES:
+        raise ValueError(f"guest '{guest_name}': unknown memory_mode '{guest.memory_mode}'")
+    if model.arch not in MACHINE_OF_ARCH:
+        raise ValueError(
+            f"host model '{model.name}': no machine type known for arch '{model.arch}' "
+            f"(known: {', '.join(MACHINE_OF_ARCH)})"
+        )
+    cells = placement.cells
+    if not cells:
+        raise ValueError(f"guest '{guest_name}': placement has no NUMA cell")
+    if len(placement.vcpu_pins) != guest.vcpus:
+        raise ValueError(
+            f"guest '{guest_name}': {len(placement.vcpu_pins)} vCPU pin sets for {guest.vcpus} vCPUs"
+        )
+    if sorted(v for cell in cells for v in cell.vcpus) != list(range(guest.vcpus)):
+        raise ValueError(f"guest '{guest_name}': the cells' vCPUs are not exactly 0..{guest.vcpus - 1}")
+    if sum(cell.memory_kib for cell in cells) != guest.memory_kib:
+        raise ValueError(
+            f"guest '{guest_name}': the cells' memory ({sum(c.memory_kib for c in cells)} KiB) differs from the "
+            f"guest's ({guest.memory_kib} KiB)"
+        )
+    if [cell.cell_id for cell in cells] != list(range(len(cells))):
+        raise ValueError(f"guest '{guest_name}': cell ids are not 0..{len(cells) - 1} in order")
+    if len({cell.node_id for cell in cells}) != len(cells):
+        raise ValueError(f"guest '{guest_name}': two cells share a host node")
+
+    cputune = CputuneSpec(
+        vcpupins=tuple(VcpuPin(v, tuple(sorted(pins))) for v, pins in enumerate(placement.vcpu_pins)),
+        emulatorpin=EmulatorPin(tuple(sorted(placement.emulator_pins))),
+    )
+    numatune = NumatuneSpec(
+        mode=guest.memory_mode,
+        nodeset=tuple(sorted(cell.node_id for cell in cells)),
+        memnodes=tuple(MemNode(cell.cell_id, guest.memory_mode, (cell.node_id,)) for cell in cells),
+    )
+    numa_cells = tuple(
+        NumaCell(
+            id=cell.cell_id,
+            cpus=tuple(cell.vcpus),
+            memory_kib=cell.memory_kib,
+            distances=tuple(Sibling(other.cell_id, model.distance(cell.node_id, other.node_id)) for other in cells),
+        )
+        for cell in cells
+    )
+    settings = guest.domain
+    cpu = CpuSpec(topology=guest_topology(guest.vcpus, len(cells), guest.threads,
+                                                tuple(len(c.vcpus) for c in cells)), cells=numa_cells,
+                  mode=settings.effective_cpu_mode(), model=settings.effective_cpu_model())
+    hugepages = None
+    if guest.hugepage_kib is not None:
+        hugepages = HugepagesSpec(page_kib=guest.hugepage_kib, nodeset=tuple(cell.cell_id for cell in cells))
+    return DomainSpec(
+        name=guest.name,
+        memory_kib=guest.memory_kib,
+        current_memory_kib=guest.memory_kib,
+        vcpus=guest.vcpus,
+        cputune=cputune,
+        numatune=numatune,
+        os=OsSpec(arch=model.arch, machine=settings.effective_machine(model.arch, MACHINE_OF_ARCH[model.arch])),
+        cpu=cpu,
+        hugepages=hugepages,
+        type=settings.effective_type(),
+        uuid=domain_uuid(scenario.name, guest.name),
+        features=FeaturesSpec(acpi=model.arch == "x86_64", apic=model.arch == "x86_64"),
+        lifecycle=LifecycleSpec(),
+        devices=DevicesSpec(serial=model.arch != "s390x", console_target="sclp" if model.arch == "s390x" else "serial"),
+        nosharepages=not page_sharing(guest, scenario.policy),
+    )
+
+
+def page_sharing(guest: Guest, policy: Policy) -> bool:
+    """Whether KSM may merge the guest's pages: the guest's ``page_sharing``, else the policy's (default true)."""
+    return policy.page_sharing if guest.page_sharing is None else guest.page_sharing
+
+
+def domain_xml(plan: Plan, guest_name: str) -> str:
+    """The domain XML text of a placed guest (ends with a newline): complete as built, or the guest's template
+    with vplan's parts merged in."""
+    spec = domain_spec(plan, guest_name)
+    template = plan.scenario.guest_by_name[guest_name].domain.template
+    if template is None:
+        return spec.to_xml()
+    return template_domain_xml(template.text, spec, template.path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Templates
+
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+_PROLOGUE = re.compile(r"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[.*?\])?\s*>)*", re.S)
+
+
+def _place(parent: etree._Element, element: etree._Element, after: Iterable[str]) -> etree._Element:
+    """Insert ``element`` into ``parent`` after the last child named in ``after`` (else first), indented like its
+    siblings."""
+    children = list(parent)
+    anchor = None
+    for tag in after:
+        found = [c for c in children if c.tag == tag]
+        if found:
+            anchor = found[-1] if anchor is None or parent.index(found[-1]) > parent.index(anchor) else anchor
+    if anchor is None:
+        element.tail = parent.text
+        parent.insert(0, element)
+    else:
+        element.tail = anchor.tail
+        anchor.addnext(element)
+    return element
+
+
+def _child(parent: etree._Element, tag: str, after: Iterable[str]) -> etree._Element:
+    found = parent.find(tag)
+    return found if found is not None else _place(parent, etree.Element(tag), after)
+
+
+def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
+    """The template's text with the domain's identity and size set (type, name, uuid unless it has one, memory,
+    currentMemory, the vCPU count, os type arch and machine, cpu mode and model): what ``merge_domain`` needs
+    before it merges the pins, numatune, topology, cells and hugepages."""
+    try:
+        root = etree.fromstring(text.encode("utf-8"), _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"{where}: not well-formed XML ({exc.msg})") from None
+    if root.tag != "domain":
+        raise ValueError(f"{where}: not a domain XML (the root element is <{root.tag}>)")
+    root.set("type", spec.type)
+    _child(root, "name", ()).text = spec.name
+    if root.find("uuid") is None and spec.uuid is not None:
+        _place(root, _element("uuid", text=spec.uuid), ("name",))
+    memory = _child(root, "memory", ("name", "uuid", "title", "description"))
+    memory.attrib.clear()
+    memory.set("unit", "KiB")
+    memory.text = str(spec.memory_kib)
+    current = root.find("currentMemory")
+    if current is not None:
+        current.attrib.clear()
+        current.set("unit", "KiB")
+        current.text = str(spec.current_memory_kib)
+    if spec.nosharepages:  # page_sharing: false; the merge keeps it (vplan owns only <hugepages> there)
+        backing = _child(root, "memoryBacking", ("name", "uuid", "title", "description", "memory", "currentMemory"))
+        if backing.find("nosharepages") is None:
+            if len(backing) == 0:
+                backing.text = None
+            _place(backing, etree.Element("nosharepages"), ("hugepages",))
+    _child(root, "vcpu", ("memory", "currentMemory", "memoryBacking")).text = str(spec.vcpus)
+    os_element = _child(root, "os", ("vcpu", "cputune", "numatune", "iothreads", "resource", "sysinfo"))
+    os_type = os_element.find("type")
+    if os_type is None:
+        os_type = _place(os_element, _element("type", text="hvm"), ())
+    os_type.set("arch", spec.os.arch)
+    os_type.set("machine", spec.os.machine)
+    cpu = _child(root, "cpu", ("os", "features"))
+    cpu.set("mode", spec.cpu.mode)
+    models = cpu.findall("model")
+    if spec.cpu.model is not None:
+        cpu.set("match", cpu.get("match", "exact"))
+        model = models[0] if models else _place(cpu, _element("model", [("fallback", "forbid")]), ())
+        model.text = spec.cpu.model
+    elif spec.cpu.mode != "custom":
+        for model in models:  # a model names the CPU of mode custom only (host-model may keep its fallback)
+            if spec.cpu.mode != "host-model" or model.text:
+                cpu.remove(model)
+        if "match" in cpu.attrib:
+            del cpu.attrib["match"]
+    prologue = _PROLOGUE.match(text).group(0)  # the XML declaration, comments, ... before <domain>, as written
+    epilogue = "".join("\n" + etree.tostring(node, encoding="unicode", with_tail=False)
+                       for node in root.itersiblings())
+    return prologue + etree.tostring(root, encoding="unicode", with_tail=False) + epilogue + "\n"
+
+
+def template_domain_xml(template_text: str, spec: DomainSpec, where: str) -> str:
+    """The template with the guest's identity and size set and vplan's parts merged in by ``vplan apply``'s
+    merge (``planner.libvirt.apply.merge_domain``): everything else of the template stays."""
+    from planner.libvirt.apply import ApplyError, merge_domain
+
+    prepared = identity_edit(template_text, spec, where)
+    try:
+        return merge_domain(prepared, spec.to_element(), spec.name, where)
+    except ApplyError as exc:
+        raise ValueError("; ".join(exc.problems)) from None
+
+
+def check_template(template: DomainTemplate) -> None:
+    """Raise ``ValueError`` (a message without the path) when vplan could not merge a plan into the template:
+    the merge of a one-vCPU, one-cell plan is tried, so a template the loader accepts never fails at write
+    time."""
+    settings = DomainSettings(template=template)
+    arch = template.arch if template.arch in MACHINE_OF_ARCH else "x86_64"
+    spec = DomainSpec(
+        name="vplan-template-check",
+        memory_kib=1024 * 1024,
+        current_memory_kib=1024 * 1024,
+        vcpus=1,
+        cputune=CputuneSpec((VcpuPin(0, (0,)),), EmulatorPin((0,))),
+        numatune=NumatuneSpec("strict", (0,), (MemNode(0, "strict", (0,)),)),
+        os=OsSpec(arch=arch, machine=settings.effective_machine(arch, MACHINE_OF_ARCH[arch])),
+        cpu=CpuSpec(topology=Topology(1, 1, 1, 1), cells=(NumaCell(0, (0,), 1024 * 1024, (Sibling(0, 10),)),),
+                    mode="host-passthrough"),
+        hugepages=HugepagesSpec(2048, (0,)),
+        type="kvm",
+        uuid=domain_uuid("check", "check"),
+    )
+    try:
+        template_domain_xml(template.text, spec, "template")
+    except ValueError as exc:
+        message = str(exc)
+        raise ValueError(message[len("template: "):] if message.startswith("template: ") else message) from None

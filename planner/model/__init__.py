@@ -1,0 +1,1 @@
+"""The data every stage shares: scenarios, plans, units. Imports nothing else of vplan."""
