@@ -48,7 +48,7 @@ import yaml
 
 from planner.model.units import format_memory, parse_cpulist, parse_memory_kib, parse_page_kib
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO / "models" / "hosts"
 FLAVOURS_FILE = REPO / "models" / "flavours.yaml"
 DEFAULT_OUT_DIR = REPO / "scenarios"  # include paths are relative to this when no output path is given

@@ -42,7 +42,7 @@ from planner.model.units import (
     to_fraction,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO / "models" / "hosts"
 FLAVOURS_FILE = REPO / "models" / "flavours.yaml"
 MIB_KIB = 1024
