@@ -484,7 +484,7 @@ def test_isolate_emulator_serving_a_vcpu_message_names_both():
 
 # ----------------------------------------------------------------------------------------------- independence
 def test_checker_shares_no_code_with_the_solver():
-    source = Path(__file__).resolve().parents[1].joinpath("planner", "check.py").read_text()
+    source = Path(__file__).resolve().parents[1].joinpath("planner", "verify", "check.py").read_text()
     imported = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
