@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import random
 import time
 from collections import Counter
@@ -147,7 +148,7 @@ def test_generator_running_guests_fit_and_hosts_listed_smallest_first():
     text = generate_fleet(12, 300, seed=2, order="smallest", existing=0.05)
     data = yaml.safe_load(text)
     assert [h["model"] for h in data["hosts"]] == ["suse-guide-4n", "intel-xeon-e7-4870-8s", "amd-nps4"]
-    sc = load_scenario_text(text, "<gen>", base_dir=str(__import__("planner.analysis.generate").generate.DEFAULT_OUT_DIR))
+    sc = load_scenario_text(text, "<gen>", base_dir=str(importlib.import_module("planner.analysis.generate").DEFAULT_OUT_DIR))
     running = [g for g in sc.guests if g.host]
     assert len(sc.guests) == 300 and 10 <= len(running) <= 15
     problem = compile_problem(sc)

@@ -1,0 +1,5 @@
+"""`python -m planner.cli`: the vplan command."""
+
+from planner.cli.main import main
+
+main()
