@@ -42,7 +42,7 @@ import textwrap
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import yaml
 
@@ -420,6 +420,44 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
     ``existing``: the fraction (0..1) of guests already running: they get ``host:`` on a host where they fit
     with the other running guests (counted by ``planner.engine.problem``), spread over a seeded random third as many
     hosts as running guests. Deterministic for a given ``seed``."""
+    _check_arguments(hosts, guests, order, existing)
+    model_names = list(dict.fromkeys(models or DEFAULT_MODELS))
+    caps = _read_models(model_names)
+    flavours = read_flavours()
+    rng = random.Random(seed)
+    per_model = _split_hosts(hosts, len(caps), rng)
+    cap = _fleet_capacity(caps, per_model)
+    used_models = [m for m, n in zip(caps, per_model, strict=True) if n]
+    classes = _usable_classes(flavours, used_models, model_names)
+    counts, beta = _choose_sizes(guests, classes, flavours, cap)
+    lines, demand = _guest_entries(classes, counts, flavours, cap, min(hosts, 4), rng)
+    host_lines = _host_lines(caps, per_model, order)
+    time_limit = "60s" if guests <= 2000 else "300s"
+    top = ["version: 1", f"name: {name or f'fleet-{hosts}x{guests}-s{seed}'}",
+           f"policy: {{cpu_overcommit_max: {OVERCOMMIT_MAX}, cpu_load_target: {float(LOAD_TARGET):.2f}, "
+           f"objective: pack, time_limit: {time_limit}}}"]
+    running: dict[tuple[int, int], str] = {}
+    if existing > 0 and lines:
+        running = _running_guests(top + ["host_models:"] + [
+            f"  {m.name}: {{include: {_scalar(m.path.as_posix())}}}" for m in used_models] + ["hosts:"] + host_lines,
+            lines, existing, rng)
+    out_dir = Path(out_path).resolve().parent if out_path is not None else DEFAULT_OUT_DIR
+    guests_total = sum(counts.values())
+    assert guests_total == guests, (guests_total, guests)
+    figures = _Figures(hosts, guests, seed, model_names, cap, demand, beta, order, existing, running)
+    out = _header(figures, _reproduce(figures, models, out_path)) + top + ["host_models:"]
+    for model in used_models:
+        out.append(f"  {model.name}: {{include: {_scalar(_include_path(model, out_dir))}}}")
+    out.append("hosts:")
+    out.extend(host_lines)
+    out.append("guests:" if lines else "guests: []")
+    for index, entry in enumerate(lines):
+        out.extend(entry.render({k: h for (i, k), h in running.items() if i == index}))
+    return "\n".join(out) + "\n"
+
+
+def _check_arguments(hosts: int, guests: int, order: str, existing: float) -> None:
+    """ValueError naming the argument out of range."""
     if hosts < 1:
         raise ValueError("hosts must be at least 1")
     if guests < 0:
@@ -428,29 +466,43 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
         raise ValueError(f"unknown host order '{order}' (one of {', '.join(HOST_ORDERS)})")
     if not 0 <= existing <= 1:
         raise ValueError(f"existing must be a fraction from 0 to 1, not {existing}")
-    model_names = list(dict.fromkeys(models or DEFAULT_MODELS))
+
+
+def _read_models(model_names: list[str]) -> list[ModelCap]:
+    """The catalogue models, all of one architecture (guests must run on every host)."""
     caps = [read_model(m) for m in model_names]
     arches = sorted({m.arch for m in caps})
     if len(arches) > 1:
         raise ValueError(f"models of different architectures ({', '.join(arches)}): guests could not run on "
                          "every host; generate one fleet per architecture")
-    flavours = read_flavours()
-    rng = random.Random(seed)
+    return caps
 
-    # hosts: as even a split over the models as the count allows, the remainder to models drawn by the seed
-    per_model = [hosts // len(caps)] * len(caps)
-    for i in sorted(rng.sample(range(len(caps)), hosts % len(caps))):
+
+def _split_hosts(hosts: int, models: int, rng: random.Random) -> list[int]:
+    """Hosts per model: as even a split as the count allows, the remainder to models drawn by the seed."""
+    per_model = [hosts // models] * models
+    for i in sorted(rng.sample(range(models), hosts % models)):
         per_model[i] += 1
+    return per_model
+
+
+def _fleet_capacity(caps: Sequence[ModelCap], per_model: Sequence[int]) -> Capacity:
+    """The fleet's aggregate: sum over models of (hosts of the model x the model's usable CPUs, cores, free 4K
+    memory and pool KiB per page size)."""
     cap = Capacity()
-    for model, n in zip(caps, per_model):
+    for model, n in zip(caps, per_model, strict=True):
         cap.cpus += model.cpus * n
         cap.cores += model.cores * n
         cap.free_4k_kib += model.free_4k_kib * n
         for size in {s for node in model.nodes for s in node.pools}:
             cap.pools_kib[size] = cap.pools_kib.get(size, 0) + model.pool_kib(size) * n
-    used_models = [m for m, n in zip(caps, per_model) if n]
+    return cap
 
-    # classes: keep the flavours that fit an empty host of every model in use; empty classes go to the fallback
+
+def _usable_classes(flavours: Mapping[str, dict], used_models: Sequence[ModelCap],
+                    model_names: Sequence[str]) -> list[GuestClass]:
+    """The classes of ``MIX`` with only the flavours that fit an empty host of every model in use; the shares of
+    classes left empty go to ``FALLBACK_CLASS``."""
     classes: list[GuestClass] = []
     spare = Fraction(0)
     for cls in MIX:
@@ -461,31 +513,40 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
             spare += cls.share
     if not any(c.name == FALLBACK_CLASS for c in classes):
         raise ValueError(f"no '{FALLBACK_CLASS}' flavour fits every model of {', '.join(model_names)}")
-    classes = [GuestClass(c.name, c.share + (spare if c.name == FALLBACK_CLASS else 0), c.ladder, c.aa_fraction,
-                          c.aa_sizes) for c in classes]
+    return [GuestClass(c.name, c.share + (spare if c.name == FALLBACK_CLASS else 0), c.ladder, c.aa_fraction,
+                       c.aa_sizes) for c in classes]
 
-    # sizes: bisection on the size bias so that the binding resource sits at TARGET
+
+def _choose_sizes(guests: int, classes: Sequence[GuestClass], flavours: Mapping[str, dict],
+                  cap: Capacity) -> tuple[dict[str, int], float]:
+    """Guest counts per flavour and the size bias ``beta``: bisection on beta in [-6, 6] (60 steps) so that the
+    binding resource's utilisation is closest to ``TARGET``; the two ends are tried too, for fleets that cannot
+    reach the target either way."""
     lo, hi = -6.0, 6.0
-    best = None
+    best: tuple[dict[str, int], Fraction, float] | None = None
     for _ in range(60):
         beta = (lo + hi) / 2
         counts, demand = _allocate(guests, classes, flavours, cap, beta)
         util = _binding(demand.utilisation(cap))
-        if best is None or abs(util - TARGET) < abs(best[2] - TARGET):
-            best = (counts, demand, util, beta)
+        if best is None or abs(util - TARGET) < abs(best[1] - TARGET):
+            best = (counts, util, beta)
         if util < TARGET:
             lo = beta
         else:
             hi = beta
-    for beta in (-6.0, 6.0):  # the ends, for fleets that cannot reach the target either way
+    assert best is not None
+    for beta in (-6.0, 6.0):
         counts, demand = _allocate(guests, classes, flavours, cap, beta)
         util = _binding(demand.utilisation(cap))
-        if abs(util - TARGET) < abs(best[2] - TARGET):
-            best = (counts, demand, util, beta)
-    counts, _, _, beta = best
+        if abs(util - TARGET) < abs(best[1] - TARGET):
+            best = (counts, util, beta)
+    return best[0], best[2]
 
-    # guests: anti-affinity groups first, then the rest by load (shared) in one pattern line each
-    max_group = min(hosts, 4)
+
+def _guest_entries(classes: Sequence[GuestClass], counts: Mapping[str, int], flavours: Mapping[str, dict],
+                   cap: Capacity, max_group: int, rng: random.Random) -> tuple[list[_Entry], Demand]:
+    """The guest lines: per flavour, anti-affinity groups first (sizes drawn, at most ``max_group``), then the rest
+    by load (shared guests' loads drawn around the flavour's) in one pattern line each; and their demand."""
     lines: list[_Entry] = []
     demand = Demand()
     groups = 0
@@ -495,16 +556,11 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
             if not n:
                 continue
             spec = flavours[flavour]
-            shared = spec.get("cpu", "shared") == "shared"
-            base_load = _load_hundredths(spec) if shared else None
-            draw_load = (lambda: min(max(base_load + rng.choices(LOAD_OFFSETS, LOAD_ODDS)[0], LOAD_RANGE[0]),
-                                     LOAD_RANGE[1])) if shared else (lambda: None)
+            draw_load = _load_drawer(spec, rng)
             in_groups = math.floor(n * cls.aa_fraction) if max_group >= 2 else 0
             sizes = [s for s in cls.aa_sizes if s <= max_group]
             while in_groups >= 2 and sizes:
-                size = rng.choice(sizes)
-                if size > in_groups:
-                    size = in_groups
+                size = min(rng.choice(sizes), in_groups)
                 groups += 1
                 tag = f"{flavour}-g{groups:04d}"
                 load = draw_load()
@@ -521,33 +577,52 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
                 prefix = f"{flavour}-" if load is None else f"{flavour}-l{load:02d}-"
                 lines.append(_Entry(prefix, count, None, spec, load, None))
                 demand.add(footprint(spec, cap.threads, load), count)
+    return lines, demand
 
-    listed = list(zip(caps, per_model))
+
+def _load_drawer(spec: Mapping, rng: random.Random) -> Callable[[], int | None]:
+    """A shared flavour's load draw (hundredths): its load + an offset of ``LOAD_OFFSETS`` at ``LOAD_ODDS``,
+    clipped to ``LOAD_RANGE``; None for a dedicated flavour (no draw)."""
+    if spec.get("cpu", "shared") != "shared":
+        return lambda: None
+    base_load = _load_hundredths(spec)
+    return lambda: min(max(base_load + rng.choices(LOAD_OFFSETS, LOAD_ODDS)[0], LOAD_RANGE[0]), LOAD_RANGE[1])
+
+
+def _host_lines(caps: Sequence[ModelCap], per_model: Sequence[int], order: str) -> list[str]:
+    """One pattern line per model in use, in the given order or by size (usable CPUs, then 4K + 2M + 1G memory)."""
+    listed = list(zip(caps, per_model, strict=True))
     if order != "given":
         listed.sort(key=lambda mn: (mn[0].cpus, mn[0].free_4k_kib + sum(mn[0].pool_kib(s) for s in (2048, 1048576))),
                     reverse=order == "largest")
-    host_lines = [f"  - {{name: {_scalar(_pattern(model.name + '-', n))}, model: {model.name}}}"
-                  for model, n in listed if n]
-    time_limit = "60s" if guests <= 2000 else "300s"
-    top = ["version: 1", f"name: {name or f'fleet-{hosts}x{guests}-s{seed}'}",
-           f"policy: {{cpu_overcommit_max: {OVERCOMMIT_MAX}, cpu_load_target: {float(LOAD_TARGET):.2f}, "
-           f"objective: pack, time_limit: {time_limit}}}"]
-    running: dict[tuple[int, int], str] = {}
-    if existing > 0 and lines:
-        running = _running_guests(top + ["host_models:"] + [
-            f"  {m.name}: {{include: {_scalar(m.path.as_posix())}}}" for m in used_models] + ["hosts:"] + host_lines,
-            lines, existing, rng)
+    return [f"  - {{name: {_scalar(_pattern(model.name + '-', n))}, model: {model.name}}}"
+            for model, n in listed if n]
 
-    util = demand.utilisation(cap)
+
+@dataclass(frozen=True)
+class _Figures:
+    """What the header says: the arguments, the fleet's capacity, the guests' demand and the running guests."""
+
+    hosts: int
+    guests: int
+    seed: int
+    model_names: Sequence[str]
+    cap: Capacity
+    demand: Demand
+    beta: float
+    order: str
+    existing: float
+    running: Mapping[tuple[int, int], str]
+
+
+def _notes(f: _Figures) -> list[str]:
+    """The header's paragraphs: origin, catalogues, capacity, demand, utilisation and the warnings."""
+    util = f.demand.utilisation(f.cap)
     binding = _binding(util)
-    scenario_name = name or f"fleet-{hosts}x{guests}-s{seed}"
-    out_dir = Path(out_path).resolve().parent if out_path is not None else DEFAULT_OUT_DIR
-    guests_total = sum(counts.values())
-    assert guests_total == guests, (guests_total, guests)
-
+    cap, demand = f.cap, f.demand
     notes = [
-        f"Generated by planner.analysis.generate (seed {seed}): {hosts} hosts, {guests} guests, models "
-        f"{', '.join(model_names)}.",
+        f"Generated by planner.analysis.generate (seed {f.seed}): {f.hosts} hosts, {f.guests} guests, models "
+        f"{', '.join(f.model_names)}.",
         "Host models are included from models/hosts/ (real topologies, see each file's header); guests are drawn "
         "from models/flavours.yaml: shared guests with loads, dedicated guests (prefer/isolate/require), 1G and 2M "
         "hugepage guests, NUMA-spanning guests (numa: 2) and small anti-affinity groups (tag = line prefix).",
@@ -559,37 +634,41 @@ def generate_fleet(hosts: int, guests: int, seed: int = 0, models: list[str] | N
         "memory" + "".join(f", {format_memory(kib)} of {_page_name(size)} pages" for size, kib in
                            sorted(demand.pages_kib.items(), reverse=True)) + ".",
         "Utilisation: " + ", ".join(f"{k} {float(v) * 100:.0f} %" for k, v in util.items())
-        + f": the demand fits in about {math.ceil(binding * hosts)} of {hosts} hosts "
-        f"({float(binding) * 100:.0f} % of the binding resource; size bias {beta:+.2f}).",
+        + f": the demand fits in about {math.ceil(binding * f.hosts)} of {f.hosts} hosts "
+        f"({float(binding) * 100:.0f} % of the binding resource; size bias {f.beta:+.2f}).",
     ]
-    if order != "given":
-        notes.append(f"Hosts are listed {order} model first.")
-    if existing > 0:
-        notes.append(f"Running guests (host: set): {len(running)} ({existing:.1%} asked, on "
-                     f"{len(set(running.values()))} hosts).")
+    if f.order != "given":
+        notes.append(f"Hosts are listed {f.order} model first.")
+    if f.existing > 0:
+        notes.append(f"Running guests (host: set): {len(f.running)} ({f.existing:.1%} asked, on "
+                     f"{len(set(f.running.values()))} hosts).")
     if binding > Fraction(85, 100):
         notes.append("WARNING: more demand than 85 % of the fleet even with the smallest sizes: some guests may "
                      "not fit.")
-    elif binding < Fraction(70, 100) and guests:
+    elif binding < Fraction(70, 100) and f.guests:
         notes.append("Note: less demand than 70 % of the fleet even with the largest sizes (few guests per host).")
-    reproduce = (f"Reproduce: python -m planner.analysis.generate --hosts {hosts} --guests {guests} --seed {seed}"
-                 + (f" --models {','.join(model_names)}" if models else "")
-                 + (f" --order {order}" if order != "given" else "") + (f" --existing {existing}" if existing else "")
-                 + (f" -o {_shown_path(out_path)}" if out_path is not None else ""))
-    header = [line for note in notes for line in textwrap.wrap(note, 116, initial_indent="# ", subsequent_indent="#   ",
-                                                               break_on_hyphens=False, break_long_words=False)]
-    first = len(textwrap.wrap(notes[0], 116, initial_indent="# ", subsequent_indent="#   ",
-                              break_on_hyphens=False, break_long_words=False))
-    header.insert(first, "# " + reproduce)  # one line, to copy and paste
-    out = header + top + ["host_models:"]
-    for model in used_models:
-        out.append(f"  {model.name}: {{include: {_scalar(_include_path(model, out_dir))}}}")
-    out.append("hosts:")
-    out.extend(host_lines)
-    out.append("guests:" if lines else "guests: []")
-    for index, entry in enumerate(lines):
-        out.extend(entry.render({k: h for (i, k), h in running.items() if i == index}))
-    return "\n".join(out) + "\n"
+    return notes
+
+
+def _reproduce(f: _Figures, models: list[str] | None, out_path: str | os.PathLike | None) -> str:
+    """The command line that writes the same text."""
+    return (f"Reproduce: python -m planner.analysis.generate --hosts {f.hosts} --guests {f.guests} --seed {f.seed}"
+            + (f" --models {','.join(f.model_names)}" if models else "")
+            + (f" --order {f.order}" if f.order != "given" else "")
+            + (f" --existing {f.existing}" if f.existing else "")
+            + (f" -o {_shown_path(out_path)}" if out_path is not None else ""))
+
+
+def _header(f: _Figures, reproduce: str) -> list[str]:
+    """The notes wrapped at 116 as comments, the reproduce line (one line, to copy and paste) after the first."""
+    def wrap(note: str) -> list[str]:
+        return textwrap.wrap(note, 116, initial_indent="# ", subsequent_indent="#   ", break_on_hyphens=False,
+                             break_long_words=False)
+
+    notes = _notes(f)
+    header = [line for note in notes for line in wrap(note)]
+    header.insert(len(wrap(notes[0])), "# " + reproduce)
+    return header
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,42 @@ def host_import(
     source. Capture commands: `virsh capabilities > host.xml`, `numactl --hardware > host.txt` (plus
     `lscpu -p > host.txt.lscpu` for the siblings), or the sysfs snapshot of the README."""
     from planner.hostimport import capture as hostimport
-    from planner.model.units import parse_cpulist, parse_memory_kib
+
+    capture_file, lscpu_path = _capture_and_lscpu(files, lscpu)
+    options, overrides = _host_import_options(
+        name=name, threads_per_core=threads_per_core, lscpu=lscpu, memory=memory, hugepages=hugepages,
+        reserved_cpus=reserved_cpus, reserved_memory=reserved_memory, arch=arch, source=source, note=note, out=out)
+    inputs = [*files, *([lscpu] if lscpu else [])]
+    if out is not None and not check:
+        from planner.files.atomic import OutputError, check_output_file
+
+        try:
+            check_output_file(out, inputs=inputs, force=force)
+        except OutputError as exc:
+            _fail(exc.problems)
+    try:
+        imported = hostimport.import_host(
+            str(capture_file), name=name or (out.stem if out is not None else None), lscpu=lscpu_path,
+            threads_per_core=threads_per_core, memory=_parse_memory_overrides(memory),
+            hugepages=_parse_hugepage_overrides(hugepages), arch=arch, style="cli", **overrides)
+    except hostimport.CaptureError as exc:
+        _fail([str(exc)])
+    command = _command_line([str(f) for f in files], options)
+    text = imported.yaml_text(source=source, command=command, extra=note)
+    for warning in imported.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    model = imported.model
+    summary = (f"{capture_file}: {len(model.nodes)} node{'s' if len(model.nodes) != 1 else ''}, {model.cpu_count} "
+               f"CPUs, {len(model.cores)} cores, {model.arch}")
+    if check:
+        _check_host_model(out, text, command, summary, capture_file)
+    _write_host_model(out, text, summary, inputs, force)
+
+
+def _capture_and_lscpu(files: List[Path], lscpu: Optional[Path]) -> tuple[Path, str | None]:
+    """The one capture among ``files`` (each told by its content) and the lscpu -p file, if any (``--lscpu`` or
+    a file argument, not both)."""
+    from planner.hostimport import capture as hostimport
 
     captures, lscpu_files = [], []
     for f in files:
@@ -124,18 +159,26 @@ def host_import(
     if len(lscpu_files) + (lscpu is not None) > 1:
         _fail(["give at most one lscpu -p file"])
     lscpu_path = str(lscpu) if lscpu is not None else (str(lscpu_files[0]) if lscpu_files else None)
+    return captures[0], lscpu_path
+
+
+def _host_import_options(*, name: Optional[str], threads_per_core: Optional[int], lscpu: Optional[Path],
+                         memory: List[str], hugepages: List[str], reserved_cpus: Optional[str],
+                         reserved_memory: Optional[str], arch: Optional[str], source: Optional[str],
+                         note: List[str], out: Optional[Path]) -> tuple[list[tuple[str, str | None]], dict]:
+    """The options as given (for the header's regenerate command, in this order) and the reserved CPUs/memory
+    parsed into ``build_model`` overrides."""
+    from planner.model.units import parse_cpulist, parse_memory_kib
+
     options: list[tuple[str, str | None]] = []
-    model_name = name or (out.stem if out is not None else None)
     if name:
         options.append(("--name", name))
     if threads_per_core is not None:
         options.append(("--threads-per-core", str(threads_per_core)))
     if lscpu is not None:
         options.append(("--lscpu", str(lscpu)))
-    for value in memory:
-        options.append(("--memory", value))
-    for value in hugepages:
-        options.append(("--hugepages", value))
+    options += [("--memory", value) for value in memory]
+    options += [("--hugepages", value) for value in hugepages]
     overrides: dict = {}
     if reserved_cpus is not None:
         try:
@@ -153,52 +196,39 @@ def host_import(
         options.append(("--arch", arch))
     if source is not None:
         options.append(("--source", source))
-    for value in note:
-        options.append(("--note", value))
+    options += [("--note", value) for value in note]
     if out is not None:
         options.append(("-o", str(out)))
-        if not check:
-            from planner.files.atomic import OutputError, check_output_file
+    return options, overrides
 
-            try:
-                check_output_file(out, inputs=[*files, *([lscpu] if lscpu else [])], force=force)
-            except OutputError as exc:
-                _fail(exc.problems)
-    try:
-        imported = hostimport.import_host(
-            str(captures[0]), name=model_name, lscpu=lscpu_path, threads_per_core=threads_per_core,
-            memory=_parse_memory_overrides(memory), hugepages=_parse_hugepage_overrides(hugepages),
-            arch=arch, style="cli", **overrides)
-    except hostimport.CaptureError as exc:
-        _fail([str(exc)])
-    command = _command_line([str(f) for f in files], options)
-    text = imported.yaml_text(source=source, command=command, extra=note)
-    for warning in imported.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    model = imported.model
-    summary = (f"{captures[0]}: {len(model.nodes)} node{'s' if len(model.nodes) != 1 else ''}, {model.cpu_count} "
-               f"CPUs, {len(model.cores)} cores, {model.arch}")
-    if check:
-        if out is None:
-            _fail(["--check needs -o FILE (the file to compare)"])
-        current = out.read_text(encoding="utf-8") if out.is_file() else None
-        if current == text:
-            print(f"{out}: up to date ({summary})", file=sys.stderr)
-            raise typer.Exit(EXIT_OK)
-        print(f"{out}: differs from the import of {captures[0]}: regenerate with: {command}", file=sys.stderr)
-        raise typer.Exit(EXIT_FINDINGS)
+
+def _check_host_model(out: Optional[Path], text: str, command: str, summary: str, capture_file: Path) -> None:
+    """``--check``: exit 0 when the -o file holds ``text``, else 1 with the command that regenerates it."""
+    if out is None:
+        _fail(["--check needs -o FILE (the file to compare)"])
+    current = out.read_text(encoding="utf-8") if out.is_file() else None
+    if current == text:
+        print(f"{out}: up to date ({summary})", file=sys.stderr)
+        raise typer.Exit(EXIT_OK)
+    print(f"{out}: differs from the import of {capture_file}: regenerate with: {command}", file=sys.stderr)
+    raise typer.Exit(EXIT_FINDINGS)
+
+
+def _write_host_model(out: Optional[Path], text: str, summary: str, inputs: list, force: bool) -> None:
+    """The model to standard output, or written atomically to ``out`` (a file vplan did not write is refused, or
+    renamed aside with ``force``)."""
     if out is None:
         sys.stdout.write(text)
-    else:
-        from planner.files.atomic import OutputError, write_file_atomically
+        return
+    from planner.files.atomic import OutputError, write_file_atomically
 
-        try:
-            written = write_file_atomically(out, text, inputs=[*files, *([lscpu] if lscpu else [])], force=force)
-        except OutputError as exc:
-            _fail(exc.problems)
-        if written.moved_aside is not None:
-            print(f"{out}: was not written by vplan: renamed it to {written.moved_aside} (--force)", file=sys.stderr)
-        print(f"wrote {out} ({summary})", file=sys.stderr)
+    try:
+        written = write_file_atomically(out, text, inputs=inputs, force=force)
+    except OutputError as exc:
+        _fail(exc.problems)
+    if written.moved_aside is not None:
+        print(f"{out}: was not written by vplan: renamed it to {written.moved_aside} (--force)", file=sys.stderr)
+    print(f"wrote {out} ({summary})", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------------------------
