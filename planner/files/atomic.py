@@ -33,10 +33,10 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 __all__ = ["MANIFEST", "MARKERS", "OutputError", "Written", "write_directory_atomically", "write_file_atomically",
            "check_output_dir", "check_output_file", "unique_aside"]

@@ -6,11 +6,17 @@ memory per cell. ``planner.verify.check`` verifies a plan against the scenario's
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Literal
 
 from planner.model.scenario import Scenario
+
+if TYPE_CHECKING:  # for annotations only: the model imports neither pandas nor any other layer
+    import pathlib
+
+    import pandas
 
 PlanStatus = Literal["optimal", "feasible", "partial"]
 
@@ -89,7 +95,7 @@ class Plan:
     stats: SolveStats = SolveStats()
     evacuations: tuple[Evacuation, ...] = ()  # one per failure of policy.survive (planner.engine.evacuate)
 
-    def evacuated(self, evacuation: Evacuation) -> "Plan":
+    def evacuated(self, evacuation: Evacuation) -> Plan:
         """The fleet after the failure, as a plan: the failed hosts' guests moved (or unplaced if stranded),
         the receiving hosts' guests re-pinned. ``planner.verify.check.check_plan`` judges it like any plan."""
         failed = set(evacuation.failed_hosts)
@@ -98,7 +104,7 @@ class Plan:
         placed.update(evacuation.moved)
         unplaced = dict(self.unplaced_reasons)
         unplaced.update(evacuation.stranded)
-        status = "partial" if unplaced else "feasible"
+        status: PlanStatus = "partial" if unplaced else "feasible"
         scenario = self.scenario
         if any(g.host in failed for g in scenario.guests):  # a guest fixed on a failed host may go anywhere
             import dataclasses
@@ -126,7 +132,8 @@ class Plan:
                 from planner.model.units import format_cpulist
 
                 out[name] = (
-                    f"emulator: host, but {p.host} (model {self.scenario.host_by_name[p.host].model}) reserves no CPUs: "
+                    f"emulator: host, but {p.host} (model {self.scenario.host_by_name[p.host].model}) reserves no "
+                    "CPUs: "
                     f"the emulator threads run on the shared pool{'s' if len(p.nodes) > 1 else ''} of node"
                     f"{'s' if len(p.nodes) > 1 else ''} {', '.join(str(n) for n in p.nodes)} "
                     f"(CPUs {format_cpulist(p.emulator_pins)}); reserve CPUs in the host model or set emulator: "
@@ -140,32 +147,33 @@ class Plan:
     # does not need pandas. Every column is documented in ``planner.analysis.frames.COLUMNS``, in the docstrings of
     # the ``planner.analysis.frames`` functions and in docs/api.md; units are in the column names.
 
-    def placements(self) -> "pandas.DataFrame":  # noqa: F821
+    def placements(self) -> pandas.DataFrame:
         """One row per placed guest NUMA cell: guest, host, model, cell, cells, node, cpu, threads, vcpus,
         vcpu_ids, pcpus (CPU list string), emulator_pcpus, memory_kib, page_size, load, expected_load_cpus,
         distance, priority. See ``planner.analysis.frames.placements``."""
         return _views().placements(self)
 
-    def node_usage(self) -> "pandas.DataFrame":  # noqa: F821
+    def node_usage(self) -> pandas.DataFrame:
         """One row per host and NUMA node: capacity, used and free per resource (CPUs, shared pool, vCPU:core
-        ratio, expected load against the target, 4K memory, hugepages per size). See ``planner.analysis.frames.node_usage``."""
+        ratio, expected load against the target, 4K memory, hugepages per size). See
+        ``planner.analysis.frames.node_usage``."""
         return _views().node_usage(self)
 
-    def host_usage(self) -> "pandas.DataFrame":  # noqa: F821
+    def host_usage(self) -> pandas.DataFrame:
         """One row per host: the node figures summed per host, plus the host-wide vCPU cap and vCPU:core ratio.
         See ``planner.analysis.frames.host_usage``."""
         return _views().host_usage(self)
 
-    def unplaced(self) -> "pandas.DataFrame":  # noqa: F821
+    def unplaced(self) -> pandas.DataFrame:
         """One row per unplaced guest with its size and the reason. See ``planner.analysis.frames.unplaced``."""
         return _views().unplaced(self)
 
-    def summary(self) -> "pandas.DataFrame":  # noqa: F821
+    def summary(self) -> pandas.DataFrame:
         """One row for the plan: status, guests placed, hosts used, utilisation over the hosts used, NUMA
         distance cost, solve time. See ``planner.analysis.frames.summary``."""
         return _views().summary(self)
 
-    def write(self, out_dir) -> "pathlib.Path":  # noqa: F821
+    def write(self, out_dir) -> pathlib.Path:
         """Write ``out_dir/plan.json`` and one libvirt domain XML per placed guest, atomically
         (``planner.analysis.output.write_plan``). Returns the output directory."""
         return _views().write(self, out_dir)

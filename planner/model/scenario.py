@@ -7,10 +7,11 @@ Host models are fully resolved: ``cores`` always lists the SMT sibling groups, w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from typing import Literal, Mapping
+from typing import Literal
 
 CpuMode = Literal["shared", "dedicated"]
 ThreadsPolicy = Literal["prefer", "isolate", "require"]
@@ -34,7 +35,7 @@ class Policy:
     stall_s: float = 10.0  # stop once nothing improved for this long
     survive_hosts: int = 0  # policy.survive: {hosts: N}: any N failed hosts can be evacuated (N <= 1 supported)
     survive_racks: int = 0  # policy.survive: {racks: N}: any N failed racks can be evacuated (N <= 1 supported)
-    anti_affinity_scope: "AntiAffinityScope" = "host"  # default scope of anti-affinity tags
+    anti_affinity_scope: AntiAffinityScope = "host"  # default scope of anti-affinity tags
     tenant_isolation: TenantIsolation = "none"  # what guests of different tenants never share
     page_sharing: bool = True  # False: every domain gets <memoryBacking><nosharepages/> (KSM never merges)
 

@@ -4,9 +4,9 @@ durations. Every function raises ``ValueError`` with a message meant for a user 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Iterable
 
 KIB_PER_UNIT: dict[str, int | Fraction] = {
     "KiB": 1,
@@ -202,8 +202,8 @@ def expand_name(pattern: str) -> list[str]:
     for name in names:
         if not NAME_RE.match(name):
             raise ValueError(
-                f"'{_cut(name, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or digit, "
-                "at most 63 characters)"
+                f"'{_cut(name, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
+                "digit, at most 63 characters)"
             )
     return names
 
