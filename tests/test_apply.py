@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from typer.testing import CliRunner
 
 from planner.libvirt.apply import ApplyError, apply_plan
-from planner.cli.main import app
 from planner.io.loader import load_scenario
 from tests.libvirt_validate import domain_errors
+from tests.conftest import vplan
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
@@ -46,10 +45,6 @@ def merged(solved, tmp_path_factory) -> Path:
     result = apply_plan(solved, DOMAINS, out)
     assert sorted(result.written) == sorted(GUESTS)
     return out
-
-
-def vplan(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 def files(root: Path) -> dict[str, Path]:

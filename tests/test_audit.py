@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 from lxml import etree
-from typer.testing import CliRunner
 
 from planner.verify.audit import AuditInputError, audit, read_domains, read_loads
-from planner.cli.main import app
 from planner.io.loader import load_scenario
 from planner.model.scenario import Scenario
 from planner.model.units import format_cpulist, parse_cpulist
+from tests.conftest import vplan
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
@@ -67,10 +66,6 @@ def edit(path: Path, change) -> None:
 
 def run_audit(out: Path, scenario, loads=None):
     return audit(scenario, read_domains([str(out)]), loads)
-
-
-def vplan(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 # ------------------------------------------------------------------------------------------------ clean

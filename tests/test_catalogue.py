@@ -1,7 +1,8 @@
 """The host-model and flavour catalogues, the example scenarios and the fleet generator.
 
 The expected numbers of each host model are taken from its source capture (see the model file's header and
-/work/shared/hostcaps|numactl/SOURCES.md): node ids, CPU lists, sibling groups, memory per node and distances.
+tests/fixtures/hostimport/shared/hostcaps|numactl/SOURCES.md): node ids, CPU lists, sibling groups, memory per node
+and distances.
 Tests that need the scenario loader skip when ``planner.io.loader`` is not importable.
 """
 

@@ -1,6 +1,7 @@
 """The independent checker: the spec's example plan passes, and each broken rule is caught with the right names.
 
-Plans are built by hand (dataclasses, no YAML) after /work/shared/spec/example: scenario.yaml and out/.
+Plans are built by hand (dataclasses, no YAML) after the spec's example (tests/fixtures/spec/example, a copy of
+shared/spec/example): scenario.yaml and out/.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def test_example_plan_with_isolate_and_shared_emulator_passes():
     assert check_plan(example_plan(extra=True)) == []
 
 
-# hosts.*.nodes of /work/shared/spec/example/out/plan.json (bytes, as written there)
+# hosts.*.nodes of the spec's out/plan.json (tests/fixtures/spec/example/out/plan.json, bytes as written there)
 _N2 = {"hugepages_used": {}, "memory_4k_free": 32212254720, "memory_4k_used": 0, "pool_cores": 18.0,
        "pool_cpus": "36-53,108-125", "shared_load": 0.0, "shared_vcpus": 0}
 _N3 = {**_N2, "pool_cpus": "54-71,126-143"}
@@ -186,14 +187,10 @@ def _usage_from_plan_json(node: dict) -> dict:
 
 
 def test_embedded_numbers_are_the_spec_example():
-    for path in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
-        plan_json = path / "spec" / "example" / "out" / "plan.json"
-        if plan_json.exists():
-            hosts = json.loads(plan_json.read_text())["hosts"]
-            for host, data in EXAMPLE_PLAN_JSON_HOSTS.items():
-                assert hosts[host]["nodes"] == data["nodes"] and hosts[host]["vcpus"] == data["vcpus"]
-            return
-    pytest.skip("shared/spec/example not found")
+    plan_json = Path(__file__).parent / "fixtures" / "spec" / "example" / "out" / "plan.json"
+    hosts = json.loads(plan_json.read_text())["hosts"]
+    for host, data in EXAMPLE_PLAN_JSON_HOSTS.items():
+        assert hosts[host]["nodes"] == data["nodes"] and hosts[host]["vcpus"] == data["vcpus"]
 
 
 def test_node_usage_matches_the_example_plan_json():

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import vplan_process as vplan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cli"
-
-
-def vplan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "planner.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 def test_solve_example_writes_plan_and_xml(tmp_path):

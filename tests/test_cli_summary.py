@@ -23,11 +23,6 @@ def partial():
     return solve(load_scenario(FIXTURES / "unplaced.yaml"), time_limit_s=5)
 
 
-@pytest.fixture(scope="module")
-def quick():
-    return solve(load_scenario(REPO / "scenarios" / "quickstart.yaml"), time_limit_s=10)
-
-
 def render(plan, **kw) -> str:
     console = Console(width=100, record=True, file=open("/dev/null", "w"))
     print_summary(plan, console, Path("out"), **kw)
@@ -52,20 +47,20 @@ def test_markup_in_a_reason_is_shown_as_is(partial):
     assert "[of 4 hosts, blocked by: cpus]" in render(plan)
 
 
-def test_one_row_per_host_fits_100_columns_without_cutting_a_value(quick):
-    text = render(quick)
+def test_one_row_per_host_fits_100_columns_without_cutting_a_value(quickstart_plan):
+    text = render(quickstart_plan)
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 100
-    hosts = quick.host_usage().set_index("host")
+    hosts = quickstart_plan.host_usage().set_index("host")
     rows = [line for line in text.splitlines() if re.match(r"^kvm\d ", line)]
-    assert [r.split()[0] for r in rows] == quick.hosts_used  # one row per host used, none per node
+    assert [r.split()[0] for r in rows] == quickstart_plan.hosts_used  # one row per host used, none per node
     for row in rows:
         h = hosts.loc[row.split()[0]]
         assert f"{100 * h['cpu_used_fraction']:.0f}%" in row.split()
         assert f"{h['hugepages_1G_used']}/{h['hugepages_1G_pages']}" in row.split()
     assert re.search(r"4K memory\s+\d+%\s+[\d,.]+ of [\d,.]+ GiB", text)
-    nodes_text = render(quick, nodes=True)
+    nodes_text = render(quickstart_plan, nodes=True)
     node_rows = [line for line in nodes_text.splitlines() if re.match(r"^kvm\d +\d ", line)]
-    assert len(node_rows) == sum(len(quick.scenario.model_of(h).nodes) for h in quick.hosts_used)
+    assert len(node_rows) == sum(len(quickstart_plan.scenario.model_of(h).nodes) for h in quickstart_plan.hosts_used)
     assert "…" not in nodes_text and max(len(line) for line in nodes_text.splitlines()) <= 100
 
 
@@ -104,25 +99,25 @@ def test_version_and_an_example_in_every_help():
         assert not re.search(r"<(bool|list|int|str|path|float)|\{[a-z_]+\}|list\[", text, re.I), command  # metavars
 
 
-def test_compare_headline_first_pp_and_moves_last(quick):
+def test_compare_headline_first_pp_and_moves_last(quickstart_plan):
     from planner import compare_plans
     from planner.analysis import variants
 
-    other = solve(variants.smt_off(quick.scenario), time_limit_s=5, method="greedy")
-    result = compare_plans(quick, other)
+    other = solve(variants.smt_off(quickstart_plan.scenario), time_limit_s=5, method="greedy")
+    result = compare_plans(quickstart_plan, other)
     text = result.text(max_guests=3)
     lines = text.splitlines()
     assert lines[0] == "A = quickstart (A)" and lines[1].startswith("B = quickstart (B: SMT off on ")
-    assert lines[3].startswith(f"A: 31 of 31 guests placed on {len(quick.hosts_used)} of 4 hosts")
+    assert lines[3].startswith(f"A: 31 of 31 guests placed on {len(quickstart_plan.hosts_used)} of 4 hosts")
     assert re.search(r"cpu_used_fraction .* [+-]\d+\.\d pp", text) and "percentage points" in text
     assert text.index("hosts used: A") < text.index("guests: ") and "more (all of them" in lines[-1]
-    bigger = variants.set_policy(variants.add_guests(quick.scenario, flavour="small", count=3, name="x[1-3]"),
+    bigger = variants.set_policy(variants.add_guests(quickstart_plan.scenario, flavour="small", count=3, name="x[1-3]"),
                                  cpu_load_target=0.8)
     from planner.analysis.compare import scenario_difference
 
-    assert scenario_difference(quick.scenario, bigger) == "cpu_load_target 0.7 → 0.8, 3 guests added"
+    assert scenario_difference(quickstart_plan.scenario, bigger) == "cpu_load_target 0.7 → 0.8, 3 guests added"
     doc = json.loads(json.dumps(result.document()))
-    assert len(doc["guests"]) == len(result.guests) and doc["headline"]["a"]["hosts_used"] == len(quick.hosts_used)
+    assert len(doc["guests"]) == len(result.guests) and doc["headline"]["a"]["hosts_used"] == len(quickstart_plan.hosts_used)
 
 
 def test_live_progress_text():

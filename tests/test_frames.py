@@ -10,17 +10,11 @@ import pytest
 
 from planner.analysis import frames
 from planner.verify.check import node_usage as checker_usage
-from planner.io.loader import load_scenario
 from planner.engine.solver import solve
 from planner.model.units import parse_cpulist
 from tests.builders import dedicated, host_model, scenario, shared
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def quick():
-    return solve(load_scenario(REPO / "scenarios" / "quickstart.yaml"), time_limit_s=10)
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +30,15 @@ def tiny():
     return solve(sc, time_limit_s=5)
 
 
-def test_columns_are_the_documented_ones(quick):
-    assert list(quick.placements().columns) == list(frames.PLACEMENT_COLUMNS)
-    assert list(quick.unplaced().columns) == list(frames.UNPLACED_COLUMNS)
-    assert list(quick.summary().columns) == list(frames.SUMMARY_COLUMNS)
+def test_columns_are_the_documented_ones(quickstart_plan):
+    assert list(quickstart_plan.placements().columns) == list(frames.PLACEMENT_COLUMNS)
+    assert list(quickstart_plan.unplaced().columns) == list(frames.UNPLACED_COLUMNS)
+    assert list(quickstart_plan.summary().columns) == list(frames.SUMMARY_COLUMNS)
     sizes = ["hugepages_2M_pages", "hugepages_2M_used", "hugepages_2M_free",
              "hugepages_1G_pages", "hugepages_1G_used", "hugepages_1G_free"]
-    nodes = list(quick.node_usage().columns)
+    nodes = list(quickstart_plan.node_usage().columns)
     assert nodes[-6:] == sizes and nodes[:-6] == [c for c in frames.NODE_COLUMNS if "<size>" not in c]
-    hosts = list(quick.host_usage().columns)
+    hosts = list(quickstart_plan.host_usage().columns)
     assert hosts[-6:] == sizes and hosts[:-6] == [c for c in frames.HOST_COLUMNS if "<size>" not in c]
 
 
@@ -57,10 +51,10 @@ def test_every_column_is_documented_in_docs_api_md():
             assert column in getattr(frames, table).__doc__
 
 
-def test_placements_add_up_to_the_guests(quick):
-    sc = quick.scenario
-    df = quick.placements()
-    assert len(df) == sum(len(p.cells) for p in quick.placed.values()) == 32  # big1 has two cells
+def test_placements_add_up_to_the_guests(quickstart_plan):
+    sc = quickstart_plan.scenario
+    df = quickstart_plan.placements()
+    assert len(df) == sum(len(p.cells) for p in quickstart_plan.placed.values()) == 32  # big1 has two cells
     assert df["memory_kib"].sum() == sum(g.memory_kib for g in sc.guests) == 200704 * 1024
     assert df.groupby("guest")["vcpus"].sum().to_dict() == {g.name: g.vcpus for g in sc.guests}
     big1 = df[df["guest"] == "big1"]
@@ -70,15 +64,15 @@ def test_placements_add_up_to_the_guests(quick):
     assert pages["db1"] == "1G" and pages["cache1"] == "2M" and pages["web01"] == "4K"
     for _, row in df[df["cpu"] == "dedicated"].iterrows():  # one pCPU per dedicated vCPU
         assert len(parse_cpulist(row["pcpus"])) == row["vcpus"]
-        assert row["host"] == quick.placed[row["guest"]].host
+        assert row["host"] == quickstart_plan.placed[row["guest"]].host
     assert df.loc[df["guest"] == "web01", "expected_load_cpus"].item() == pytest.approx(0.6)
     assert math.isnan(df.loc[df["guest"] == "db1", "load"].item())
     assert set(df.loc[df["guest"] == "ded1", "threads"]) == {"prefer"}
 
 
-def test_node_usage_matches_the_checker(quick):
-    usage = checker_usage(quick)
-    df = quick.node_usage()
+def test_node_usage_matches_the_checker(quickstart_plan):
+    usage = checker_usage(quickstart_plan)
+    df = quickstart_plan.node_usage()
     assert len(df) == 2 * 4 + 2 * 2  # every host, every node
     for _, row in df.iterrows():
         u = usage[row["host"]][row["node"]]
@@ -96,7 +90,7 @@ def test_node_usage_matches_the_checker(quick):
     assert kvm1_0["hugepages_1G_pages"] == 8 and kvm1_0["hugepages_capacity_kib"] == 8192 * 1024
     assert df["expected_load_cpus"].sum() == pytest.approx(26.4)  # web 7.2 + app 9.6 + dev 0.4 + cache 1.2 + big1 8
     assert df["hugepages_1G_used"].sum() == 16 and df["hugepages_2M_used"].sum() == 2048
-    assert set(df.loc[~df["host_used"], "host"]) == {h.name for h in quick.scenario.hosts} - set(quick.hosts_used)
+    assert set(df.loc[~df["host_used"], "host"]) == {h.name for h in quickstart_plan.scenario.hosts} - set(quickstart_plan.hosts_used)
 
 
 def test_tiny_plan_exact_values(tiny):
@@ -123,21 +117,21 @@ def test_tiny_plan_exact_values(tiny):
     assert s["memory_placed_kib"] == 6 * 1024**2 and s["vcpus_placed"] == 6 and s["dedicated_vcpus"] == 2
 
 
-def test_summary_of_quickstart(quick):
-    s = quick.summary()
+def test_summary_of_quickstart(quickstart_plan):
+    s = quickstart_plan.summary()
     assert len(s) == 1
     s = s.iloc[0]
     assert (s["scenario"], s["guests"], s["placed"], s["unplaced"]) == ("quickstart", 31, 31, 0)
-    assert s["hosts_used"] == len(quick.hosts_used)
+    assert s["hosts_used"] == len(quickstart_plan.hosts_used)
     assert (s["vcpus_placed"], s["dedicated_vcpus"], s["shared_vcpus"]) == (112, 40, 72)
     assert s["spanning_guests"] == 1 and s["numa_distance_cost"] == 21  # big1 over two nodes at distance 21
-    hosts = quick.host_usage()
+    hosts = quickstart_plan.host_usage()
     used = hosts[hosts["host_used"]]
     assert s["cpu_used_fraction"] == pytest.approx(used["cpu_committed_cpus"].sum() / used["usable_cpus"].sum())
 
 
-def test_write(quick, tmp_path):
-    out = quick.write(tmp_path / "out")
+def test_write(quickstart_plan, tmp_path):
+    out = quickstart_plan.write(tmp_path / "out")
     doc = json.loads((out / "plan.json").read_text())
     assert doc["scenario"] == "quickstart" and doc["headline"]["placed"] == 31
     assert len(list((out / "hosts").rglob("*.xml"))) == 31

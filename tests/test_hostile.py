@@ -16,22 +16,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
-from typer.testing import CliRunner
 
 from planner.verify.audit import AuditInputError, DomainFile, _read_domain, audit, read_domains, read_loads, read_mapping
-from planner.cli.main import app
 from planner.hostimport.capture import CaptureError, import_host, parse_capabilities, parse_lscpu, parse_numactl, read_capture
 from planner.io.loader import ScenarioError, load_scenario, load_scenario_text
 from planner.model.units import parse_cpulist, parse_page_kib
+from tests.conftest import vplan
 
 FIX = Path(__file__).parent / "fixtures"
 DOMAINS = FIX / "domains"
 SYSFS = FIX / "hostimport" / "sysfs-aarch64-sparse"
 CAPS = FIX / "hostimport" / "x86-memory-tiers.xml"
-
-
-def vplan(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def problems(path) -> list[str]:

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from planner.cli.main import app
 from planner.hostimport.capture import (
     SYSFS_CAPTURE_COMMAND,
     CaptureError,
@@ -33,6 +31,7 @@ from planner.hostimport.capture import (
 )
 from planner.io.loader import ScenarioError, load_scenario, load_scenario_text
 from planner.model.units import parse_cpulist
+from tests.conftest import vplan
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "hostimport"
@@ -56,10 +55,6 @@ def same_model(a, b) -> bool:
         return ([(n.id, n.cpus, n.memory_kib, dict(n.hugepages)) for n in m.nodes], m.distances, m.cores,
                 m.reserved_cpus, m.reserved_memory_kib, m.arch)
     return key(a) == key(b)
-
-
-def vplan(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 # ------------------------------------------------------------------------------------------------ quirks (own fixtures)

@@ -58,13 +58,11 @@ def test_bad_plan_dir(tmp_path):
     assert result.exit_code == 2 and "not found" in result.stderr
 
 
-def test_quickstart_plan(tmp_path):
+def test_quickstart_plan(tmp_path, quickstart_plan):
     """On a real plan: the need per node is exactly what plan.json says is used, for every size."""
-    from planner.io.loader import load_scenario
     from planner.analysis.output import write_plan
-    from planner.engine.solver import solve
 
-    out = write_plan(solve(load_scenario(REPO / "scenarios" / "quickstart.yaml"), time_limit_s=20), tmp_path / "o")
+    out = write_plan(quickstart_plan, tmp_path / "o")
     doc = json.loads((out / "plan.json").read_text())
     pages = {h.host: h for h in read_plan_pages(out).hosts}
     for host, entry in doc["hosts"].items():

@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from planner.cli.main import app
+from tests.conftest import vplan as _vplan
 
 PREFIX = "vplan-ci-"
 PAGES_2M = 64  # 128 MiB of 2M pages: exactly the hugepage guest
@@ -212,10 +211,6 @@ def stack():
         yield stack
     finally:
         stack.stop()
-
-
-def _vplan(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 def _cpus_allowed(pid: int) -> dict[str, str]:

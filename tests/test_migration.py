@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from ortools.sat.python import cp_model
@@ -20,6 +18,7 @@ from planner.engine.problem import compile_problem
 from planner.engine.replan import replan_fewest_moves
 from planner.engine.solver import solve
 from tests.builders import dedicated, host_model, scenario, shared
+from tests.conftest import vplan_process as vplan
 
 
 def _solve_moves(sc, previous, max_moves):
@@ -172,10 +171,6 @@ MODEL = """host_models:
 hosts:
   - {name: "h[1-3]", model: m}
 """
-
-
-def vplan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "planner.cli.main", *args], capture_output=True, text=True, timeout=300)
 
 
 def _yaml(path: Path, name: str, fixed: bool) -> Path:

@@ -15,23 +15,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from planner.cli.main import app
+from tests.conftest import vplan
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCENARIO = FIXTURES / "cli" / "unplaced.yaml"  # one small host: solves in about a second
 CAPTURE = FIXTURES / "hostimport" / "power8-smt8-hash.xml"
-
-
-def vplan(*args, cwd: Path | None = None):
-    old = os.getcwd()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        return CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(old)
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -19,8 +19,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "cli"
 
 
 @pytest.fixture(scope="module")
-def quick_doc(tmp_path_factory):
-    plan = solve(load_scenario(REPO / "scenarios" / "quickstart.yaml"), time_limit_s=10)
+def quick_doc(tmp_path_factory, quickstart_plan):
+    plan = quickstart_plan
     out = write_plan(plan, tmp_path_factory.mktemp("q") / "out")
     return plan, read_plan_document(out)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,15 +19,10 @@ from planner.analysis import capacity
 from planner.analysis import plots  # noqa: E402
 from planner.io.loader import load_scenario  # noqa: E402
 from planner.analysis.report import write_report  # noqa: E402
-from planner.engine.solver import solve  # noqa: E402
+from tests.conftest import vplan_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
-
-
-@pytest.fixture(scope="module")
-def quick():
-    return solve(load_scenario(REPO / "scenarios" / "quickstart.yaml"), time_limit_s=10)
 
 
 @pytest.fixture(scope="module")
@@ -40,41 +34,41 @@ def axes():
     return Figure().add_subplot()
 
 
-def test_heatmap(quick):
+def test_heatmap(quickstart_plan):
     ax = axes()
-    assert plots.utilisation_heatmap(quick, "cpu", ax=ax) is ax
+    assert plots.utilisation_heatmap(quickstart_plan, "cpu", ax=ax) is ax
     assert len(ax.images) == 1
-    used = len(quick.hosts_used)
+    used = len(quickstart_plan.hosts_used)
     assert used == 2 and len(ax.texts) == 2 * 4  # two guide hosts x 4 nodes, one label each
     grid = ax.images[0].get_array()
-    nodes = quick.node_usage()
-    kvm_rows = nodes[nodes["host"] == quick.hosts_used[0]]
+    nodes = quickstart_plan.node_usage()
+    kvm_rows = nodes[nodes["host"] == quickstart_plan.hosts_used[0]]
     assert list(grid[0]) == pytest.approx(list(kvm_rows["cpu_used_fraction"]))
     ax = axes()
-    plots.utilisation_heatmap(quick, "hugepages", ax=ax, hosts="all")
+    plots.utilisation_heatmap(quickstart_plan, "hugepages", ax=ax, hosts="all")
     assert ax.images[0].get_array().shape == (4, 4)  # 4 hosts x node ids 0-3
     assert len(ax.texts) == 4 * 2 + 2 * 2  # guide: 4 nodes with pools; sandybridge: 2 (its node ids 0, 1)
 
 
-def test_node_bars(quick):
+def test_node_bars(quickstart_plan):
     ax = axes()
-    assert plots.node_bars(quick, ax=ax) is ax
+    assert plots.node_bars(quickstart_plan, ax=ax) is ax
     assert len(ax.patches) == 8 * 8  # 8 bars per node, 8 nodes on the two hosts used
     ax = axes()
-    plots.node_bars(quick, ax=ax, hosts="all")
+    plots.node_bars(quickstart_plan, ax=ax, hosts="all")
     assert len(ax.patches) == 8 * 12
     heights = [p.get_height() for p in ax.patches]
-    nodes = quick.node_usage()
+    nodes = quickstart_plan.node_usage()
     assert heights[12 * 4: 12 * 5] == pytest.approx(list(nodes["memory_4k_used_fraction"]))  # 5th bar call: 4K used
 
 
-def test_pin_map(quick):
-    for host in quick.hosts_used:
+def test_pin_map(quickstart_plan):
+    for host in quickstart_plan.hosts_used:
         ax = axes()
-        assert plots.pin_map(quick, host, ax=ax) is ax
-        model = quick.scenario.model_of(host)
+        assert plots.pin_map(quickstart_plan, host, ax=ax) is ax
+        model = quickstart_plan.scenario.model_of(host)
         assert len(ax.patches) == model.cpu_count == 144
-        hosts = quick.host_usage().set_index("host")
+        hosts = quickstart_plan.host_usage().set_index("host")
         pool_colour = matplotlib.colors.to_rgba(plots.COLOURS["pool"])
         reserved_colour = matplotlib.colors.to_rgba(plots.COLOURS["reserved"])
         faces = [tuple(p.get_facecolor()) for p in ax.patches]
@@ -85,7 +79,7 @@ def test_pin_map(quick):
         taken = hosts.loc[host, ["dedicated_cpus", "idle_cpus", "emulator_cpus"]].sum()
         assert sum(f not in (pool_colour, reserved_colour) for f in faces) == taken
     with pytest.raises(KeyError):
-        plots.pin_map(quick, "nosuch", ax=axes())
+        plots.pin_map(quickstart_plan, "nosuch", ax=axes())
 
 
 def test_growth_plot(curve):
@@ -97,16 +91,16 @@ def test_growth_plot(curve):
     assert list(ax.lines[1].get_ydata()) == list(curve["lower_bound_hosts"])
 
 
-def test_plots_make_their_own_figure(quick):
+def test_plots_make_their_own_figure(quickstart_plan):
     import matplotlib.pyplot as plt
 
-    ax = plots.node_bars(quick)
+    ax = plots.node_bars(quickstart_plan)
     assert ax.figure is not None
     plt.close(ax.figure)
 
 
-def test_report(quick, curve, tmp_path):
-    path = write_report(quick, tmp_path / "r.html")
+def test_report(quickstart_plan, curve, tmp_path):
+    path = write_report(quickstart_plan, tmp_path / "r.html")
     text = path.read_text()
     images = IMG.findall(text)
     assert len(images) == 3 + 2  # 2 heatmaps + node bars + a pin map for each of the 2 hosts used
@@ -114,23 +108,22 @@ def test_report(quick, curve, tmp_path):
         assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
     headline = re.search(r"<section id='headline'>(.*?)</section>", text, re.S).group(1)
     assert "31 of 31 guests placed on 2 of 4 hosts" in headline
-    bound = quick.stats.extra["bound_hosts"]
+    bound = quickstart_plan.stats.extra["bound_hosts"]
     assert re.search(rf"<th>bound</th><td>lower bound {bound} hosts?: [^<]+; gap", headline)
     assert text.index("id='headline'") < text.index("id='plots'")
     hosts = re.search(r"<table class='hosts'>(.*?)</table>", text, re.S).group(1)
     assert "<th class='num'>4K memory used GiB</th>" in hosts and "<th class='num'>CPUs used %</th>" in hosts
     assert "_fraction" not in text and "_mib" not in text and "1048576" not in text  # readable headers and sizes
     csv = (tmp_path / "r.placements.csv").read_text().splitlines()
-    assert len(csv) == 1 + len(quick.placements()) and csv[0].startswith("guest,host,")
+    assert len(csv) == 1 + len(quickstart_plan.placements()) and csv[0].startswith("guest,host,")
     assert "href='r.placements.csv'" in text
     assert "<script" not in text and "http://" not in text and "https://" not in text and "<link" not in text
-    with_growth = write_report(quick, tmp_path / "g.html", growth=curve).read_text()
+    with_growth = write_report(quickstart_plan, tmp_path / "g.html", growth=curve).read_text()
     assert len(IMG.findall(with_growth)) == 6 and "<table class='growth'>" in with_growth
 
 
 def vplan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "planner.cli.main", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    return vplan_process(*args, cwd=REPO)
 
 
 def test_cli_solve_report(tmp_path):
