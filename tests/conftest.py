@@ -28,7 +28,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
 
 #: Test modules marked ``slow`` (the heaviest: minutes on 2 cores). The default test command still runs them.
-SLOW_MODULES = frozenset({"test_scale", "test_notebooks", "test_libvirt_qemu", "test_signals", "test_properties"})
+SLOW_MODULES = frozenset({"test_scale", "test_notebooks", "test_libvirt_qemu", "test_signals", "test_properties",
+                          "test_scenarios_e2e"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import vplan_process as vplan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cli"
