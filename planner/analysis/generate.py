@@ -39,10 +39,10 @@ import os
 import random
 import sys
 import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import yaml
 
@@ -303,13 +303,13 @@ def _page_name(size_kib: int) -> str:
 def _allocate(guests: int, classes: Sequence[GuestClass], flavours: Mapping[str, dict], cap: Capacity,
               beta: float) -> tuple[dict[str, int], Demand]:
     """Guest counts per flavour for a size bias ``beta`` (typical loads), with the hugepage pools capped."""
-    class_counts = dict(zip((c.name for c in classes), apportion(guests, [c.share for c in classes])))
+    class_counts = dict(zip((c.name for c in classes), apportion(guests, [c.share for c in classes]), strict=True))
     prints = {name: footprint(flavours[name], cap.threads) for c in classes for name in c.ladder}
 
     def split(cls: GuestClass, count: int) -> dict[str, int]:
         mid = (len(cls.ladder) - 1) / 2
         weights = [math.exp(beta * (i - mid)) for i in range(len(cls.ladder))]
-        return dict(zip(cls.ladder, apportion(count, weights)))
+        return dict(zip(cls.ladder, apportion(count, weights), strict=True))
 
     per_flavour: dict[str, int] = {}
     for cls in classes:
@@ -366,7 +366,7 @@ def _scalar(value: object) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     text = str(value)
-    plain = text and all(ch.isalnum() or ch in "._-" for ch in text) and not text[0] in "-." \
+    plain = text and all(ch.isalnum() or ch in "._-" for ch in text) and text[0] not in "-." \
         and text.lower() not in ("yes", "no", "true", "false", "on", "off", "null", "none", "y", "n", "~")
     return text if plain else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -710,8 +710,8 @@ def _running_guests(head: list[str], entries: list[_Entry], fraction: float, rng
                     ) -> dict[tuple[int, int], str]:
     """(entry index, member number) -> host for the running guests: a seeded sample of ``fraction`` of the guests,
     dealt in turn over a random third as many hosts as running guests, each to the next host where it fits."""
-    from planner.io.loader import load_scenario_text
     from planner.engine.problem import FleetState, compile_problem
+    from planner.io.loader import load_scenario_text
 
     lines = list(head) + ["guests:"]
     members: list[tuple[int, int]] = []
