@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
+from planner.model.version import __version__
 
 _EXPORTS = {
     "load_scenario": ("planner.io.loader", "load_scenario"),

@@ -27,7 +27,7 @@ from planner.cli.common import (EXIT_BUG, EXIT_INPUT, EXIT_OK, EXIT_UNPLACED, ap
 
 def _version(value: bool) -> None:
     if value:
-        from planner import __version__
+        from planner.model.version import __version__
 
         typer.echo(f"vplan {__version__}")
         raise typer.Exit(EXIT_OK)
