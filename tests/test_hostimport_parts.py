@@ -130,8 +130,8 @@ def test_facade_names_the_package_api():
 def test_generator_phases():
     assert generate._split_hosts(7, 3, random.Random(1)) in ([3, 2, 2], [2, 3, 2], [2, 2, 3])
     assert sum(generate._split_hosts(10, 4, random.Random(0))) == 10
-    node = generate.NodeCap(cpus=8, cores=4, free_4k_kib=100, pools={2048: 10})
-    model = generate.ModelCap("m", generate.MODELS_DIR / "m.yaml", (node, node), threads=2)
+    node = generate.NodeOffer(cpus=8, cores=4, free_4k_kib=100, pools={2048: 10})
+    model = generate.ModelOffer("m", generate.MODELS_DIR / "m.yaml", (node, node), threads=2)
     cap = generate._fleet_capacity([model], [3])
     assert (cap.cpus, cap.cores, cap.free_4k_kib, cap.pools_kib) == (48, 24, 600, {2048: 60 * 2048})
     assert cap.threads == Fraction(2)

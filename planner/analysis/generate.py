@@ -64,7 +64,7 @@ LOAD_RANGE = (5, 90)  # clipped to 0.05..0.90
 
 
 @dataclass(frozen=True)
-class GuestClass:
+class GuestMix:
     """A slice of the fleet: its share of the guest count, its size ladder (small → large) and its anti-affinity."""
 
     name: str
@@ -74,19 +74,19 @@ class GuestClass:
     aa_sizes: tuple[int, ...] = (2, 3)  # group sizes drawn from
 
 
-MIX: tuple[GuestClass, ...] = (
-    GuestClass("web", Fraction(50, 100), ("tiny", "small", "medium", "large", "xlarge"), Fraction(1, 25), (2, 3, 4)),
-    GuestClass("compute", Fraction(8, 100), ("c-large", "c-xlarge")),
-    GuestClass("memory", Fraction(8, 100), ("r-large", "r-xlarge"), Fraction(1, 10)),
-    GuestClass("dev", Fraction(10, 100), ("dev",)),
-    GuestClass("cache", Fraction(3, 100), ("cache-2m",), Fraction(1, 5)),
-    GuestClass("span", Fraction(1, 100), ("span-xlarge",)),
-    GuestClass("dedicated", Fraction(8, 100), ("ded-medium", "ded-large", "ded-xlarge"), Fraction(1, 5), (2, 3)),
-    GuestClass("smt", Fraction(4, 100), ("iso-medium", "rt-small", "iso-large", "rt-large")),
-    GuestClass("db1g", Fraction(4, 100), ("db-small", "db-medium", "db-large"), Fraction(1, 2), (2,)),
-    GuestClass("db2m", Fraction(2, 100), ("db2m-small", "db2m-medium"), Fraction(1, 2), (2,)),
-    GuestClass("nfv", Fraction(15, 1000), ("nfv-small", "nfv-medium", "nfv-large"), Fraction(1, 2), (2,)),
-    GuestClass("hpc", Fraction(5, 1000), ("hpc-span",)),
+MIX: tuple[GuestMix, ...] = (
+    GuestMix("web", Fraction(50, 100), ("tiny", "small", "medium", "large", "xlarge"), Fraction(1, 25), (2, 3, 4)),
+    GuestMix("compute", Fraction(8, 100), ("c-large", "c-xlarge")),
+    GuestMix("memory", Fraction(8, 100), ("r-large", "r-xlarge"), Fraction(1, 10)),
+    GuestMix("dev", Fraction(10, 100), ("dev",)),
+    GuestMix("cache", Fraction(3, 100), ("cache-2m",), Fraction(1, 5)),
+    GuestMix("span", Fraction(1, 100), ("span-xlarge",)),
+    GuestMix("dedicated", Fraction(8, 100), ("ded-medium", "ded-large", "ded-xlarge"), Fraction(1, 5), (2, 3)),
+    GuestMix("smt", Fraction(4, 100), ("iso-medium", "rt-small", "iso-large", "rt-large")),
+    GuestMix("db1g", Fraction(4, 100), ("db-small", "db-medium", "db-large"), Fraction(1, 2), (2,)),
+    GuestMix("db2m", Fraction(2, 100), ("db2m-small", "db2m-medium"), Fraction(1, 2), (2,)),
+    GuestMix("nfv", Fraction(15, 1000), ("nfv-small", "nfv-medium", "nfv-large"), Fraction(1, 2), (2,)),
+    GuestMix("hpc", Fraction(5, 1000), ("hpc-span",)),
 )
 FALLBACK_CLASS = "web"  # receives the shares of classes with no usable flavour and the hugepage overflow
 
@@ -94,7 +94,7 @@ FALLBACK_CLASS = "web"  # receives the shares of classes with no usable flavour 
 # --------------------------------------------------------------------------------------------------- catalogues
 
 @dataclass(frozen=True)
-class NodeCap:
+class NodeOffer:
     """What one node offers guests on an empty host."""
 
     cpus: int  # usable CPUs (not reserved); 0 on a node that cannot hold a guest cell
@@ -104,10 +104,10 @@ class NodeCap:
 
 
 @dataclass(frozen=True)
-class ModelCap:
+class ModelOffer:
     name: str
     path: Path
-    nodes: tuple[NodeCap, ...]
+    nodes: tuple[NodeOffer, ...]
     threads: int  # CPUs per core (largest sibling group)
     arch: str = "x86_64"
 
@@ -132,7 +132,7 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
 
 
-def read_model(name: str) -> ModelCap:
+def read_model(name: str) -> ModelOffer:
     """Capacity summary of one catalogue host model (its YAML read directly; the loader does the full checks)."""
     path = MODELS_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -155,13 +155,13 @@ def read_model(name: str) -> ModelCap:
         memory = parse_memory_kib(raw["memory"], allow_zero=True)
         pools = {parse_page_kib(size): int(count) for size, count in (raw.get("hugepages") or {}).items()}
         if not cpus or memory == 0:
-            nodes.append(NodeCap(0, 0, 0, {}))
+            nodes.append(NodeOffer(0, 0, 0, {}))
             continue
         usable = cpus - reserved_cpus
         cores = sum(1 for g in groups if set(g) <= usable)
         free = memory - reserved_kib - sum(size * count for size, count in pools.items())
-        nodes.append(NodeCap(len(usable), cores, free, {s: c for s, c in pools.items() if c > 0}))
-    return ModelCap(name, path, tuple(nodes), max(len(g) for g in groups), str(spec.get("arch", "x86_64")))
+        nodes.append(NodeOffer(len(usable), cores, free, {s: c for s, c in pools.items() if c > 0}))
+    return ModelOffer(name, path, tuple(nodes), max(len(g) for g in groups), str(spec.get("arch", "x86_64")))
 
 
 def read_flavours() -> dict[str, dict]:
@@ -201,7 +201,7 @@ def footprint(spec: Mapping, threads: Fraction, load: int | None = None) -> Foot
     return Footprint(cpus, 0, (parse_page_kib(page), memory))
 
 
-def fits_empty_host(spec: Mapping, model: ModelCap) -> bool:
+def fits_empty_host(spec: Mapping, model: ModelOffer) -> bool:
     """Does one guest of this flavour fit an empty host of this model (node by node, with its numa setting)?"""
     vcpus = int(spec["vcpus"])
     memory = parse_memory_kib(spec["memory"])
@@ -300,13 +300,13 @@ def _page_name(size_kib: int) -> str:
     return f"{size_kib // (1024 * 1024)}G" if size_kib % (1024 * 1024) == 0 else f"{size_kib // 1024}M"
 
 
-def _allocate(guests: int, classes: Sequence[GuestClass], flavours: Mapping[str, dict], cap: Capacity,
+def _allocate(guests: int, classes: Sequence[GuestMix], flavours: Mapping[str, dict], cap: Capacity,
               beta: float) -> tuple[dict[str, int], Demand]:
     """Guest counts per flavour for a size bias ``beta`` (typical loads), with the hugepage pools capped."""
     class_counts = dict(zip((c.name for c in classes), apportion(guests, [c.share for c in classes]), strict=True))
     prints = {name: footprint(flavours[name], cap.threads) for c in classes for name in c.ladder}
 
-    def split(cls: GuestClass, count: int) -> dict[str, int]:
+    def split(cls: GuestMix, count: int) -> dict[str, int]:
         mid = (len(cls.ladder) - 1) / 2
         weights = [math.exp(beta * (i - mid)) for i in range(len(cls.ladder))]
         return dict(zip(cls.ladder, apportion(count, weights), strict=True))
@@ -401,7 +401,7 @@ def _shown_path(path: str | os.PathLike) -> str:
         return Path(path).as_posix()
 
 
-def _include_path(model: ModelCap, out_dir: Path) -> str:
+def _include_path(model: ModelOffer, out_dir: Path) -> str:
     return Path(os.path.relpath(model.path, out_dir)).as_posix()
 
 
@@ -468,7 +468,7 @@ def _check_arguments(hosts: int, guests: int, order: str, existing: float) -> No
         raise ValueError(f"existing must be a fraction from 0 to 1, not {existing}")
 
 
-def _read_models(model_names: list[str]) -> list[ModelCap]:
+def _read_models(model_names: list[str]) -> list[ModelOffer]:
     """The catalogue models, all of one architecture (guests must run on every host)."""
     caps = [read_model(m) for m in model_names]
     arches = sorted({m.arch for m in caps})
@@ -486,7 +486,7 @@ def _split_hosts(hosts: int, models: int, rng: random.Random) -> list[int]:
     return per_model
 
 
-def _fleet_capacity(caps: Sequence[ModelCap], per_model: Sequence[int]) -> Capacity:
+def _fleet_capacity(caps: Sequence[ModelOffer], per_model: Sequence[int]) -> Capacity:
     """The fleet's aggregate: sum over models of (hosts of the model x the model's usable CPUs, cores, free 4K
     memory and pool KiB per page size)."""
     cap = Capacity()
@@ -499,25 +499,25 @@ def _fleet_capacity(caps: Sequence[ModelCap], per_model: Sequence[int]) -> Capac
     return cap
 
 
-def _usable_classes(flavours: Mapping[str, dict], used_models: Sequence[ModelCap],
-                    model_names: Sequence[str]) -> list[GuestClass]:
+def _usable_classes(flavours: Mapping[str, dict], used_models: Sequence[ModelOffer],
+                    model_names: Sequence[str]) -> list[GuestMix]:
     """The classes of ``MIX`` with only the flavours that fit an empty host of every model in use; the shares of
     classes left empty go to ``FALLBACK_CLASS``."""
-    classes: list[GuestClass] = []
+    classes: list[GuestMix] = []
     spare = Fraction(0)
     for cls in MIX:
         ladder = tuple(f for f in cls.ladder if all(fits_empty_host(flavours[f], m) for m in used_models))
         if ladder:
-            classes.append(GuestClass(cls.name, cls.share, ladder, cls.aa_fraction, cls.aa_sizes))
+            classes.append(GuestMix(cls.name, cls.share, ladder, cls.aa_fraction, cls.aa_sizes))
         else:
             spare += cls.share
     if not any(c.name == FALLBACK_CLASS for c in classes):
         raise ValueError(f"no '{FALLBACK_CLASS}' flavour fits every model of {', '.join(model_names)}")
-    return [GuestClass(c.name, c.share + (spare if c.name == FALLBACK_CLASS else 0), c.ladder, c.aa_fraction,
+    return [GuestMix(c.name, c.share + (spare if c.name == FALLBACK_CLASS else 0), c.ladder, c.aa_fraction,
                        c.aa_sizes) for c in classes]
 
 
-def _choose_sizes(guests: int, classes: Sequence[GuestClass], flavours: Mapping[str, dict],
+def _choose_sizes(guests: int, classes: Sequence[GuestMix], flavours: Mapping[str, dict],
                   cap: Capacity) -> tuple[dict[str, int], float]:
     """Guest counts per flavour and the size bias ``beta``: bisection on beta in [-6, 6] (60 steps) so that the
     binding resource's utilisation is closest to ``TARGET``; the two ends are tried too, for fleets that cannot
@@ -543,7 +543,7 @@ def _choose_sizes(guests: int, classes: Sequence[GuestClass], flavours: Mapping[
     return best[0], best[2]
 
 
-def _guest_entries(classes: Sequence[GuestClass], counts: Mapping[str, int], flavours: Mapping[str, dict],
+def _guest_entries(classes: Sequence[GuestMix], counts: Mapping[str, int], flavours: Mapping[str, dict],
                    cap: Capacity, max_group: int, rng: random.Random) -> tuple[list[_Entry], Demand]:
     """The guest lines: per flavour, anti-affinity groups first (sizes drawn, at most ``max_group``), then the rest
     by load (shared guests' loads drawn around the flavour's) in one pattern line each; and their demand."""
@@ -589,7 +589,7 @@ def _load_drawer(spec: Mapping, rng: random.Random) -> Callable[[], int | None]:
     return lambda: min(max(base_load + rng.choices(LOAD_OFFSETS, LOAD_ODDS)[0], LOAD_RANGE[0]), LOAD_RANGE[1])
 
 
-def _host_lines(caps: Sequence[ModelCap], per_model: Sequence[int], order: str) -> list[str]:
+def _host_lines(caps: Sequence[ModelOffer], per_model: Sequence[int], order: str) -> list[str]:
     """One pattern line per model in use, in the given order or by size (usable CPUs, then 4K + 2M + 1G memory)."""
     listed = list(zip(caps, per_model, strict=True))
     if order != "given":
