@@ -1,11 +1,11 @@
 """The libvirt domain XML of one placed guest.
 
 The XML is assembled from small frozen pieces, each with a ``to_element()`` that builds an lxml element with a
-fixed element and attribute order: vplan's own parts (``Vcpu``, ``Cputune``, ``Numatune``, ``Cpu``, ``NumaCell``,
-``MemoryBacking``, ...) are declared once in ``planner.libvirt.elements`` (which also reads them back, for
-``vplan check`` and ``vplan apply``); the rest of a new domain (``<os>``, ``<features>``, ``<devices>``) here. ``serialize``
-writes the tree in libvirt's own style (two-space indentation, single-quoted attributes, ``<x/>`` for empty
-elements, a final newline), so the output matches the spec's example files byte for byte.
+fixed element and attribute order: vplan's own parts (``Vcpu``, ``Cputune``, ``Numatune``, ``Cpu``,
+``NumaCell``, ``MemoryBacking``, ...) are declared once in ``planner.libvirt.elements`` (which also reads them
+back, for ``vplan check`` and ``vplan apply``); the rest of a new domain (``<os>``, ``<features>``, ``<devices>``)
+here. ``serialize`` writes the tree in libvirt's own style (two-space indentation, single-quoted attributes,
+``<x/>`` for empty elements, a final newline), so the output matches the spec's example files byte for byte.
 
 Public API::
 

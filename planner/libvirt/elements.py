@@ -209,7 +209,8 @@ class Vcpu(Part):
 class VcpuPin(Part):
     TAG: ClassVar[str] = "vcpupin"
     PATH: ClassVar[str] = "cputune/vcpupin"
-    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("vcpu", "vcpu", "count", required=True), Attr("cpuset", "cpuset", "ids", MAX_CPU_ID))
+    ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("vcpu", "vcpu", "count", required=True),
+                                         Attr("cpuset", "cpuset", "ids", MAX_CPU_ID))
     LABEL_KEY: ClassVar[str] = "vcpu"
     REPLACED: ClassVar[bool] = True
     vcpu: int
@@ -427,11 +428,11 @@ class NumaCell(Part):
     id: int | None  # None: a deployed cell without id (libvirt numbers it by position)
     cpus: tuple[int, ...]
     memory_kib: int
-    distances: tuple[Sibling, ...] = ()
+    distances: tuple[Sibling, ...] | None = None  # None: no <distances> element
 
     def to_element(self) -> etree._Element:
         element = _element(self.TAG, self._attrs())
-        if self.distances:
+        if self.distances is not None:
             etree.SubElement(element, "distances").extend(s.to_element() for s in self.distances)
         return element
 
@@ -441,7 +442,9 @@ class NumaCell(Part):
         label = f"<cell id='{values['id']}'>" if values["id"] is not None else "<cell>"
         if values["memory_kib"] is None:
             raise ValueError(f"{label} has no memory")
-        siblings = tuple(Sibling.from_element(s, f"{label} ") for s in element.findall("distances/sibling"))
+        distances = element.find("distances")
+        siblings = None if distances is None else \
+            tuple(Sibling.from_element(s, f"{label} ") for s in distances.findall(Sibling.TAG))
         return cls(values["id"], values["cpus"] or (), values["memory_kib"], siblings)
 
 
