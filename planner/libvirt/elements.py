@@ -111,8 +111,11 @@ class Part:
 
     @classmethod
     def _label(cls, name: str, key: object, where: str) -> str:
-        keyed = f" {cls.LABEL_KEY}='{key}'" if cls.LABEL_KEY and key is not None and name != cls.LABEL_KEY else ""
-        return f"{where}<{cls.TAG}{keyed} {name}>"
+        """``<vcpupin vcpu='1' cpuset>`` once the key attribute is read (it names the element), else
+        ``WHERE<vcpupin vcpu>`` (the caller's context)."""
+        if cls.LABEL_KEY and key is not None and name != cls.LABEL_KEY:
+            return f"<{cls.TAG} {cls.LABEL_KEY}='{key}' {name}>"
+        return f"{where}<{cls.TAG} {name}>"
 
     def _attrs(self) -> list[tuple[str, object]]:
         """The declared attributes with a value, in declared order (units written as KiB)."""
@@ -128,11 +131,11 @@ class Part:
         return out
 
     @classmethod
-    def _read_attrs(cls, element: etree._Element, where: str) -> dict[str, object]:
-        """The declared attributes of ``element`` by field name: the key attribute first (it labels the others)."""
+    def _read_attrs(cls, element: etree._Element, where: str, key: object = None) -> dict[str, object]:
+        """The declared attributes of ``element`` by field name: the key attribute first (it labels the others;
+        ``key`` labels them when the element has none, e.g. a cell's position)."""
         ordered = sorted((a for a in cls.ATTRS if a.kind != "unit"), key=lambda a: a.name != cls.LABEL_KEY)
         values: dict[str, object] = {}
-        key = None
         for attr in ordered:
             if element.get(attr.name) is None:
                 if attr.required:
@@ -140,7 +143,7 @@ class Part:
                 values[attr.field] = attr.default
                 continue
             values[attr.field] = _read_value(attr, element, cls._label(attr.name, key, where))
-            if attr.name == cls.LABEL_KEY:
+            if attr.name == cls.LABEL_KEY and values[attr.field] is not None:
                 key = values[attr.field]
         return values
 
@@ -185,20 +188,20 @@ class Vcpu(Part):
     TAG: ClassVar[str] = "vcpu"
     PATH: ClassVar[str] = "vcpu"
     ATTRS: ClassVar[tuple[Attr, ...]] = (Attr("placement", "placement"), Attr("cpuset", "cpuset", "ids", MAX_CPU_ID),
-                                         Attr("current", "current", "count"))
+                                         Attr("current", "current"))
     KEPT: ClassVar[tuple[str, ...]] = ("current",)  # attributes apply keeps from the deployed element
     REPLACED: ClassVar[bool] = True
     count: int
     placement: str | None = "static"
     cpuset: tuple[int, ...] | None = None
-    current: int | None = None
+    current: str | None = None  # the domain's, kept verbatim (apply checks it is a count 1..count)
 
     def to_element(self) -> etree._Element:
         return _element(self.TAG, self._attrs(), str(self.count))
 
     @classmethod
     def from_element(cls, element: etree._Element, where: str = ""):
-        return cls(read_count(element.text, f"{where}<vcpu>", MAX_VCPUS), **cls._read_attrs(element, where))
+        return cls(read_count(element.text, f"{where}<vcpu>", MAX_VCPUS), **cls._read_attrs(element, ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -437,9 +440,11 @@ class NumaCell(Part):
         return element
 
     @classmethod
-    def from_element(cls, element: etree._Element, where: str = ""):
-        values = cls._read_attrs(element, where)
-        label = f"<cell id='{values['id']}'>" if values["id"] is not None else "<cell>"
+    def from_element(cls, element: etree._Element, where: str = "", position: int | None = None):
+        """``position``: the cell's place in ``<numa>`` (libvirt's id of a cell without one), for messages."""
+        values = cls._read_attrs(element, where, position)
+        key = values["id"] if values["id"] is not None else position
+        label = f"<cell id='{key}'>" if key is not None else "<cell>"
         if values["memory_kib"] is None:
             raise ValueError(f"{label} has no memory")
         distances = element.find("distances")
@@ -466,7 +471,8 @@ class Numa(Part):
 
     @classmethod
     def from_element(cls, element: etree._Element, where: str = ""):
-        return cls(tuple(NumaCell.from_element(c, f"{where}<numa>") for c in element.findall(NumaCell.TAG)))
+        return cls(tuple(NumaCell.from_element(c, f"{where}<numa>", i)
+                         for i, c in enumerate(element.findall(NumaCell.TAG))))
 
 
 @dataclass(frozen=True)

@@ -419,7 +419,8 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
 
 def _memory_mode(numatune: Numatune | None) -> str:
     """``<numatune><memory mode>``, libvirt's default strict."""
-    return (numatune.mode if numatune is not None else None) or "strict"
+    mode = numatune.mode if numatune is not None else None
+    return "strict" if mode is None else mode
 
 
 def _read_pins(r: _Reading, cputune: Cputune | None, vcpus: int,
