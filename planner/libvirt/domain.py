@@ -42,6 +42,7 @@ from planner.libvirt.elements import (
     Cpu,
     Cputune,
     CurrentMemory,
+    DomainParts,
     EmulatorPin,
     Hugepages,
     MemNode,
@@ -185,9 +186,8 @@ class DomainSpec:
             _sub(element, "uuid", text=self.uuid)
         element.append(Memory(self.memory_kib).to_element())
         element.append(CurrentMemory(self.current_memory_kib).to_element())
-        backing = self.memory_backing.to_element()
-        if backing is not None:
-            element.append(backing)
+        if not self.memory_backing.empty:
+            element.append(self.memory_backing.to_element())
         element.append(Vcpu(self.vcpus).to_element())
         element.append(self.cputune.to_element())
         element.append(self.numatune.to_element())
@@ -208,6 +208,13 @@ class DomainSpec:
     @property
     def memory_backing(self) -> MemoryBacking:
         return MemoryBacking(self.hugepages, self.nosharepages)
+
+    def parts(self) -> DomainParts:
+        """vplan's parts of this domain, as ``DomainParts.from_element`` reads them back from ``to_element()``."""
+        backing = self.memory_backing
+        return DomainParts(Memory(self.memory_kib), CurrentMemory(self.current_memory_kib),
+                           None if backing.empty else backing, Vcpu(self.vcpus), self.cputune,
+                           self.numatune, self.cpu)
 
 
 # ---------------------------------------------------------------------------------------------------------------

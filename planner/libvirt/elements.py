@@ -575,10 +575,12 @@ class MemoryBacking(Part):
     hugepages: Hugepages | None = None
     nosharepages: bool = False
 
-    def to_element(self) -> etree._Element | None:
-        """None when there is nothing to say (no ``<memoryBacking>`` is written)."""
-        if self.hugepages is None and not self.nosharepages:
-            return None
+    @property
+    def empty(self) -> bool:
+        """Nothing of vplan's to say (a new domain gets no ``<memoryBacking>``)."""
+        return self.hugepages is None and not self.nosharepages
+
+    def to_element(self) -> etree._Element:
         element = _element(self.TAG)
         if self.hugepages is not None:
             element.append(self.hugepages.to_element())
