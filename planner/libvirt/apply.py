@@ -13,8 +13,13 @@ every other byte of the file as it was:
 * in ``<memoryBacking>``: ``<hugepages>`` (``<nosharepages>``, ``<locked>``, ``<source>``, ... stay; a
   ``<memoryBacking>`` left without children is removed).
 
-Missing parents are added at libvirt's usual place (``<cputune>``/``<numatune>`` after ``<vcpu>``, ``<cpu>`` after
-``<features>``/``<os>``, ``<memoryBacking>`` after ``<currentMemory>``/``<memory>``) with the file's indentation.
+The owned set is not kept here by hand: it is derived from the declarations of ``planner.libvirt.elements`` (the
+parts marked ``REPLACED``, grouped by parent: ``OWNED``), as are the cell attributes vplan writes
+(``CELL_OWNED_ATTRS``, from ``NumaCell.ATTRS``) and the ``<vcpu>`` attributes the domain keeps (``Vcpu.KEPT``).
+Each owned element of the plan replaces the domain's first one of its tag in place (others of the tag are removed);
+a missing one goes after its declared predecessors (``AFTER``). Missing parents are added at libvirt's usual
+place, also declared (``<cputune>``/``<numatune>`` after ``<vcpu>``, ``<cpu>`` after ``<features>``/``<os>``,
+``<memoryBacking>`` after ``<currentMemory>``/``<memory>``) with the file's indentation.
 The edit works on the text: the file is tokenised (elements, comments, CDATA, processing instructions), the owned
 spans are replaced, and nothing else is rewritten (quotes, attribute order, comments, blank lines and element
 order stay byte for byte). The result is re-parsed and every part vplan does not own is compared, canonicalised,

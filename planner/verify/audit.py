@@ -4,7 +4,9 @@ it with the same checker as ``vplan solve`` (``planner.verify.check.check_plan``
 Input: the hosts (a scenario's ``host_models`` and ``hosts``, which may name captures) and one domain XML per
 deployed guest, with the host it runs on (a directory per host, or files plus a guest → host mapping).
 
-A domain becomes a :class:`planner.model.plan.GuestPlacement` and a :class:`planner.model.scenario.Guest`:
+A domain is read through the declarations of ``planner.libvirt.elements`` (``Vcpu``, ``Cputune``, ``Numatune``,
+``Numa``/``NumaCell``, ``MemoryBacking``, ``Topology``: the same typed parts ``vplan solve`` writes) and becomes a
+:class:`planner.model.plan.GuestPlacement` and a :class:`planner.model.scenario.Guest`:
 
 * vCPUs: ``<vcpu>``; memory: ``<memory>`` (any libvirt unit); hugepage size: ``<memoryBacking><hugepages><page>``
   (``<hugepages/>`` without a page: the architecture's default, 2M on x86_64/aarch64, 16M on ppc64le, 1M on s390x);
