@@ -105,9 +105,9 @@ class Part:
     LABEL_KEY: ClassVar[str | None] = None  # the attribute that names the element in messages (vcpupin: vcpu)
     CHILDREN: ClassVar[tuple[type["Part"], ...]] = ()  # declared child parts, in libvirt's order
     REPLACED: ClassVar[bool] = False  # vplan apply replaces the whole element
-    AFTER: ClassVar[tuple[str, ...]] = ()
-    BEFORE: ClassVar[tuple[str, ...]] = ()
-    FALLBACK: ClassVar[str] = "first"
+    AFTER: ClassVar[tuple[str, ...]] = ()  # a missing element goes after the last of these siblings present
+    BEFORE: ClassVar[tuple[str, ...]] = ()  # else before the first of these
+    FALLBACK: ClassVar[str] = "first"  # else first or last in its parent
 
     @classmethod
     def _label(cls, name: str, key: object, where: str) -> str:
