@@ -183,3 +183,34 @@ def test_cli_needs_out_or_in_place(solved):
     result = vplan("apply", str(DOMAINS), "--domains", str(DOMAINS), "-o", "/tmp/never-written")
     assert result.exit_code == 2 and "plan.json: not found" in result.stderr
     assert not Path("/tmp/never-written").exists()
+
+
+def test_the_owned_set_is_the_declared_set():
+    """apply's owned parts (what it replaces, strips and verifies) are derived from the declarations in
+    planner.libvirt.elements, in libvirt's order: the same set as this file's hand-written OWNED."""
+    from planner.libvirt.apply import CELL_OWNED_ATTRS, OWNED as APPLY_OWNED
+    from planner.libvirt.elements import NumaCell, Vcpu, owned_parts, parent_path
+
+    assert sorted((path, tag) for path, tags in APPLY_OWNED.items() for tag in tags) == sorted(OWNED)
+    assert [(parent_path(p), p.TAG) for p in owned_parts()] == [
+        ("memoryBacking", "hugepages"), (".", "vcpu"), ("cputune", "vcpupin"), ("cputune", "emulatorpin"),
+        (".", "numatune"), ("cpu", "topology"), ("cpu", "numa")]
+    assert CELL_OWNED_ATTRS == {a.name for a in NumaCell.ATTRS} == {"id", "cpus", "memory", "unit"}
+    assert Vcpu.KEPT == ("current",)
+
+
+def test_an_undeclared_cell_attribute_is_kept_and_a_declared_one_replaced():
+    from planner.libvirt.apply import merge_domain
+
+    domain = ("<domain type='kvm'>\n  <name>g</name>\n  <memory unit='KiB'>1048576</memory>\n  <vcpu>1</vcpu>\n"
+              "  <cpu mode='host-model'>\n    <numa>\n      <cell id='0' cpus='0' memory='1' unit='GiB' "
+              "memAccess='shared'/>\n    </numa>\n  </cpu>\n</domain>\n")
+    plan = etree.fromstring(
+        "<domain><memory unit='KiB'>1048576</memory><vcpu placement='static'>1</vcpu><cputune><vcpupin vcpu='0' "
+        "cpuset='3'/><emulatorpin cpuset='2'/></cputune><numatune><memory mode='strict' nodeset='1'/></numatune>"
+        "<cpu><topology sockets='1' dies='1' cores='1' threads='1'/><numa><cell id='0' cpus='0' memory='1048576' "
+        "unit='KiB'/></numa></cpu></domain>")
+    merged = merge_domain(domain, plan, "g", "g.xml")
+    assert "<cell id='0' cpus='0' memory='1048576' unit='KiB' memAccess='shared'/>" in merged
+    assert "  <vcpu placement='static'>1</vcpu>\n  <cputune>\n    <vcpupin vcpu='0' cpuset='3'/>\n" in merged
+    assert "<cpu mode='host-model'>\n    <topology sockets='1' dies='1' cores='1' threads='1'/>\n    <numa>" in merged

@@ -5,6 +5,7 @@ Scenarios and plans are built by hand here (not from YAML) so these tests depend
 from __future__ import annotations
 
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +19,20 @@ from planner.libvirt.domain import (
     domain_xml,
     guest_topology,
     serialize,
+)
+from planner.libvirt.elements import (
+    DomainParts,
+    Hugepages,
+    MemoryBacking,
+    NumaCell,
+    Page,
+    Sibling,
+    Topology,
+    Vcpu,
+    VcpuPin,
+    declared_parts,
+    owned_children,
+    owned_parts,
 )
 from planner.model.plan import CellPlacement, GuestPlacement, Plan
 from planner.model.scenario import Guest, Host, HostModel, Node, Policy, Scenario
@@ -429,3 +444,99 @@ def test_missing_tool_skips_or_fails_under_ci(monkeypatch: pytest.MonkeyPatch, t
         lv.define_errors(tmp_path / "any.xml")
     with pytest.raises(expected, match="virt-xml-validate"):
         lv.schema_errors(tmp_path / "any.xml")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One declaration per element: written and read by the same typed parts (planner.libvirt.elements)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+#: every domain XML the tests hold: the goldens, the apply corpus (and its refused files), the audit corpus
+ALL_DOMAINS = ALL_GOLDEN + sorted(
+    p for p in [*(FIXTURES / "apply").rglob("*.xml"), *(FIXTURES / "domains").rglob("*.xml"),
+                *(FIXTURES / "domains-bad").rglob("*.xml")]
+    if etree.parse(str(p)).getroot().tag == "domain")
+
+
+def test_the_corpus_is_not_empty() -> None:
+    assert len(ALL_GOLDEN) == 6 and len(ALL_DOMAINS) >= 25
+
+
+@pytest.mark.parametrize("path", ALL_DOMAINS, ids=lambda p: p.relative_to(p.parents[2]).as_posix())
+def test_every_part_round_trips(path: Path) -> None:
+    """For each declared part found in the domain: from_element(to_element(x)) == x (x read from the file)."""
+    root = etree.parse(str(path)).getroot()
+    seen = 0
+    for part in declared_parts():
+        for element in root.findall(part.PATH):
+            if part is NumaCell:  # a cell's messages name its position; the value does not depend on it
+                value = part.from_element(element, "", 0)
+            else:
+                value = part.from_element(element)
+            assert part.from_element(value.to_element()) == value, (part.__name__, value)
+            seen += 1
+    assert seen >= 2  # at least <memory> and <vcpu>
+
+
+@pytest.mark.parametrize("guest", EXAMPLE_GUESTS + OWN_GUESTS)
+def test_reading_a_written_domain_gives_back_the_plans_parts(guest: str) -> None:
+    plan = example_plan() if guest in EXAMPLE_GUESTS else own_plan()
+    spec = domain_spec(plan, guest)
+    read = DomainParts.from_element(etree.fromstring(domain_xml(plan, guest).encode()))
+    assert read == spec.parts()
+    assert read.cputune.vcpupins[0] == VcpuPin(0, spec.cputune.vcpupins[0].cpuset)
+    assert read.cpu.numa.cells == spec.cpu.cells and read.vcpu == Vcpu(spec.vcpus, "static")
+
+
+def test_a_part_writes_its_attributes_in_declared_order() -> None:
+    cell = NumaCell(1, (2, 3), 1024, (Sibling(0, 21), Sibling(1, 10)))
+    assert serialize(cell.to_element()) == ("<cell id='1' cpus='2-3' memory='1024' unit='KiB'>\n  <distances>\n"
+                                            "    <sibling id='0' value='21'/>\n    <sibling id='1' value='10'/>\n"
+                                            "  </distances>\n</cell>\n")
+    assert [a.name for a in Topology.ATTRS] == ["sockets", "dies", "cores", "threads"]
+
+
+def test_reading_takes_libvirt_units_and_defaults() -> None:
+    cell = NumaCell.from_element(etree.fromstring("<cell cpus='0-1' memory='2' unit='GiB' memAccess='shared'/>"),
+                                 "<numa>", 3)
+    assert cell == NumaCell(None, (0, 1), 2 * GIB, None)
+    with pytest.raises(ValueError, match=re.escape("<cell id='3' memory>: unknown unit 'x'")):  # named by position
+        NumaCell.from_element(etree.fromstring("<cell cpus='0' memory='1' unit='x'/>"), "<numa>", 3)
+    assert Topology.from_element(etree.fromstring("<topology sockets='2' cores='4' threads='2'/>")) == \
+        Topology(2, 1, 4, 2)
+    backing = MemoryBacking.from_element(etree.fromstring(
+        "<memoryBacking><hugepages><page size='1' unit='G' nodeset='1'/><page size='2048'/></hugepages>"
+        "<nosharepages/></memoryBacking>"))
+    assert backing == MemoryBacking(Hugepages((Page(GIB, (1,)), Page(2048, None))), True)
+    assert Vcpu.from_element(etree.fromstring("<vcpu cpuset='0-3' current='2'>4</vcpu>")) == \
+        Vcpu(4, None, (0, 1, 2, 3), "2")
+
+
+@pytest.mark.parametrize(("xml", "part", "where", "message"), [
+    ("<vcpupin vcpu='²' cpuset='1'/>", "VcpuPin", "", "<vcpupin vcpu> is '²', not a number 0..65536 (ASCII digits)"),
+    ("<vcpupin vcpu='1' cpuset='x'/>", "VcpuPin", "", "<vcpupin vcpu='1' cpuset>: 'x' is not a CPU list"),
+    ("<vcpupin cpuset='1'/>", "VcpuPin", "", "<vcpupin vcpu> is nothing, not a number"),
+    ("<cell id='¹' cpus='0' memory='1'/>", "NumaCell", "<numa>", "<numa><cell id> is '¹', not a number"),
+    ("<cell id='4' cpus='0' memory='1' unit='x'/>", "NumaCell", "<numa>", "<cell id='4' memory>: unknown unit 'x'"),
+    ("<cell id='2' cpus='0'/>", "NumaCell", "", "<cell id='2'> has no memory"),
+    ("<cell id='0' cpus='0' memory='1'><distances><sibling id='1' value='300'/></distances></cell>", "NumaCell", "",
+     "<cell id='0'> <sibling value> is '300', not a number 0..255"),
+    ("<page size='3' unit='KiB'/>", "Page", "", "<page size>: '3' KiB is not a page size"),
+])
+def test_reading_names_the_element_and_attribute(xml: str, part: str, where: str, message: str) -> None:
+    import planner.libvirt.elements as elements
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        getattr(elements, part).from_element(etree.fromstring(xml.encode()), where)
+
+
+def test_writing_an_empty_cpuset_is_refused() -> None:
+    with pytest.raises(ValueError, match=re.escape("<vcpupin vcpu='3' cpuset> is empty")):
+        VcpuPin(3, ()).to_element()
+
+
+def test_owned_parts_are_declared_in_libvirt_order() -> None:
+    assert [p.PATH for p in owned_parts()] == ["memoryBacking/hugepages", "vcpu", "cputune/vcpupin",
+                                               "cputune/emulatorpin", "numatune", "cpu/topology", "cpu/numa"]
+    assert {path: tuple(p.TAG for p in parts) for path, parts in owned_children().items()} == {
+        "memoryBacking": ("hugepages",), ".": ("vcpu", "numatune"), "cputune": ("vcpupin", "emulatorpin"),
+        "cpu": ("topology", "numa")}

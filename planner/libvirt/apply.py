@@ -13,8 +13,13 @@ every other byte of the file as it was:
 * in ``<memoryBacking>``: ``<hugepages>`` (``<nosharepages>``, ``<locked>``, ``<source>``, ... stay; a
   ``<memoryBacking>`` left without children is removed).
 
-Missing parents are added at libvirt's usual place (``<cputune>``/``<numatune>`` after ``<vcpu>``, ``<cpu>`` after
-``<features>``/``<os>``, ``<memoryBacking>`` after ``<currentMemory>``/``<memory>``) with the file's indentation.
+The owned set is not kept here by hand: it is derived from the declarations of ``planner.libvirt.elements`` (the
+parts marked ``REPLACED``, grouped by parent: ``OWNED``), as are the cell attributes vplan writes
+(``CELL_OWNED_ATTRS``, from ``NumaCell.ATTRS``) and the ``<vcpu>`` attributes the domain keeps (``Vcpu.KEPT``).
+Each owned element of the plan replaces the domain's first one of its tag in place (others of the tag are removed);
+a missing one goes after its declared predecessors (``AFTER``). Missing parents are added at libvirt's usual
+place, also declared (``<cputune>``/``<numatune>`` after ``<vcpu>``, ``<cpu>`` after ``<features>``/``<os>``,
+``<memoryBacking>`` after ``<currentMemory>``/``<memory>``) with the file's indentation.
 The edit works on the text: the file is tokenised (elements, comments, CDATA, processing instructions), the owned
 spans are replaced, and nothing else is rewritten (quotes, attribute order, comments, blank lines and element
 order stay byte for byte). The result is re-parsed and every part vplan does not own is compared, canonicalised,
@@ -34,19 +39,25 @@ from pathlib import Path
 
 from lxml import etree
 
-from planner.files.atomic import write_directory_atomically
-from planner.model.units import scaled_kib
+from planner.libvirt.elements import (
+    Memory,
+    NumaCell,
+    Page,
+    Part,
+    Vcpu,
+    container_of,
+    declared_parts,
+    owned_children,
+)
 from planner.libvirt.xmltext import serialize
+from planner.model.units import scaled_kib
 
 __all__ = ["ApplyError", "ApplyResult", "apply_plan", "merge_domain", "owned_stripped", "OWNED"]
 
-#: The parts vplan owns, as (parent path, child tags) — used to strip them for the comparison.
-OWNED = {
-    ".": ("vcpu", "numatune"),
-    "cputune": ("vcpupin", "emulatorpin"),
-    "cpu": ("topology", "numa"),
-    "memoryBacking": ("hugepages",),
-}
+#: The parts vplan owns, as {parent path: child tags}, derived from the declarations (planner.libvirt.elements):
+#: ``{'memoryBacking': ('hugepages',), '.': ('vcpu', 'numatune'), 'cputune': ('vcpupin', 'emulatorpin'),
+#: 'cpu': ('topology', 'numa')}``.
+OWNED: dict[str, tuple[str, ...]] = {path: tuple(p.TAG for p in parts) for path, parts in owned_children().items()}
 
 
 class ApplyError(Exception):
@@ -187,24 +198,28 @@ class _Edit:
 
 
 def _memory_kib(root: etree._Element, where: str) -> int:
-    memory = root.find("memory")
+    memory = root.find(Memory.PATH)
     if memory is None:
         raise ApplyError([f"{where}: no <memory>"])
     try:
-        return scaled_kib(memory.text, memory.get("unit"), "<memory>")
+        return Memory.from_element(memory).kib
     except ValueError as exc:
         raise ApplyError([f"{where}: {exc}"]) from None
 
 
-def merge_domain(text: str, plan_root: etree._Element, guest: str, where: str) -> str:
-    """``text`` (a full domain XML) with the owned parts of ``plan_root`` (the plan's domain XML) merged in."""
+def _parse(text: str, where: str) -> etree._Element:
     try:
-        parsed = etree.fromstring(text.encode("utf-8"), etree.XMLParser(resolve_entities=False, no_network=True))
+        return etree.fromstring(text.encode("utf-8"), etree.XMLParser(resolve_entities=False, no_network=True))
     except etree.XMLSyntaxError as exc:
         raise ApplyError([f"{where}: not well-formed XML ({exc.msg})"]) from None
+
+
+def _check_size(parsed: etree._Element, plan_root: etree._Element, guest: str, where: str) -> None:
+    """Refuse a domain whose ``<vcpu>`` count or ``<memory>`` is not the plan's (the plan was made for another
+    size)."""
     problems = []
-    plan_vcpus = int(plan_root.findtext("vcpu"))
-    dom_vcpu = (parsed.findtext("vcpu") or "").strip()
+    plan_vcpus = int(plan_root.findtext(Vcpu.PATH))
+    dom_vcpu = (parsed.findtext(Vcpu.PATH) or "").strip()
     if not (dom_vcpu.isascii() and dom_vcpu.isdigit() and len(dom_vcpu) < 10):  # ASCII digits only
         problems.append(f"{guest}: {where} has no <vcpu> count")
     elif int(dom_vcpu) != plan_vcpus:
@@ -223,159 +238,124 @@ def merge_domain(text: str, plan_root: etree._Element, guest: str, where: str) -
                         f"re-plan with the domain's size, or resize the domain first{hint}")
     if problems:
         raise ApplyError(problems)
+
+
+def merge_domain(text: str, plan_root: etree._Element, guest: str, where: str) -> str:
+    """``text`` (a full domain XML) with the owned parts of ``plan_root`` (the plan's domain XML) merged in: for
+    each parent of owned parts (``planner.libvirt.elements.owned_children``, in libvirt's order) the plan's
+    elements replace the domain's, the parent is made when missing; then the result is verified."""
+    parsed = _parse(text, where)
+    _check_size(parsed, plan_root, guest, where)
     plan_root = _expected_owned(parsed, plan_root, guest, where)
     try:
         root = _tokenise(text)
     except ValueError as exc:
         raise ApplyError([f"{where}: cannot edit this file's text ({exc})"]) from None
-    layout = _Layout(text, root)
-    edits: list[_Edit] = []
-    child_indent = layout.child_indent(root)
-
-    def insert_after(span: _Span, block: str, order: int) -> None:
-        pos = _line_end(text, span.end)
-        if pos == span.end:  # something follows on the line: start a new one
-            block = "\n" + block.rstrip("\n")
-        edits.append(_Edit(pos, pos, block, order))
-
-    def insert_before(span: _Span, block: str, order: int) -> None:
-        pos = _line_start(text, span.start)
-        if pos == span.start:  # something precedes it on the line
-            block = block.strip() + " "
-        edits.append(_Edit(pos, pos, block, order))
-
-    def inline(block: str, indent: str) -> str:
-        """A block to put where an element started (its first line's indent is already in the text)."""
-        return block[len(indent):].rstrip("\n")
-
-    def insert_in(parent: _Span, block: str, order: int, first: bool = False) -> None:
-        """``block`` (lines already indented) as the first or last child of ``parent``."""
-        if first or not parent.children:
-            pos = _line_end(text, parent.open_end)
-            if pos == parent.open_end:
-                block = "\n" + block
-            edits.append(_Edit(pos, pos, block, order))
-        else:
-            insert_after(parent.children[-1], block, order)
-
-    # <vcpu>
-    vcpu_span = root.child("vcpu")
-    plan_vcpu = plan_root.find("vcpu")
-    edits.append(_Edit(vcpu_span.start, vcpu_span.end, inline(layout.block(plan_vcpu, ""), "")))
-
-    # <cputune>: the pins
-    plan_pins = [c for c in plan_root.find("cputune") if c.tag in ("vcpupin", "emulatorpin")]
-    cputune = root.child("cputune")
-    if cputune is not None and not cputune.self_closing:
-        indent = layout.child_indent(cputune)
-        block = "".join(layout.block(p, indent) for p in plan_pins)
-        old = [c for c in cputune.children if c.tag in ("vcpupin", "emulatorpin")]
-        for i, span in enumerate(old):
-            start, end = _removal(text, span)
-            edits.append(_Edit(start, end, block if i == 0 else ""))
-        if not old:
-            insert_in(cputune, block, 0, first=True)
-    else:
-        element = etree.Element("cputune")
-        for p in plan_pins:
-            element.append(_copy(p))
-        indent = child_indent if cputune is None else _indent_of(text, cputune)
-        block = layout.block(element, indent)
-        if cputune is not None:
-            edits.append(_Edit(cputune.start, cputune.end, inline(block, indent)))
-        else:
-            insert_after(vcpu_span, block, 1)
-
-    # <numatune>
-    plan_numatune = plan_root.find("numatune")
-    numatune = root.child("numatune")
-    if numatune is not None:
-        indent = _indent_of(text, numatune)
-        edits.append(_Edit(numatune.start, numatune.end, inline(layout.block(plan_numatune, indent), indent)))
-    else:
-        anchor = cputune if cputune is not None else vcpu_span
-        insert_after(anchor, layout.block(plan_numatune, child_indent), 2)
-
-    # <cpu>: topology and numa
-    plan_cpu = plan_root.find("cpu")
-    plan_topology, plan_numa = plan_cpu.find("topology"), plan_cpu.find("numa")
-    cpu = root.child("cpu")
-    if cpu is not None and not cpu.self_closing:
-        indent = layout.child_indent(cpu)
-        topology = cpu.child("topology")
-        if topology is not None:
-            edits.append(_Edit(topology.start, topology.end, inline(layout.block(plan_topology, indent), indent)))
-        else:
-            heads = [c for c in cpu.children if c.tag in ("model", "vendor")]
-            if heads:
-                insert_after(heads[-1], layout.block(plan_topology, indent), 3)
-            else:
-                insert_in(cpu, layout.block(plan_topology, indent), 3, first=True)
-        numa = cpu.child("numa")
-        if plan_numa is not None:
-            if numa is not None:
-                edits.append(_Edit(numa.start, numa.end, inline(layout.block(plan_numa, indent), indent)))
-            else:
-                insert_in(cpu, layout.block(plan_numa, indent), 4)
-        elif numa is not None:
-            start, end = _removal(text, numa)
-            edits.append(_Edit(start, end, ""))
-    else:
-        indent = child_indent if cpu is None else _indent_of(text, cpu)
-        inner = "".join(layout.block(x, indent + layout.unit) for x in (plan_topology, plan_numa) if x is not None)
-        if cpu is not None:  # <cpu .../>: keep its attributes
-            block = f"<cpu{cpu.attrs}>\n{inner}{indent}</cpu>"
-            edits.append(_Edit(cpu.start, cpu.end, block))
-        else:
-            block = f"{indent}<cpu>\n{inner}{indent}</cpu>\n"
-            anchor = root.child("features") or root.child("os")
-            if anchor is not None:
-                insert_after(anchor, block, 5)
-            else:
-                devices = root.child("devices")
-                if devices is not None:
-                    insert_before(devices, block, 5)
-                else:
-                    insert_in(root, block, 5)
-
-    # <memoryBacking><hugepages>
-    plan_huge = plan_root.find("memoryBacking/hugepages")
-    backing = root.child("memoryBacking")
-    if backing is not None and not backing.self_closing:
-        indent = layout.child_indent(backing)
-        huge = backing.child("hugepages")
-        others = [c for c in backing.children if c.tag != "hugepages"]
-        if plan_huge is not None:
-            if huge is not None:
-                edits.append(_Edit(huge.start, huge.end, inline(layout.block(plan_huge, indent), indent)))
-            else:
-                insert_in(backing, layout.block(plan_huge, indent), 6, first=True)
-        elif huge is not None:
-            if others:
-                start, end = _removal(text, huge)
-                edits.append(_Edit(start, end, ""))
-            else:
-                start, end = _removal(text, backing)
-                edits.append(_Edit(start, end, ""))
-    elif plan_huge is not None:
-        indent = child_indent if backing is None else _indent_of(text, backing)
-        if backing is not None:
-            block = f"<memoryBacking{backing.attrs}>\n{layout.block(plan_huge, indent + layout.unit)}{indent}" \
-                    "</memoryBacking>"
-            edits.append(_Edit(backing.start, backing.end, block))
-        else:
-            element = etree.Element("memoryBacking")
-            element.append(_copy(plan_huge))
-            anchor = root.child("currentMemory") or root.child("memory")
-            insert_after(anchor, layout.block(element, indent), 0)
-
-    merged = _splice(text, edits)
+    merger = _Merger(text, root)
+    for path, parts in owned_children().items():
+        merger.merge_parent(path, parts, plan_root)
+    merged = _splice(text, merger.edits)
     _verify(text, merged, plan_root, guest, where)
     return merged
 
 
+#: the order of insertions at one offset: libvirt's order of the declarations
+_ORDER = {part: index for index, part in enumerate(declared_parts())}
+
+
+class _Merger:
+    """The text edits that put the plan's owned elements into one domain file (``edits``, spliced at the end)."""
+
+    def __init__(self, text: str, root: _Span):
+        self.text, self.root = text, root
+        self.layout = _Layout(text, root)
+        self.edits: list[_Edit] = []
+
+    def insert_after(self, span: _Span, block: str, order: int) -> None:
+        pos = _line_end(self.text, span.end)
+        if pos == span.end:  # something follows on the line: start a new one
+            block = "\n" + block.rstrip("\n")
+        self.edits.append(_Edit(pos, pos, block, order))
+
+    def insert_before(self, span: _Span, block: str, order: int) -> None:
+        pos = _line_start(self.text, span.start)
+        if pos == span.start:  # something precedes it on the line
+            block = block.strip() + " "
+        self.edits.append(_Edit(pos, pos, block, order))
+
+    def insert_in(self, parent: _Span, block: str, order: int, first: bool) -> None:
+        """``block`` (lines already indented) as the first or last child of ``parent``."""
+        if first or not parent.children:
+            pos = _line_end(self.text, parent.open_end)
+            if pos == parent.open_end:
+                block = "\n" + block
+            self.edits.append(_Edit(pos, pos, block, order))
+        else:
+            self.insert_after(parent.children[-1], block, order)
+
+    def insert_missing(self, parent: _Span, part: type[Part], block: str) -> None:
+        """A part the domain lacks: after the last of its declared predecessors (``AFTER``) present, else before
+        the first of ``BEFORE``, else first or last in the parent (``FALLBACK``)."""
+        order = _ORDER[part]
+        anchors = [c for c in parent.children if c.tag in part.AFTER]
+        befores = [c for c in parent.children if c.tag in part.BEFORE]
+        if anchors:
+            self.insert_after(anchors[-1], block, order)
+        elif befores:
+            self.insert_before(befores[0], block, order)
+        else:
+            self.insert_in(parent, block, order, first=part.FALLBACK == "first")
+
+    def remove(self, span: _Span) -> None:
+        start, end = _removal(self.text, span)
+        self.edits.append(_Edit(start, end, ""))
+
+    def merge_parent(self, path: str, parts: tuple[type[Part], ...], plan_root: etree._Element) -> None:
+        """The plan's ``parts`` under ``path`` ('.' the domain, else a container such as ``cputune``)."""
+        plan_parent = plan_root if path == "." else plan_root.find(path)
+        wanted = {part: plan_parent.findall(part.TAG) if plan_parent is not None else [] for part in parts}
+        if path == ".":
+            self.merge_into(self.root, wanted, top=True)
+            return
+        container = container_of(path)
+        span = self.root.child(container.TAG)
+        if span is not None and not span.self_closing:
+            self.merge_into(span, wanted, top=False)
+            return
+        elements = [e for part in parts for e in wanted[part]]
+        if not elements:
+            return
+        indent = self.layout.child_indent(self.root) if span is None else _indent_of(self.text, span)
+        inner = "".join(self.layout.block(e, indent + self.layout.unit) for e in elements)
+        tag = container.TAG
+        if span is not None:  # <cpu .../>: keep its attributes
+            self.edits.append(_Edit(span.start, span.end, f"<{tag}{span.attrs}>\n{inner}{indent}</{tag}>"))
+        else:
+            self.insert_missing(self.root, container, f"{indent}<{tag}>\n{inner}{indent}</{tag}>\n")
+
+    def merge_into(self, parent: _Span, wanted: dict[type[Part], list[etree._Element]], top: bool) -> None:
+        """Each owned part: the plan's elements replace the first of the domain's (in place), the others are
+        removed; missing ones are inserted; a container left with nothing (and no attributes) is removed."""
+        tags = {part.TAG for part in wanted}
+        old_owned = [c for c in parent.children if c.tag in tags]
+        if not top and old_owned and len(old_owned) == len(parent.children) and not any(wanted.values()) \
+                and not parent.attrs.strip():
+            self.remove(parent)
+            return
+        for part, elements in wanted.items():
+            old = parent.all(part.TAG)
+            indent = _indent_of(self.text, old[0]) if top and old else self.layout.child_indent(parent)
+            block = "".join(self.layout.block(e, indent) for e in elements)
+            if old and elements:
+                self.edits.append(_Edit(old[0].start, old[0].end, block[len(indent):].rstrip("\n")))
+            elif elements:
+                self.insert_missing(parent, part, block)
+            for span in old[1:] if elements else old:
+                self.remove(span)
+
+
 #: attributes of ``<cell>`` vplan writes; any other (memAccess, discard, ...) is the domain's and kept
-CELL_OWNED_ATTRS = frozenset({"id", "cpus", "memory", "unit"})
+CELL_OWNED_ATTRS = frozenset(attr.name for attr in NumaCell.ATTRS)
 #: memory device models libvirt does not count in ``<memory>``
 _NOT_GUEST_RAM = frozenset({"sgx-epc"})
 
@@ -408,90 +388,121 @@ def memory_devices_kib(root: etree._Element, where: str) -> dict[int, int]:
 
 
 def _expected_owned(parsed: etree._Element, plan_root: etree._Element, guest: str, where: str) -> etree._Element:
-    """The plan's domain with what the existing domain keeps inside the owned parts: ``<vcpu current>``, the cells'
-    other attributes (memAccess, discard) and HMAT children (``<cell><cache>``, ``<numa><interconnects>``), and
-    cell memory less the memory devices on each cell. Refused (ApplyError, with the reason) where that cannot be
-    kept consistent with the plan."""
+    """The plan's domain with what the existing domain keeps inside the owned parts: ``<vcpu current>`` (the
+    declared ``Vcpu.KEPT``), the cells' attributes not declared by ``NumaCell`` (memAccess, discard) and HMAT
+    children (``<cell><cache>``, ``<numa><interconnects>``), and cell memory less the memory devices on each cell.
+    Refused (ApplyError, with the reason) where that cannot be kept consistent with the plan."""
     plan_root = _copy(plan_root)
     problems: list[str] = []
-    vcpus = int(plan_root.findtext("vcpu"))
-    old_vcpu = parsed.find("vcpu")
-    current = old_vcpu.get("current") if old_vcpu is not None else None
-    if current is not None:
-        if not (current.isascii() and current.isdigit()) or not 1 <= int(current) <= vcpus:
-            problems.append(f"{guest}: {where}: <vcpu current='{current}'> is not a count from 1 to {vcpus}")
-        else:
-            plan_root.find("vcpu").set("current", current)
+    _keep_vcpu_attrs(parsed, plan_root, guest, where, problems)
     new_numa = plan_root.find("cpu/numa")
     old_numa = parsed.find("cpu/numa")
-    new_cells = new_numa.findall("cell") if new_numa is not None else []
+    new_cells = new_numa.findall(NumaCell.TAG) if new_numa is not None else []
     if old_numa is not None and new_numa is not None:
-        old_cells = old_numa.findall("cell")
+        old_cells = old_numa.findall(NumaCell.TAG)
         same_ids = sorted(c.get("id", str(i)) for i, c in enumerate(old_cells)) == \
             sorted(c.get("id") for c in new_cells)
-        extras = [tuple(sorted((k, v) for k, v in c.attrib.items() if k not in CELL_OWNED_ATTRS)) for c in old_cells]
-        if len(set(extras)) == 1:
-            for cell in new_cells:
-                for k, v in extras[0]:
-                    cell.set(k, v)
-        elif same_ids:
-            by_id = {c.get("id", str(i)): e for i, (c, e) in enumerate(zip(old_cells, extras))}
-            for cell in new_cells:
-                for k, v in by_id[cell.get("id")]:
-                    cell.set(k, v)
-        else:
-            shown = "; ".join(f"cell {c.get('id', i)}: {' '.join(f'{k}={v}' for k, v in e) or 'none'}"
-                              for i, (c, e) in enumerate(zip(old_cells, extras)))
-            problems.append(f"{guest}: {where}: its {len(old_cells)} cells differ in attributes vplan does not own "
-                            f"({shown}) and the plan has {len(new_cells)} cells: give every cell the same, or "
-                            f"plan the guest with numa: {len(old_cells)}")
-        hmat_cells = {c.get("id", str(i)): [x for x in c if x.tag != "distances" and isinstance(x.tag, str)]
-                      for i, c in enumerate(old_cells)}
-        hmat_numa = [x for x in old_numa if x.tag != "cell" and isinstance(x.tag, str)]
-        if any(hmat_cells.values()) or hmat_numa:
-            if not same_ids:
-                tags = sorted({f"<{x.tag}>" for x in [*hmat_numa, *(y for v in hmat_cells.values() for y in v)]})
-                problems.append(f"{guest}: {where}: {', '.join(tags)} (HMAT) describe {len(old_cells)} cells, the "
-                                f"plan has {len(new_cells)}: plan the guest with numa: {len(old_cells)}, or remove "
-                                "them")
-            else:
-                for cell in new_cells:
-                    for child in hmat_cells[cell.get("id")]:
-                        cell.append(_strip_blank_text(_copy(child)))
-                for child in hmat_numa:
-                    new_numa.append(_strip_blank_text(_copy(child)))
+        _keep_cell_attrs(old_cells, new_cells, same_ids, guest, where, problems)
+        _keep_hmat(old_numa, new_numa, same_ids, guest, where, problems)
     elif old_numa is not None and new_numa is None:
         kept = [x.tag for x in old_numa.iter() if isinstance(x.tag, str) and x.tag not in ("numa", "cell",
                                                                                           "distances", "sibling")]
         if kept:
             problems.append(f"{guest}: {where}: <{'>, <'.join(sorted(set(kept)))}> in <numa> would be lost (the "
                             "plan gives the guest no cells)")
-    devices = memory_devices_kib(parsed, where)
-    if devices:
-        if not new_cells:
-            problems.append(f"{guest}: {where}: memory devices need guest NUMA cells, and the plan has none")
-        page = plan_root.find("memoryBacking/hugepages/page")
-        page_kib = scaled_kib(page.get("size"), page.get("unit"), "page size") if page is not None else None
-        ids = {int(c.get("id")): c for c in new_cells}
-        for node, kib in sorted(devices.items()):
-            if node not in ids:
-                problems.append(f"{guest}: {where}: memory devices ({kib} KiB) target guest cell {node}, the plan "
-                                f"has cells {', '.join(map(str, sorted(ids)))}: retarget them (<target><node>) or "
-                                f"plan the guest with numa: {node + 1}")
-                continue
-            cell = ids[node]
-            memory = scaled_kib(cell.get("memory"), cell.get("unit"), "cell memory") - kib
-            if memory <= 0 or (page_kib and memory % page_kib):
-                why = "nothing" if memory <= 0 else f"{memory} KiB, not a whole number of {page_kib} KiB pages"
-                problems.append(f"{guest}: {where}: guest cell {node} would keep {why} after its memory devices "
-                                f"({kib} KiB; libvirt counts them in <memory> beside the cells): re-plan or move "
-                                "the devices")
-                continue
-            cell.set("memory", str(memory))
-            cell.set("unit", "KiB")
+    _cells_less_devices(parsed, plan_root, new_cells, guest, where, problems)
     if problems:
         raise ApplyError(problems)
     return plan_root
+
+
+def _keep_vcpu_attrs(parsed: etree._Element, plan_root: etree._Element, guest: str, where: str,
+                     problems: list[str]) -> None:
+    """``<vcpu current>`` (vCPUs online at boot, 1..count) stays the domain's."""
+    vcpus = int(plan_root.findtext(Vcpu.PATH))
+    old_vcpu = parsed.find(Vcpu.PATH)
+    for name in Vcpu.KEPT:
+        current = old_vcpu.get(name) if old_vcpu is not None else None
+        if current is None:
+            continue
+        if not (current.isascii() and current.isdigit()) or not 1 <= int(current) <= vcpus:
+            problems.append(f"{guest}: {where}: <vcpu {name}='{current}'> is not a count from 1 to {vcpus}")
+        else:
+            plan_root.find(Vcpu.PATH).set(name, current)
+
+
+def _keep_cell_attrs(old_cells: list, new_cells: list, same_ids: bool, guest: str, where: str,
+                     problems: list[str]) -> None:
+    """The domain's cell attributes (not declared by NumaCell) onto the plan's cells: the same on every cell, or
+    by cell id when the ids are the same."""
+    extras = [tuple(sorted((k, v) for k, v in c.attrib.items() if k not in CELL_OWNED_ATTRS)) for c in old_cells]
+    if len(set(extras)) == 1:
+        for cell in new_cells:
+            for k, v in extras[0]:
+                cell.set(k, v)
+    elif same_ids:
+        by_id = {c.get("id", str(i)): e for i, (c, e) in enumerate(zip(old_cells, extras))}
+        for cell in new_cells:
+            for k, v in by_id[cell.get("id")]:
+                cell.set(k, v)
+    else:
+        shown = "; ".join(f"cell {c.get('id', i)}: {' '.join(f'{k}={v}' for k, v in e) or 'none'}"
+                          for i, (c, e) in enumerate(zip(old_cells, extras)))
+        problems.append(f"{guest}: {where}: its {len(old_cells)} cells differ in attributes vplan does not own "
+                        f"({shown}) and the plan has {len(new_cells)} cells: give every cell the same, or "
+                        f"plan the guest with numa: {len(old_cells)}")
+
+
+def _keep_hmat(old_numa: etree._Element, new_numa: etree._Element, same_ids: bool, guest: str, where: str,
+               problems: list[str]) -> None:
+    """HMAT (``<cell><cache>``, ``<numa><interconnects>``) stays, when the plan has the same cell ids."""
+    old_cells = old_numa.findall(NumaCell.TAG)
+    new_cells = new_numa.findall(NumaCell.TAG)
+    hmat_cells = {c.get("id", str(i)): [x for x in c if x.tag != "distances" and isinstance(x.tag, str)]
+                  for i, c in enumerate(old_cells)}
+    hmat_numa = [x for x in old_numa if x.tag != NumaCell.TAG and isinstance(x.tag, str)]
+    if not (any(hmat_cells.values()) or hmat_numa):
+        return
+    if not same_ids:
+        tags = sorted({f"<{x.tag}>" for x in [*hmat_numa, *(y for v in hmat_cells.values() for y in v)]})
+        problems.append(f"{guest}: {where}: {', '.join(tags)} (HMAT) describe {len(old_cells)} cells, the "
+                        f"plan has {len(new_cells)}: plan the guest with numa: {len(old_cells)}, or remove them")
+        return
+    for cell in new_cells:
+        for child in hmat_cells[cell.get("id")]:
+            cell.append(_strip_blank_text(_copy(child)))
+    for child in hmat_numa:
+        new_numa.append(_strip_blank_text(_copy(child)))
+
+
+def _cells_less_devices(parsed: etree._Element, plan_root: etree._Element, new_cells: list, guest: str, where: str,
+                        problems: list[str]) -> None:
+    """libvirt counts memory devices in ``<memory>`` beside the cells: each plan cell gives up the devices' KiB
+    (refused when the cell would keep nothing, or not whole hugepages)."""
+    devices = memory_devices_kib(parsed, where)
+    if not devices:
+        return
+    if not new_cells:
+        problems.append(f"{guest}: {where}: memory devices need guest NUMA cells, and the plan has none")
+    page = plan_root.find(Page.PATH)
+    page_kib = Page.from_element(page).size_kib if page is not None else None
+    ids = {int(c.get("id")): c for c in new_cells}
+    for node, kib in sorted(devices.items()):
+        if node not in ids:
+            problems.append(f"{guest}: {where}: memory devices ({kib} KiB) target guest cell {node}, the plan "
+                            f"has cells {', '.join(map(str, sorted(ids)))}: retarget them (<target><node>) or "
+                            f"plan the guest with numa: {node + 1}")
+            continue
+        cell = ids[node]
+        memory = NumaCell.from_element(cell).memory_kib - kib
+        if memory <= 0 or (page_kib and memory % page_kib):
+            why = "nothing" if memory <= 0 else f"{memory} KiB, not a whole number of {page_kib} KiB pages"
+            problems.append(f"{guest}: {where}: guest cell {node} would keep {why} after its memory devices "
+                            f"({kib} KiB; libvirt counts them in <memory> beside the cells): re-plan or move "
+                            "the devices")
+            continue
+        cell.set("memory", str(memory))
+        cell.set("unit", "KiB")
 
 
 def _copy(element: etree._Element) -> etree._Element:
@@ -512,19 +523,21 @@ def _splice(text: str, edits: list[_Edit]) -> str:
     return "".join(out)
 
 
+def _owned_in(root: etree._Element, path: str, part: type[Part]) -> list[etree._Element]:
+    parent = root if path == "." else root.find(path)
+    return parent.findall(part.TAG) if parent is not None else []
+
+
 def owned_stripped(root: etree._Element) -> etree._Element:
-    """A copy of a domain without the parts vplan owns (and without a memoryBacking left empty), whitespace-only
-    text removed: what must be identical before and after ``apply``."""
+    """A copy of a domain without the parts vplan owns (``OWNED``) and without a container of them left empty,
+    whitespace-only text removed: what must be identical before and after ``apply``."""
     copy = etree.fromstring(etree.tostring(root))
-    for parent_path, tags in OWNED.items():
-        parent = copy if parent_path == "." else copy.find(parent_path)
-        if parent is None:
-            continue
-        for child in list(parent):
-            if child.tag in tags:
-                parent.remove(child)
-    for path in ("memoryBacking", "cputune", "cpu"):
-        element = copy.find(path)
+    for path, parts in owned_children().items():
+        for part in parts:
+            for element in _owned_in(copy, path, part):
+                element.getparent().remove(element)
+    for path in OWNED:
+        element = copy.find(path) if path != "." else None
         if element is not None and len(element) == 0 and not element.attrib and not (element.text or "").strip():
             copy.remove(element)
     return _strip_blank_text(copy)
@@ -535,6 +548,7 @@ def canonical(element: etree._Element) -> bytes:
 
 
 def _verify(before: str, after: str, plan_root: etree._Element, guest: str, where: str) -> None:
+    """The merged text parses, keeps every part vplan does not own, and has each owned part as the plan's."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     try:
         old = etree.fromstring(before.encode("utf-8"), parser)
@@ -543,14 +557,11 @@ def _verify(before: str, after: str, plan_root: etree._Element, guest: str, wher
         raise ApplyError([f"internal error: merging {guest} ({where}) made invalid XML ({exc.msg})"]) from None
     if canonical(owned_stripped(old)) != canonical(owned_stripped(new)):
         raise ApplyError([f"internal error: merging {guest} ({where}) changed a part vplan does not own"])
-    for path in ("vcpu", "numatune", "cpu/topology", "cpu/numa", "memoryBacking/hugepages"):
-        want, got = plan_root.find(path), new.find(path)
-        if (want is None) != (got is None) or (want is not None and canonical(_clean(want)) != canonical(_clean(got))):
-            raise ApplyError([f"internal error: merging {guest} ({where}): <{path}> is not the plan's"])
-    want = [canonical(_clean(c)) for c in plan_root.find("cputune") if c.tag in ("vcpupin", "emulatorpin")]
-    got = [canonical(_clean(c)) for c in new.find("cputune") if c.tag in ("vcpupin", "emulatorpin")]
-    if want != got:
-        raise ApplyError([f"internal error: merging {guest} ({where}): the pins are not the plan's"])
+    for path, parts in owned_children().items():
+        for part in parts:
+            want = [canonical(_clean(e)) for e in _owned_in(plan_root, path, part)]
+            if want != [canonical(_clean(e)) for e in _owned_in(new, path, part)]:
+                raise ApplyError([f"internal error: merging {guest} ({where}): <{part.PATH}> is not the plan's"])
 
 
 def _clean(element: etree._Element) -> etree._Element:

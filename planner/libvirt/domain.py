@@ -1,9 +1,11 @@
 """The libvirt domain XML of one placed guest.
 
-The XML is assembled from small frozen pieces (``VcpuPin``, ``CputuneSpec``, ``NumatuneSpec``, ``NumaCell``, ...),
-each with a ``to_element()`` that builds an lxml element with a fixed element and attribute order. ``serialize``
-writes the tree in libvirt's own style (two-space indentation, single-quoted attributes, ``<x/>`` for empty
-elements, a final newline), so the output matches the spec's example files byte for byte.
+The XML is assembled from small frozen pieces, each with a ``to_element()`` that builds an lxml element with a
+fixed element and attribute order: vplan's own parts (``Vcpu``, ``Cputune``, ``Numatune``, ``Cpu``,
+``NumaCell``, ``MemoryBacking``, ...) are declared once in ``planner.libvirt.elements`` (which also reads them
+back, for ``vplan check`` and ``vplan apply``); the rest of a new domain (``<os>``, ``<features>``, ``<devices>``)
+here. ``serialize`` writes the tree in libvirt's own style (two-space indentation, single-quoted attributes,
+``<x/>`` for empty elements, a final newline), so the output matches the spec's example files byte for byte.
 
 Public API::
 
@@ -35,7 +37,27 @@ from lxml import etree
 
 from planner.model.plan import Plan
 from planner.model.scenario import DomainSettings, DomainTemplate, Guest, Policy
-from planner.model.units import format_cpulist
+from planner.libvirt.elements import (
+    CpuModel,
+    Cpu,
+    Cputune,
+    CurrentMemory,
+    DomainParts,
+    EmulatorPin,
+    Hugepages,
+    MemNode,
+    Memory,
+    MemoryBacking,
+    Numa,
+    NumaCell,
+    Numatune,
+    NumatuneMemory,
+    Page,
+    Sibling,
+    Topology,
+    Vcpu,
+    VcpuPin,
+)
 from planner.libvirt.xmltext import serialize
 
 #: ``<os><type machine=...>`` per host architecture.
@@ -77,185 +99,8 @@ def _element(tag: str, attrs: Iterable[tuple[str, object]] = (), text: str | Non
     return element
 
 
-def _cpuset(ids: Iterable[int], what: str) -> str:
-    text = format_cpulist(ids)
-    if not text:
-        raise ValueError(f"{what} is empty")
-    return text
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# The pieces
-
-
-@dataclass(frozen=True)
-class VcpuPin:
-    vcpu: int
-    cpuset: tuple[int, ...]
-
-    def to_element(self) -> etree._Element:
-        cpuset = _cpuset(self.cpuset, f"cpuset of vCPU {self.vcpu}")
-        return _element("vcpupin", [("vcpu", self.vcpu), ("cpuset", cpuset)])
-
-
-@dataclass(frozen=True)
-class EmulatorPin:
-    cpuset: tuple[int, ...]
-
-    def to_element(self) -> etree._Element:
-        return _element("emulatorpin", [("cpuset", _cpuset(self.cpuset, "emulator cpuset"))])
-
-
-@dataclass(frozen=True)
-class CputuneSpec:
-    vcpupins: tuple[VcpuPin, ...]
-    emulatorpin: EmulatorPin
-
-    def to_element(self) -> etree._Element:
-        element = _element("cputune")
-        for pin in self.vcpupins:
-            element.append(pin.to_element())
-        element.append(self.emulatorpin.to_element())
-        return element
-
-
-@dataclass(frozen=True)
-class MemNode:
-    cellid: int
-    mode: str
-    nodeset: tuple[int, ...]
-
-    def to_element(self) -> etree._Element:
-        return _element(
-            "memnode",
-            [("cellid", self.cellid), ("mode", self.mode), ("nodeset", _cpuset(self.nodeset, "memnode nodeset"))],
-        )
-
-
-@dataclass(frozen=True)
-class NumatuneSpec:
-    mode: str
-    nodeset: tuple[int, ...]  # host node ids
-    memnodes: tuple[MemNode, ...]
-
-    def to_element(self) -> etree._Element:
-        element = _element("numatune")
-        _sub(element, "memory", [("mode", self.mode), ("nodeset", _cpuset(self.nodeset, "numatune nodeset"))])
-        for memnode in self.memnodes:
-            element.append(memnode.to_element())
-        return element
-
-
-@dataclass(frozen=True)
-class Sibling:
-    id: int  # guest cell id
-    value: int  # distance
-
-    def to_element(self) -> etree._Element:
-        return _element("sibling", [("id", self.id), ("value", self.value)])
-
-
-@dataclass(frozen=True)
-class NumaCell:
-    id: int
-    cpus: tuple[int, ...]  # guest vCPU ids
-    memory_kib: int
-    distances: tuple[Sibling, ...]
-
-    def to_element(self) -> etree._Element:
-        element = _element(
-            "cell",
-            [
-                ("id", self.id),
-                ("cpus", _cpuset(self.cpus, f"vCPUs of guest cell {self.id}")),
-                ("memory", self.memory_kib),
-                ("unit", "KiB"),
-            ],
-        )
-        if self.distances:
-            distances = _sub(element, "distances")
-            for sibling in self.distances:
-                distances.append(sibling.to_element())
-        return element
-
-
-@dataclass(frozen=True)
-class Topology:
-    sockets: int
-    dies: int
-    cores: int
-    threads: int
-
-    @property
-    def vcpus(self) -> int:
-        return self.sockets * self.dies * self.cores * self.threads
-
-    def to_element(self) -> etree._Element:
-        return _element(
-            "topology",
-            [("sockets", self.sockets), ("dies", self.dies), ("cores", self.cores), ("threads", self.threads)],
-        )
-
-
-@dataclass(frozen=True)
-class CpuSpec:
-    topology: Topology
-    cells: tuple[NumaCell, ...]
-    mode: str = "host-passthrough"
-    model: str | None = None  # mode custom: <model fallback='forbid'>NAME</model> (exactly this model)
-
-    def to_element(self) -> etree._Element:
-        attrs = [("mode", self.mode)] + ([("match", "exact")] if self.model is not None else [])
-        element = _element("cpu", attrs)
-        if self.model is not None:
-            _sub(element, "model", [("fallback", "forbid")], text=self.model)
-        element.append(self.topology.to_element())
-        if self.cells:
-            numa = _sub(element, "numa")
-            for cell in self.cells:
-                numa.append(cell.to_element())
-        return element
-
-
-@dataclass(frozen=True)
-class HugepagesSpec:
-    page_kib: int
-    nodeset: tuple[int, ...]  # guest cell ids
-
-    def to_element(self) -> etree._Element:
-        """``<memoryBacking><hugepages><page .../></hugepages></memoryBacking>``."""
-        element = _element("memoryBacking")
-        element.append(self.hugepages_element())
-        return element
-
-    def hugepages_element(self) -> etree._Element:
-        """``<hugepages><page .../></hugepages>``."""
-        hugepages = _element("hugepages")
-        _sub(
-            hugepages,
-            "page",
-            [("size", self.page_kib), ("unit", "KiB"), ("nodeset", _cpuset(self.nodeset, "hugepage nodeset"))],
-        )
-        return hugepages
-
-
-@dataclass(frozen=True)
-class MemoryBackingSpec:
-    """``<memoryBacking>`` in libvirt's order: ``<hugepages>`` (hugepage guests), then ``<nosharepages/>``
-    (``page_sharing: false``: KSM never merges the guest's pages)."""
-
-    hugepages: HugepagesSpec | None = None
-    nosharepages: bool = False
-
-    def to_element(self) -> etree._Element | None:
-        if self.hugepages is None and not self.nosharepages:
-            return None
-        element = _element("memoryBacking")
-        if self.hugepages is not None:
-            element.append(self.hugepages.hugepages_element())
-        if self.nosharepages:
-            _sub(element, "nosharepages")
-        return element
+# The pieces: vplan's own (vcpu, cputune, numatune, cpu, memoryBacking) are declared in planner.libvirt.elements
 
 
 @dataclass(frozen=True)
@@ -320,11 +165,11 @@ class DomainSpec:
     memory_kib: int
     current_memory_kib: int
     vcpus: int
-    cputune: CputuneSpec
-    numatune: NumatuneSpec
+    cputune: Cputune
+    numatune: Numatune
     os: OsSpec
-    cpu: CpuSpec
-    hugepages: HugepagesSpec | None = None
+    cpu: Cpu
+    hugepages: Hugepages | None = None
     type: str = "kvm"
     uuid: str | None = None
     features: FeaturesSpec = FeaturesSpec()
@@ -339,12 +184,11 @@ class DomainSpec:
         _sub(element, "name", text=self.name)
         if self.uuid is not None:
             _sub(element, "uuid", text=self.uuid)
-        _sub(element, "memory", [("unit", "KiB")], text=str(self.memory_kib))
-        _sub(element, "currentMemory", [("unit", "KiB")], text=str(self.current_memory_kib))
-        backing = MemoryBackingSpec(self.hugepages, self.nosharepages).to_element()
-        if backing is not None:
-            element.append(backing)
-        _sub(element, "vcpu", [("placement", "static")], text=str(self.vcpus))
+        element.append(Memory(self.memory_kib).to_element())
+        element.append(CurrentMemory(self.current_memory_kib).to_element())
+        if not self.memory_backing.empty:
+            element.append(self.memory_backing.to_element())
+        element.append(Vcpu(self.vcpus).to_element())
         element.append(self.cputune.to_element())
         element.append(self.numatune.to_element())
         element.append(self.os.to_element())
@@ -360,6 +204,17 @@ class DomainSpec:
 
     def to_xml(self) -> str:
         return serialize(self.to_element())
+
+    @property
+    def memory_backing(self) -> MemoryBacking:
+        return MemoryBacking(self.hugepages, self.nosharepages)
+
+    def parts(self) -> DomainParts:
+        """vplan's parts of this domain, as ``DomainParts.from_element`` reads them back from ``to_element()``."""
+        backing = self.memory_backing
+        return DomainParts(Memory(self.memory_kib), CurrentMemory(self.current_memory_kib),
+                           None if backing.empty else backing, Vcpu(self.vcpus), self.cputune,
+                           self.numatune, self.cpu)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,13 +273,12 @@ def domain_spec(plan: Plan, guest_name: str) -> DomainSpec:
     if len({cell.node_id for cell in cells}) != len(cells):
         raise ValueError(f"guest '{guest_name}': two cells share a host node")
 
-    cputune = CputuneSpec(
+    cputune = Cputune(
         vcpupins=tuple(VcpuPin(v, tuple(sorted(pins))) for v, pins in enumerate(placement.vcpu_pins)),
         emulatorpin=EmulatorPin(tuple(sorted(placement.emulator_pins))),
     )
-    numatune = NumatuneSpec(
-        mode=guest.memory_mode,
-        nodeset=tuple(sorted(cell.node_id for cell in cells)),
+    numatune = Numatune(
+        memory=NumatuneMemory(guest.memory_mode, tuple(sorted(cell.node_id for cell in cells))),
         memnodes=tuple(MemNode(cell.cell_id, guest.memory_mode, (cell.node_id,)) for cell in cells),
     )
     numa_cells = tuple(
@@ -437,12 +291,11 @@ def domain_spec(plan: Plan, guest_name: str) -> DomainSpec:
         for cell in cells
     )
     settings = guest.domain
-    cpu = CpuSpec(topology=guest_topology(guest.vcpus, len(cells), guest.threads,
-                                                tuple(len(c.vcpus) for c in cells)), cells=numa_cells,
-                  mode=settings.effective_cpu_mode(), model=settings.effective_cpu_model())
+    cpu = cpu_part(guest_topology(guest.vcpus, len(cells), guest.threads, tuple(len(c.vcpus) for c in cells)),
+                   numa_cells, settings.effective_cpu_mode(), settings.effective_cpu_model())
     hugepages = None
     if guest.hugepage_kib is not None:
-        hugepages = HugepagesSpec(page_kib=guest.hugepage_kib, nodeset=tuple(cell.cell_id for cell in cells))
+        hugepages = Hugepages((Page(guest.hugepage_kib, tuple(cell.cell_id for cell in cells)),))
     return DomainSpec(
         name=guest.name,
         memory_kib=guest.memory_kib,
@@ -460,6 +313,13 @@ def domain_spec(plan: Plan, guest_name: str) -> DomainSpec:
         devices=DevicesSpec(serial=model.arch != "s390x", console_target="sclp" if model.arch == "s390x" else "serial"),
         nosharepages=not page_sharing(guest, scenario.policy),
     )
+
+
+def cpu_part(topology: Topology, cells: tuple[NumaCell, ...], mode: str, model: str | None) -> Cpu:
+    """``<cpu mode>`` with the topology and the cells (no ``<numa>`` without cells); with a model (mode custom):
+    ``match='exact'`` and ``<model fallback='forbid'>NAME</model>``: exactly this model."""
+    return Cpu(topology=topology, numa=Numa(cells) if cells else None, mode=mode,
+               match="exact" if model is not None else None, model=CpuModel(model) if model is not None else None)
 
 
 def page_sharing(guest: Guest, policy: Policy) -> bool:
@@ -586,12 +446,12 @@ def check_template(template: DomainTemplate) -> None:
         memory_kib=1024 * 1024,
         current_memory_kib=1024 * 1024,
         vcpus=1,
-        cputune=CputuneSpec((VcpuPin(0, (0,)),), EmulatorPin((0,))),
-        numatune=NumatuneSpec("strict", (0,), (MemNode(0, "strict", (0,)),)),
+        cputune=Cputune((VcpuPin(0, (0,)),), EmulatorPin((0,))),
+        numatune=Numatune(NumatuneMemory("strict", (0,)), (MemNode(0, "strict", (0,)),)),
         os=OsSpec(arch=arch, machine=settings.effective_machine(arch, MACHINE_OF_ARCH[arch])),
-        cpu=CpuSpec(topology=Topology(1, 1, 1, 1), cells=(NumaCell(0, (0,), 1024 * 1024, (Sibling(0, 10),)),),
-                    mode="host-passthrough"),
-        hugepages=HugepagesSpec(2048, (0,)),
+        cpu=cpu_part(Topology(1, 1, 1, 1), (NumaCell(0, (0,), 1024 * 1024, (Sibling(0, 10),)),), "host-passthrough",
+                     None),
+        hugepages=Hugepages((Page(2048, (0,)),)),
         type="kvm",
         uuid=domain_uuid("check", "check"),
     )

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from planner.model.units import format_cpulist, parse_cpulist
+from planner.libvirt.elements import Cputune, Memory, MemoryBacking, Numa, Numatune, Vcpu, read_part
+from planner.model.units import format_cpulist
 
 __all__ = ["LiveError", "LiveStep", "Restart", "LivePlan", "live_changes", "plan_files"]
 
@@ -189,99 +190,113 @@ def _read_domains(paths: list[str | Path], hosts: set[str]) -> dict[str, tuple[s
 # Comparing
 
 
-def _kib(element: etree._Element | None) -> int | None:
-    if element is None or not (element.text or "").strip():
-        return None
-    from planner.model.units import scaled_kib
-
+def _part(part: type, root: etree._Element):
+    """The declared part (planner.libvirt.elements) at its path; None when missing or unreadable (a running
+    domain's XML is libvirt's own: an unreadable part just compares as missing)."""
     try:
-        return scaled_kib(element.text, element.get("unit"), f"<{element.tag}>")
+        return read_part(part, root)
     except ValueError:
         return None
 
 
-def _ids(text: str | None) -> tuple[int, ...]:
-    try:
-        return tuple(sorted(parse_cpulist(text or "")))
-    except ValueError:
-        return ()
+@dataclass(frozen=True)
+class _Domain:
+    """What ``live`` compares of one domain, read through the same declarations ``vplan solve`` writes with."""
+
+    vcpu: Vcpu | None
+    memory: Memory | None
+    numa: Numa | None
+    backing: MemoryBacking | None
+    numatune: Numatune | None
+    cputune: Cputune | None
+
+    @classmethod
+    def read(cls, root: etree._Element) -> "_Domain":
+        return cls(*(_part(part, root) for part in (Vcpu, Memory, Numa, MemoryBacking, Numatune, Cputune)))
+
+    @property
+    def vcpus(self) -> int | None:
+        return self.vcpu.count if self.vcpu is not None else None
+
+    @property
+    def memory_kib(self) -> int | None:
+        return self.memory.kib if self.memory is not None else None
+
+    def cells(self) -> list[tuple[int, tuple[int, ...], int]]:
+        """(cell id, vCPUs, KiB) per guest cell, by id (-1: a cell without one)."""
+        cells = self.numa.cells if self.numa is not None else ()
+        return sorted((c.id if c.id is not None else -1, c.cpus, c.memory_kib) for c in cells)
+
+    def pages(self) -> list[tuple[int | None, tuple[int, ...]]]:
+        """(page KiB, guest cells) per ``<page>``; (None, ()) for ``<hugepages/>`` (the default size)."""
+        hugepages = self.backing.hugepages if self.backing is not None else None
+        if hugepages is None:
+            return []
+        out = [(p.size_kib, p.nodeset or ()) for p in hugepages.pages] or [(None, ())]
+        return sorted(out, key=repr)
+
+    def pins(self, vcpus: int) -> dict[int, tuple[int, ...]]:
+        """vCPU -> pinned CPUs (a vCPU without a vcpupin runs on <vcpu cpuset>, else anywhere: ())."""
+        default = (self.vcpu.cpuset or ()) if self.vcpu is not None else ()
+        pins = {v: default for v in range(vcpus)}
+        for pin in self.cputune.vcpupins if self.cputune is not None else ():
+            pins[pin.vcpu] = pin.cpuset or ()
+        return pins
+
+    @property
+    def emulator(self) -> tuple[int, ...]:
+        emulator = self.cputune.emulatorpin if self.cputune is not None else None
+        return (emulator.cpuset or ()) if emulator is not None else ()
+
+    def mode(self, default: str | None) -> str | None:
+        """``<numatune><memory mode>`` (``default`` when it has none), None without a ``<numatune><memory>``."""
+        memory = self.numatune.memory if self.numatune is not None else None
+        if memory is None:
+            return None
+        return memory.mode if memory.mode is not None else default
+
+    @property
+    def nodes(self) -> tuple[int, ...]:
+        return (self.numatune.nodeset or ()) if self.numatune is not None else ()
+
+    def memnodes(self) -> dict[int, tuple[str | None, tuple[int, ...]]]:
+        memnodes = self.numatune.memnodes if self.numatune is not None else ()
+        return {m.cellid: (m.mode, m.nodeset or ()) for m in memnodes}
 
 
-def _cells(root: etree._Element) -> list[tuple[int, tuple[int, ...], int | None]]:
-    return sorted((int(c.get("id", "-1")), _ids(c.get("cpus")), _kib_attr(c)) for c in root.findall("cpu/numa/cell"))
+def _guest_changes(live: LivePlan, guest: str, host: str, want_root: etree._Element,
+                   have_root: etree._Element) -> None:
+    want, have = _Domain.read(want_root), _Domain.read(have_root)
 
-
-def _kib_attr(cell: etree._Element) -> int | None:
-    element = etree.Element("memory", unit=cell.get("unit", "KiB"))
-    element.text = cell.get("memory")
-    return _kib(element)
-
-
-def _pages(root: etree._Element) -> list[tuple[int | None, tuple[int, ...]]]:
-    out = []
-    for page in root.findall("memoryBacking/hugepages/page"):
-        element = etree.Element("size", unit=page.get("unit", "KiB"))
-        element.text = page.get("size")
-        out.append((_kib(element), _ids(page.get("nodeset"))))
-    if not out and root.find("memoryBacking/hugepages") is not None:
-        out.append((None, ()))  # the default page size
-    return sorted(out, key=repr)
-
-
-def _pins(root: etree._Element, vcpus: int) -> dict[int, tuple[int, ...]]:
-    """vCPU -> pinned CPUs (a vCPU without a vcpupin runs on <vcpu cpuset>, else anywhere: ())."""
-    default = _ids(root.find("vcpu").get("cpuset")) if root.find("vcpu") is not None else ()
-    pins = {v: default for v in range(vcpus)}
-    for pin in root.findall("cputune/vcpupin"):
-        try:
-            pins[int(pin.get("vcpu"))] = _ids(pin.get("cpuset"))
-        except (TypeError, ValueError):
-            continue
-    return pins
-
-
-def _memnodes(root: etree._Element) -> dict[int, tuple[str | None, tuple[int, ...]]]:
-    return {int(m.get("cellid", "-1")): (m.get("mode"), _ids(m.get("nodeset")))
-            for m in root.findall("numatune/memnode")}
-
-
-def _vcpus(root: etree._Element) -> int | None:
-    text = (root.findtext("vcpu") or "").strip()
-    return int(text) if text.isdigit() else None
-
-
-def _guest_changes(live: LivePlan, guest: str, host: str, want: etree._Element, have: etree._Element) -> None:
     def restart(what: str, why: str) -> None:
         live.restarts.append(Restart(guest, host, what, why))
 
     before = (len(live.steps), len(live.restarts))
-    want_vcpus, have_vcpus = _vcpus(want), _vcpus(have)
+    want_vcpus, have_vcpus = want.vcpus, have.vcpus
     if want_vcpus != have_vcpus:
         restart(f"vCPU count {have_vcpus} -> {want_vcpus}",
                 "the guest's CPU topology and NUMA cells are fixed when QEMU starts (vplan plans no vCPU hot-plug)")
         return
-    want_mem, have_mem = _kib(want.find("memory")), _kib(have.find("memory"))
+    want_mem, have_mem = want.memory_kib, have.memory_kib
     if want_mem != have_mem:
         restart(f"memory {have_mem} KiB -> {want_mem} KiB", "the guest NUMA cells' memory is fixed when QEMU starts")
         return
-    if _cells(want) != _cells(have):
+    if want.cells() != have.cells():
         show = lambda cells: "; ".join(f"cell {i}: vCPUs {format_cpulist(c)}, {m} KiB" for i, c, m in cells) or "none"
-        restart(f"guest NUMA cells ({show(_cells(have))}) -> ({show(_cells(want))})",
+        restart(f"guest NUMA cells ({show(have.cells())}) -> ({show(want.cells())})",
                 "the guest NUMA topology is fixed when QEMU starts")
-    if _pages(want) != _pages(have):
+    if want.pages() != have.pages():
         show = lambda pages: ", ".join(f"{s} KiB on cells {format_cpulist(n) or 'all'}" for s, n in pages) or "none"
-        restart(f"hugepages {show(_pages(have))} -> {show(_pages(want))}",
+        restart(f"hugepages {show(have.pages())} -> {show(want.pages())}",
                 "the memory backing (page size) is chosen when QEMU starts")
-    want_mode = want.find("numatune/memory").get("mode") if want.find("numatune/memory") is not None else None
-    have_mode = have.find("numatune/memory").get("mode", "strict") if have.find("numatune/memory") is not None \
-        else None
-    want_nodes = _ids(want.find("numatune/memory").get("nodeset")) if want_mode else ()
-    have_nodes = _ids(have.find("numatune/memory").get("nodeset")) if have_mode else ()
+    want_mode, have_mode = want.mode(None), have.mode("strict")
+    want_nodes = want.nodes if want_mode else ()
+    have_nodes = have.nodes if have_mode else ()
     if want_mode != have_mode:
         restart(f"memory mode {have_mode or 'none'} -> {want_mode}",
                 "libvirt cannot change the memory mode of a running guest")
-    elif want_nodes != have_nodes or _memnodes(want) != _memnodes(have):
-        cells = len(want.findall("cpu/numa/cell"))
+    elif want_nodes != have_nodes or want.memnodes() != have.memnodes():
+        cells = len(want.numa.cells) if want.numa is not None else 0
         if want_mode == "restrictive" and cells <= 1:
             live.steps.append(LiveStep(guest, host, ("numatune", guest, "--nodeset", format_cpulist(want_nodes),
                                                      "--live"),
@@ -292,17 +307,14 @@ def _guest_changes(live: LivePlan, guest: str, host: str, want: etree._Element, 
                         "change live)")
             restart(f"memory nodes {format_cpulist(have_nodes)} -> {format_cpulist(want_nodes)} ({want_mode})",
                     f"{why}: migrate the guest (its memory is copied to the plan's nodes) or restart it")
-    have_pins, want_pins = _pins(have, want_vcpus or 0), _pins(want, want_vcpus or 0)
+    have_pins, want_pins = have.pins(want_vcpus or 0), want.pins(want_vcpus or 0)
     for vcpu in range(want_vcpus or 0):
         if have_pins[vcpu] != want_pins[vcpu]:
             old = format_cpulist(have_pins[vcpu]) or "any CPU"
             live.steps.append(LiveStep(guest, host, ("vcpupin", guest, str(vcpu), format_cpulist(want_pins[vcpu]),
                                                      "--live"),
                                        f"vCPU {vcpu} on {old} -> {format_cpulist(want_pins[vcpu])}"))
-    want_emu = _ids(want.find("cputune/emulatorpin").get("cpuset")) if want.find("cputune/emulatorpin") is not None \
-        else ()
-    have_emu = _ids(have.find("cputune/emulatorpin").get("cpuset")) if have.find("cputune/emulatorpin") is not None \
-        else ()
+    want_emu, have_emu = want.emulator, have.emulator
     if want_emu and want_emu != have_emu:
         live.steps.append(LiveStep(guest, host, ("emulatorpin", guest, format_cpulist(want_emu), "--live"),
                                    f"emulator threads on {format_cpulist(have_emu) or 'any CPU'} -> "

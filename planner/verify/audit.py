@@ -4,7 +4,9 @@ it with the same checker as ``vplan solve`` (``planner.verify.check.check_plan``
 Input: the hosts (a scenario's ``host_models`` and ``hosts``, which may name captures) and one domain XML per
 deployed guest, with the host it runs on (a directory per host, or files plus a guest → host mapping).
 
-A domain becomes a :class:`planner.model.plan.GuestPlacement` and a :class:`planner.model.scenario.Guest`:
+A domain is read through the declarations of ``planner.libvirt.elements`` (``Vcpu``, ``Cputune``, ``Numatune``,
+``Numa``/``NumaCell``, ``MemoryBacking``, ``Topology``: the same typed parts ``vplan solve`` writes) and becomes a
+:class:`planner.model.plan.GuestPlacement` and a :class:`planner.model.scenario.Guest`:
 
 * vCPUs: ``<vcpu>``; memory: ``<memory>`` (any libvirt unit); hugepage size: ``<memoryBacking><hugepages><page>``
   (``<hugepages/>`` without a page: the architecture's default, 2M on x86_64/aarch64, 16M on ppc64le, 1M on s390x);
@@ -57,8 +59,19 @@ from typing import Iterable, Mapping
 import yaml
 from lxml import etree
 
+from planner.libvirt.elements import (
+    Cputune,
+    Hugepages,
+    Memory,
+    MemoryBacking,
+    Numa,
+    Numatune,
+    Topology,
+    Vcpu,
+    read_part,
+)
 from planner.verify.check import check_plan
-from planner.hostimport.capture import model_spec, page_kib, spec_lines
+from planner.hostimport.capture import model_spec, spec_lines
 from planner.model.units import scaled_kib
 from planner.model.plan import CellPlacement, GuestPlacement, Plan
 from planner.model.scenario import Guest, HostModel, Scenario
@@ -349,200 +362,243 @@ def _libvirt_distances(given: dict[int, dict[int, int]], cell_ids: list[int]) ->
     return full
 
 
-def _read_domain(d: DomainFile, model: HostModel) -> _Read:
-    root, file, host, name = d.root, d.path, d.host, d.name
-    findings: list[Finding] = []
+class _Reading:
+    """One domain being read: its file, host model and the findings so far."""
 
-    def add(rule: str, node: int | None, message: str) -> None:
-        findings.append(Finding(rule, name, host, node, message, file))
+    def __init__(self, d: DomainFile, model: HostModel):
+        self.d, self.model = d, model
+        self.findings: list[Finding] = []
 
-    vcpu_el = root.find("vcpu")
-    if vcpu_el is None:
-        raise AuditInputError([f"{file}: domain {name} has no valid <vcpu> count"])
-    vcpus = _number(vcpu_el.text, f"domain {name}: <vcpu>", file, MAX_VCPUS)
-    if vcpus < 1:
-        raise AuditInputError([f"{file}: domain {name} has no valid <vcpu> count"])
-    memory_el = root.find("memory")
-    total_memory = _mem(memory_el, "<memory>", file) if memory_el is not None else None
-    all_cpus = tuple(sorted(model.node_of_cpu))
-    default_pins = _cpulist(vcpu_el.get("cpuset"), "<vcpu cpuset>", file) if vcpu_el.get("cpuset") else all_cpus
+    def add(self, rule: str, node: int | None, message: str) -> None:
+        self.findings.append(Finding(rule, self.d.name, self.d.host, node, message, self.d.path))
 
-    # pins
-    pins: list[tuple[int, ...] | None] = [None] * vcpus
-    for pin in root.findall("cputune/vcpupin"):
-        v = _number(pin.get("vcpu"), "<vcpupin vcpu>", file, MAX_VCPUS)
-        cpus = _cpulist(pin.get("cpuset"), f"<vcpupin vcpu='{v}' cpuset>", file)
-        if v >= vcpus:
-            add("pins", None, f"{name} on {host}: <vcpupin vcpu='{v}'> names a vCPU the domain does not have "
-                              f"({vcpus} vCPUs; libvirt ignores it)")
-            continue
-        if pins[v] is not None:
-            raise AuditInputError([f"{file}: vCPU {v} has two <vcpupin> elements"])
-        pins[v] = cpus
-    final_pins = [p if p is not None else default_pins for p in pins]
-    emu_el = root.find("cputune/emulatorpin")
-    emulator = _cpulist(emu_el.get("cpuset"), "<emulatorpin cpuset>", file) if emu_el is not None else default_pins
-
-    # numatune
-    mode = "strict"
-    memory_nodes: tuple[int, ...] | None = None
-    mem_el = root.find("numatune/memory")
-    if mem_el is not None:
-        mode = mem_el.get("mode", "strict")
-        if mem_el.get("nodeset") is not None:
-            memory_nodes = _cpulist(mem_el.get("nodeset"), "<numatune><memory nodeset>", file, MAX_NODE_ID)
-    memnodes: dict[int, tuple[int, ...]] = {}
-    for memnode in root.findall("numatune/memnode"):
-        cid = _number(memnode.get("cellid"), "<memnode cellid>", file, MAX_VCPUS)
-        memnodes[cid] = _cpulist(memnode.get("nodeset"), f"<memnode cellid='{cid}' nodeset>", file, MAX_NODE_ID)
-
-    # cells (libvirt numbers cells without an id in order) and memory devices
-    raw_cells: list[tuple[int, tuple[int, ...], int]] = []
-    given_distances: dict[int, dict[int, int]] = {}
-    numa_cells = root.findall("cpu/numa/cell")
-    for index, cell in enumerate(numa_cells):
-        cid_i = _number(cell.get("id"), "<numa><cell id>", file, MAX_VCPUS) if cell.get("id") is not None else index
-        cell_vcpus = _cpulist(cell.get("cpus"), f"<cell id='{cid_i}' cpus>", file, MAX_VCPUS - 1)
-        if cell.get("memory") is None:
-            raise AuditInputError([f"{file}: <cell id='{cid_i}'> has no memory"])
+    def part(self, part: type, where: str = ""):
+        """The declared part (planner.libvirt.elements) at its path, None when the domain has none; a value
+        libvirt would refuse is an :class:`AuditInputError` naming the file."""
         try:
-            cell_mem = scaled_kib(cell.get("memory"), cell.get("unit"), f"<cell id='{cid_i}' memory>")
+            return read_part(part, self.d.root, where)
         except ValueError as exc:
-            raise AuditInputError([f"{file}: {exc}"]) from None
-        raw_cells.append((cid_i, cell_vcpus, cell_mem))
-        dist = cell.find("distances")
-        if dist is not None:
-            row = {}
-            for sibling in dist.findall("sibling"):
-                sid = _number(sibling.get("id"), f"<cell id='{cid_i}'> <sibling id>", file, MAX_VCPUS)
-                row[sid] = _number(sibling.get("value"), f"<cell id='{cid_i}'> <sibling value>", file, 255)
-            given_distances[cid_i] = row
-    devices = _memory_devices(root, file)
-    if not raw_cells:
-        if total_memory is None:
-            raise AuditInputError([f"{file}: domain {name} has no <memory> and no <numa> cells"])
-        ram = total_memory - sum(kib for model_name, kib, _c, _n in devices if model_name not in RAM_DEVICES)
-        if ram <= 0:
-            raise AuditInputError([f"{file}: domain {name}: <memory> {total_memory} KiB is not more than its "
-                                   "file-backed memory devices"])
-        raw_cells = [(0, tuple(range(vcpus)), ram)]
-    else:
-        extra: dict[int, int] = {}
-        cids = {c[0] for c in raw_cells}
-        for model_name, kib, cell, _nodes in devices:
-            if model_name not in RAM_DEVICES:
-                continue
-            if cell not in cids:
-                add("numatune", None, f"{name} on {host}: a <memory model='{model_name}'> device targets guest cell "
-                                      f"{cell}, which the domain does not have")
-                continue
-            extra[cell] = extra.get(cell, 0) + kib
-        raw_cells = [(c, vs, m + extra.get(c, 0)) for c, vs, m in raw_cells]
-    memory = sum(m for _c, _v, m in raw_cells)
+            raise AuditInputError([f"{self.d.path}: {exc}"]) from None
+
+    @property
+    def who(self) -> str:
+        return f"{self.d.name} on {self.d.host}"
+
+
+def _read_domain(d: DomainFile, model: HostModel) -> _Read:
+    """A deployed domain in vplan's terms, read through the declarations of ``planner.libvirt.elements`` (the same
+    typed parts ``vplan solve`` writes), with libvirt's defaults and the XML-only findings."""
+    r = _Reading(d, model)
+    vcpu = r.part(Vcpu, f"domain {d.name}: ")
+    if vcpu is None or vcpu.count < 1:
+        raise AuditInputError([f"{d.path}: domain {d.name} has no valid <vcpu> count"])
+    memory = r.part(Memory)
+    default_pins = vcpu.cpuset or tuple(sorted(model.node_of_cpu))
+    pins, emulator = _read_pins(r, r.part(Cputune), vcpu.count, default_pins)
+    numatune = r.part(Numatune)
+    numa = r.part(Numa)
+    devices = _memory_devices(d.root, d.path)
+    raw_cells = _raw_cells(r, numa, vcpu.count, memory, devices)
     cell_ids = {c[0] for c in raw_cells}
-    cell_distances = _libvirt_distances(given_distances, sorted(cell_ids))
+    given = {(c.id if c.id is not None else i): {s.id: s.value for s in c.distances}
+             for i, c in enumerate(numa.cells if numa is not None else ()) if c.distances is not None}
+    _numatune_findings(r, numatune, cell_ids)
+    cells, bound_nodes = _cell_nodes(r, raw_cells, numatune, pins, vcpu.count)
+    _device_findings(r, devices, cells, numa is not None and bool(numa.cells))
+    _nodeset_finding(r, numatune, bound_nodes)
+    backing = r.part(MemoryBacking)
+    page, cell_pages = _cell_pages(backing.hugepages if backing is not None else None, cell_ids, model.arch)
+    try:
+        topology = read_part(Topology, d.root)
+    except ValueError:  # libvirt refuses it; the audit only wants to know whether threads=2
+        topology = None
+    return _Read(d, vcpu.count, sum(m for _c, _v, m in raw_cells),
+                 [(cid, vs, mem, node, cell_pages.get(cid)) for cid, vs, mem, node in cells], pins, emulator, page,
+                 _memory_mode(numatune), topology.threads if topology is not None else 1,
+                 _libvirt_distances(given, sorted(cell_ids)), r.findings,
+                 page_sharing=backing is None or not backing.nosharepages)
+
+
+def _memory_mode(numatune: Numatune | None) -> str:
+    """``<numatune><memory mode>``, libvirt's default strict."""
+    mode = numatune.mode if numatune is not None else None
+    return "strict" if mode is None else mode
+
+
+def _read_pins(r: _Reading, cputune: Cputune | None, vcpus: int,
+               default: tuple[int, ...]) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+    """The CPUs each vCPU and the emulator may run on: ``<vcpupin>``/``<emulatorpin>``, else ``default`` (the
+    ``<vcpu cpuset>``, else every host CPU). A pin of a vCPU the domain does not have is a ``pins`` finding."""
+    pins: list[tuple[int, ...] | None] = [None] * vcpus
+    for pin in cputune.vcpupins if cputune is not None else ():
+        if pin.vcpu >= vcpus:
+            r.add("pins", None, f"{r.who}: <vcpupin vcpu='{pin.vcpu}'> names a vCPU the domain does not have "
+                                f"({vcpus} vCPUs; libvirt ignores it)")
+            continue
+        if pins[pin.vcpu] is not None:
+            raise AuditInputError([f"{r.d.path}: vCPU {pin.vcpu} has two <vcpupin> elements"])
+        pins[pin.vcpu] = pin.cpuset or ()
+    emulator = cputune.emulatorpin if cputune is not None else None
+    return ([p if p is not None else default for p in pins],
+            (emulator.cpuset or ()) if emulator is not None else default)
+
+
+def _raw_cells(r: _Reading, numa: Numa | None, vcpus: int, memory: Memory | None,
+               devices: list[tuple[str, int, int, tuple[int, ...] | None]]) -> list[tuple[int, tuple[int, ...], int]]:
+    """(cell id, vCPUs, KiB) per guest cell: libvirt numbers cells without an id by position; a ``dimm`` or
+    ``virtio-mem`` device adds its size to the cell it targets. Without cells: one cell of every vCPU with
+    ``<memory>`` less the file-backed devices."""
+    cells = numa.cells if numa is not None else ()
+    if not cells:
+        if memory is None:
+            raise AuditInputError([f"{r.d.path}: domain {r.d.name} has no <memory> and no <numa> cells"])
+        ram = memory.kib - sum(kib for model_name, kib, _c, _n in devices if model_name not in RAM_DEVICES)
+        if ram <= 0:
+            raise AuditInputError([f"{r.d.path}: domain {r.d.name}: <memory> {memory.kib} KiB is not more than its "
+                                   "file-backed memory devices"])
+        return [(0, tuple(range(vcpus)), ram)]
+    raw = [(c.id if c.id is not None else i, c.cpus, c.memory_kib) for i, c in enumerate(cells)]
+    extra: dict[int, int] = {}
+    ids = {c[0] for c in raw}
+    for model_name, kib, cell, _nodes in devices:
+        if model_name not in RAM_DEVICES:
+            continue
+        if cell not in ids:
+            r.add("numatune", None, f"{r.who}: a <memory model='{model_name}'> device targets guest cell {cell}, "
+                                    "which the domain does not have")
+            continue
+        extra[cell] = extra.get(cell, 0) + kib
+    return [(c, vs, m + extra.get(c, 0)) for c, vs, m in raw]
+
+
+def _numatune_findings(r: _Reading, numatune: Numatune | None, cell_ids: set[int]) -> None:
+    """Memnodes of cells the domain does not have, a memory nodeset naming nodes the host does not have, no
+    numatune at all, ``placement='auto'``."""
+    memnodes = _memnodes(numatune)
+    memory = numatune.memory if numatune is not None else None
     for cid in sorted(set(memnodes) - cell_ids):
-        add("numatune", None, f"{name} on {host}: <memnode cellid='{cid}'> names guest cell {cid}, which the "
-                              f"domain does not have (cells {format_cpulist(cell_ids)})")
-    host_nodes = set(model.node_by_id)
-    if memory_nodes is not None:
-        unknown = sorted(set(memory_nodes) - host_nodes)
-        if unknown:
-            add("numatune", None, f"{name} on {host}: <numatune><memory nodeset='{format_cpulist(memory_nodes)}'> "
-                                  f"names node(s) {format_cpulist(unknown)}, which {host} does not have")
-    if mem_el is None and not memnodes:
-        add("numatune", None, f"{name} on {host}: no <numatune>: the guest's memory is not bound to a host node and "
-                              "may cross nodes")
-    elif mem_el is not None and mem_el.get("placement") == "auto" and not memnodes:
-        add("numatune", None, f"{name} on {host}: <numatune><memory placement='auto'>: the memory node is chosen "
-                              "at start, not planned")
+        r.add("numatune", None, f"{r.who}: <memnode cellid='{cid}'> names guest cell {cid}, which the domain does "
+                                f"not have (cells {format_cpulist(cell_ids)})")
+    nodeset = memory.nodeset if memory is not None else None
+    unknown = sorted(set(nodeset or ()) - set(r.model.node_by_id))
+    if nodeset is not None and unknown:
+        r.add("numatune", None, f"{r.who}: <numatune><memory nodeset='{format_cpulist(nodeset)}'> names node(s) "
+                                f"{format_cpulist(unknown)}, which {r.d.host} does not have")
+    if memory is None and not memnodes:
+        r.add("numatune", None, f"{r.who}: no <numatune>: the guest's memory is not bound to a host node and may "
+                                "cross nodes")
+    elif memory is not None and memory.placement == "auto" and not memnodes:
+        r.add("numatune", None, f"{r.who}: <numatune><memory placement='auto'>: the memory node is chosen at start, "
+                                "not planned")
+
+
+def _memnodes(numatune: Numatune | None) -> dict[int, tuple[int, ...]]:
+    """Guest cell id -> the host nodes of its ``<memnode>`` (a later memnode of a cell wins, as in libvirt)."""
+    return {m.cellid: m.nodeset or () for m in numatune.memnodes} if numatune is not None else {}
+
+
+def _cell_nodes(r: _Reading, raw_cells: list[tuple[int, tuple[int, ...], int]], numatune: Numatune | None,
+                pins: list[tuple[int, ...]], vcpus: int) -> tuple[list[tuple[int, tuple[int, ...], int, int]],
+                                                                  list[int]]:
+    """(cell id, vCPUs, KiB, host node) per cell: the node of its memnode, else the ``<memory nodeset>`` when that
+    is one node; a cell not bound so is checked on the node its vCPUs are pinned to, else on ``UNKNOWN_NODE``. Also
+    the nodes the cells are bound to."""
+    memnodes = _memnodes(numatune)
+    memory = numatune.memory if numatune is not None else None
+    nodeset = memory.nodeset if memory is not None else None
+    bound = memory is not None or bool(memnodes)
     cells: list[tuple[int, tuple[int, ...], int, int]] = []
     bound_nodes: list[int] = []
     for cid, cell_vcpus, cell_mem in raw_cells:
-        pin_nodes = sorted({model.node_of_cpu[c] for v in cell_vcpus if v < vcpus for c in final_pins[v]
-                            if c in model.node_of_cpu})
-        node: int | None = None
-        if cid in memnodes:
-            nodeset = memnodes[cid]
-            if len(nodeset) == 1 and nodeset[0] in host_nodes:
-                node = nodeset[0]
-            elif len(nodeset) == 1:
-                add("numatune", nodeset[0], f"{name} on {host}: cell {cid} memory is bound to node {nodeset[0]}, "
-                                            f"which {host} does not have")
-            else:
-                add("numatune", None, f"{name} on {host}: cell {cid} memory is bound to nodes "
-                                      f"{format_cpulist(nodeset)}: its memory crosses nodes (a cell's memory on one "
-                                      "node)")
-        elif memory_nodes is not None and len(memory_nodes) == 1 and memory_nodes[0] in host_nodes:
-            node = memory_nodes[0]
-        unknown_text = ("its vCPUs are not pinned to one node either: its host node is unknown, so its memory and "
-                        "vCPUs are not checked against a node")
-        if node is None and len(pin_nodes) != 1 and cid not in memnodes and (mem_el is not None or memnodes):
-            shown = format_cpulist(memory_nodes) if memory_nodes is not None else "none"
-            add("numatune", None, f"{name} on {host}: cell {cid} has no <memnode> and the memory nodeset is {shown}: "
-                                  f"its memory is not bound to one node (add <memnode cellid='{cid}' nodeset='N'/>); "
-                                  + unknown_text)
-        elif node is None and cid not in memnodes and (mem_el is not None or memnodes):
-            shown = format_cpulist(memory_nodes) if memory_nodes is not None else "none"
-            add("numatune", None, f"{name} on {host}: cell {cid} has no <memnode> and the memory nodeset is {shown}: "
-                                  f"its memory is not bound to one node (add <memnode cellid='{cid}' nodeset='N'/>); "
-                                  f"checked on node {pin_nodes[0]}, where its vCPUs run")
-        elif node is None and len(pin_nodes) != 1:
-            add("numatune", None, f"{name} on {host}: cell {cid} memory is not bound to one node and "
-                                  + unknown_text)
+        pin_nodes = sorted({r.model.node_of_cpu[c] for v in cell_vcpus if v < vcpus for c in pins[v]
+                            if c in r.model.node_of_cpu})
+        node = _bound_node(r, cid, memnodes, nodeset)
+        if node is None:
+            _unbound_finding(r, cid, pin_nodes, nodeset, bound and cid not in memnodes)
         if node is not None:
             bound_nodes.append(node)
-        elif len(pin_nodes) == 1:
-            node = pin_nodes[0]  # not bound, but its vCPUs run on one node: the kernel allocates there first
         else:
-            node = UNKNOWN_NODE
+            node = pin_nodes[0] if len(pin_nodes) == 1 else UNKNOWN_NODE  # the kernel allocates there first
         cells.append((cid, cell_vcpus, cell_mem, node))
+    return cells, bound_nodes
+
+
+def _nodeset_finding(r: _Reading, numatune: Numatune | None, bound_nodes: list[int]) -> None:
+    """``<memory nodeset>`` other than the nodes the memnodes bind the cells to."""
+    nodeset = numatune.nodeset if numatune is not None else None
+    if nodeset is not None and _memnodes(numatune) and bound_nodes and set(nodeset) != set(bound_nodes):
+        r.add("numatune", None, f"{r.who}: <numatune><memory nodeset='{format_cpulist(nodeset)}'> is not the cells' "
+                                f"nodes {format_cpulist(bound_nodes)}")
+
+
+def _bound_node(r: _Reading, cid: int, memnodes: dict[int, tuple[int, ...]],
+                nodeset: tuple[int, ...] | None) -> int | None:
+    """The host node a cell's memory is bound to (its memnode, else a one-node memory nodeset), or None."""
+    host_nodes = set(r.model.node_by_id)
+    if cid not in memnodes:
+        return nodeset[0] if nodeset is not None and len(nodeset) == 1 and nodeset[0] in host_nodes else None
+    nodes = memnodes[cid]
+    if len(nodes) == 1 and nodes[0] in host_nodes:
+        return nodes[0]
+    if len(nodes) == 1:
+        r.add("numatune", nodes[0], f"{r.who}: cell {cid} memory is bound to node {nodes[0]}, which {r.d.host} "
+                                    "does not have")
+    else:
+        r.add("numatune", None, f"{r.who}: cell {cid} memory is bound to nodes {format_cpulist(nodes)}: its memory "
+                                "crosses nodes (a cell's memory on one node)")
+    return None
+
+
+def _unbound_finding(r: _Reading, cid: int, pin_nodes: list[int], nodeset: tuple[int, ...] | None,
+                     bound: bool) -> None:
+    """A cell whose memory is not bound to one node: checked where its vCPUs run, or nowhere. ``bound``: the
+    domain binds memory (a numatune memory or memnodes) but not this cell (it has no memnode)."""
+    unknown = ("its vCPUs are not pinned to one node either: its host node is unknown, so its memory and vCPUs are "
+               "not checked against a node")
+    if not bound:
+        if len(pin_nodes) != 1:
+            r.add("numatune", None, f"{r.who}: cell {cid} memory is not bound to one node and " + unknown)
+        return
+    shown = format_cpulist(nodeset) if nodeset is not None else "none"
+    where = unknown if len(pin_nodes) != 1 else f"checked on node {pin_nodes[0]}, where its vCPUs run"
+    r.add("numatune", None, f"{r.who}: cell {cid} has no <memnode> and the memory nodeset is {shown}: its memory "
+                            f"is not bound to one node (add <memnode cellid='{cid}' nodeset='N'/>); {where}")
+
+
+def _device_findings(r: _Reading, devices: list[tuple[str, int, int, tuple[int, ...] | None]],
+                     cells: list[tuple[int, tuple[int, ...], int, int]], has_cells: bool) -> None:
+    """A RAM memory device backed (``<source><nodemask>``) by other nodes than its cell's."""
     node_of_cell = {cid: node for cid, _vs, _m, node in cells}
     for model_name, kib, cell, nodes in devices:
-        here = node_of_cell.get(cell, UNKNOWN_NODE) if numa_cells else cells[0][3]
+        here = node_of_cell.get(cell, UNKNOWN_NODE) if has_cells else cells[0][3]
         if model_name in RAM_DEVICES and nodes is not None and here != UNKNOWN_NODE and list(nodes) != [here]:
-            add("numatune", here, f"{name} on {host}: a <memory model='{model_name}'> of {format_memory(kib)} in "
-                                  f"cell {cell} is backed by host node(s) {format_cpulist(nodes)} (its <source>"
-                                  f"<nodemask>), not the cell's node {here}: checked as if on node {here}")
-    if memory_nodes is not None and memnodes and bound_nodes and set(memory_nodes) != set(bound_nodes):
-        add("numatune", None, f"{name} on {host}: <numatune><memory nodeset='{format_cpulist(memory_nodes)}'> is "
-                              f"not the cells' nodes {format_cpulist(bound_nodes)}")
+            r.add("numatune", here, f"{r.who}: a <memory model='{model_name}'> of {format_memory(kib)} in cell "
+                                    f"{cell} is backed by host node(s) {format_cpulist(nodes)} (its <source>"
+                                    f"<nodemask>), not the cell's node {here}: checked as if on node {here}")
 
-    # hugepages: a <page> with a nodeset (guest cells) sets those cells' size; one without, the other cells'
-    page: int | None = None
-    cell_pages: dict[int, int | None] = {cid: None for cid in cell_ids}
-    backing = root.find("memoryBacking/hugepages")
-    if backing is not None:
-        pages = backing.findall("page")
-        if not pages:
-            page = DEFAULT_HUGEPAGE_KIB.get(model.arch, 2048)
-            cell_pages = {cid: page for cid in cell_ids}
+
+def _cell_pages(hugepages: Hugepages | None, cell_ids: set[int], arch: str) -> tuple[int | None, dict[int, int | None]]:
+    """(the guest's page size, page size per cell): a ``<page nodeset>`` names guest cells, a ``<page>`` without
+    one sets the other cells; ``<hugepages/>`` without a page is the architecture's default size. The guest's size
+    is the one most cells use (each cell is checked with its own)."""
+    if hugepages is None:
+        return None, {cid: None for cid in cell_ids}
+    if not hugepages.pages:
+        size = DEFAULT_HUGEPAGE_KIB.get(arch, 2048)
+        return size, {cid: size for cid in cell_ids}
+    default: int | None = None
+    explicit: dict[int, int] = {}
+    for p in hugepages.pages:
+        if p.nodeset:
+            explicit.update((cid, p.size_kib) for cid in p.nodeset)
         else:
-            default: int | None = None
-            explicit: dict[int, int] = {}
-            for p in pages:
-                try:
-                    size = page_kib(p.get("size"), p.get("unit"), "<page size>")
-                except ValueError as exc:
-                    raise AuditInputError([f"{file}: {exc}"]) from None
-                if p.get("nodeset"):
-                    for cid in _cpulist(p.get("nodeset"), "<page nodeset>", file, MAX_VCPUS):
-                        explicit[cid] = size
-                else:
-                    default = size
-            cell_pages = {cid: explicit.get(cid, default) for cid in cell_ids}
-            sizes: dict[int, set[int]] = {}
-            for cid, size in cell_pages.items():
-                if size is not None:
-                    sizes.setdefault(size, set()).add(cid)
-            if sizes:  # the guest's size: the one most cells use (each cell is checked with its own)
-                page = max(sizes, key=lambda s: (len(sizes[s]), s))
-    cells5 = [(cid, vs, mem, node, cell_pages.get(cid)) for cid, vs, mem, node in cells]
-    topo = root.find("cpu/topology")
-    threads_text = topo.get("threads", "1") if topo is not None else "1"
-    threads = int(threads_text) if re.fullmatch(r"[0-9]{1,3}", threads_text) else 1
-    return _Read(d, vcpus, memory, cells5, final_pins, emulator, page, mode, threads, cell_distances, findings,
-                 page_sharing=root.find("memoryBacking/nosharepages") is None)
+            default = p.size_kib
+    cell_pages = {cid: explicit.get(cid, default) for cid in cell_ids}
+    sizes: dict[int, set[int]] = {}
+    for cid, size in cell_pages.items():
+        if size is not None:
+            sizes.setdefault(size, set()).add(cid)
+    return (max(sizes, key=lambda s: (len(sizes[s]), s)) if sizes else None), cell_pages
 
 
 # ---------------------------------------------------------------------------------------------------------------
