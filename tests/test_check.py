@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.verify.check import NodeUsage, Violation, analyse, check_plan, node_usage
 from planner.model.plan import CellPlacement, GuestPlacement, Plan
 from planner.model.scenario import Guest, Host, HostModel, Node, Policy, Scenario
 from planner.model.units import format_cpulist, parse_cpulist
+from planner.verify.check import NodeUsage, Violation, analyse, check_plan, node_usage
 
 MiB = 1024
 GiB = 1024**2
@@ -80,7 +80,7 @@ def db_placement(name: str, host: str) -> GuestPlacement:
     for core in list(range(1, 7)) + list(range(18, 24)):
         pins += [(core,), (core + 72,)]
     cells = (
-        CellPlacement(0, 0, tuple(range(0, 12)), 6 * GiB),
+        CellPlacement(0, 0, tuple(range(12)), 6 * GiB),
         CellPlacement(1, 1, tuple(range(12, 24)), 6 * GiB),
     )
     return GuestPlacement(name, host, cells, tuple(pins), RESERVED)
@@ -314,7 +314,7 @@ MUTATIONS = {
         lambda p: replace_placement(
             p, "db1",
             cells=(
-                CellPlacement(0, 0, tuple(range(0, 11)) + (12,), 6 * GiB),
+                CellPlacement(0, 0, tuple(range(11)) + (12,), 6 * GiB),
                 CellPlacement(1, 1, (11,) + tuple(range(13, 24)), 6 * GiB),
             ),
         ),
@@ -323,21 +323,21 @@ MUTATIONS = {
     "cells uneven by 2": (
         lambda p: replace_placement(
             p, "db1",
-            cells=(CellPlacement(0, 0, tuple(range(0, 13)), 6 * GiB), CellPlacement(1, 1, tuple(range(13, 24)), 6 * GiB)),
+            cells=(CellPlacement(0, 0, tuple(range(13)), 6 * GiB), CellPlacement(1, 1, tuple(range(13, 24)), 6 * GiB)),
         ),
         ("cells", "db1", "kvm1", None),
     ),
     "cell memory split uneven": (
         lambda p: replace_placement(
             p, "db1",
-            cells=(CellPlacement(0, 0, tuple(range(0, 12)), 7 * GiB), CellPlacement(1, 1, tuple(range(12, 24)), 5 * GiB)),
+            cells=(CellPlacement(0, 0, tuple(range(12)), 7 * GiB), CellPlacement(1, 1, tuple(range(12, 24)), 5 * GiB)),
         ),
         ("cells", "db1", "kvm1", None),
     ),
     "cell memory not whole pages": (
         lambda p: replace_placement(
             p, "db1",
-            cells=(CellPlacement(0, 0, tuple(range(0, 12)), 6 * GiB + MiB), CellPlacement(1, 1, tuple(range(12, 24)), 6 * GiB - MiB)),
+            cells=(CellPlacement(0, 0, tuple(range(12)), 6 * GiB + MiB), CellPlacement(1, 1, tuple(range(12, 24)), 6 * GiB - MiB)),
         ),
         ("cells", "db1", "kvm1", 0),
     ),
@@ -348,7 +348,7 @@ MUTATIONS = {
     "two cells on one node": (
         lambda p: replace_placement(
             p, "db1",
-            cells=(CellPlacement(0, 0, tuple(range(0, 12)), 6 * GiB), CellPlacement(1, 0, tuple(range(12, 24)), 6 * GiB)),
+            cells=(CellPlacement(0, 0, tuple(range(12)), 6 * GiB), CellPlacement(1, 0, tuple(range(12, 24)), 6 * GiB)),
         ),
         ("cells", "db1", "kvm1", 0),
     ),
@@ -359,7 +359,7 @@ MUTATIONS = {
     "cell ids out of order": (
         lambda p: replace_placement(
             p, "db1",
-            cells=(CellPlacement(1, 0, tuple(range(0, 12)), 6 * GiB), CellPlacement(0, 1, tuple(range(12, 24)), 6 * GiB)),
+            cells=(CellPlacement(1, 0, tuple(range(12)), 6 * GiB), CellPlacement(0, 1, tuple(range(12, 24)), 6 * GiB)),
         ),
         ("cells", "db1", "kvm1", 0),
     ),

@@ -13,14 +13,41 @@ from planner.model.plan import CellPlacement, Evacuation, GuestPlacement, Plan
 from planner.model.scenario import HostModel
 from planner.verify import check as check_mod
 from planner.verify.check import PlanCheck, check, check_evacuations, check_plan, checked, node_usage
-from planner.verify.rules import RULE_NAMES, RULES, Rule
-from planner.verify.rules import (cells, coverage, emulator, evacuation, hugepages, load, memory, overcommit, pinning,
-                                  placement, smt, tenancy)
+from planner.verify.rules import (
+    RULE_NAMES,
+    RULES,
+    Rule,
+    cells,
+    coverage,
+    emulator,
+    evacuation,
+    hugepages,
+    load,
+    memory,
+    overcommit,
+    pinning,
+    placement,
+    smt,
+    tenancy,
+)
 from planner.verify.usage import free_4k_kib, plan_usage
 from planner.verify.violation import Violation
 from tests.builders import dedicated, host_model, scenario, shared
-from tests.test_check import (EXTRA_MUTATIONS, G1, MUTATIONS, POOL0, GiB, _tiny_guests_plan, _unplace, example_plan,
-                              guide_4n, replace_guest, replace_placement, replace_policy, set_pin)
+from tests.test_check import (
+    EXTRA_MUTATIONS,
+    G1,
+    MUTATIONS,
+    POOL0,
+    GiB,
+    _tiny_guests_plan,
+    _unplace,
+    example_plan,
+    guide_4n,
+    replace_guest,
+    replace_placement,
+    replace_policy,
+    set_pin,
+)
 
 
 def V(rule: str, guest: str | None, host: str | None, node: int | None, message: str) -> Violation:

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import NamedTuple
 
 from planner.model.plan import CellPlacement, GuestPlacement, Plan
 from planner.model.scenario import Guest, HostModel, Node
@@ -109,19 +110,15 @@ def model_facts(model: HostModel) -> ModelFacts:
 
 
 # ----------------------------------------------------------------------------------------------- guests
-@dataclass(frozen=True)
-class GuestOnHost:
-    """A placed guest with what its cells and pins say."""
+class GuestOnHost(NamedTuple):
+    """A placed guest with what its cells and pins say (a named tuple: made once per guest, fast)."""
 
+    name: str
     guest: Guest
     placement: GuestPlacement
     vcpu_nodes: tuple[int | None, ...]  # host node of each vCPU (None where no usable cell holds it)
     nodes: tuple[int, ...]  # the existing nodes of its cells, in cell order
-    singles: tuple[tuple[int, int], ...]  # dedicated guests: (vCPU, CPU) for vCPUs pinned to one CPU of the host
-
-    @property
-    def name(self) -> str:
-        return self.guest.name
+    singles: tuple[tuple[int, int], ...]  # ``threads: isolate`` guests: (vCPU, CPU) for vCPUs pinned to one CPU
 
 
 def vcpu_nodes(facts: ModelFacts, guest: Guest, p: GuestPlacement) -> tuple[int | None, ...]:
@@ -137,11 +134,11 @@ def vcpu_nodes(facts: ModelFacts, guest: Guest, p: GuestPlacement) -> tuple[int 
 
 def guest_on_host(facts: ModelFacts, guest: Guest, p: GuestPlacement) -> GuestOnHost:
     singles: tuple[tuple[int, int], ...] = ()
-    if guest.dedicated:
+    if guest.dedicated and guest.threads == "isolate":
         singles = tuple((v, pins[0]) for v, pins in enumerate(p.vcpu_pins)
                         if len(pins) == 1 and pins[0] in facts.node_of_cpu)
     nodes = tuple(c.node_id for c in p.cells if c.node_id in facts.holds_cells)
-    return GuestOnHost(guest, p, vcpu_nodes(facts, guest, p), nodes, singles)
+    return GuestOnHost(guest.name, guest, p, vcpu_nodes(facts, guest, p), nodes, singles)
 
 
 def placed_by_host(plan: Plan) -> dict[str, Entries]:
@@ -175,24 +172,29 @@ def cpu_use(facts: ModelFacts, guests: list[GuestOnHost]) -> CpuUse:
     emulator_groups: dict[tuple[int, ...], list[str]] = defaultdict(list)
     emulator_isolate: dict[int, str] = {}
     idle: dict[int, tuple[str, int, int]] = {}
+    reserved, node_of_cpu = facts.reserved, facts.node_of_cpu
     for g in guests:
-        pins_all = g.placement.vcpu_pins
+        name, placement = g.name, g.placement
         if g.guest.dedicated:
-            for v, pins in enumerate(pins_all):
+            for v, pins in enumerate(placement.vcpu_pins):
                 for c in pins:
-                    if c not in facts.reserved and c in facts.node_of_cpu:
-                        dedicated[c].append((g.name, v))
+                    if c not in reserved and c in node_of_cpu:
+                        dedicated[c].append((name, v))
         else:
             local: dict[PinKey, list[int]] = {}
-            for v, pins in enumerate(pins_all):
-                local.setdefault((pins, g.vcpu_nodes[v]), []).append(v)
+            for v, key in enumerate(zip(placement.vcpu_pins, g.vcpu_nodes)):
+                got = local.get(key)
+                if got is None:
+                    local[key] = [v]
+                else:
+                    got.append(v)
             for key, vs in local.items():
-                shared_groups[key].append((g.name, vs))
-        emulator_groups[g.placement.emulator_pins].append(g.name)
+                shared_groups[key].append((name, vs))
+        emulator_groups[placement.emulator_pins].append(name)
         if g.guest.emulator == "isolate":
-            for c in g.placement.emulator_pins:
-                if c in facts.node_of_cpu and c not in facts.reserved:
-                    emulator_isolate.setdefault(c, g.name)
+            for c in placement.emulator_pins:
+                if c in node_of_cpu and c not in reserved:
+                    emulator_isolate.setdefault(c, name)
     for g in guests:
         if g.guest.dedicated and g.guest.threads == "isolate":
             for v, c in g.singles:

@@ -9,8 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from planner.model.plan import Plan
-from planner.verify.rules import cells, coverage, emulator, hugepages, load, memory, overcommit, pinning, placement
-from planner.verify.rules import smt, tenancy
+from planner.verify.rules import (
+    cells,
+    coverage,
+    emulator,
+    hugepages,
+    load,
+    memory,
+    overcommit,
+    pinning,
+    placement,
+    smt,
+    tenancy,
+)
 from planner.verify.usage import PlanUsage
 from planner.verify.violation import Violation
 
