@@ -300,3 +300,15 @@ def test_the_checker_runs_once_per_solve(monkeypatch, tmp_path):
     assert sum(1 for p in calls if p.placed is plan.placed) == 1
     assert [p.placed["web"].host for p in calls] == [plan.placed["web"].host]
     assert isinstance(plan.placed["db"], GuestPlacement)
+
+
+def test_a_remembered_check_dies_with_its_scenario():
+    import gc
+
+    plan = example_plan()
+    check(plan)
+    assert plan.scenario in check_mod._REMEMBERED
+    before = len(check_mod._REMEMBERED)
+    del plan
+    gc.collect()
+    assert len(check_mod._REMEMBERED) == before - 1

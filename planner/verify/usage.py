@@ -17,7 +17,6 @@ Everything is exact (integers and ``Fraction``); the plan is indexed by host onc
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -83,13 +82,17 @@ class ModelFacts:
     pages: Mapping[int, Mapping[int, int]]  # node id -> page KiB -> pool pages
 
     def cores_of(self, cpus: Iterable[int]) -> Fraction:
-        """Physical cores of a set of CPUs: Σ over cores of |core ∩ set| / |core|."""
-        by_size: dict[int, int] = defaultdict(int)
-        core_of = self.core_of_cpu
-        for c in cpus:
-            core = core_of.get(c)
-            by_size[len(core) if core else 1] += 1
-        return sum((Fraction(n, size) for size, n in by_size.items()), Fraction(0))
+        """Physical cores of a set of CPUs (``cores_of``)."""
+        return cores_of(self.core_of_cpu, cpus)
+
+
+def cores_of(core_of_cpu: Mapping[int, tuple[int, ...]], cpus: Iterable[int]) -> Fraction:
+    """Physical cores of a set of CPUs: Σ over cores of |core ∩ set| / |core| (a CPU of no core: a core)."""
+    by_size: dict[int, int] = defaultdict(int)
+    for c in cpus:
+        core = core_of_cpu.get(c)
+        by_size[len(core) if core else 1] += 1
+    return sum((Fraction(n, size) for size, n in by_size.items()), Fraction(0))
 
 
 def model_facts(model: HostModel) -> ModelFacts:
@@ -98,15 +101,14 @@ def model_facts(model: HostModel) -> ModelFacts:
     core_of_cpu = model.core_of_cpu
     node_cpus = {n.id: frozenset(n.cpus) for n in model.nodes}
     node_base = {nid: cpus - reserved for nid, cpus in node_cpus.items()}
-    facts = ModelFacts(
+    return ModelFacts(
         reserved=reserved, node_of_cpu=model.node_of_cpu, core_of_cpu=core_of_cpu, physical_cores=len(model.cores),
-        node_ids=tuple(n.id for n in model.nodes), node_cpus=node_cpus, node_base=node_base, node_base_cores={},
+        node_ids=tuple(n.id for n in model.nodes), node_cpus=node_cpus, node_base=node_base,
+        node_base_cores={nid: cores_of(core_of_cpu, base) for nid, base in node_base.items()},
         holds_cells={n.id: bool(n.cpus) and n.memory_kib > 0 for n in model.nodes},
         free_4k_kib={n.id: free_4k_kib(model, n) for n in model.nodes},
         pages={n.id: dict(n.hugepages) for n in model.nodes},
     )
-    base_cores = {nid: facts.cores_of(base) for nid, base in node_base.items()}
-    return dataclasses.replace(facts, node_base_cores=base_cores)
 
 
 # ----------------------------------------------------------------------------------------------- guests
