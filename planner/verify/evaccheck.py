@@ -11,9 +11,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from planner.verify.check import Violation, check_evacuations
 from planner.model.plan import CellPlacement, Evacuation, GuestPlacement, Plan
 from planner.model.units import parse_cpulist
+from planner.verify.check import Violation, check_evacuations
 
 
 class EvacuationFileError(ValueError):
