@@ -51,14 +51,19 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import cast
 
 import yaml
 from lxml import etree
 
+from planner.files.safeio import InputFileError, check_regular, read_input_bytes, read_input_text
+from planner.hostimport.capture import model_spec, spec_lines
+from planner.io.loader import _Problems as _LoaderProblems
+from planner.io.loader import _yaml_shape_ok
 from planner.libvirt.elements import (
     Cputune,
     Hugepages,
@@ -70,14 +75,18 @@ from planner.libvirt.elements import (
     Vcpu,
     read_part,
 )
-from planner.verify.check import check_plan
-from planner.hostimport.capture import model_spec, spec_lines
-from planner.model.units import scaled_kib
 from planner.model.plan import CellPlacement, GuestPlacement, Plan
-from planner.model.scenario import Guest, HostModel, Scenario
-from planner.io.loader import _Problems as _LoaderProblems, _yaml_shape_ok
-from planner.files.safeio import InputFileError, check_regular, read_input_bytes, read_input_text
-from planner.model.units import MAX_CPU_ID, MAX_NODE_ID, format_cpulist, format_memory, format_page, parse_cpulist
+from planner.model.scenario import EmulatorPolicy, Guest, HostModel, MemoryMode, Scenario
+from planner.model.units import (
+    MAX_CPU_ID,
+    MAX_NODE_ID,
+    format_cpulist,
+    format_memory,
+    format_page,
+    parse_cpulist,
+    scaled_kib,
+)
+from planner.verify.check import check_plan
 
 __all__ = ["AuditInputError", "DomainFile", "Finding", "AuditResult", "read_domains", "read_loads", "read_mapping",
            "audit", "AUDIT_RULES"]
@@ -595,9 +604,9 @@ def _cell_pages(hugepages: Hugepages | None, cell_ids: set[int], arch: str) -> t
             default = p.size_kib
     cell_pages = {cid: explicit.get(cid, default) for cid in cell_ids}
     sizes: dict[int, set[int]] = {}
-    for cid, size in cell_pages.items():
-        if size is not None:
-            sizes.setdefault(size, set()).add(cid)
+    for cid, cell_page_kib in cell_pages.items():
+        if cell_page_kib is not None:
+            sizes.setdefault(cell_page_kib, set()).add(cid)
     return (max(sizes, key=lambda s: (len(sizes[s]), s)) if sizes else None), cell_pages
 
 
@@ -723,7 +732,7 @@ def _numa_item(guest: Guest, cells: tuple) -> int | list[dict]:
     unit = guest.hugepage_kib or 1024
     uneven = bool(cells) and (max(counts) - min(counts) > spread or max(memories) - min(memories) > unit)
     if guest.numa_cells or uneven:
-        return [{"vcpus": n, "memory": _mem_text(kib)} for n, kib in zip(counts, memories)]
+        return [{"vcpus": n, "memory": _mem_text(kib)} for n, kib in zip(counts, memories, strict=False)]
     return len(cells)
 
 
@@ -785,9 +794,10 @@ def audit(scenario: Scenario, domains: list[DomainFile], loads: Mapping[str, Fra
             c for p in r.pins for c in p})
         guest = Guest(
             name=d.name, vcpus=r.vcpus, memory_kib=r.memory_kib, cpu=cpu, threads=threads, load=load,
-            hugepage_kib=r.page_kib, numa=spec.numa if spec is not None else None, memory_mode=r.memory_mode,
+            hugepage_kib=r.page_kib, numa=spec.numa if spec is not None else None,
+            memory_mode=cast(MemoryMode, r.memory_mode),
             numa_cells=spec.numa_cells if spec is not None else (),
-            emulator=emulator, anti_affinity=spec.anti_affinity if spec is not None else (),
+            emulator=cast(EmulatorPolicy, emulator), anti_affinity=spec.anti_affinity if spec is not None else (),
             priority=spec.priority if spec is not None else 1,
             host=spec.host if spec is not None and spec.host else d.host,
             anti_affinity_scope=spec.anti_affinity_scope if spec is not None else None,

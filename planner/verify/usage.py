@@ -184,7 +184,7 @@ def cpu_use(facts: ModelFacts, guests: list[GuestOnHost]) -> CpuUse:
                         dedicated[c].append((name, v))
         else:
             local: dict[PinKey, list[int]] = {}
-            for v, key in enumerate(zip(placement.vcpu_pins, g.vcpu_nodes)):
+            for v, key in enumerate(zip(placement.vcpu_pins, g.vcpu_nodes, strict=False)):
                 got = local.get(key)
                 if got is None:
                     local[key] = [v]

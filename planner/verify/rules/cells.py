@@ -43,7 +43,8 @@ def guest_cells(hu: HostUsage, g: GuestOnHost) -> list[Violation]:
     memories = [c.memory_kib for c in p.cells]
     all_vcpus = [v for cell in p.cells for v in cell.vcpus]
     if sorted(all_vcpus) != list(range(guest.vcpus)):  # (a wrong order is told per cell)
-        add(None, f"{name} on {host}: its cells hold {len(all_vcpus)} vCPU ids ({format_cpulist(all_vcpus) or 'none'}), "
+        add(None, f"{name} on {host}: its cells hold {len(all_vcpus)} vCPU ids "
+                  f"({format_cpulist(all_vcpus) or 'none'}), "
                   f"not exactly vCPUs 0-{guest.vcpus - 1}")
     total = sum(memories)
     if total != guest.memory_kib:
@@ -107,11 +108,14 @@ def _even_cells(host: str, guest: Guest, counts: list[int], memories: list[int])
     unit = guest.hugepage_kib or MIB_KIB
     if max(counts) - min(counts) > spread:
         out.append(Violation("cells", name, host, None,
-                             f"{name} on {host}: cells hold {counts} vCPUs, which differ by {max(counts) - min(counts)} "
-                             f"(at most {spread}; uneven cells must be listed: numa: [{{vcpus: N, memory: SIZE}}, ...])"))
+                             f"{name} on {host}: cells hold {counts} vCPUs, which differ by "
+                             f"{max(counts) - min(counts)} "
+                             f"(at most {spread}; uneven cells must be listed: numa: [{{vcpus: N, memory: SIZE}}, "
+                             "...])"))
     if max(memories) - min(memories) > unit:
         out.append(Violation("cells", name, host, None,
-                             f"{name} on {host}: cell memories {memories} KiB differ by {max(memories) - min(memories)} "
+                             f"{name} on {host}: cell memories {memories} KiB differ by "
+                             f"{max(memories) - min(memories)} "
                              f"KiB, more than one unit ({unit} KiB)"))
     return out
 
@@ -125,11 +129,11 @@ def _explicit_cells(host: str, guest: Guest, counts: list[int], memories: list[i
     if len(counts) != len(want_vcpus):
         return []
     out: list[Violation] = []
-    for i, (n, want) in enumerate(zip(counts, want_vcpus)):
+    for i, (n, want) in enumerate(zip(counts, want_vcpus, strict=False)):
         if n != want:
             out.append(Violation("cells", name, host, None,
                                  f"{name} on {host}: cell {i} holds {n} vCPUs, but its numa cell {i} lists {want}"))
-    for i, (kib, want) in enumerate(zip(memories, want_kib)):
+    for i, (kib, want) in enumerate(zip(memories, want_kib, strict=False)):
         if kib != want:
             out.append(Violation("cells", name, host, None,
                                  f"{name} on {host}: cell {i} has {kib} KiB ({format_memory(kib)}), but its numa cell "

@@ -23,7 +23,8 @@ def overcommit(plan: Plan, usage: PlanUsage) -> list[Violation]:
             cores = nu.pool_cores
             if nu.shared_vcpus > cap * cores:
                 out.append(Violation("overcommit", None, host, node,
-                                     f"{host} node {node}: shared pool {cpus(nu.pool_cpus)} ({num(cores)} cores) carries "
+                                     f"{host} node {node}: shared pool {cpus(nu.pool_cpus)} ({num(cores)} cores) "
+                                     "carries "
                                      f"{nu.shared_vcpus} shared vCPUs, above {num(cap)} x {num(cores)} = "
                                      f"{num(cap * cores)}"))
     return out

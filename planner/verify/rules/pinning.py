@@ -37,7 +37,8 @@ def _dedicated_pins(hu: HostUsage, g: GuestOnHost) -> list[Violation]:
             elif node is not None and c not in facts.node_cpus[node]:
                 nor = "" if c in facts.node_of_cpu else f" (nor of {host})"
                 out.append(Violation("cpus", name, host, node,
-                                     f"{at}: {name} vCPU {v} is pinned to CPU {c}, which is not a CPU of node {node}{nor}"))
+                                     f"{at}: {name} vCPU {v} is pinned to CPU {c}, which is not a CPU of node "
+                                     f"{node}{nor}"))
     return out
 
 
@@ -78,5 +79,6 @@ def _shared_pins(hu: HostUsage) -> list[Violation]:
             for g, v in dedicated.get(c, ()):
                 cn = facts.node_of_cpu.get(c)
                 out.append(Violation("cpus", g, host, cn,
-                                     f"{where(host, cn)}: CPU {c}, dedicated to {g} vCPU {v}, also serves shared {who}"))
+                                     f"{where(host, cn)}: CPU {c}, dedicated to {g} vCPU {v}, also serves shared "
+                                     f"{who}"))
     return out

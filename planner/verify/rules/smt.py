@@ -99,6 +99,7 @@ def _require(hu: HostUsage, g: GuestOnHost) -> list[Violation]:
         core = hu.facts.core_of_cpu.get(ca)
         if ca == cb or core is None or cb not in core:
             out.append(Violation("threads", name, host, node,
-                                 f"{where(host, node)}: {name} (threads: require) vCPUs {v} and {v + 1} are on CPUs {ca} "
+                                 f"{where(host, node)}: {name} (threads: require) vCPUs {v} and {v + 1} are on CPUs "
+                                 f"{ca} "
                                  f"and {cb}, not two threads of one core"))
     return out
