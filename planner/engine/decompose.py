@@ -32,18 +32,7 @@ from planner.model.scenario import Host
 
 PRICE_SCALE = 10**5  # dual prices as integers: the pricing objective's resolution
 TIE_SCALE = 10**3  # one dual unit outweighs any distance difference by this factor
-PRICING_FAMILIES = (
-    fam.define_assignment,
-    fam.define_host_overcommit,
-    fam.define_smt_policies,
-    fam.define_cpu_split,
-    fam.define_shared_overcommit,
-    fam.define_load_target,
-    fam.define_emulator_pool,
-    fam.define_node_memory,
-    fam.define_hugepage_pools,
-    fam.define_tenant_isolation,
-)
+PRICING_FAMILIES = fam.ONE_HOST_FAMILIES  # every family of one host (cpsat_model.FAMILY_SCOPE): none forgotten
 
 
 @dataclass(frozen=True)

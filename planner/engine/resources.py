@@ -1,0 +1,483 @@
+"""Counted resources and the rules over them, each declared once.
+
+A *resource* is something a guest cell (node scope) or a guest (host scope) takes and a host node or host offers:
+``Resource`` says its field name (the ``CellDemand`` / ``NodeTotals`` field and the CP-SAT ``NodeTerms`` key), its
+unit, its scope, how a cell's demand is computed and what an empty node offers of it alone.
+
+A *rule* is one family of inequalities over those resources (``NodeRule`` per host node, ``HostRule`` per host).
+Its ``rows`` are written once over an abstract ``Sums`` (the resource totals of a node) and a capacity ``scale``,
+and every consumer evaluates the same rows on its own numbers:
+
+* ``planner.engine.cpsat_model``: sums of CP-SAT terms, scale 1 — the model's node and host constraints;
+* ``planner.engine.problem.node_shortfalls``: integers (a node's totals plus one cell) — greedy fit tests and the
+  explanations (each rule's ``explain`` words what is missing, with the same numbers);
+* ``planner.engine.problem.option_capacity``: integers ``k × cell`` — the most guests one option fits on an
+  empty host (each row is linear in k);
+* ``planner.engine.bounds.lp_bound``: GLOP expressions, scale = the hosts of the model — the LP relaxation.
+
+Every row reads ``lhs ≤ rhs``; its constraint is named ``TAG[host/node SUFFIX]`` (``TAG[host]`` for host rules).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from planner.model.scenario import Guest, Policy
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only (problem.py imports this module)
+    from planner.engine.problem import CellDemand, NodeCap, NodeTotals
+
+LOAD_SCALE = 1000  # loads are counted in thousandths of a CPU, rounded up (never optimistic)
+GIB_KIB = 1024**2
+
+
+def load_units(vcpus: int, load: Fraction) -> int:
+    return math.ceil(vcpus * load * LOAD_SCALE)
+
+
+# ----------------------------------------------------------------------------------------------- resources
+@dataclass(frozen=True)
+class CellContext:
+    """One cell of a guest on a host model: what its demand is computed from."""
+
+    guest: Guest
+    index: int  # cell index; cell 0 hosts the guest's emulator threads
+    vcpus: int
+    memory_kib: int
+    emulator_floats: bool  # emulator threads on the shared pool (emulator=shared, or host without reserved CPUs)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A counted resource. ``name`` is the field of ``CellDemand`` and ``NodeTotals`` (and the key of the CP-SAT
+    model's per-node terms); ``keyed_by`` names the ``CellDemand`` field that splits it (hugepages: per page size);
+    ``flag``: only its presence counts (totals keep it once set)."""
+
+    name: str
+    unit: str
+    scope: str  # "node": per host node, from guest cells | "host": per host, from whole guests
+    demand: Callable[[CellContext], int]
+    capacity: Callable[[NodeCap, Policy], int]  # what an empty node offers of this resource alone
+    description: str
+    keyed_by: str | None = None
+    flag: bool = False
+
+    def value(self, cell: CellDemand) -> int:
+        """The cell's amount (a flag counts 1)."""
+        return int(getattr(cell, self.name))
+
+
+def _dedicated_threads(ctx: CellContext, threads: str, amount: int) -> int:
+    g = ctx.guest
+    return amount if g.dedicated and g.threads == threads else 0
+
+
+def _singles(ctx: CellContext) -> int:
+    g = ctx.guest
+    own = ctx.vcpus if g.dedicated and g.threads not in ("isolate", "require") else 0
+    return own + (1 if ctx.index == 0 and g.emulator == "isolate" else 0)
+
+
+def _memory_4k(ctx: CellContext) -> int:
+    return 0 if ctx.guest.hugepage_kib else ctx.memory_kib
+
+
+NODE_RESOURCES: tuple[Resource, ...] = (
+    Resource("iso", "cores", "node", lambda c: _dedicated_threads(c, "isolate", c.vcpus),
+             lambda n, p: n.full_cores, "whole cores taken by threads=isolate vCPUs (one vCPU per core)"),
+    Resource("pairs", "pairs", "node", lambda c: _dedicated_threads(c, "require", c.vcpus // 2),
+             lambda n, p: n.pair_slots, "sibling thread pairs taken by threads=require vCPU pairs"),
+    Resource("singles", "CPUs", "node", _singles, lambda n, p: n.usable_cpus,
+             "CPUs taken one by one: threads=prefer vCPUs and emulator=isolate CPUs"),
+    Resource("shared_vcpus", "vCPUs", "node", lambda c: 0 if c.guest.dedicated else c.vcpus,
+             lambda n, p: math.floor(p.cpu_overcommit_max * n.usable_cpus / n.threads_per_core),
+             "vCPUs on the shared pool (cpu_overcommit_max per pool core)"),
+    Resource("shared_load", f"1/{LOAD_SCALE} CPU", "node",
+             lambda c: 0 if c.guest.dedicated else load_units(c.vcpus, c.guest.load),
+             lambda n, p: math.floor(p.cpu_load_target * n.usable_cpus * LOAD_SCALE),
+             "expected load of shared vCPUs (vCPUs × load, rounded up)"),
+    Resource("memory_4k_kib", "KiB", "node", _memory_4k, lambda n, p: n.memory_4k_kib,
+             "4K (non-hugepage) memory of the cell"),
+    Resource("memory_4k_dedicated_kib", "KiB", "node", lambda c: _memory_4k(c) if c.guest.dedicated else 0,
+             lambda n, p: n.free_4k_kib, "the part of the 4K memory that counts 1:1 (cpu: dedicated guests)"),
+    Resource("pages", "pages", "node",
+             lambda c: c.memory_kib // c.guest.hugepage_kib if c.guest.hugepage_kib else 0,
+             lambda n, p: sum(n.pages.values()), "hugepages of one size (per page size)", keyed_by="page_kib"),
+    Resource("needs_pool", "flag", "node", lambda c: int(c.index == 0 and c.guest.dedicated and c.emulator_floats),
+             lambda n, p: n.usable_cpus, "floating emulator threads of a dedicated guest need a shared-pool CPU",
+             flag=True),
+)
+HOST_RESOURCES: tuple[Resource, ...] = (
+    Resource("vcpus", "vCPUs", "host", lambda c: c.guest.vcpus if c.index == 0 else 0,
+             lambda n, p: 0, "vCPUs of the guests on a host (host-wide cpu_overcommit_max cap)"),
+)
+RESOURCES: Mapping[str, Resource] = {r.name: r for r in (*NODE_RESOURCES, *HOST_RESOURCES)}
+
+
+def guest_demand(resource: Resource, guest: Guest) -> int:
+    """A host-scope resource's amount for a whole guest."""
+    return resource.demand(CellContext(guest, 0, guest.vcpus, guest.memory_kib, False))
+
+
+# ----------------------------------------------------------------------------------------------- sums
+class Sums:
+    """The totals of one node (or host) a rule's rows are written over. Subclasses give numbers (``NumberSums``),
+    CP-SAT or LP expressions; ``indicator(name)`` is 1 when the resource is present at all (a 0/1 variable in
+    CP-SAT, 0 in the LP relaxation, which drops it)."""
+
+    def has(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def __getitem__(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def keyed(self, name: str) -> Mapping[int, Any]:
+        raise NotImplementedError
+
+    def indicator(self, name: str, var_tag: str, link_tag: str) -> Any:
+        """1 when ``name`` is present; CP-SAT names the 0/1 variable ``var_tag[...]`` and its link ``link_tag[...]``."""
+        raise NotImplementedError
+
+
+class NumberSums(Sums):
+    """Integer totals: ``values`` per resource name, ``keys`` per keyed resource (page size -> pages)."""
+
+    def __init__(self, values: Mapping[str, int], keys: Mapping[str, Mapping[int, int]] | None = None):
+        self.values = values
+        self.keys = keys or {}
+
+    def has(self, name: str) -> bool:
+        return bool(self.values.get(name, 0)) or any(self.keys.get(name, {}).values())
+
+    def __getitem__(self, name: str) -> int:
+        return self.values.get(name, 0)
+
+    def keyed(self, name: str) -> Mapping[int, int]:
+        return self.keys.get(name, {})
+
+    def indicator(self, name: str, var_tag: str = "", link_tag: str = "") -> int:
+        return 1 if self.values.get(name, 0) > 0 else 0
+
+    @classmethod
+    def of(cls, totals: NodeTotals | None, cell: CellDemand, times: int = 1) -> NumberSums:
+        """``totals`` (None: an empty node) plus ``times`` × ``cell``."""
+        values: dict[str, int] = {}
+        keys: dict[str, dict[int, int]] = {}
+        for r in NODE_RESOURCES:
+            if r.keyed_by:
+                own = dict(getattr(totals, r.name)) if totals is not None else {}
+                key = getattr(cell, r.keyed_by)
+                if key:
+                    own[key] = own.get(key, 0) + times * r.value(cell)
+                keys[r.name] = own
+            else:
+                base = int(getattr(totals, r.name)) if totals is not None else 0
+                values[r.name] = max(base, r.value(cell)) if r.flag else base + times * r.value(cell)
+        return cls(values, keys)
+
+
+def pool(cap: NodeCap, s: Sums, scale: Any = 1) -> Any:
+    """The shared pool: usable CPUs − T·iso − 2·pairs − singles."""
+    return cap.usable_cpus * scale - cap.threads_per_core * s["iso"] - 2 * s["pairs"] - s["singles"]
+
+
+def dedicated_cpus(cap: NodeCap, s: Sums | CellDemand) -> Any:
+    """CPUs taken by dedicated vCPUs and isolated emulators: T·iso + 2·pairs + singles."""
+    get = s.__getitem__ if isinstance(s, Sums) else (lambda name: getattr(s, name))
+    return cap.threads_per_core * get("iso") + 2 * get("pairs") + get("singles")
+
+
+# ----------------------------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class Row:
+    """One inequality ``lhs ≤ rhs``; its constraint name is ``tag[where suffix]``. ``lp_scale`` multiplies both
+    sides in the LP relaxation (keeps GLOP's numbers well scaled); it does not change the inequality."""
+
+    tag: str
+    lhs: Any
+    rhs: Any
+    suffix: str = ""
+    lp_scale: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return self.tag + self.suffix
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """One resource a node lacks for a cell: what, how much is needed, how much is free."""
+
+    resource: str
+    needed: float
+    free: float
+    unit: str
+
+    @property
+    def missing(self) -> float:
+        return self.needed - self.free
+
+
+@dataclass(frozen=True)
+class CellLimit:
+    """No single cell may take more of ``resource`` than ``most(node)`` (x = 0 for such options, ``tag``)."""
+
+    resource: str
+    most: Callable[[NodeCap], int]
+    tag: str
+
+
+Explain = Callable[["NodeCap", "NodeTotals", "CellDemand", Policy, frozenset[str]], list[Shortfall]]
+
+
+@dataclass(frozen=True)
+class NodeRule:
+    """A family of per-node inequalities: ``rows(node, sums, policy, scale)``, ``explain`` (what is missing for
+    one more cell, given the keys of the rows that fail), the resources it reads and its CP-SAT family."""
+
+    family: str  # the ``define_*`` function of planner.engine.cpsat_model that adds it
+    resources: tuple[str, ...]
+    rows: Callable[[NodeCap, Sums, Policy, Any], list[Row]]
+    explain: Explain
+    cell_limits: tuple[CellLimit, ...] = ()
+    # the resources kept when the rule bounds one option alone on an empty node (``node_limit``, the x bounds of the
+    # model); empty: the rule bounds no option alone (it is left to the model)
+    alone: tuple[str, ...] = ()
+
+
+def _smt_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    out = []
+    if s.has("iso"):
+        out.append(Row("isolate_cores", s["iso"], cap.full_cores * scale))
+    if s.has("pairs") or s.has("iso"):
+        out.append(Row("require_pairs", s["pairs"] + cap.pairs_per_full_core * s["iso"], cap.pair_slots * scale))
+    return out
+
+
+def _smt_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
+    out = []
+    if cell.iso and "isolate_cores" in failed:
+        out.append(Shortfall("whole free cores (threads=isolate)", cell.iso, cap.full_cores - totals.iso, "cores"))
+    if cell.pairs and "require_pairs" in failed:
+        free = cap.pair_slots - totals.pairs - (totals.iso + cell.iso) * cap.pairs_per_full_core
+        out.append(Shortfall("free sibling pairs (threads=require)", cell.pairs, free, "pairs"))
+    return out
+
+
+def _split_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    if not (s.has("iso") or s.has("pairs") or s.has("singles")):
+        return []
+    return [Row("dedicated_cpus", 0, pool(cap, s, scale))]  # the pool is never negative
+
+
+def _split_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
+    needed = dedicated_cpus(cap, cell)
+    if needed and "dedicated_cpus" in failed:
+        free = cap.pool_cpus(totals.iso, totals.pairs, totals.singles)
+        return [Shortfall("free CPUs for dedicated vCPUs", needed, free, "CPUs")]
+    return []
+
+
+def _after(cap: NodeCap, totals: NodeTotals, cell: CellDemand) -> int:
+    """The pool with the cell added, never below 0 (what the pool rules' texts count from)."""
+    return max(cap.pool_cpus(totals.iso + cell.iso, totals.pairs + cell.pairs, totals.singles + cell.singles), 0)
+
+
+def _overcommit_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    if not s.has("shared_vcpus"):
+        return []
+    ratio = policy.cpu_overcommit_max
+    return [Row("pool_overcommit", ratio.denominator * cap.threads_per_core * s["shared_vcpus"],
+                ratio.numerator * pool(cap, s, scale))]
+
+
+def _overcommit_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
+    if not (totals.shared_vcpus + cell.shared_vcpus and "pool_overcommit" in failed):
+        return []
+    ratio = policy.cpu_overcommit_max
+    free = math.floor(ratio * _after(cap, totals, cell) / cap.threads_per_core) - totals.shared_vcpus
+    return [Shortfall(f"shared vCPU slots ({ratio}x cap)", cell.shared_vcpus, max(free, 0), "vCPUs")]
+
+
+def _load_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    if not s.has("shared_load"):
+        return []
+    target = policy.cpu_load_target
+    return [Row("load_target", target.denominator * s["shared_load"],
+                target.numerator * LOAD_SCALE * pool(cap, s, scale), lp_scale=1 / LOAD_SCALE)]
+
+
+def _load_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
+    if not (totals.shared_load + cell.shared_load and "load_target" in failed):
+        return []
+    target = policy.cpu_load_target
+    free = target * _after(cap, totals, cell) - Fraction(totals.shared_load, LOAD_SCALE)
+    return [Shortfall(f"shared-pool CPU load headroom (target {float(target):.0%})", cell.shared_load / LOAD_SCALE,
+                      max(float(free), 0.0), "CPUs")]
+
+
+def _emulator_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    if not s.has("needs_pool"):
+        return []
+    return [Row("emulator_pool", s.indicator("needs_pool", "emulator_pool", "emulator_users"), pool(cap, s, scale))]
+
+
+def _emulator_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
+    if (totals.needs_pool or cell.needs_pool) and "emulator_pool" in failed:
+        return [Shortfall("a shared-pool CPU for emulator threads", 1, _after(cap, totals, cell), "CPUs")]
+    return []
+
+
+def _memory_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    if not s.has("memory_4k_kib"):
+        return []
+    a, b = policy.memory_overcommit.numerator, policy.memory_overcommit.denominator
+    total = b * s["memory_4k_kib"]
+    if s.has("memory_4k_dedicated_kib") and a != b:
+        total = total + (a - b) * s["memory_4k_dedicated_kib"]
+    return [Row("memory", total, a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB)]
+
+
+def memory_4k_room_kib(cap: NodeCap, totals: NodeTotals, dedicated: bool, overcommit: Fraction) -> int:
+    """4K memory a cell of a dedicated (1:1) or shared (overcommitted) guest may still take on the node.
+
+    Rule: dedicated 4K memory + shared 4K memory ÷ memory_overcommit ≤ free 4K memory, and no cell above the free
+    4K memory (overcommit is shared among guests, never inside one). In integers, with overcommit = a/b:
+    a·D + b·S ≤ a·free."""
+    a, b = overcommit.numerator, overcommit.denominator
+    dedicated_kib = totals.memory_4k_dedicated_kib
+    shared_kib = totals.memory_4k_kib - dedicated_kib
+    slack = a * (cap.free_4k_kib - dedicated_kib) - b * shared_kib  # in units of 1/a KiB of physical memory
+    room = slack // a if dedicated else slack // b
+    return min(room, cap.free_4k_kib)
+
+
+def _memory_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
+    if not cell.memory_4k_kib:
+        return []
+    overcommit = policy.memory_overcommit
+    if cell.memory_4k_kib > cap.free_4k_kib:
+        note = "" if overcommit == 1 else "; memory_overcommit never applies inside one guest"
+        return [Shortfall(f"4K memory for one cell (at most the node's free 4K memory{note})",
+                          cell.memory_4k_kib, cap.free_4k_kib, "KiB")]
+    if "memory" not in failed:
+        return []
+    dedicated = bool(cell.memory_4k_dedicated_kib)
+    room = memory_4k_room_kib(cap, totals, dedicated, overcommit)
+    name = "4K memory" if overcommit == 1 or not dedicated else "4K memory (cpu: dedicated counts 1:1, no overcommit)"
+    return [Shortfall(name, cell.memory_4k_kib, room, "KiB")]
+
+
+def _pages_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    return [Row("hugepages", total, cap.pages.get(size, 0) * scale, suffix=f"/{size}KiB")
+            for size, total in sorted(s.keyed("pages").items())]
+
+
+def _pages_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
+    if not (cell.page_kib and f"hugepages/{cell.page_kib}KiB" in failed):
+        return []
+    free = cap.pages.get(cell.page_kib, 0) - totals.pages.get(cell.page_kib, 0)
+    return [Shortfall(f"{cell.page_kib}KiB hugepages", cell.pages, free, "pages")]
+
+
+NODE_RULES: tuple[NodeRule, ...] = (
+    NodeRule("define_smt_policies", ("iso", "pairs"), _smt_rows, _smt_explain),
+    NodeRule("define_cpu_split", ("iso", "pairs", "singles"), _split_rows, _split_explain,
+             alone=("iso", "pairs", "singles")),
+    NodeRule("define_shared_overcommit", ("shared_vcpus", "iso", "pairs", "singles"), _overcommit_rows,
+             _overcommit_explain, alone=("shared_vcpus",)),
+    NodeRule("define_load_target", ("shared_load", "iso", "pairs", "singles"), _load_rows, _load_explain,
+             alone=("shared_load",)),
+    NodeRule("define_emulator_pool", ("needs_pool", "iso", "pairs", "singles"), _emulator_rows, _emulator_explain),
+    NodeRule("define_node_memory", ("memory_4k_kib", "memory_4k_dedicated_kib"), _memory_rows, _memory_explain,
+             (CellLimit("memory_4k_kib", lambda n: n.free_4k_kib, "cell_memory"),),
+             alone=("memory_4k_kib", "memory_4k_dedicated_kib")),
+    NodeRule("define_hugepage_pools", ("pages",), _pages_rows, _pages_explain, alone=("pages",)),
+)
+NODE_RULE_OF: Mapping[str, NodeRule] = {r.family: r for r in NODE_RULES}
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """A per-host inequality over host-scope resources (``rows(model capacity, sums, policy, scale)``)."""
+
+    family: str
+    resources: tuple[str, ...]
+    rows: Callable[[Any, Sums, Policy, Any], list[Row]]
+
+
+HOST_RULES: tuple[HostRule, ...] = (
+    HostRule("define_host_overcommit", ("vcpus",),
+             lambda cap, s, policy, scale: [Row("overcommit", s["vcpus"], cap.vcpu_cap * scale)]),
+)
+HOST_RULE_OF: Mapping[str, HostRule] = {r.family: r for r in HOST_RULES}
+
+
+def rows_hold(rows: list[Row]) -> frozenset[str]:
+    """The keys of the rows (of numbers) that fail."""
+    return frozenset(r.key for r in rows if r.lhs > r.rhs)
+
+
+def cell_violations(cap: NodeCap, cell: CellDemand) -> frozenset[str]:
+    """Tags of the per-cell limits the cell breaks on this node."""
+    return frozenset(lim.tag for rule in NODE_RULES for lim in rule.cell_limits
+                     if getattr(cell, lim.resource) > lim.most(cap))
+
+
+def node_explain(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: Policy) -> list[Shortfall]:
+    """What is missing on the node for ``cell`` on top of ``totals``, rule by rule (empty: it fits)."""
+    sums = NumberSums.of(totals, cell)
+    out: list[Shortfall] = []
+    for rule in NODE_RULES:
+        failed = rows_hold(rule.rows(cap, sums, policy, 1))
+        out.extend(rule.explain(cap, totals, cell, policy, failed))
+    return out
+
+
+def _most(rows_of: Callable[[int], list[Row]]) -> int | None:
+    """The largest k ≥ 0 with every row holding, each row linear in k: evaluated at k = 1 and k = 2 (where the same
+    rows exist), lhs − rhs = base + k·slope; None: no row grows with k."""
+    one, two = rows_of(1), rows_of(2)
+    best = None
+    for r1, r2 in zip(one, two):
+        slope = (r2.lhs - r2.rhs) - (r1.lhs - r1.rhs)
+        base = (r1.lhs - r1.rhs) - slope
+        if slope > 0:
+            k = max((-base) // slope, 0) if base <= 0 else 0
+            best = k if best is None else min(best, k)
+    return best
+
+
+def node_limit(cap: NodeCap, cell: CellDemand, policy: Policy) -> int | None:
+    """The most copies of ``cell`` an empty node takes, rule by rule, each rule counting only the resources it
+    bounds alone (``NodeRule.alone``); None: no rule limits it."""
+    if cell_violations(cap, cell):
+        return 0
+    limits = []
+    for rule in NODE_RULES:
+        if not rule.alone:
+            continue
+
+        def rows(times: int, rule: NodeRule = rule) -> list[Row]:
+            full = NumberSums.of(None, cell, times)
+            kept = NumberSums({k: v for k, v in full.values.items() if k in rule.alone},
+                              {k: v for k, v in full.keys.items() if k in rule.alone})
+            return rule.rows(cap, kept, policy, 1)
+
+        k = _most(rows)
+        if k is not None:
+            limits.append(k)
+    return min(limits) if limits else None
+
+
+def host_limit(cap: Any, guest_vcpus: int, policy: Policy) -> int | None:
+    """The most guests of ``guest_vcpus`` vCPUs an empty host takes by the host rules."""
+    limits = []
+    for rule in HOST_RULES:
+        k = _most(lambda times, rule=rule: rule.rows(cap, NumberSums({"vcpus": times * guest_vcpus}), policy, 1))
+        if k is not None:
+            limits.append(k)
+    return min(limits) if limits else None
