@@ -27,7 +27,7 @@ from ortools.sat.python import cp_model
 
 from planner.engine import cpsat_model as fam
 from planner.engine.clock import clock, stop_requested
-from planner.engine.problem import Assignment, FleetState, GuestClass, Problem, score
+from planner.engine.problem import Assignment, FleetState, GuestClass, Problem, score, shape_key
 from planner.model.scenario import Host
 
 PRICE_SCALE = 10**5  # dual prices as integers: the pricing objective's resolution
@@ -54,12 +54,6 @@ class DecomposeResult:
     rounds: int
     status: str
     bound_kind: str | None = None  # pattern_lp (converged), lagrangian or farley (from the last master's duals)
-
-
-def _shape_key(cls: GuestClass) -> tuple:
-    g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.priority, g.numa_cells,
-            g.tenant_name)  # shapes never mix tenants (patterns of isolated tenants are kept apart by the pricing)
 
 
 class _Pricer:
@@ -228,6 +222,27 @@ def _place_shape(state: FleetState, cls: GuestClass, host: str, o: int, option) 
     state.note_tenant(cls, host, option)
 
 
+def _shapes(problem: Problem, on_fixed: Counter) -> tuple[list[GuestClass], dict[int, int]]:
+    """The shapes of the free guests (``shape_key`` with priority; no anti-affinity tags: a pattern is one host)
+    and the shape of each class."""
+    shape_of: dict[int, int] = {}
+    shapes: list[GuestClass] = []
+    by_key: dict[tuple, int] = {}
+    for cls in problem.classes:
+        left = cls.size - on_fixed[cls.index]
+        if cls.guest.host or left <= 0:
+            continue
+        key = shape_key(cls, priority=True)
+        if key not in by_key:
+            by_key[key] = len(shapes)
+            rep = dataclasses.replace(cls.guest, anti_affinity=())
+            shapes.append(GuestClass(len(shapes), (), rep, cls.options, ()))
+        s = by_key[key]
+        shape_of[cls.index] = s
+        shapes[s] = dataclasses.replace(shapes[s], members=shapes[s].members + cls.members[:left])
+    return shapes, shape_of
+
+
 def decompose(
     problem: Problem,
     incumbent: Assignment,
@@ -252,22 +267,7 @@ def decompose(
     on_fixed: Counter[int] = Counter()
     for (c, _h, _o), n in base.assignment.items():
         on_fixed[c] += n
-    # 1. shapes (of the guests not yet on a fixed host)
-    shape_of: dict[int, int] = {}
-    shapes: list[GuestClass] = []
-    by_key: dict[tuple, int] = {}
-    for cls in problem.classes:
-        left = cls.size - on_fixed[cls.index]
-        if cls.guest.host or left <= 0:
-            continue
-        key = _shape_key(cls)
-        if key not in by_key:
-            by_key[key] = len(shapes)
-            rep = dataclasses.replace(cls.guest, anti_affinity=())
-            shapes.append(GuestClass(len(shapes), (), rep, cls.options, ()))
-        s = by_key[key]
-        shape_of[cls.index] = s
-        shapes[s] = dataclasses.replace(shapes[s], members=shapes[s].members + cls.members[:left])
+    shapes, shape_of = _shapes(problem, on_fixed)  # 1. shapes (of the guests not yet on a fixed host)
     if not shapes:
         return DecomposeResult(dict(base.assignment), None, None, 0, 0, "fixed hosts")
     sizes = [s.size for s in shapes]
@@ -556,7 +556,7 @@ def _deal(problem, shapes, shape_of, chosen, free_hosts, base: FleetState, on_fi
     pointer: dict[tuple, int] = {}
     for cls in leftovers:
         allowed = set(cls.allowed_hosts)
-        key = _shape_key(cls)
+        key = shape_key(cls, priority=True)
         i, advancing = pointer.get(key, 0), True
         tags = set(cls.guest.anti_affinity)
         while i < len(order):

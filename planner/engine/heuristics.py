@@ -22,8 +22,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, score
-from planner.engine.greedy import first_fitting_option, shape_key
+from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, score, shape_key
+from planner.engine.greedy import first_fitting_option
 
 EPS = 1e-9
 

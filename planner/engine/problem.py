@@ -279,23 +279,24 @@ class GuestClass:
         return len(self.members)
 
 
+def guest_shape(guest: Guest, priority: bool = False) -> tuple:
+    """What makes guests alike for packing: every field their demands and options come from, and the tenant (a host
+    or node closed to one tenant may be open to another). ``priority``: the priority too (the decomposition's
+    shapes, weighed by it in the master LP). The one shape key of greedy, heuristics, decompose and evacuate."""
+    g = guest
+    key = (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells,
+           g.tenant_name)
+    return (*key, g.priority) if priority else key
+
+
+def shape_key(cls: GuestClass, priority: bool = False) -> tuple:
+    """``guest_shape`` of a class's guests."""
+    return guest_shape(cls.guest, priority)
+
+
 def _signature(guest: Guest) -> tuple:
-    return (
-        guest.vcpus,
-        guest.memory_kib,
-        guest.cpu,
-        guest.threads,
-        guest.load,
-        guest.hugepage_kib,
-        guest.numa,
-        guest.emulator,
-        guest.priority,
-        guest.anti_affinity,
-        guest.host,
-        guest.numa_cells,
-        guest.anti_affinity_scope,
-        guest.tenant_name,
-    )
+    """Guests of one class: the same shape and priority, and the same placement rules (tags, fixed host)."""
+    return (*guest_shape(guest, priority=True), guest.anti_affinity, guest.host, guest.anti_affinity_scope)
 
 
 def _cell_fits_empty(cap: NodeCap, cell: CellDemand, policy: Policy) -> bool:
