@@ -26,8 +26,11 @@ from planner.engine.resources import (
     Row,
     Sums,
     guest_demand,
+    guest_totals,
+    host_total,
+    is_total,
+    total_words,
 )
-from planner.model.units import format_page, parse_page_kib
 
 
 @dataclass(frozen=True)
@@ -64,35 +67,17 @@ def _hosts_for(demand: float, capacities: list[float]) -> int:
 
 
 def resource_bounds(problem: Problem) -> dict[str, float]:
+    """Hosts each fleet total alone needs (``planner.engine.resources.TOTALS``), largest hosts first; isolate vCPUs
+    take the fleet's fewest threads per core, and the shared pool is at least both its load ÷ load target and its
+    vCPUs × T ÷ cpu_overcommit_max."""
     scenario = problem.scenario
-    policy = problem.policy
     caps = [problem.cap_of(h.name) for h in scenario.hosts]
-    out: dict[str, float] = {}
     if not caps:
-        return out
+        return {}
     min_t = min((n.threads_per_core for c in caps for n in c.nodes if n.holds_cells), default=1)
-    dedicated = shared_load = shared_vcpus = vcpus = mem = 0.0
-    pages: dict[int, float] = defaultdict(float)
-    for g in scenario.guests:
-        vcpus += g.vcpus
-        if g.dedicated:
-            per = min_t if g.threads == "isolate" else 1
-            dedicated += g.vcpus * per + (1 if g.emulator == "isolate" else 0)
-        else:
-            shared_load += float(g.vcpus * g.load)
-            shared_vcpus += g.vcpus
-            dedicated += 1 if g.emulator == "isolate" else 0
-        if g.hugepage_kib:
-            pages[g.hugepage_kib] += g.memory_kib // g.hugepage_kib
-        else:
-            mem += g.memory_kib
-    pool = max(shared_load / float(policy.cpu_load_target), shared_vcpus * min_t / float(policy.cpu_overcommit_max))
-    out["cpus"] = _hosts_for(dedicated + pool, [c.usable_cpus for c in caps])
-    out["vcpu_cap"] = _hosts_for(vcpus, [c.vcpu_cap for c in caps])
-    out["memory_4k"] = _hosts_for(mem, [sum(n.memory_4k_kib for n in c.nodes) for c in caps])
-    for size, count in pages.items():
-        out[f"hugepages_{format_page(size)}"] = _hosts_for(count, [sum(n.pages.get(size, 0) for n in c.nodes) for c in caps])
-    return out
+    needs = guest_totals(scenario.guests, min_t).needs(problem.policy, min_t, with_vcpu_cap=True)
+    return {key: _hosts_for(float(need), [host_total(c, key, cells_only=False) for c in caps])
+            for key, need in needs.items()}
 
 
 def node_bounds(problem: Problem) -> dict[str, float]:
@@ -223,29 +208,14 @@ def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | N
     return solver.Objective().Value()
 
 
-def _page_name(key: str) -> str:
-    """``hugepages_2M`` -> ``2M`` (the bound keys name page sizes as ``format_page`` writes them)."""
-    return key[len("hugepages_"):]
-
-
 def _at_least(hosts: int) -> str:
     return f"at least {hosts} host{'s' if hosts != 1 else ''}"
-
-
-RESOURCE_WORDS = {"cpus": "CPUs (dedicated and shared-pool)", "vcpu_cap": "the host vCPU cap", "memory_4k": "4K memory"}
 
 
 def _largest_models(problem: Problem, key: str, count: int) -> str:
     """The host models of the ``count`` hosts a resource bound counts (largest capacity first)."""
     def capacity(cap: ModelCap) -> float:
-        if key == "cpus":
-            return cap.usable_cpus
-        if key == "vcpu_cap":
-            return cap.vcpu_cap
-        if key == "memory_4k":
-            return sum(n.memory_4k_kib for n in cap.nodes)
-        size = parse_page_kib(_page_name(key))
-        return sum(n.pages.get(size, 0) for n in cap.nodes)
+        return host_total(cap, key, cells_only=False)
 
     hosts = sorted(problem.scenario.hosts, key=lambda h: -capacity(problem.cap_of(h.name)))[:count]
     models = list(dict.fromkeys(h.model for h in hosts))
@@ -254,20 +224,20 @@ def _largest_models(problem: Problem, key: str, count: int) -> str:
 
 def _tightest_resource(problem: Problem, found: dict[str, float]) -> str:
     """' (tightest resource alone: 4K memory of amd-nps4 hosts, at least 27 hosts)' from the resource sums."""
-    sums = {k: v for k, v in found.items() if (k in RESOURCE_WORDS or k.startswith("hugepages_")) and v > 0}
+    sums = {k: v for k, v in found.items() if is_total(k) and v > 0}
     if not sums:
         return ""
     kind = max(sums, key=lambda k: (sums[k], k == "memory_4k"))
     n = int(sums[kind])
-    what = RESOURCE_WORDS.get(kind) or f"{_page_name(kind)} hugepages"
+    what = total_words(kind)
     return f" (tightest resource alone: {what} of {_largest_models(problem, kind, n)} hosts, {_at_least(n)})"
 
 
 def describe(problem: Problem, kind: str, hosts: int, found: dict[str, float] | None = None) -> str:
     """What a bound says, in words: '4K memory of amd-nps4 hosts binds: at least 28 hosts'."""
     at_least = _at_least(hosts)
-    if kind in RESOURCE_WORDS or kind.startswith("hugepages_"):
-        what = RESOURCE_WORDS.get(kind) or f"{_page_name(kind)} hugepages"
+    if is_total(kind):
+        what = total_words(kind)
         return f"{what} of {_largest_models(problem, kind, hosts)} hosts binds: {at_least}"
     if kind == "big_cells":
         return f"cells larger than half of every node (one node each) bind: {at_least}"

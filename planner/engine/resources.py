@@ -481,3 +481,120 @@ def host_limit(cap: Any, guest_vcpus: int, policy: Policy) -> int | None:
         if k is not None:
             limits.append(k)
     return min(limits) if limits else None
+
+
+# ----------------------------------------------------------------------------------------------- fleet totals
+@dataclass(frozen=True)
+class Total:
+    """A resource summed over the fleet, for the lower bounds on hosts from totals alone (``bounds.resource_bounds``,
+    ``planner.analysis.capacity``): what all guests need (``guest_totals``) against what one host offers
+    (``capacity``). ``key`` is the bound's name in plan.json ``solver.bounds``, the capacity bounds and the frames
+    columns (hugepages: one key per page size, ``hugepages_<size>``)."""
+
+    key: str
+    words: str  # in the bounds' texts ("... of MODEL hosts binds")
+    label: str  # in the capacity plots and tables
+    capacity: Callable[[Any, Any], int]  # (ModelCap, node filter) -> what one host offers
+
+
+def _nodes(cap: Any, keep: Callable[[Any], bool]) -> list:
+    return [n for n in cap.nodes if keep(n)]
+
+
+TOTALS: tuple[Total, ...] = (
+    Total("cpus", "CPUs (dedicated and shared-pool)", "CPUs (dedicated + shared load ÷ target)",
+          lambda cap, keep: cap.usable_cpus),
+    Total("vcpu_cap", "the host vCPU cap", "vCPUs (overcommit cap)", lambda cap, keep: cap.vcpu_cap),
+    Total("memory_4k", "4K memory", "4K memory",
+          lambda cap, keep: sum(n.memory_4k_kib for n in _nodes(cap, keep))),
+)
+TOTAL_OF: Mapping[str, Total] = {t.key: t for t in TOTALS}
+PAGES_PREFIX = "hugepages_"
+
+
+def pages_key(page_kib: int) -> str:
+    """``hugepages_2M``: the total of one page size (named as ``format_page`` writes it)."""
+    from planner.model.units import format_page
+
+    return f"{PAGES_PREFIX}{format_page(page_kib)}"
+
+
+def parse_pages_key(key: str) -> int:
+    """The page size in KiB of a ``hugepages_<size>`` key."""
+    from planner.model.units import parse_page_kib
+
+    return parse_page_kib(key[len(PAGES_PREFIX):])
+
+
+def total_words(key: str) -> str:
+    """What a total is, in words: '4K memory', '2M hugepages'."""
+    return TOTAL_OF[key].words if key in TOTAL_OF else f"{key[len(PAGES_PREFIX):]} hugepages"
+
+
+def total_label(key: str) -> str:
+    return TOTAL_OF[key].label if key in TOTAL_OF else f"{key[len(PAGES_PREFIX):]} hugepages"
+
+
+def is_total(key: str) -> bool:
+    return key in TOTAL_OF or key.startswith(PAGES_PREFIX)
+
+
+def host_totals(cap: Any, cells_only: bool = True) -> dict[str, int]:
+    """What one host of a model offers per total: usable CPUs, the vCPU cap, 4K memory (× memory_overcommit) and
+    pool pages per size, over the nodes that hold guest cells (``cells_only=False``: over every node)."""
+    keep = (lambda n: n.holds_cells) if cells_only else (lambda n: True)
+    out = {t.key: t.capacity(cap, keep) for t in TOTALS}
+    for size in sorted({size for n in _nodes(cap, keep) for size in n.pages}):
+        out[pages_key(size)] = sum(n.pages.get(size, 0) for n in _nodes(cap, keep))
+    return out
+
+
+def host_total(cap: Any, key: str, cells_only: bool = True) -> int:
+    """One total of ``host_totals`` (0 when the host has none of it)."""
+    return host_totals(cap, cells_only).get(key, 0)
+
+
+@dataclass(frozen=True)
+class GuestTotals:
+    """What the guests need in all: dedicated CPUs (``threads_per_core`` per isolate vCPU, 1 per emulator=isolate),
+    shared vCPUs and their load in CPUs (Σ vCPUs × load), vCPUs, 4K memory (KiB) and pages per size."""
+
+    dedicated_cpus: Fraction
+    shared_vcpus: int
+    shared_load_cpus: Fraction
+    vcpus: int
+    memory_4k_kib: int
+    pages: Mapping[int, int]
+
+    def needs(self, policy: Policy, threads_per_core: int, with_vcpu_cap: bool) -> dict[str, Fraction]:
+        """Per total key. ``cpus``: dedicated + shared load ÷ load target; ``with_vcpu_cap``: the shared pool at
+        least shared vCPUs × T ÷ cpu_overcommit_max too (the pool's own vCPU cap)."""
+        pool = self.shared_load_cpus / policy.cpu_load_target
+        if with_vcpu_cap:
+            pool = max(pool, Fraction(self.shared_vcpus * threads_per_core) / policy.cpu_overcommit_max)
+        out = {"cpus": self.dedicated_cpus + pool, "vcpu_cap": Fraction(self.vcpus),
+               "memory_4k": Fraction(self.memory_4k_kib)}
+        for size, n in sorted(self.pages.items()):
+            out[pages_key(size)] = Fraction(n)
+        return out
+
+
+def guest_totals(guests: Any, threads_per_core: int) -> GuestTotals:
+    dedicated = Fraction(0)
+    shared = vcpus = memory = 0
+    load = Fraction(0)
+    pages: dict[int, int] = {}
+    for g in guests:
+        vcpus += g.vcpus
+        if g.dedicated:
+            dedicated += g.vcpus * (threads_per_core if g.threads == "isolate" else 1)
+        else:
+            shared += g.vcpus
+            load += g.vcpus * g.load
+        if g.emulator == "isolate":
+            dedicated += 1
+        if g.hugepage_kib:
+            pages[g.hugepage_kib] = pages.get(g.hugepage_kib, 0) + g.memory_kib // g.hugepage_kib
+        else:
+            memory += g.memory_kib
+    return GuestTotals(dedicated, shared, load, vcpus, memory, pages)
