@@ -62,6 +62,7 @@ class Resource:
     demand: Callable[[CellContext], int]
     capacity: Callable[[NodeCap, Policy], int]  # what an empty node offers of this resource alone
     description: str
+    total: str | None  # the fleet total (``TOTALS`` key, or the hugepages prefix) it counts toward; None: none
     keyed_by: str | None = None
     flag: bool = False
 
@@ -87,32 +88,33 @@ def _memory_4k(ctx: CellContext) -> int:
 
 NODE_RESOURCES: tuple[Resource, ...] = (
     Resource("iso", "cores", "node", lambda c: _dedicated_threads(c, "isolate", c.vcpus),
-             lambda n, p: n.full_cores, "whole cores taken by threads=isolate vCPUs (one vCPU per core)"),
+             lambda n, p: n.full_cores, "whole cores taken by threads=isolate vCPUs (one vCPU per core)", "cpus"),
     Resource("pairs", "pairs", "node", lambda c: _dedicated_threads(c, "require", c.vcpus // 2),
-             lambda n, p: n.pair_slots, "sibling thread pairs taken by threads=require vCPU pairs"),
+             lambda n, p: n.pair_slots, "sibling thread pairs taken by threads=require vCPU pairs", "cpus"),
     Resource("singles", "CPUs", "node", _singles, lambda n, p: n.usable_cpus,
-             "CPUs taken one by one: threads=prefer vCPUs and emulator=isolate CPUs"),
+             "CPUs taken one by one: threads=prefer vCPUs and emulator=isolate CPUs", "cpus"),
     Resource("shared_vcpus", "vCPUs", "node", lambda c: 0 if c.guest.dedicated else c.vcpus,
              lambda n, p: math.floor(p.cpu_overcommit_max * n.usable_cpus / n.threads_per_core),
-             "vCPUs on the shared pool (cpu_overcommit_max per pool core)"),
+             "vCPUs on the shared pool (cpu_overcommit_max per pool core)", "cpus"),
     Resource("shared_load", f"1/{LOAD_SCALE} CPU", "node",
              lambda c: 0 if c.guest.dedicated else load_units(c.vcpus, c.guest.load),
              lambda n, p: math.floor(p.cpu_load_target * n.usable_cpus * LOAD_SCALE),
-             "expected load of shared vCPUs (vCPUs × load, rounded up)"),
+             "expected load of shared vCPUs (vCPUs × load, rounded up)", "cpus"),
     Resource("memory_4k_kib", "KiB", "node", _memory_4k, lambda n, p: n.memory_4k_kib,
-             "4K (non-hugepage) memory of the cell"),
+             "4K (non-hugepage) memory of the cell", "memory_4k"),
     Resource("memory_4k_dedicated_kib", "KiB", "node", lambda c: _memory_4k(c) if c.guest.dedicated else 0,
-             lambda n, p: n.free_4k_kib, "the part of the 4K memory that counts 1:1 (cpu: dedicated guests)"),
+             lambda n, p: n.free_4k_kib, "the part of the 4K memory that counts 1:1 (cpu: dedicated guests)", "memory_4k"),
     Resource("pages", "pages", "node",
              lambda c: c.memory_kib // c.guest.hugepage_kib if c.guest.hugepage_kib else 0,
-             lambda n, p: sum(n.pages.values()), "hugepages of one size (per page size)", keyed_by="page_kib"),
+             lambda n, p: sum(n.pages.values()), "hugepages of one size (per page size)", "hugepages_",
+             keyed_by="page_kib"),
     Resource("needs_pool", "flag", "node", lambda c: int(c.index == 0 and c.guest.dedicated and c.emulator_floats),
              lambda n, p: n.usable_cpus, "floating emulator threads of a dedicated guest need a shared-pool CPU",
-             flag=True),
+             None, flag=True),
 )
 HOST_RESOURCES: tuple[Resource, ...] = (
     Resource("vcpus", "vCPUs", "host", lambda c: c.guest.vcpus if c.index == 0 else 0,
-             lambda n, p: 0, "vCPUs of the guests on a host (host-wide cpu_overcommit_max cap)"),
+             lambda n, p: 0, "vCPUs of the guests on a host (host-wide cpu_overcommit_max cap)", "vcpu_cap"),
 )
 RESOURCES: Mapping[str, Resource] = {r.name: r for r in (*NODE_RESOURCES, *HOST_RESOURCES)}
 
