@@ -210,3 +210,14 @@ def _split_limit(node, cell, problem) -> int:
     while k < 12 and not _failed(split, node, cell, k + 1, problem):
         k += 1
     return k
+
+
+def test_host_rule_explains_in_words():
+    from planner.engine.problem import FleetState
+
+    guests = [shared("a", 10, load="0.1"), shared("b", 7, load="0.1")]
+    problem = compile_problem(scenario([host_model()], {"h1": "m"}, guests, cpu_overcommit_max=2))
+    state = FleetState(problem)
+    assert state.host_blocker(problem.classes[1], "h1") is None
+    state.place(problem.classes[0], "h1", 0)
+    assert state.host_blocker(problem.classes[1], "h1") == "h1 has room for 6 more vCPUs under the 2x cap (8 cores), needs 7"

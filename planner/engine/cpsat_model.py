@@ -10,7 +10,10 @@ their bounds, so a lower level can never outweigh one unit of a higher level:
 (the ``moves`` level only in a re-plan from a previous plan, ``define_moves``)
 
 Node-level counting follows ``planner.engine.problem`` (isolate cores, require pairs, single CPUs, the shared pool is the
-rest), so a solution can always be pinned to concrete CPU ids with exactly the counted numbers.
+rest), so a solution can always be pinned to concrete CPU ids with exactly the counted numbers. The node and host
+families add the rows of the rules declared once in ``planner.engine.resources`` (``add_node_rule``,
+``add_host_rule``): the greedy fit test, the explanations, the option bounds and the LP bound evaluate the same rows.
+``FAMILY_SCOPE`` classifies every family; the decomposition prices a host with every one-host family.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from ortools.sat.python import cp_model
 from planner.engine import cpsat_model as fam
 from planner.engine.clock import clock, stop_requested
 from planner.engine.problem import Assignment, FleetState, GuestClass, Problem, score, shape_key
+from planner.engine.resources import host_total
 from planner.model.scenario import Host
 
 PRICE_SCALE = 10**5  # dual prices as integers: the pricing objective's resolution
@@ -165,8 +166,8 @@ def _greedy_columns(problem: Problem, shapes: list[GuestClass], model_name: str,
     scarcest resource, in a few orders; every fill is a candidate column."""
     host = next(h.name for h in problem.scenario.hosts if h.model == model_name)
     cap = problem.caps[model_name]
-    cpus = max(cap.usable_cpus, 1)
-    memory = max(sum(n.memory_4k_kib for n in cap.nodes), 1)
+    cpus = max(host_total(cap, "cpus", cells_only=False), 1)
+    memory = max(host_total(cap, "memory_4k", cells_only=False), 1)
     out = []
     live = [s for s in range(len(shapes)) if duals.get(s, 0) > 1e-9 and residual[s] > 0 and shapes[s].options.get(model_name)]
     keys = {

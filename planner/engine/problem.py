@@ -12,6 +12,9 @@ Counting rules (per host node), all in integers:
   host's reserved CPUs and ``T`` is the node's threads per core. Isolate takes only *full* cores (every thread in the
   node, none reserved), so that no reserved CPU (home of other guests' emulator threads) is a sibling of it.
 
+The resources and the rules over them (per node and per host) are declared once in ``planner.engine.resources``;
+the cell demands, node totals, shortfalls and option capacities here derive from those declarations.
+
 Every (iso, pairs, singles) that satisfies ``iso ≤ full_cores``, ``pairs + iso·⌊T/2⌋ ≤ pair_slots`` and
 ``pool ≥ 0`` can be realised with concrete CPU ids (isolate first, then pairs, then singles); ``planner.engine.pinning``
 does exactly that, so the pinned plan uses exactly what was counted.
@@ -26,12 +29,11 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 from planner.engine.resources import (
-    HOST_RULES,
     LOAD_SCALE,
     NODE_RESOURCES,
     CellContext,
-    NumberSums,
     Shortfall,
+    host_explain,
     host_limit,
     load_units,
     memory_4k_room_kib,
@@ -436,15 +438,8 @@ class FleetState:
             if others:
                 return (f"tenant isolation (host): {host} serves tenant {show_tenant(sorted(others)[0])}, "
                         f"{guest.name} is tenant {show_tenant(guest.tenant_name)}")
-        cap = self.problem.cap_of(host)
-        sums = NumberSums({"vcpus": self.host_vcpus[host] + guest.vcpus})
-        if any(row.lhs > row.rhs for rule in HOST_RULES for row in rule.rows(cap, sums, self.problem.policy, 1)):
-            free = cap.vcpu_cap - self.host_vcpus[host]
-            return (
-                f"{host} has room for {free} more vCPUs under the {self.problem.policy.cpu_overcommit_max}x cap "
-                f"({cap.host_cores} cores), needs {guest.vcpus}"
-            )
-        return None
+        return host_explain(host, self.problem.cap_of(host), {"vcpus": self.host_vcpus[host]}, guest,
+                            self.problem.policy)
 
     def tag_clash(self, guest: Guest, host: str) -> str | None:
         """Why an anti-affinity tag keeps ``guest`` off ``host`` (its scope: host, rack or zone), else None."""

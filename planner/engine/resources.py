@@ -404,18 +404,36 @@ NODE_RULE_OF: Mapping[str, NodeRule] = {r.family: r for r in NODE_RULES}
 
 @dataclass(frozen=True)
 class HostRule:
-    """A per-host inequality over host-scope resources (``rows(model capacity, sums, policy, scale)``)."""
+    """A per-host inequality over host-scope resources: ``rows(model capacity, sums, policy, scale)`` and
+    ``explain(host, model capacity, totals before, guest's amounts, policy)``: why the guest does not fit."""
 
     family: str
     resources: tuple[str, ...]
     rows: Callable[[Any, Sums, Policy, Any], list[Row]]
+    explain: Callable[[str, Any, Mapping[str, int], Mapping[str, int], Policy], str]
+
+
+def _vcpu_cap_explain(host: str, cap: Any, before: Mapping[str, int], guest: Mapping[str, int],
+                      policy: Policy) -> str:
+    return (f"{host} has room for {cap.vcpu_cap - before['vcpus']} more vCPUs under the {policy.cpu_overcommit_max}x "
+            f"cap ({cap.host_cores} cores), needs {guest['vcpus']}")
 
 
 HOST_RULES: tuple[HostRule, ...] = (
     HostRule("define_host_overcommit", ("vcpus",),
-             lambda cap, s, policy, scale: [Row("overcommit", s["vcpus"], cap.vcpu_cap * scale)]),
+             lambda cap, s, policy, scale: [Row("overcommit", s["vcpus"], cap.vcpu_cap * scale)], _vcpu_cap_explain),
 )
 HOST_RULE_OF: Mapping[str, HostRule] = {r.family: r for r in HOST_RULES}
+
+
+def host_explain(host: str, cap: Any, before: Mapping[str, int], guest: Guest, policy: Policy) -> str | None:
+    """Why one more ``guest`` does not fit the host rules of ``host`` (``before``: the host's totals), else None."""
+    amounts = {r.name: guest_demand(r, guest) for r in HOST_RESOURCES}
+    after = NumberSums({name: before.get(name, 0) + amounts[name] for name in amounts})
+    for rule in HOST_RULES:
+        if rows_hold(rule.rows(cap, after, policy, 1)):
+            return rule.explain(host, cap, before, amounts, policy)
+    return None
 
 
 def rows_hold(rows: list[Row]) -> frozenset[str]:
