@@ -77,8 +77,8 @@ def test_resource_fields_are_the_demand_and_totals_fields():
         assert r.name in demand_fields and r.name in totals_fields
         assert r.keyed_by is None or r.keyed_by in demand_fields
     # every counted field of a cell is declared (vcpus, memory_kib and the page size describe the cell)
-    assert demand_fields - {r.name for r in NODE_RESOURCES} == {"vcpus", "memory_kib", "page_kib"}
-    assert totals_fields == {r.name for r in NODE_RESOURCES}
+    assert demand_fields - {r.name for r in NODE_RESOURCES} == {"vcpus", "memory_kib", "page_kib", "amounts"}
+    assert totals_fields == {r.name for r in NODE_RESOURCES} | {"amounts"}
 
 
 @pytest.mark.parametrize("name", [r.name for r in NODE_RESOURCES])
@@ -221,3 +221,37 @@ def test_host_rule_explains_in_words():
     assert state.host_blocker(problem.classes[1], "h1") is None
     state.place(problem.classes[0], "h1", 0)
     assert state.host_blocker(problem.classes[1], "h1") == "h1 has room for 6 more vCPUs under the 2x cap (8 cores), needs 7"
+
+
+def test_fit_test_agrees_with_the_shortfalls_and_the_totals_with_their_fields():
+    """node_fits (compiled rows) is exactly ``not node_shortfalls`` (the rules' words), on random nodes and totals,
+    also over-full ones; NodeTotals.amounts follows its fields through adds and removals."""
+    import random
+
+    from planner.engine.problem import node_fits
+    from planner.engine.resources import cell_amounts
+
+    rng = random.Random(7)
+    guests = [*SAMPLES.values(), shared("h", 4, 6, load="0.9"), dedicated("e", 3, emulator="isolate"),
+              dedicated("p", 4, 3, threads="require", hugepage_kib=PAGE)]
+    problem = compile_problem(scenario([host_model(nodes=2, memory_gib=8, pages={PAGE: 1500})], {"h1": "m"},
+                                       [dataclasses.replace(g, name=f"g{i}") for i, g in enumerate(guests)],
+                                       memory_overcommit="1.5", cpu_overcommit_max=3))
+    cells = [c for cls in problem.classes for o in cls.options["m"] for c in o.cells]
+    node = problem.cap_of("h1").node(0)
+    fits = 0
+    for _ in range(400):
+        totals = NodeTotals()
+        chosen = rng.sample(cells, rng.randint(0, 8))
+        for c in chosen:
+            totals.add(c)
+        if chosen and rng.random() < 0.3:
+            totals.add(chosen[0], -1)
+        cell = rng.choice(cells)
+        fit = node_fits(node, totals, cell, problem.policy)
+        assert fit == (not node_shortfalls(node, totals, cell, problem.policy))
+        fits += fit
+        fields = {name: value for name, value in NumberSums.of(totals, cell, 0).values.items() if value}
+        assert {v: n for v, n in totals.amounts.items() if isinstance(v, str)} == fields
+        assert cell.amounts == cell_amounts(cell)
+    assert 40 < fits < 360  # both outcomes seen

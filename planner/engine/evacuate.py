@@ -136,7 +136,7 @@ def evacuate(plan: Plan, failure: Failure, base: Problem | None = None, prefer: 
                 if not options or not state.tag_clash(cls.guest, host):
                     dead.add(host)
                 continue
-            index = next((i for i, o in enumerate(options) if not state.option_shortfalls(cls, host, o)), None)
+            index = next((i for i, o in enumerate(options) if state.option_fits(cls, host, o)), None)
             if index is not None:
                 slot = (host, index)
                 break

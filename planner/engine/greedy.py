@@ -92,7 +92,7 @@ def first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, h
     if not options or state.host_blocker(cls, host):
         return None
     for index, option in enumerate(options):
-        if not state.option_shortfalls(cls, host, option):
+        if state.option_fits(cls, host, option):
             return index
     return None
 

@@ -32,12 +32,16 @@ from planner.engine.resources import (
     LOAD_SCALE,
     NODE_RESOURCES,
     CellContext,
+    add_amounts,
+    cell_amounts,
     Shortfall,
+    host_amounts,
     host_explain,
     host_limit,
     load_units,
     memory_4k_room_kib,
     node_explain,
+    node_fits as rules_fit,
     node_limit,
 )
 from planner.model.scenario import Guest, HostModel, Policy, Scenario
@@ -61,6 +65,8 @@ class NodeCap:
     pages: Mapping[int, int]  # page size KiB -> pool pages
     holds_cells: bool
     free_4k_kib: int = 0  # free 4K memory (memory − reserved − pools): the most one cell takes, and dedicated 1:1
+    # the node rules' rows in linear form per policy and present resources (``resources.compiled_rows``)
+    compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def pool_cpus(self, iso: int, pairs: int, singles: int) -> int:
         return self.usable_cpus - self.threads_per_core * iso - 2 * pairs - singles
@@ -135,6 +141,11 @@ class CellDemand:
     pages: int = 0
     needs_pool: bool = False  # the guest's emulator floats on this node's shared pool
     memory_4k_dedicated_kib: int = 0  # the part of memory_4k_kib that counts 1:1 (cpu: dedicated guests)
+    # the non-zero amounts per resource (``resources.cell_amounts``), computed once: the fit test's input
+    amounts: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amounts", cell_amounts(self))
 
 
 @dataclass(frozen=True)
@@ -224,9 +235,11 @@ class NodeTotals:
     pages: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     needs_pool: bool = False
     memory_4k_dedicated_kib: int = 0
+    amounts: dict = field(default_factory=dict, repr=False, compare=False)  # the same, per variable (fit test)
 
     def add(self, cell: CellDemand, sign: int = 1) -> None:
         """Add (sign −1: take away) a cell, resource by resource; a flag stays set once a cell set it."""
+        add_amounts(self.amounts, cell.amounts, sign)
         for r in NODE_RESOURCES:
             amount = r.value(cell)
             if r.keyed_by:
@@ -249,8 +262,8 @@ def node_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: 
 
 
 def node_fits(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: Policy) -> bool:
-    """True when ``cell`` fits on top of ``totals`` (no node rule's row fails)."""
-    return not node_shortfalls(cap, totals, cell, policy)
+    """True when ``cell`` fits on top of ``totals`` (no node rule's row fails): ``not node_shortfalls(...)``."""
+    return rules_fit(cap, totals, cell, policy)
 
 
 def option_capacity(cap: ModelCap, option: "Option", policy: Policy) -> int:
@@ -302,7 +315,7 @@ def _signature(guest: Guest) -> tuple:
 
 
 def _cell_fits_empty(cap: NodeCap, cell: CellDemand, policy: Policy) -> bool:
-    return cap.holds_cells and not node_shortfalls(cap, NodeTotals(), cell, policy)
+    return cap.holds_cells and node_fits(cap, NodeTotals(), cell, policy)
 
 
 def guest_options(guest: Guest, cap: ModelCap, policy: Policy) -> tuple[Option, ...]:
@@ -399,6 +412,7 @@ class FleetState:
         self.host_tenants: dict[str, set[str]] = defaultdict(set)  # tenants with a guest on the host
         self.node_tenants: dict[tuple[str, int], set[str]] = defaultdict(set)  # tenants with a cell on the node
         self.assignment: Assignment = defaultdict(int)
+        self.host_amounts: dict[int, tuple[Guest, dict[str, int]]] = {}  # id(guest) -> its host-scope amounts
 
     @classmethod
     def from_assignment(cls, problem: Problem, assignment: Assignment) -> "FleetState":
@@ -427,6 +441,17 @@ class FleetState:
                         f"this guest is tenant {show_tenant(tenant)})", 1, 0, "nodes")))
         return out
 
+    def option_fits(self, cls: GuestClass, host: str, option: Option) -> bool:
+        """``not option_shortfalls(...)``, without wording the shortfalls (the fit test of greedy and patterns)."""
+        cap, policy = self.problem.cap_of(host), self.problem.policy
+        nodes = self.nodes[host]
+        if not all(rules_fit(cap.node(n), nodes[n], cell, policy) for n, cell in zip(option.nodes, option.cells)):
+            return False
+        if isolation_scope(policy) == "node":
+            tenant = cls.guest.tenant_name
+            return not any(self.node_tenants[(host, n)] - {tenant} for n in option.nodes)
+        return True
+
     def host_blocker(self, cls: GuestClass, host: str) -> str | None:
         """A host-wide reason the class cannot go to ``host`` now (anti-affinity, overcommit cap), else None."""
         guest = cls.guest
@@ -438,7 +463,11 @@ class FleetState:
             if others:
                 return (f"tenant isolation (host): {host} serves tenant {show_tenant(sorted(others)[0])}, "
                         f"{guest.name} is tenant {show_tenant(guest.tenant_name)}")
-        return host_explain(host, self.problem.cap_of(host), {"vcpus": self.host_vcpus[host]}, guest,
+        entry = self.host_amounts.get(id(guest))
+        if entry is None or entry[0] is not guest:  # the entry keeps its guest alive: its id is not reused
+            entry = self.host_amounts[id(guest)] = (guest, host_amounts(guest))
+        amounts = entry[1]
+        return host_explain(host, self.problem.cap_of(host), {"vcpus": self.host_vcpus[host]}, amounts,
                             self.problem.policy)
 
     def tag_clash(self, guest: Guest, host: str) -> str | None:
@@ -455,7 +484,7 @@ class FleetState:
         return f"anti-affinity tag '{sorted(clash)[0]}' already in {domain} (of {host})" if clash else None
 
     def fits(self, cls: GuestClass, host: str, option: Option) -> bool:
-        return self.host_blocker(cls, host) is None and not self.option_shortfalls(cls, host, option)
+        return self.host_blocker(cls, host) is None and self.option_fits(cls, host, option)
 
     def place(self, cls: GuestClass, host: str, option_index: int) -> None:
         option = self.problem.classes[cls.index].options[self.problem.host_model[host]][option_index]

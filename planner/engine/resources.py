@@ -177,7 +177,7 @@ class NumberSums(Sums):
                 keys[r.name] = own
             else:
                 base = int(getattr(totals, r.name)) if totals is not None else 0
-                values[r.name] = max(base, r.value(cell)) if r.flag else base + times * r.value(cell)
+                values[r.name] = max(base, r.value(cell) if times else 0) if r.flag else base + times * r.value(cell)
         return cls(values, keys)
 
 
@@ -196,13 +196,17 @@ def dedicated_cpus(cap: NodeCap, s: Sums | CellDemand) -> Any:
 @dataclass(frozen=True)
 class Row:
     """One inequality ``lhs ≤ rhs``; its constraint name is ``tag[where suffix]``. ``lp_scale`` multiplies both
-    sides in the LP relaxation (keeps GLOP's numbers well scaled); it does not change the inequality."""
+    sides in the LP relaxation (keeps GLOP's numbers well scaled); it does not change the inequality. A cell that
+    does not demand any of ``cell_needs`` is not refused for this row (a node already over it by other cells)."""
 
     tag: str
     lhs: Any
     rhs: Any
     suffix: str = ""
     lp_scale: float = 1.0
+    # for the fit test of one more cell (numbers only): the row counts against the cell only when the cell demands
+    # one of these (a resource name, or (keyed resource, key)); (): always
+    cell_needs: tuple = ()
 
     @property
     def key(self) -> str:
@@ -253,9 +257,10 @@ class NodeRule:
 def _smt_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
     out = []
     if s.has("iso"):
-        out.append(Row("isolate_cores", s["iso"], cap.full_cores * scale))
+        out.append(Row("isolate_cores", s["iso"], cap.full_cores * scale, cell_needs=("iso",)))
     if s.has("pairs") or s.has("iso"):
-        out.append(Row("require_pairs", s["pairs"] + cap.pairs_per_full_core * s["iso"], cap.pair_slots * scale))
+        out.append(Row("require_pairs", s["pairs"] + cap.pairs_per_full_core * s["iso"], cap.pair_slots * scale,
+                       cell_needs=("pairs",)))
     return out
 
 
@@ -272,7 +277,7 @@ def _smt_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
 def _split_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
     if not (s.has("iso") or s.has("pairs") or s.has("singles")):
         return []
-    return [Row("dedicated_cpus", 0, pool(cap, s, scale))]  # the pool is never negative
+    return [Row("dedicated_cpus", 0, pool(cap, s, scale), cell_needs=("iso", "pairs", "singles"))]  # pool ≥ 0
 
 
 def _split_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
@@ -340,7 +345,7 @@ def _memory_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]
     total = b * s["memory_4k_kib"]
     if s.has("memory_4k_dedicated_kib") and a != b:
         total = total + (a - b) * s["memory_4k_dedicated_kib"]
-    return [Row("memory", total, a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB)]
+    return [Row("memory", total, a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB, cell_needs=("memory_4k_kib",))]
 
 
 def memory_4k_room_kib(cap: NodeCap, totals: NodeTotals, dedicated: bool, overcommit: Fraction) -> int:
@@ -374,7 +379,7 @@ def _memory_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
 
 
 def _pages_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
-    return [Row("hugepages", total, cap.pages.get(size, 0) * scale, suffix=f"/{size}KiB")
+    return [Row("hugepages", total, cap.pages.get(size, 0) * scale, suffix=f"/{size}KiB", cell_needs=(("pages", size),))
             for size, total in sorted(s.keyed("pages").items())]
 
 
@@ -426,10 +431,16 @@ HOST_RULES: tuple[HostRule, ...] = (
 HOST_RULE_OF: Mapping[str, HostRule] = {r.family: r for r in HOST_RULES}
 
 
-def host_explain(host: str, cap: Any, before: Mapping[str, int], guest: Guest, policy: Policy) -> str | None:
-    """Why one more ``guest`` does not fit the host rules of ``host`` (``before``: the host's totals), else None."""
-    amounts = {r.name: guest_demand(r, guest) for r in HOST_RESOURCES}
-    after = NumberSums({name: before.get(name, 0) + amounts[name] for name in amounts})
+def host_amounts(guest: Guest) -> dict[str, int]:
+    """A guest's amount of every host-scope resource."""
+    return {r.name: guest_demand(r, guest) for r in HOST_RESOURCES}
+
+
+def host_explain(host: str, cap: Any, before: Mapping[str, int], amounts: Mapping[str, int],
+                 policy: Policy) -> str | None:
+    """Why one more guest (``amounts``: its ``host_amounts``) does not fit the host rules of ``host`` (``before``:
+    the host's totals), else None."""
+    after = NumberSums({name: before.get(name, 0) + amount for name, amount in amounts.items()})
     for rule in HOST_RULES:
         if rows_hold(rule.rows(cap, after, policy, 1)):
             return rule.explain(host, cap, before, amounts, policy)
@@ -448,12 +459,146 @@ def cell_violations(cap: NodeCap, cell: CellDemand) -> frozenset[str]:
 
 
 def node_explain(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: Policy) -> list[Shortfall]:
-    """What is missing on the node for ``cell`` on top of ``totals``, rule by rule (empty: it fits)."""
-    sums = NumberSums.of(totals, cell)
+    """What is missing on the node for ``cell`` on top of ``totals``, rule by rule (empty: it fits).
+
+    The rows are evaluated in their compiled form (``compiled_rows``); a rule words what fails only when one of its
+    rows or per-cell limits does."""
+    amounts = _amounts(totals, cell)
+    failed: dict[int, set[str]] = {}
+    for row in compiled_rows(cap, policy, frozenset(amounts)):
+        excess = row.const
+        for var, coef in row.coefs:
+            excess += coef * amounts[var]
+        if excess > 0 and (not row.cell_needs or _demands(cell, row.cell_needs)):
+            failed.setdefault(row.rule, set()).add(row.key)
+    limits = cell_violations(cap, cell)
+    if not failed and not limits:
+        return []
     out: list[Shortfall] = []
-    for rule in NODE_RULES:
-        failed = rows_hold(rule.rows(cap, sums, policy, 1))
-        out.extend(rule.explain(cap, totals, cell, policy, failed))
+    for index, rule in enumerate(NODE_RULES):
+        if index in failed or any(lim.tag in limits for lim in rule.cell_limits):
+            out.extend(rule.explain(cap, totals, cell, policy, frozenset(failed.get(index, ()))))
+    return out
+
+
+def node_fits(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: Policy) -> bool:
+    """``node_explain(...) == []``, faster: the first failing row (or per-cell limit) stops it."""
+    amounts = _amounts(totals, cell)
+    for row in compiled_rows(cap, policy, frozenset(amounts)):
+        excess = row.const
+        for var, coef in row.coefs:
+            excess += coef * amounts[var]
+        if excess > 0 and (not row.cell_needs or _demands(cell, row.cell_needs)):
+            return False
+    return not cell_violations(cap, cell)
+
+
+_KEYED_BY = {r.name: r.keyed_by for r in NODE_RESOURCES if r.keyed_by}
+
+
+def _demands(cell: CellDemand, needs: tuple) -> bool:
+    """Whether the cell demands any of ``needs`` (names, or (keyed resource, key))."""
+    for var in needs:
+        if isinstance(var, str):
+            if getattr(cell, var):
+                return True
+        elif getattr(cell, _KEYED_BY[var[0]]) == var[1]:
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------------------------- compiled rows
+Var = str | tuple[str, int]  # a resource name, or (keyed resource, key): ("pages", 2048)
+_PLAIN = tuple(r.name for r in NODE_RESOURCES if not r.keyed_by and not r.flag)
+_FLAGS = tuple(r.name for r in NODE_RESOURCES if r.flag)
+_KEYED = tuple((r.name, r.keyed_by) for r in NODE_RESOURCES if r.keyed_by)
+
+
+_FLAG_SET = frozenset(_FLAGS)
+
+
+def cell_amounts(cell: CellDemand) -> tuple[tuple[Var, int], ...]:
+    """The cell's non-zero amounts per variable (a flag: 1), computed once per cell (``CellDemand.amounts``)."""
+    out: list[tuple[Var, int]] = [(name, value) for name in _PLAIN if (value := getattr(cell, name))]
+    out += [(name, 1) for name in _FLAGS if getattr(cell, name)]
+    for name, keyed_by in _KEYED:
+        if getattr(cell, keyed_by) and getattr(cell, name):
+            out.append(((name, getattr(cell, keyed_by)), getattr(cell, name)))
+    return tuple(out)
+
+
+def add_amounts(amounts: dict[Var, int], cell_amounts: tuple[tuple[Var, int], ...], sign: int = 1) -> None:
+    """``amounts`` += sign × a cell's amounts, in place (zeros dropped; a flag stays once set)."""
+    for var, value in cell_amounts:
+        if var in _FLAG_SET:
+            if sign > 0:
+                amounts[var] = 1
+        elif total := amounts.get(var, 0) + sign * value:
+            amounts[var] = total
+        else:
+            amounts.pop(var, None)
+
+
+def _amounts(totals: NodeTotals, cell: CellDemand) -> dict[Var, int]:
+    """The non-zero amounts of ``totals`` plus ``cell`` per variable (a flag: 1 when set)."""
+    out = dict(totals.amounts)
+    add_amounts(out, cell.amounts)
+    return out
+
+
+@dataclass(frozen=True)
+class LinearRow:
+    """A row of ``NODE_RULES[rule]`` as lhs − rhs = const + Σ coef · amount(var): it fails when that is > 0."""
+
+    rule: int
+    key: str
+    const: Any
+    coefs: tuple[tuple[Var, Any], ...]
+    cell_needs: tuple = ()
+
+
+class _UnitSums(Sums):
+    """Sums where the variables of ``present`` exist (with ``values``, 0 by default): used to read a rule's rows as
+    linear forms. Rows must be linear in the sums, and which rows exist may depend only on what is present."""
+
+    def __init__(self, present: frozenset, values: Mapping[Var, int]):
+        self.present, self.values = present, values
+        self.names = {v if isinstance(v, str) else v[0] for v in present}
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> int:
+        return self.values.get(name, 0)
+
+    def keyed(self, name: str) -> Mapping[int, int]:
+        return {v[1]: self.values.get(v, 0) for v in sorted(self.present, key=str) if not isinstance(v, str)
+                and v[0] == name}
+
+    def indicator(self, name: str, var_tag: str = "", link_tag: str = "") -> int:
+        return 1 if name in self.names else 0
+
+
+def compiled_rows(cap: NodeCap, policy: Policy, present: frozenset) -> tuple[LinearRow, ...]:
+    """Every node rule's rows on ``cap`` as linear forms, for the variables ``present`` (cached on the node)."""
+    cache = cap.compiled.get(id(policy))
+    if cache is None or cache[0] is not policy:  # the entry keeps its policy alive: its id is not reused
+        cache = cap.compiled[id(policy)] = (policy, {})
+    rows = cache[1].get(present)
+    if rows is None:
+        rows = cache[1][present] = tuple(_linear(cap, policy, present))
+    return rows
+
+
+def _linear(cap: NodeCap, policy: Policy, present: frozenset) -> list[LinearRow]:
+    out = []
+    for index, rule in enumerate(NODE_RULES):
+        base = rule.rows(cap, _UnitSums(present, {}), policy, 1)
+        unit = {var: rule.rows(cap, _UnitSums(present, {var: 1}), policy, 1) for var in present}
+        for i, row in enumerate(base):
+            const = row.lhs - row.rhs
+            coefs = tuple((var, c) for var, rows in unit.items() if (c := rows[i].lhs - rows[i].rhs - const))
+            out.append(LinearRow(index, row.key, const, coefs, row.cell_needs))
     return out
 
 
