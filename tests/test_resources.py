@@ -15,7 +15,13 @@ from ortools.sat.python import cp_model
 from planner.engine import cpsat_model as m
 from planner.engine.bounds import LP_RELAXED, lp_bound, resource_bounds
 from planner.engine.decompose import PRICING_FAMILIES
-from planner.engine.problem import CellDemand, NodeTotals, compile_problem, node_shortfalls, option_capacity
+from planner.engine.problem import (
+    CellDemand,
+    NodeTotals,
+    compile_problem,
+    node_shortfalls,
+    option_capacity,
+)
 from planner.engine.resources import (
     HOST_RESOURCES,
     HOST_RULES,

@@ -21,9 +21,10 @@ Every row reads ``lhs ≤ rhs``; its constraint is named ``TAG[host/node SUFFIX]
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from planner.model.scenario import Guest, Policy
 
