@@ -16,6 +16,14 @@ and every consumer evaluates the same rows on its own numbers:
 * ``planner.engine.bounds.lp_bound``: GLOP expressions, scale = the hosts of the model — the LP relaxation.
 
 Every row reads ``lhs ≤ rhs``; its constraint is named ``TAG[host/node SUFFIX]`` (``TAG[host]`` for host rules).
+Rows must be linear in the sums, and which rows exist may depend only on which resources are present: the fit test
+reads them once per node, policy and present resources as linear forms (``compiled_rows``), and ``node_fits`` is
+exactly ``not node_explain(...)``.
+
+Adding a node rule: its ``_rows``/``_explain`` functions and a ``NodeRule`` in ``NODE_RULES`` here; a
+``define_*`` function in ``planner.engine.cpsat_model`` (docstring with the maths, body ``add_node_rule``) listed in
+``FAMILIES`` and ``FAMILY_SCOPE``; a sample in ``tests/test_resources.py``. A new counted resource: a ``Resource``
+in ``NODE_RESOURCES`` and the field of that name in ``CellDemand`` and ``NodeTotals``.
 """
 
 from __future__ import annotations
