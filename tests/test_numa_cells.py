@@ -160,16 +160,14 @@ def test_options_put_each_cell_on_a_node_that_holds_it():
 
 
 def test_shape_keys_tell_cell_sizes_apart():
-    from planner.engine import decompose
-    from planner.engine import greedy
-    from planner.engine import heuristics
+    from planner.engine.problem import shape_key
 
     model = host_model(nodes=2, memory_gib=32)
     sc = scenario([model], {"h1": "m"}, [asym("a", ((1, 2), (3, 6))), asym("b", ((3, 6), (1, 2))),
                                           asym("c", ((2, 4), (2, 4)))])
     problem = compile_problem(sc)
     assert len(problem.classes) == 3
-    for shape in (decompose._shape_key, greedy.shape_key):
+    for shape in (lambda c: shape_key(c, priority=True), shape_key):  # decompose's and greedy's
         assert len({shape(c) for c in problem.classes}) == 3
 
 

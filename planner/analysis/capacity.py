@@ -35,6 +35,7 @@ import pandas as pd
 
 from planner.model.plan import Plan
 from planner.engine.problem import ModelCap, compile_problem
+from planner.engine.resources import PAGES_PREFIX, TOTALS, guest_totals, host_totals, parse_pages_key, total_label
 from planner.model.scenario import HostModel, Scenario
 from planner.model.units import format_page
 from planner.analysis.variants import _resolve_model, scale_demand, set_policy, with_hosts
@@ -124,7 +125,7 @@ def lower_bound(scenario: Scenario, model: HostModel | str | None = None) -> dic
 
     bounds = {key: need(key) for key in ("cpus", "vcpu_cap", "memory_4k")}
     bounds["anti_affinity"] = int(demand["anti_affinity"])
-    for key in sorted(k for k in demand if k.startswith("hugepages_")):
+    for key in sorted(k for k in demand if k.startswith(PAGES_PREFIX)):
         bounds[key] = need(key)
     return bounds
 
@@ -133,42 +134,24 @@ def demand_totals(scenario: Scenario, threads_per_core: int) -> dict[str, Fracti
     """What the guests need in all, per resource, in the units of ``capacity_totals``: ``cpus`` (dedicated CPUs —
     ``threads_per_core`` per ``isolate`` vCPU — emulator CPUs and shared vCPUs × load ÷ load target),
     ``vcpu_cap`` (vCPUs), ``memory_4k`` (KiB), ``hugepages_<size>`` (pages) and ``anti_affinity`` (the largest
-    group sharing a tag)."""
-    policy = scenario.policy
-    cpus = Fraction(0)
-    vcpus = 0
-    mem = 0
-    pages: Counter[int] = Counter()
-    tags: Counter[str] = Counter()
-    for g in scenario.guests:
-        vcpus += g.vcpus
-        if g.dedicated:
-            cpus += g.vcpus * (threads_per_core if g.threads == "isolate" else 1)
-        else:
-            cpus += g.vcpus * g.load / policy.cpu_load_target
-        if g.emulator == "isolate":
-            cpus += 1
-        if g.hugepage_kib:
-            pages[g.hugepage_kib] += g.memory_kib // g.hugepage_kib
-        else:
-            mem += g.memory_kib
-        tags.update(g.anti_affinity)
-    out: dict[str, Fraction | int] = {"cpus": cpus, "vcpu_cap": vcpus, "memory_4k": mem,
+    group sharing a tag). The totals and their keys are ``planner.engine.resources.TOTALS`` (as in the solver's
+    bounds, which also bound the shared pool by its vCPU cap)."""
+    needs = guest_totals(scenario.guests, threads_per_core).needs(scenario.policy, threads_per_core,
+                                                                  with_vcpu_cap=False)
+    tags: Counter[str] = Counter(t for g in scenario.guests for t in g.anti_affinity)
+    out: dict[str, Fraction | int] = {"cpus": needs["cpus"], "vcpu_cap": int(needs["vcpu_cap"]),
+                                      "memory_4k": int(needs["memory_4k"]),
                                       "anti_affinity": max(tags.values(), default=0)}
-    for size, n in sorted(pages.items()):
-        out[f"hugepages_{format_page(size)}"] = n
+    for key in sorted((k for k in needs if k.startswith(PAGES_PREFIX)), key=parse_pages_key):
+        out[key] = int(needs[key])
     return out
 
 
 def capacity_totals(cap: ModelCap) -> dict[str, int]:
     """What one host of a model offers, per resource of ``demand_totals``: usable CPUs, the vCPU cap, 4K memory
-    (KiB, × memory_overcommit) and pool pages per size, over the nodes that hold guest cells."""
-    out = {"cpus": cap.usable_cpus, "vcpu_cap": cap.vcpu_cap,
-           "memory_4k": sum(n.memory_4k_kib for n in cap.nodes if n.holds_cells)}
-    sizes = sorted({size for n in cap.nodes if n.holds_cells for size in n.pages})
-    for size in sizes:
-        out[f"hugepages_{format_page(size)}"] = sum(n.pages.get(size, 0) for n in cap.nodes if n.holds_cells)
-    return out
+    (KiB, × memory_overcommit) and pool pages per size, over the nodes that hold guest cells
+    (``planner.engine.resources.host_totals``)."""
+    return host_totals(cap, cells_only=True)
 
 
 def _unfit(scenario: Scenario, model: HostModel) -> list[str]:
@@ -462,8 +445,7 @@ growth_curve.__doc__ += "\n".join(f"    {k:<24} {v}" for k, v in GROWTH_COLUMNS.
 
 
 # ----------------------------------------------------------------------------------------------- runway
-RESOURCE_NAMES = {"cpus": "CPUs (dedicated + shared load ÷ target)", "vcpu_cap": "vCPUs (overcommit cap)",
-                  "memory_4k": "4K memory", "anti_affinity": "hosts for anti-affinity"}
+RESOURCE_NAMES = {**{t.key: t.label for t in TOTALS}, "anti_affinity": "hosts for anti-affinity"}
 
 
 def parse_rate(text: str | float) -> Fraction:
@@ -637,7 +619,7 @@ def runway_plot(result: Runway, ax=None):
     frame = result.frame
     for col in [c for c in frame.columns if c.endswith("_used_fraction")]:
         key = col[: -len("_used_fraction")]
-        label = RESOURCE_NAMES.get(key, key.replace("hugepages_", "") + " hugepages")
+        label = RESOURCE_NAMES.get(key) or total_label(key)
         month = result.resource_months.get(key)
         ax.plot(frame["month"], 100 * frame[col], marker=".", label=f"{label}" + (f" (month {month})" if month
                                                                                    is not None else ""))

@@ -16,10 +16,21 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from fractions import Fraction
 
-from planner.engine.problem import LOAD_SCALE, ModelCap, Problem
-from planner.model.units import format_page, parse_page_kib
+from planner.engine.problem import ModelCap, Problem
+from planner.engine.resources import (
+    HOST_RESOURCES,
+    HOST_RULES,
+    NODE_RESOURCES,
+    NODE_RULES,
+    Row,
+    Sums,
+    guest_demand,
+    guest_totals,
+    host_total,
+    is_total,
+    total_words,
+)
 
 
 @dataclass(frozen=True)
@@ -56,35 +67,17 @@ def _hosts_for(demand: float, capacities: list[float]) -> int:
 
 
 def resource_bounds(problem: Problem) -> dict[str, float]:
+    """Hosts each fleet total alone needs (``planner.engine.resources.TOTALS``), largest hosts first; isolate vCPUs
+    take the fleet's fewest threads per core, and the shared pool is at least both its load ÷ load target and its
+    vCPUs × T ÷ cpu_overcommit_max."""
     scenario = problem.scenario
-    policy = problem.policy
     caps = [problem.cap_of(h.name) for h in scenario.hosts]
-    out: dict[str, float] = {}
     if not caps:
-        return out
+        return {}
     min_t = min((n.threads_per_core for c in caps for n in c.nodes if n.holds_cells), default=1)
-    dedicated = shared_load = shared_vcpus = vcpus = mem = 0.0
-    pages: dict[int, float] = defaultdict(float)
-    for g in scenario.guests:
-        vcpus += g.vcpus
-        if g.dedicated:
-            per = min_t if g.threads == "isolate" else 1
-            dedicated += g.vcpus * per + (1 if g.emulator == "isolate" else 0)
-        else:
-            shared_load += float(g.vcpus * g.load)
-            shared_vcpus += g.vcpus
-            dedicated += 1 if g.emulator == "isolate" else 0
-        if g.hugepage_kib:
-            pages[g.hugepage_kib] += g.memory_kib // g.hugepage_kib
-        else:
-            mem += g.memory_kib
-    pool = max(shared_load / float(policy.cpu_load_target), shared_vcpus * min_t / float(policy.cpu_overcommit_max))
-    out["cpus"] = _hosts_for(dedicated + pool, [c.usable_cpus for c in caps])
-    out["vcpu_cap"] = _hosts_for(vcpus, [c.vcpu_cap for c in caps])
-    out["memory_4k"] = _hosts_for(mem, [sum(n.memory_4k_kib for n in c.nodes) for c in caps])
-    for size, count in pages.items():
-        out[f"hugepages_{format_page(size)}"] = _hosts_for(count, [sum(n.pages.get(size, 0) for n in c.nodes) for c in caps])
-    return out
+    needs = guest_totals(scenario.guests, min_t).needs(problem.policy, min_t, with_vcpu_cap=True)
+    return {key: _hosts_for(float(need), [host_total(c, key, cells_only=False) for c in caps])
+            for key, need in needs.items()}
 
 
 def node_bounds(problem: Problem) -> dict[str, float]:
@@ -127,20 +120,57 @@ def placement_bounds(problem: Problem) -> dict[str, float]:
     return out
 
 
+# Resources the LP relaxation leaves out (as if absent): the emulator indicator (not linear), and the 1:1 part of
+# dedicated guests' 4K memory, so that the memory row stays the weaker D + S ≤ overcommit × free it has always been.
+# Counting it (the model's exact row) is valid and tighter but moves bounds, e.g. fleet-50x1500 at
+# memory_overcommit 3/2: 20 -> 22 hosts: a decision of its own, not part of declaring the rules once.
+LP_RELAXED = frozenset({"needs_pool", "memory_4k_dedicated_kib"})
+
+
+class _LpSums(Sums):
+    """A node's (host's) resource totals as GLOP expressions, without the ``LP_RELAXED`` resources."""
+
+    def __init__(self, solver, terms: dict[str, list], keyed: dict[str, dict[int, list]] | None = None):
+        self.solver, self.terms, self.keys = solver, terms, keyed or {}
+
+    def _total(self, terms: list):
+        return self.solver.Sum([v * c for v, c in terms]) if terms else 0
+
+    def has(self, name: str) -> bool:
+        return name not in LP_RELAXED and (bool(self.terms.get(name)) or any(self.keys.get(name, {}).values()))
+
+    def __getitem__(self, name: str):
+        return 0 if name in LP_RELAXED else self._total(self.terms.get(name, []))
+
+    def keyed(self, name: str) -> dict:
+        return {key: self._total(terms) for key, terms in self.keys.get(name, {}).items()}
+
+    def indicator(self, name: str, var_tag: str = "", link_tag: str = "") -> int:
+        return 0
+
+
+def _add_lp_rows(solver, rows: list[Row]) -> None:
+    for row in rows:
+        solver.Add(row.lhs * row.lp_scale <= row.rhs * row.lp_scale)
+
+
 def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | None:
     """LP relaxation of the node-shaped packing; None when even the relaxation cannot place every guest.
-    ``mix``, when given, receives the LP's hosts per model (a model mix for the heuristics)."""
+    Its rows are the node and host rules of ``planner.engine.resources`` with the capacities scaled by the hosts
+    of the model (continuous). ``mix``, when given, receives the LP's hosts per model (a model mix for the
+    heuristics)."""
     from ortools.linear_solver import pywraplp
 
     solver = pywraplp.Solver.CreateSolver("GLOP")
     if solver is None:  # pragma: no cover - GLOP ships with ortools
         return None
-    policy = problem.policy
     hosts_of: Counter[str] = Counter(h.model for h in problem.scenario.hosts)
     y = {m: solver.NumVar(0, n, f"y[{m}]") for m, n in hosts_of.items()}
     per_class = defaultdict(list)
     node_terms: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    host_vcpus: dict[str, list] = defaultdict(list)
+    node_keyed: dict[tuple[str, int], dict[str, dict[int, list]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
+    host_terms: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for cls in problem.classes:
         for m, options in cls.options.items():
             if m not in y:
@@ -148,43 +178,27 @@ def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | N
             for o, option in enumerate(options):
                 var = solver.NumVar(0, cls.size, f"x[{cls.index},{m},{o}]")
                 per_class[cls.index].append(var)
-                host_vcpus[m].append((var, cls.guest.vcpus))
+                for r in HOST_RESOURCES:
+                    host_terms[m][r.name].append((var, guest_demand(r, cls.guest)))
                 for node_id, cell in zip(option.nodes, option.cells):
-                    t = node_terms[(m, node_id)]
-                    for name in ("iso", "pairs", "singles", "shared_vcpus", "shared_load", "memory_4k_kib"):
-                        if getattr(cell, name):
-                            t[name].append((var, getattr(cell, name)))
-                    if cell.page_kib:
-                        t[f"pages{cell.page_kib}"].append((var, cell.pages))
+                    for r in NODE_RESOURCES:
+                        if not (amount := r.value(cell)):
+                            continue
+                        if r.keyed_by:
+                            node_keyed[(m, node_id)][r.name][getattr(cell, r.keyed_by)].append((var, amount))
+                        else:
+                            node_terms[(m, node_id)][r.name].append((var, amount))
     for cls in problem.classes:
         if not per_class[cls.index]:
             return None
         solver.Add(solver.Sum(per_class[cls.index]) == cls.size)
-
-    def total(terms):
-        return solver.Sum([v * c for v, c in terms]) if terms else 0
-
-    ratio, target = policy.cpu_overcommit_max, policy.cpu_load_target
-    for m, terms in host_vcpus.items():
-        solver.Add(total(terms) <= problem.caps[m].vcpu_cap * y[m])
-    for (m, node_id), t in node_terms.items():
-        cap = problem.caps[m].node(node_id)
-        ym = y[m]
-        iso, pairs, singles = total(t["iso"]), total(t["pairs"]), total(t["singles"])
-        pool = cap.usable_cpus * ym - cap.threads_per_core * iso - 2 * pairs - singles
-        solver.Add(iso <= cap.full_cores * ym)
-        solver.Add(pairs + cap.pairs_per_full_core * iso <= cap.pair_slots * ym)
-        solver.Add(pool >= 0)
-        if t["shared_vcpus"]:
-            solver.Add(float(cap.threads_per_core) * total(t["shared_vcpus"]) <= float(ratio) * pool)
-        if t["shared_load"]:
-            solver.Add(total(t["shared_load"]) * (1.0 / LOAD_SCALE) <= float(target) * pool)
-        if t["memory_4k_kib"]:
-            gib = 1.0 / 1024**2  # rows in GiB keep GLOP's numbers well scaled
-            solver.Add(total(t["memory_4k_kib"]) * gib <= cap.memory_4k_kib * gib * ym)
-        for key, terms in t.items():
-            if key.startswith("pages"):
-                solver.Add(total(terms) <= cap.pages.get(int(key[5:]), 0) * ym)
+    for m, terms in host_terms.items():
+        for rule in HOST_RULES:
+            _add_lp_rows(solver, rule.rows(problem.caps[m], _LpSums(solver, terms), problem.policy, y[m]))
+    for m, node_id in dict.fromkeys([*node_terms, *node_keyed]):
+        sums = _LpSums(solver, node_terms[(m, node_id)], node_keyed[(m, node_id)])
+        for rule in NODE_RULES:
+            _add_lp_rows(solver, rule.rows(problem.caps[m].node(node_id), sums, problem.policy, y[m]))
     solver.Minimize(solver.Sum(list(y.values())))
     status = solver.Solve()
     if status != pywraplp.Solver.OPTIMAL:
@@ -194,29 +208,14 @@ def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | N
     return solver.Objective().Value()
 
 
-def _page_name(key: str) -> str:
-    """``hugepages_2M`` -> ``2M`` (the bound keys name page sizes as ``format_page`` writes them)."""
-    return key[len("hugepages_"):]
-
-
 def _at_least(hosts: int) -> str:
     return f"at least {hosts} host{'s' if hosts != 1 else ''}"
-
-
-RESOURCE_WORDS = {"cpus": "CPUs (dedicated and shared-pool)", "vcpu_cap": "the host vCPU cap", "memory_4k": "4K memory"}
 
 
 def _largest_models(problem: Problem, key: str, count: int) -> str:
     """The host models of the ``count`` hosts a resource bound counts (largest capacity first)."""
     def capacity(cap: ModelCap) -> float:
-        if key == "cpus":
-            return cap.usable_cpus
-        if key == "vcpu_cap":
-            return cap.vcpu_cap
-        if key == "memory_4k":
-            return sum(n.memory_4k_kib for n in cap.nodes)
-        size = parse_page_kib(_page_name(key))
-        return sum(n.pages.get(size, 0) for n in cap.nodes)
+        return host_total(cap, key, cells_only=False)
 
     hosts = sorted(problem.scenario.hosts, key=lambda h: -capacity(problem.cap_of(h.name)))[:count]
     models = list(dict.fromkeys(h.model for h in hosts))
@@ -225,20 +224,20 @@ def _largest_models(problem: Problem, key: str, count: int) -> str:
 
 def _tightest_resource(problem: Problem, found: dict[str, float]) -> str:
     """' (tightest resource alone: 4K memory of amd-nps4 hosts, at least 27 hosts)' from the resource sums."""
-    sums = {k: v for k, v in found.items() if (k in RESOURCE_WORDS or k.startswith("hugepages_")) and v > 0}
+    sums = {k: v for k, v in found.items() if is_total(k) and v > 0}
     if not sums:
         return ""
     kind = max(sums, key=lambda k: (sums[k], k == "memory_4k"))
     n = int(sums[kind])
-    what = RESOURCE_WORDS.get(kind) or f"{_page_name(kind)} hugepages"
+    what = total_words(kind)
     return f" (tightest resource alone: {what} of {_largest_models(problem, kind, n)} hosts, {_at_least(n)})"
 
 
 def describe(problem: Problem, kind: str, hosts: int, found: dict[str, float] | None = None) -> str:
     """What a bound says, in words: '4K memory of amd-nps4 hosts binds: at least 28 hosts'."""
     at_least = _at_least(hosts)
-    if kind in RESOURCE_WORDS or kind.startswith("hugepages_"):
-        what = RESOURCE_WORDS.get(kind) or f"{_page_name(kind)} hugepages"
+    if is_total(kind):
+        what = total_words(kind)
         return f"{what} of {_largest_models(problem, kind, hosts)} hosts binds: {at_least}"
     if kind == "big_cells":
         return f"cells larger than half of every node (one node each) bind: {at_least}"

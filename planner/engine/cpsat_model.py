@@ -10,7 +10,10 @@ their bounds, so a lower level can never outweigh one unit of a higher level:
 (the ``moves`` level only in a re-plan from a previous plan, ``define_moves``)
 
 Node-level counting follows ``planner.engine.problem`` (isolate cores, require pairs, single CPUs, the shared pool is the
-rest), so a solution can always be pinned to concrete CPU ids with exactly the counted numbers.
+rest), so a solution can always be pinned to concrete CPU ids with exactly the counted numbers. The node and host
+families add the rows of the rules declared once in ``planner.engine.resources`` (``add_node_rule``,
+``add_host_rule``): the greedy fit test, the explanations, the option bounds and the LP bound evaluate the same rows.
+``FAMILY_SCOPE`` classifies every family; the decomposition prices a host with every one-host family.
 """
 
 from __future__ import annotations
@@ -23,6 +26,16 @@ from typing import Callable
 from ortools.sat.python import cp_model
 
 from planner.engine.problem import LOAD_SCALE, Assignment, Problem, busy_units, option_capacity
+from planner.engine.resources import (
+    HOST_RESOURCES,
+    HOST_RULE_OF,
+    NODE_RESOURCES,
+    NODE_RULE_OF,
+    Row,
+    Sums,
+    guest_demand,
+    pool,
+)
 
 LEVELS = ("placed", "hosts", "moves", "distance")  # strict priority order of the objective
 
@@ -39,23 +52,85 @@ class Term:
 
 @dataclass
 class NodeTerms:
-    """Per host node, the linear terms of each counted resource (var, coefficient)."""
+    """Per host node (or host), the linear terms (var, coefficient) of each counted resource, by resource name
+    (``planner.engine.resources``); keyed resources (hugepages) per key (page size)."""
 
-    iso: list = field(default_factory=list)
-    pairs: list = field(default_factory=list)
-    singles: list = field(default_factory=list)
-    shared_vcpus: list = field(default_factory=list)
-    shared_load: list = field(default_factory=list)
-    memory_4k_kib: list = field(default_factory=list)
-    memory_4k_dedicated_kib: list = field(default_factory=list)
-    pages: dict = field(default_factory=lambda: defaultdict(list))
-    needs_pool: list = field(default_factory=list)
+    terms: dict[str, list] = field(default_factory=lambda: defaultdict(list))
+    keyed: dict[str, dict[int, list]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+
+    def add(self, var: cp_model.IntVar, cell) -> None:
+        """The cell's amount of every node resource, times ``var``."""
+        for r in NODE_RESOURCES:
+            amount = r.value(cell)
+            if not amount:
+                continue
+            if r.keyed_by:
+                self.keyed[r.name][getattr(cell, r.keyed_by)].append((var, amount))
+            else:
+                self.terms[r.name].append((var, amount))
 
 
 def _sum(terms: list) -> cp_model.LinearExprT:
     if not terms:
         return 0
     return cp_model.LinearExpr.weighted_sum([v for v, _ in terms], [c for _, c in terms])
+
+
+class TermSums(Sums):
+    """The resource totals of one node (host) as CP-SAT sums, for a rule's rows."""
+
+    def __init__(self, b: "ModelBuild", terms: NodeTerms, where: str):
+        self.b, self.t, self.where = b, terms, where
+
+    def has(self, name: str) -> bool:
+        return bool(self.t.terms.get(name)) or any(self.t.keyed.get(name, {}).values())
+
+    def __getitem__(self, name: str) -> cp_model.LinearExprT:
+        return _sum(self.t.terms.get(name, []))
+
+    def keyed(self, name: str) -> dict[int, cp_model.LinearExprT]:
+        return {key: _sum(terms) for key, terms in self.t.keyed.get(name, {}).items()}
+
+    def indicator(self, name: str, var_tag: str, link_tag: str) -> cp_model.IntVar:
+        """flag ∈ {0,1} with Σ terms ≤ M·flag (M: the terms' upper bounds): flag is 1 when any term is."""
+        terms = self.t.terms[name]
+        flag = self.b.model.new_bool_var(f"{var_tag}[{self.where}]")
+        bound = sum(self.b.upper[var.index] for var, _ in terms)
+        self.b.model.add(_sum(terms) <= bound * flag).with_name(f"{link_tag}[{self.where}]")
+        return flag
+
+
+def _add_rows(b: "ModelBuild", rows: list[Row], where: str) -> None:
+    for row in rows:
+        b.model.add(row.lhs <= row.rhs).with_name(f"{row.tag}[{where}{row.suffix}]")
+
+
+def add_node_rule(b: "ModelBuild", family: str) -> None:
+    """The rows of the node rule of ``family`` (``planner.engine.resources.NODE_RULES``) on every host node, and
+    its per-cell limits (x = 0 for an option whose cell alone exceeds one)."""
+    rule = NODE_RULE_OF[family]
+    p = b.problem
+    for (host, node_id), t in b.nodes.items():
+        cap = p.cap_of(host).node(node_id)
+        where = f"{host}/{node_id}"
+        _add_rows(b, rule.rows(cap, TermSums(b, t, where), p.policy, 1), where)
+        for limit in rule.cell_limits:
+            for var, amount in t.terms.get(limit.resource, []):
+                if amount > limit.most(cap):
+                    b.model.add(var == 0).with_name(f"{limit.tag}[{var.name}/{node_id}]")
+
+
+def add_host_rule(b: "ModelBuild", family: str) -> None:
+    """The rows of the host rule of ``family`` (``planner.engine.resources.HOST_RULES``) on every host."""
+    rule = HOST_RULE_OF[family]
+    p = b.problem
+    for host, entries in b.by_host.items():
+        t = NodeTerms()
+        for c, _o, var in entries:
+            for r in HOST_RESOURCES:
+                if amount := guest_demand(r, p.classes[c].guest):
+                    t.terms[r.name].append((var, amount))
+        _add_rows(b, rule.rows(p.cap_of(host), TermSums(b, t, host), p.policy, 1), host)
 
 
 @dataclass
@@ -103,16 +178,7 @@ def define_assignment(b: ModelBuild) -> Term:
                 b.by_host[host].append((cls.index, o, var))
                 own.append(var)
                 for node_id, cell in zip(option.nodes, option.cells):
-                    t = b.nodes[(host, node_id)]
-                    for name in ("iso", "pairs", "singles", "shared_vcpus", "shared_load", "memory_4k_kib",
-                                 "memory_4k_dedicated_kib"):
-                        coef = getattr(cell, name)
-                        if coef:
-                            getattr(t, name).append((var, coef))
-                    if cell.page_kib:
-                        t.pages[cell.page_kib].append((var, cell.pages))
-                    if cell.needs_pool:
-                        t.needs_pool.append((var, 1))
+                    b.nodes[(host, node_id)].add(var, cell)
         if own:
             b.model.add(sum(own) <= cls.size).with_name(f"assign[{cls.members[0]}..x{cls.size}]")
             placed.append((cp_model.LinearExpr.sum(own), cls.guest.priority))
@@ -122,78 +188,49 @@ def define_assignment(b: ModelBuild) -> Term:
 
 
 def define_host_overcommit(b: ModelBuild) -> None:
-    """Host-wide vCPU cap: ∀h  Σ vcpus_c · x[c,h,o] ≤ ⌊cpu_overcommit_max × physical cores(h)⌋."""
-    p = b.problem
-    for host, entries in b.by_host.items():
-        cap = p.cap_of(host)
-        total = cp_model.LinearExpr.weighted_sum([v for _, _, v in entries], [p.classes[c].guest.vcpus for c, _, _ in entries])
-        b.model.add(total <= cap.vcpu_cap).with_name(f"overcommit[{host}]")
+    """Host-wide vCPU cap: ∀h  Σ vcpus_c · x[c,h,o] ≤ ⌊cpu_overcommit_max × physical cores(h)⌋.
+    Named ``overcommit[HOST]``."""
+    add_host_rule(b, "define_host_overcommit")
 
 
 def define_smt_policies(b: ModelBuild) -> None:
     """SMT policies per node: isolate takes whole full cores, require takes sibling pairs.
 
-    iso(h,n) ≤ full_cores(n);  pairs(h,n) + ⌊T/2⌋·iso(h,n) ≤ pair_slots(n)."""
-    p = b.problem
-    for (host, node_id), t in b.nodes.items():
-        cap = p.cap_of(host).node(node_id)
-        iso, pairs = _sum(t.iso), _sum(t.pairs)
-        if t.iso:
-            b.model.add(iso <= cap.full_cores).with_name(f"isolate_cores[{host}/{node_id}]")
-        if t.pairs or t.iso:
-            b.model.add(pairs + cap.pairs_per_full_core * iso <= cap.pair_slots).with_name(
-                f"require_pairs[{host}/{node_id}]"
-            )
+    iso(h,n) ≤ full_cores(n);  pairs(h,n) + ⌊T/2⌋·iso(h,n) ≤ pair_slots(n).
+    Named ``isolate_cores[HOST/NODE]``, ``require_pairs[HOST/NODE]``."""
+    add_node_rule(b, "define_smt_policies")
 
 
 def define_cpu_split(b: ModelBuild) -> None:
     """Split of each node's usable CPUs into dedicated and shared, decided by the model:
 
-    pool(h,n) = usable(n) − T·iso − 2·pairs − singles ≥ 0."""
+    pool(h,n) = usable(n) − T·iso − 2·pairs − singles ≥ 0. Named ``dedicated_cpus[HOST/NODE]``."""
     p = b.problem
     for (host, node_id), t in b.nodes.items():
-        cap = p.cap_of(host).node(node_id)
-        pool = cap.usable_cpus - cap.threads_per_core * _sum(t.iso) - 2 * _sum(t.pairs) - _sum(t.singles)
-        b.pool[(host, node_id)] = pool
-        if t.iso or t.pairs or t.singles:
-            b.model.add(pool >= 0).with_name(f"dedicated_cpus[{host}/{node_id}]")
+        b.pool[(host, node_id)] = pool(p.cap_of(host).node(node_id), TermSums(b, t, f"{host}/{node_id}"))
+    add_node_rule(b, "define_cpu_split")
 
 
 def define_shared_overcommit(b: ModelBuild) -> None:
     """Shared pool vCPU cap: Σ shared vCPUs ≤ cap × pool cores, with pool cores ≥ |pool| / T:
 
-    b·T·shared(h,n) ≤ a·pool(h,n)  where cap = a/b."""
-    p = b.problem
-    ratio = p.policy.cpu_overcommit_max
-    for (host, node_id), t in b.nodes.items():
-        if t.shared_vcpus:
-            cap = p.cap_of(host).node(node_id)
-            b.model.add(
-                ratio.denominator * cap.threads_per_core * _sum(t.shared_vcpus) <= ratio.numerator * b.pool[(host, node_id)]
-            ).with_name(f"pool_overcommit[{host}/{node_id}]")
+    b·T·shared(h,n) ≤ a·pool(h,n)  where cap = a/b. Named ``pool_overcommit[HOST/NODE]``."""
+    add_node_rule(b, "define_shared_overcommit")
 
 
 def define_load_target(b: ModelBuild) -> None:
     """Expected load of each shared pool at or under the target: Σ vCPU·load ≤ target·|pool|,
 
-    in LOAD_SCALE units (loads rounded up): b·Σ load_units ≤ a·LOAD_SCALE·pool(h,n) where target = a/b."""
-    target = b.problem.policy.cpu_load_target
-    for (host, node_id), t in b.nodes.items():
-        if t.shared_load:
-            b.model.add(
-                target.denominator * _sum(t.shared_load) <= target.numerator * LOAD_SCALE * b.pool[(host, node_id)]
-            ).with_name(f"load_target[{host}/{node_id}]")
+    in LOAD_SCALE units (loads rounded up): b·Σ load_units ≤ a·LOAD_SCALE·pool(h,n) where target = a/b.
+    Named ``load_target[HOST/NODE]``."""
+    add_node_rule(b, "define_load_target")
 
 
 def define_emulator_pool(b: ModelBuild) -> None:
     """Emulator threads that float (emulator=shared, or host on a host without reserved CPUs) need a shared CPU on
-    the node of the guest's cell 0:  e(h,n) ∈ {0,1},  Σ x ≤ M·e,  pool(h,n) ≥ e."""
-    for (host, node_id), t in b.nodes.items():
-        if t.needs_pool:
-            flag = b.model.new_bool_var(f"emulator_pool[{host}/{node_id}]")
-            bound = sum(b.upper[var.index] for var, _ in t.needs_pool)
-            b.model.add(_sum(t.needs_pool) <= bound * flag).with_name(f"emulator_users[{host}/{node_id}]")
-            b.model.add(b.pool[(host, node_id)] >= flag).with_name(f"emulator_pool[{host}/{node_id}]")
+    the node of the guest's cell 0:  e(h,n) ∈ {0,1},  Σ x ≤ M·e,  pool(h,n) ≥ e.
+    Named ``emulator_users[HOST/NODE]`` (Σ x ≤ M·e) and ``emulator_pool[HOST/NODE]`` (pool ≥ e)."""
+    add_node_rule(b, "define_emulator_pool")
 
 
 def define_node_memory(b: ModelBuild) -> None:
@@ -202,29 +239,15 @@ def define_node_memory(b: ModelBuild) -> None:
     dedicated guests count 1:1, shared guests' memory is overcommitted:  D + S/(a/b) ≤ free, i.e.
     b·(D + S) + (a − b)·D ≤ a·free  with D, S the dedicated and shared guests' non-hugepage cell memory;
     and no cell takes more than free (overcommit is shared among guests, never inside one): x = 0 for such options
-    (they are not enumerated either, ``planner.engine.problem.guest_options``)."""
-    p = b.problem
-    ratio = p.policy.memory_overcommit
-    a, d = ratio.numerator, ratio.denominator
-    for (host, node_id), t in b.nodes.items():
-        if t.memory_4k_kib:
-            cap = p.cap_of(host).node(node_id)
-            total = d * _sum(t.memory_4k_kib)
-            if t.memory_4k_dedicated_kib and a != d:
-                total = total + (a - d) * _sum(t.memory_4k_dedicated_kib)
-            b.model.add(total <= a * cap.free_4k_kib).with_name(f"memory[{host}/{node_id}]")
-            for var, kib in t.memory_4k_kib:
-                if kib > cap.free_4k_kib:
-                    b.model.add(var == 0).with_name(f"cell_memory[{var.name}/{node_id}]")
+    (they are not enumerated either, ``planner.engine.problem.guest_options``).
+    Named ``memory[HOST/NODE]`` and ``cell_memory[X/NODE]``."""
+    add_node_rule(b, "define_node_memory")
 
 
 def define_hugepage_pools(b: ModelBuild) -> None:
-    """Hugepages per node and size: Σ cell pages ≤ pool pages (never overcommitted)."""
-    p = b.problem
-    for (host, node_id), t in b.nodes.items():
-        cap = p.cap_of(host).node(node_id)
-        for page_kib, terms in t.pages.items():
-            b.model.add(_sum(terms) <= cap.pages.get(page_kib, 0)).with_name(f"hugepages[{host}/{node_id}/{page_kib}KiB]")
+    """Hugepages per node and size: Σ cell pages ≤ pool pages (never overcommitted).
+    Named ``hugepages[HOST/NODE/SIZEKiB]``."""
+    add_node_rule(b, "define_hugepage_pools")
 
 
 def define_anti_affinity(b: ModelBuild) -> None:
@@ -382,6 +405,42 @@ FAMILIES: tuple[Callable[[ModelBuild], Term | None], ...] = (
     define_moves,
     define_distance_cost,
 )
+
+# What each family constrains: "node" / "host" (one host node / one host: the rules of planner.engine.resources),
+# "class" (a guest class's own guests), "fleet" (across hosts: failure domains, hosts used, load spread, moves)
+# and "objective" (a term only). A one-host model (the decomposition's pricing) takes every family whose scope is
+# class, host or node, so a new rule family is priced as soon as it is listed here.
+FAMILY_SCOPE: dict[Callable[[ModelBuild], Term | None], str] = {
+    define_assignment: "class",
+    define_host_overcommit: "host",
+    define_smt_policies: "node",
+    define_cpu_split: "node",
+    define_shared_overcommit: "node",
+    define_load_target: "node",
+    define_emulator_pool: "node",
+    define_node_memory: "node",
+    define_hugepage_pools: "node",
+    define_anti_affinity: "fleet",  # pricing shapes carry no tags: a pattern is one host
+    define_tenant_isolation: "host",
+    define_host_usage: "fleet",
+    define_spread: "fleet",
+    define_moves: "fleet",
+    define_distance_cost: "objective",
+}
+ONE_HOST_FAMILIES = tuple(f for f in FAMILIES if FAMILY_SCOPE[f] in ("class", "host", "node"))
+
+
+def _check_families() -> None:
+    """Every family is classified, and every declared rule has its family listed with the right scope."""
+    assert set(FAMILY_SCOPE) == set(FAMILIES), "classify every family in FAMILY_SCOPE"
+    names = {f.__name__: FAMILY_SCOPE[f] for f in FAMILIES}
+    for family in NODE_RULE_OF:
+        assert names.get(family) == "node", f"node rule {family} is not a node family of FAMILIES"
+    for family in HOST_RULE_OF:
+        assert names.get(family) == "host", f"host rule {family} is not a host family of FAMILIES"
+
+
+_check_families()
 
 
 def objective_weights(terms: list[Term]) -> dict[str, int]:

@@ -27,23 +27,13 @@ from ortools.sat.python import cp_model
 
 from planner.engine import cpsat_model as fam
 from planner.engine.clock import clock, stop_requested
-from planner.engine.problem import Assignment, FleetState, GuestClass, Problem, score
+from planner.engine.problem import Assignment, FleetState, GuestClass, Problem, score, shape_key
+from planner.engine.resources import host_total
 from planner.model.scenario import Host
 
 PRICE_SCALE = 10**5  # dual prices as integers: the pricing objective's resolution
 TIE_SCALE = 10**3  # one dual unit outweighs any distance difference by this factor
-PRICING_FAMILIES = (
-    fam.define_assignment,
-    fam.define_host_overcommit,
-    fam.define_smt_policies,
-    fam.define_cpu_split,
-    fam.define_shared_overcommit,
-    fam.define_load_target,
-    fam.define_emulator_pool,
-    fam.define_node_memory,
-    fam.define_hugepage_pools,
-    fam.define_tenant_isolation,
-)
+PRICING_FAMILIES = fam.ONE_HOST_FAMILIES  # every family of one host (cpsat_model.FAMILY_SCOPE): none forgotten
 
 
 @dataclass(frozen=True)
@@ -65,12 +55,6 @@ class DecomposeResult:
     rounds: int
     status: str
     bound_kind: str | None = None  # pattern_lp (converged), lagrangian or farley (from the last master's duals)
-
-
-def _shape_key(cls: GuestClass) -> tuple:
-    g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.priority, g.numa_cells,
-            g.tenant_name)  # shapes never mix tenants (patterns of isolated tenants are kept apart by the pricing)
 
 
 class _Pricer:
@@ -182,8 +166,8 @@ def _greedy_columns(problem: Problem, shapes: list[GuestClass], model_name: str,
     scarcest resource, in a few orders; every fill is a candidate column."""
     host = next(h.name for h in problem.scenario.hosts if h.model == model_name)
     cap = problem.caps[model_name]
-    cpus = max(cap.usable_cpus, 1)
-    memory = max(sum(n.memory_4k_kib for n in cap.nodes), 1)
+    cpus = max(host_total(cap, "cpus", cells_only=False), 1)
+    memory = max(host_total(cap, "memory_4k", cells_only=False), 1)
     out = []
     live = [s for s in range(len(shapes)) if duals.get(s, 0) > 1e-9 and residual[s] > 0 and shapes[s].options.get(model_name)]
     keys = {
@@ -239,6 +223,27 @@ def _place_shape(state: FleetState, cls: GuestClass, host: str, o: int, option) 
     state.note_tenant(cls, host, option)
 
 
+def _shapes(problem: Problem, on_fixed: Counter) -> tuple[list[GuestClass], dict[int, int]]:
+    """The shapes of the free guests (``shape_key`` with priority; no anti-affinity tags: a pattern is one host)
+    and the shape of each class."""
+    shape_of: dict[int, int] = {}
+    shapes: list[GuestClass] = []
+    by_key: dict[tuple, int] = {}
+    for cls in problem.classes:
+        left = cls.size - on_fixed[cls.index]
+        if cls.guest.host or left <= 0:
+            continue
+        key = shape_key(cls, priority=True)
+        if key not in by_key:
+            by_key[key] = len(shapes)
+            rep = dataclasses.replace(cls.guest, anti_affinity=())
+            shapes.append(GuestClass(len(shapes), (), rep, cls.options, ()))
+        s = by_key[key]
+        shape_of[cls.index] = s
+        shapes[s] = dataclasses.replace(shapes[s], members=shapes[s].members + cls.members[:left])
+    return shapes, shape_of
+
+
 def decompose(
     problem: Problem,
     incumbent: Assignment,
@@ -263,22 +268,7 @@ def decompose(
     on_fixed: Counter[int] = Counter()
     for (c, _h, _o), n in base.assignment.items():
         on_fixed[c] += n
-    # 1. shapes (of the guests not yet on a fixed host)
-    shape_of: dict[int, int] = {}
-    shapes: list[GuestClass] = []
-    by_key: dict[tuple, int] = {}
-    for cls in problem.classes:
-        left = cls.size - on_fixed[cls.index]
-        if cls.guest.host or left <= 0:
-            continue
-        key = _shape_key(cls)
-        if key not in by_key:
-            by_key[key] = len(shapes)
-            rep = dataclasses.replace(cls.guest, anti_affinity=())
-            shapes.append(GuestClass(len(shapes), (), rep, cls.options, ()))
-        s = by_key[key]
-        shape_of[cls.index] = s
-        shapes[s] = dataclasses.replace(shapes[s], members=shapes[s].members + cls.members[:left])
+    shapes, shape_of = _shapes(problem, on_fixed)  # 1. shapes (of the guests not yet on a fixed host)
     if not shapes:
         return DecomposeResult(dict(base.assignment), None, None, 0, 0, "fixed hosts")
     sizes = [s.size for s in shapes]
@@ -567,7 +557,7 @@ def _deal(problem, shapes, shape_of, chosen, free_hosts, base: FleetState, on_fi
     pointer: dict[tuple, int] = {}
     for cls in leftovers:
         allowed = set(cls.allowed_hosts)
-        key = _shape_key(cls)
+        key = shape_key(cls, priority=True)
         i, advancing = pointer.get(key, 0), True
         tags = set(cls.guest.anti_affinity)
         while i < len(order):

@@ -22,7 +22,8 @@ from typing import Iterable
 from collections import defaultdict
 from dataclasses import dataclass
 
-from planner.engine.greedy import _average_host, _size_key, shape_key
+from planner.engine.greedy import average_host, size_key
+from planner.engine.problem import shape_key
 from planner.engine.pinning import pin_host
 from planner.model.plan import Evacuation, GuestPlacement, Plan
 from planner.engine.problem import FleetState, GuestClass, Problem, compile_problem
@@ -114,8 +115,8 @@ def evacuate(plan: Plan, failure: Failure, base: Problem | None = None, prefer: 
     empty = sorted((h for h in survivors if h not in used),
                    key=lambda h: (h not in preferred, rack_of(plan.scenario, h) in used_racks))  # stable: fleet order
     order = [h for h in survivors if h in used] + empty
-    average = _average_host(problem)
-    evacuees.sort(key=lambda n: (-class_of[n].guest.priority, -_size_key(problem, class_of[n], average), n))
+    average = average_host(problem)
+    evacuees.sort(key=lambda n: (-class_of[n].guest.priority, -size_key(problem, class_of[n], average), n))
     moved_to: dict[str, tuple[str, tuple[int, ...]]] = {}
     stranded: dict[str, str] = {}
     full: dict[tuple, set[str]] = defaultdict(set)  # shape -> hosts it no longer fits (hosts only fill up)
@@ -135,7 +136,7 @@ def evacuate(plan: Plan, failure: Failure, base: Problem | None = None, prefer: 
                 if not options or not state.tag_clash(cls.guest, host):
                     dead.add(host)
                 continue
-            index = next((i for i, o in enumerate(options) if not state.option_shortfalls(cls, host, o)), None)
+            index = next((i for i, o in enumerate(options) if state.option_fits(cls, host, o)), None)
             if index is not None:
                 slot = (host, index)
                 break

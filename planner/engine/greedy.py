@@ -9,10 +9,10 @@ resources exactly as the model does (``planner.engine.problem.FleetState``), so 
 
 from __future__ import annotations
 
-from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, Problem
+from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, Problem, shape_key
 
 
-def _average_host(problem: Problem) -> tuple[float, float]:
+def average_host(problem: Problem) -> tuple[float, float]:
     """Usable CPUs and memory (4K plus pools) of an average host of the fleet."""
     caps = [problem.cap_of(h.name) for h in problem.scenario.hosts]
     if not caps:
@@ -22,9 +22,9 @@ def _average_host(problem: Problem) -> tuple[float, float]:
     return max(cpus, 1), max(memory, 1)
 
 
-def _size_key(problem: Problem, cls: GuestClass, average: tuple[float, float] | None = None) -> float:
+def size_key(problem: Problem, cls: GuestClass, average: tuple[float, float] | None = None) -> float:
     """A guest's largest share of an average host: CPUs or memory, whichever is larger."""
-    cpus, memory = average or _average_host(problem)
+    cpus, memory = average or average_host(problem)
     g = cls.guest
     cpu_share = (g.vcpus if g.dedicated else g.vcpus * float(g.load)) / cpus
     return max(cpu_share, g.memory_kib / memory)
@@ -41,12 +41,12 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
         )
         queue = [cls for _, cls in members]
     else:
-        average = _average_host(problem)
+        average = average_host(problem)
         isolating = problem.policy.tenant_isolation != "none"  # tenant by tenant: hosts/nodes fill per tenant
         keyed = sorted(
             problem.classes,
             key=lambda c: (c.guest.host is None, -c.guest.priority, c.guest.tenant_name if isolating else "",
-                           -_size_key(problem, c, average), c.index),
+                           -size_key(problem, c, average), c.index),
         )
         queue = [cls for cls in keyed for _ in cls.members]
     spread = problem.policy.objective == "spread"
@@ -87,18 +87,12 @@ def greedy(problem: Problem, order: str = "ffd") -> FleetState:
     return state
 
 
-def shape_key(cls: GuestClass) -> tuple:
-    g = cls.guest
-    return (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells,
-            g.tenant_name)  # a host closed to one tenant may be open to another
-
-
 def first_fitting_option(problem: Problem, state: FleetState, cls: GuestClass, host: str) -> int | None:
     options = cls.options.get(problem.host_model[host], ())
     if not options or state.host_blocker(cls, host):
         return None
     for index, option in enumerate(options):
-        if not state.option_shortfalls(cls, host, option):
+        if state.option_fits(cls, host, option):
             return index
     return None
 

@@ -22,8 +22,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, score
-from planner.engine.greedy import first_fitting_option, shape_key
+from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, score, shape_key
+from planner.engine.greedy import first_fitting_option
+from planner.engine.resources import host_totals, pages_key
 
 EPS = 1e-9
 
@@ -40,19 +41,14 @@ def _resources(problem: Problem) -> list[str]:
     return ["cpu_load", "cpu_cap", "vcpus", "memory_4k"] + [f"pages{s}" for s in sizes]
 
 
+_TOTAL_OF = {"cpu_load": "cpus", "cpu_cap": "cpus", "vcpus": "vcpu_cap", "memory_4k": "memory_4k"}
+
+
 def _capacity(cap: ModelCap, resources: list[str]) -> np.ndarray:
-    out = []
-    for r in resources:
-        if r in ("cpu_load", "cpu_cap"):
-            out.append(cap.usable_cpus)
-        elif r == "vcpus":
-            out.append(cap.vcpu_cap)
-        elif r == "memory_4k":
-            out.append(sum(n.memory_4k_kib for n in cap.nodes if n.holds_cells))
-        else:
-            size = int(r[5:])
-            out.append(sum(n.pages.get(size, 0) for n in cap.nodes if n.holds_cells))
-    return np.array(out, dtype=float)
+    """One host's capacity per vector entry: the fleet totals of ``planner.engine.resources.host_totals`` (both
+    CPU entries against the usable CPUs; pages of each size)."""
+    totals = host_totals(cap, cells_only=True)
+    return np.array([totals.get(_TOTAL_OF.get(r) or pages_key(int(r[5:])), 0) for r in resources], dtype=float)
 
 
 def _demand(problem: Problem, cls: GuestClass, cap: ModelCap, resources: list[str]) -> np.ndarray:

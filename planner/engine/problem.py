@@ -12,6 +12,9 @@ Counting rules (per host node), all in integers:
   host's reserved CPUs and ``T`` is the node's threads per core. Isolate takes only *full* cores (every thread in the
   node, none reserved), so that no reserved CPU (home of other guests' emulator threads) is a sibling of it.
 
+The resources and the rules over them (per node and per host) are declared once in ``planner.engine.resources``;
+the cell demands, node totals, shortfalls and option capacities here derive from those declarations.
+
 Every (iso, pairs, singles) that satisfies ``iso ≤ full_cores``, ``pairs + iso·⌊T/2⌋ ≤ pair_slots`` and
 ``pool ≥ 0`` can be realised with concrete CPU ids (isolate first, then pairs, then singles); ``planner.engine.pinning``
 does exactly that, so the pinned plan uses exactly what was counted.
@@ -23,12 +26,27 @@ import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Iterator, Mapping
 
+from planner.engine.resources import (
+    LOAD_SCALE,
+    NODE_RESOURCES,
+    CellContext,
+    add_amounts,
+    cell_amounts,
+    Shortfall,
+    host_amounts,
+    host_explain,
+    host_limit,
+    load_units,
+    memory_4k_room_kib,
+    node_explain,
+    node_fits as rules_fit,
+    node_limit,
+)
 from planner.model.scenario import Guest, HostModel, Policy, Scenario
 
-LOAD_SCALE = 1000  # loads are counted in thousandths of a CPU, rounded up (never optimistic)
+__all__ = ["LOAD_SCALE", "Shortfall", "load_units", "memory_4k_room_kib"]  # re-exported from resources
 MIB_KIB = 1024
 
 
@@ -47,6 +65,8 @@ class NodeCap:
     pages: Mapping[int, int]  # page size KiB -> pool pages
     holds_cells: bool
     free_4k_kib: int = 0  # free 4K memory (memory − reserved − pools): the most one cell takes, and dedicated 1:1
+    # the node rules' rows in linear form per policy and present resources (``resources.compiled_rows``)
+    compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def pool_cpus(self, iso: int, pairs: int, singles: int) -> int:
         return self.usable_cpus - self.threads_per_core * iso - 2 * pairs - singles
@@ -121,6 +141,11 @@ class CellDemand:
     pages: int = 0
     needs_pool: bool = False  # the guest's emulator floats on this node's shared pool
     memory_4k_dedicated_kib: int = 0  # the part of memory_4k_kib that counts 1:1 (cpu: dedicated guests)
+    # the non-zero amounts per resource (``resources.cell_amounts``), computed once: the fit test's input
+    amounts: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amounts", cell_amounts(self))
 
 
 @dataclass(frozen=True)
@@ -182,40 +207,17 @@ def node_orders(nodes: list[NodeCap], guest: Guest, cells: int) -> Iterator[tupl
                 yield order
 
 
-def load_units(vcpus: int, load: Fraction) -> int:
-    return math.ceil(vcpus * load * LOAD_SCALE)
-
-
 def cell_demands(guest: Guest, split: list[tuple[tuple[int, ...], int]], cap: ModelCap) -> tuple[CellDemand, ...]:
+    """Each cell's demand, resource by resource as ``planner.engine.resources.NODE_RESOURCES`` declares it."""
     out = []
     emulator_floats = guest.emulator == "shared" or (guest.emulator == "host" and not cap.has_reserved)
     for index, (vcpus, memory) in enumerate(split):
-        n = len(vcpus)
-        demand = dict(vcpus=vcpus, memory_kib=memory)
-        if guest.dedicated:
-            if guest.threads == "isolate":
-                demand["iso"] = n
-            elif guest.threads == "require":
-                demand["pairs"] = n // 2
-            else:
-                demand["singles"] = n
-            if index == 0 and guest.emulator == "isolate":
-                demand["singles"] = demand.get("singles", 0) + 1
-            if index == 0 and emulator_floats:
-                demand["needs_pool"] = True
-        else:
-            demand["shared_vcpus"] = n
-            demand["shared_load"] = load_units(n, guest.load)
-            if index == 0 and guest.emulator == "isolate":
-                demand["singles"] = 1
+        ctx = CellContext(guest, index, len(vcpus), memory, emulator_floats)
+        demand: dict = {r.name: r.demand(ctx) for r in NODE_RESOURCES}
+        demand["needs_pool"] = bool(demand["needs_pool"])
         if guest.hugepage_kib:
             demand["page_kib"] = guest.hugepage_kib
-            demand["pages"] = memory // guest.hugepage_kib
-        else:
-            demand["memory_4k_kib"] = memory
-            if guest.dedicated:
-                demand["memory_4k_dedicated_kib"] = memory
-        out.append(CellDemand(**demand))
+        out.append(CellDemand(vcpus=vcpus, memory_kib=memory, **demand))
     return tuple(out)
 
 
@@ -233,131 +235,47 @@ class NodeTotals:
     pages: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     needs_pool: bool = False
     memory_4k_dedicated_kib: int = 0
+    amounts: dict = field(default_factory=dict, repr=False, compare=False)  # the same, per variable (fit test)
 
     def add(self, cell: CellDemand, sign: int = 1) -> None:
-        self.iso += sign * cell.iso
-        self.pairs += sign * cell.pairs
-        self.singles += sign * cell.singles
-        self.shared_vcpus += sign * cell.shared_vcpus
-        self.shared_load += sign * cell.shared_load
-        self.memory_4k_kib += sign * cell.memory_4k_kib
-        self.memory_4k_dedicated_kib += sign * cell.memory_4k_dedicated_kib
-        if cell.page_kib:
-            self.pages[cell.page_kib] += sign * cell.pages
-        if sign > 0 and cell.needs_pool:
-            self.needs_pool = True
-
-
-@dataclass(frozen=True)
-class Shortfall:
-    """One resource a node lacks for a cell: what, how much is needed, how much is free."""
-
-    resource: str
-    needed: float
-    free: float
-    unit: str
-
-    @property
-    def missing(self) -> float:
-        return self.needed - self.free
+        """Add (sign −1: take away) a cell, resource by resource; a flag stays set once a cell set it."""
+        add_amounts(self.amounts, cell.amounts, sign)
+        for r in NODE_RESOURCES:
+            amount = r.value(cell)
+            if r.keyed_by:
+                key = getattr(cell, r.keyed_by)
+                if key:
+                    getattr(self, r.name)[key] += sign * amount
+            elif r.flag:
+                if sign > 0 and amount:
+                    setattr(self, r.name, True)
+            else:
+                setattr(self, r.name, getattr(self, r.name) + sign * amount)
 
 
 def node_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: Policy) -> list[Shortfall]:
     """What is missing on the node for ``cell`` on top of ``totals`` (empty list: it fits).
 
-    The same inequalities as the CP-SAT model's node constraints, evaluated on numbers."""
-    out: list[Shortfall] = []
-    iso = totals.iso + cell.iso
-    pairs = totals.pairs + cell.pairs
-    singles = totals.singles + cell.singles
-    if cell.iso and iso > cap.full_cores:
-        out.append(Shortfall("whole free cores (threads=isolate)", cell.iso, cap.full_cores - totals.iso, "cores"))
-    if cell.pairs and pairs + iso * cap.pairs_per_full_core > cap.pair_slots:
-        free = cap.pair_slots - totals.pairs - iso * cap.pairs_per_full_core
-        out.append(Shortfall("free sibling pairs (threads=require)", cell.pairs, free, "pairs"))
-    pool = cap.pool_cpus(iso, pairs, singles)
-    dedicated_cpus = cap.threads_per_core * cell.iso + 2 * cell.pairs + cell.singles
-    if pool < 0 and dedicated_cpus:
-        free = cap.pool_cpus(totals.iso, totals.pairs, totals.singles)
-        out.append(Shortfall("free CPUs for dedicated vCPUs", dedicated_cpus, free, "CPUs"))
-    pool = max(pool, 0)
-    shared = totals.shared_vcpus + cell.shared_vcpus
-    cap_ratio = policy.cpu_overcommit_max
-    ratio_num, ratio_den = cap_ratio.as_integer_ratio()  # exact integer comparisons, fast
-    if shared and shared * cap.threads_per_core * ratio_den > ratio_num * pool:
-        free = math.floor(cap_ratio * pool / cap.threads_per_core) - totals.shared_vcpus
-        out.append(Shortfall(f"shared vCPU slots ({cap_ratio}x cap)", cell.shared_vcpus, max(free, 0), "vCPUs"))
-    load = totals.shared_load + cell.shared_load
-    target_num, target_den = policy.cpu_load_target.as_integer_ratio()
-    if load and load * target_den > target_num * pool * LOAD_SCALE:
-        free = policy.cpu_load_target * pool - Fraction(totals.shared_load, LOAD_SCALE)
-        out.append(
-            Shortfall(
-                f"shared-pool CPU load headroom (target {float(policy.cpu_load_target):.0%})",
-                cell.shared_load / LOAD_SCALE,
-                max(float(free), 0.0),
-                "CPUs",
-            )
-        )
-    if (totals.needs_pool or cell.needs_pool) and pool < 1:
-        out.append(Shortfall("a shared-pool CPU for emulator threads", 1, pool, "CPUs"))
-    if cell.memory_4k_kib:
-        out.extend(memory_shortfalls(cap, totals, cell, policy.memory_overcommit))
-    if cell.page_kib:
-        pool_pages = cap.pages.get(cell.page_kib, 0)
-        if totals.pages.get(cell.page_kib, 0) + cell.pages > pool_pages:
-            free = pool_pages - totals.pages.get(cell.page_kib, 0)
-            out.append(Shortfall(f"{cell.page_kib}KiB hugepages", cell.pages, free, "pages"))
-    return out
+    The rows of the CP-SAT model's node rules (``planner.engine.resources.NODE_RULES``) evaluated on numbers, each
+    rule wording what fails."""
+    return node_explain(cap, totals, cell, policy)
 
 
-def memory_4k_room_kib(cap: NodeCap, totals: NodeTotals, dedicated: bool, overcommit: Fraction) -> int:
-    """4K memory a cell of a dedicated (1:1) or shared (overcommitted) guest may still take on the node.
-
-    Rule: dedicated 4K memory + shared 4K memory ÷ memory_overcommit ≤ free 4K memory, and no cell above the free
-    4K memory (overcommit is shared among guests, never inside one). In integers, with overcommit = a/b:
-    a·D + b·S ≤ a·free."""
-    a, b = overcommit.numerator, overcommit.denominator
-    dedicated_kib = totals.memory_4k_dedicated_kib
-    shared_kib = totals.memory_4k_kib - dedicated_kib
-    slack = a * (cap.free_4k_kib - dedicated_kib) - b * shared_kib  # in units of 1/a KiB of physical memory
-    room = slack // a if dedicated else slack // b
-    return min(room, cap.free_4k_kib)
-
-
-def memory_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, overcommit: Fraction) -> list[Shortfall]:
-    """The two 4K memory rules for one more cell on the node (empty: it fits)."""
-    if cell.memory_4k_kib > cap.free_4k_kib:
-        note = "" if overcommit == 1 else "; memory_overcommit never applies inside one guest"
-        return [Shortfall(f"4K memory for one cell (at most the node's free 4K memory{note})",
-                          cell.memory_4k_kib, cap.free_4k_kib, "KiB")]
-    dedicated = bool(cell.memory_4k_dedicated_kib)
-    room = memory_4k_room_kib(cap, totals, dedicated, overcommit)
-    if cell.memory_4k_kib > room:
-        name = "4K memory" if overcommit == 1 or not dedicated else "4K memory (cpu: dedicated counts 1:1, no overcommit)"
-        return [Shortfall(name, cell.memory_4k_kib, room, "KiB")]
-    return []
+def node_fits(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: Policy) -> bool:
+    """True when ``cell`` fits on top of ``totals`` (no node rule's row fails): ``not node_shortfalls(...)``."""
+    return rules_fit(cap, totals, cell, policy)
 
 
 def option_capacity(cap: ModelCap, option: "Option", policy: Policy) -> int:
-    """How many guests could take this option on an empty host, resource by resource (an upper bound)."""
-    best = cap.vcpu_cap // max(sum(len(c.vcpus) for c in option.cells), 1)
+    """How many guests could take this option on an empty host, rule by rule (an upper bound): the most k for
+    which every node rule's rows hold with k × each cell on its node, and the host rules with k × the vCPUs."""
+    vcpus = max(sum(len(c.vcpus) for c in option.cells), 1)
+    limits = [k for k in [host_limit(cap, vcpus, policy)] if k is not None]
     for node_id, cell in zip(option.nodes, option.cells):
-        node = cap.node(node_id)
-        cpus = node.threads_per_core * cell.iso + 2 * cell.pairs + cell.singles
-        limits = [node.usable_cpus // cpus] if cpus else []
-        if cell.shared_vcpus:
-            limits.append(math.floor(policy.cpu_overcommit_max * node.usable_cpus / node.threads_per_core) // cell.shared_vcpus)
-        if cell.shared_load:
-            limits.append(math.floor(policy.cpu_load_target * node.usable_cpus * LOAD_SCALE) // cell.shared_load)
-        if cell.memory_4k_kib:
-            room = node.free_4k_kib if cell.memory_4k_dedicated_kib else node.memory_4k_kib
-            limits.append(room // cell.memory_4k_kib)
-        if cell.page_kib:
-            limits.append(node.pages.get(cell.page_kib, 0) // max(cell.pages, 1))
-        if limits:
-            best = min(best, *limits)
-    return max(best, 0)
+        k = node_limit(cap.node(node_id), cell, policy)
+        if k is not None:
+            limits.append(k)
+    return max(min(limits, default=0), 0)
 
 
 # ----------------------------------------------------------------------------------------------- classes
@@ -376,27 +294,28 @@ class GuestClass:
         return len(self.members)
 
 
+def guest_shape(guest: Guest, priority: bool = False) -> tuple:
+    """What makes guests alike for packing: every field their demands and options come from, and the tenant (a host
+    or node closed to one tenant may be open to another). ``priority``: the priority too (the decomposition's
+    shapes, weighed by it in the master LP). The one shape key of greedy, heuristics, decompose and evacuate."""
+    g = guest
+    key = (g.vcpus, g.memory_kib, g.cpu, g.threads, g.load, g.hugepage_kib, g.numa, g.emulator, g.numa_cells,
+           g.tenant_name)
+    return (*key, g.priority) if priority else key
+
+
+def shape_key(cls: GuestClass, priority: bool = False) -> tuple:
+    """``guest_shape`` of a class's guests."""
+    return guest_shape(cls.guest, priority)
+
+
 def _signature(guest: Guest) -> tuple:
-    return (
-        guest.vcpus,
-        guest.memory_kib,
-        guest.cpu,
-        guest.threads,
-        guest.load,
-        guest.hugepage_kib,
-        guest.numa,
-        guest.emulator,
-        guest.priority,
-        guest.anti_affinity,
-        guest.host,
-        guest.numa_cells,
-        guest.anti_affinity_scope,
-        guest.tenant_name,
-    )
+    """Guests of one class: the same shape and priority, and the same placement rules (tags, fixed host)."""
+    return (*guest_shape(guest, priority=True), guest.anti_affinity, guest.host, guest.anti_affinity_scope)
 
 
 def _cell_fits_empty(cap: NodeCap, cell: CellDemand, policy: Policy) -> bool:
-    return cap.holds_cells and not node_shortfalls(cap, NodeTotals(), cell, policy)
+    return cap.holds_cells and node_fits(cap, NodeTotals(), cell, policy)
 
 
 def guest_options(guest: Guest, cap: ModelCap, policy: Policy) -> tuple[Option, ...]:
@@ -493,6 +412,7 @@ class FleetState:
         self.host_tenants: dict[str, set[str]] = defaultdict(set)  # tenants with a guest on the host
         self.node_tenants: dict[tuple[str, int], set[str]] = defaultdict(set)  # tenants with a cell on the node
         self.assignment: Assignment = defaultdict(int)
+        self.host_amounts: dict[int, tuple[Guest, dict[str, int]]] = {}  # id(guest) -> its host-scope amounts
 
     @classmethod
     def from_assignment(cls, problem: Problem, assignment: Assignment) -> "FleetState":
@@ -521,6 +441,17 @@ class FleetState:
                         f"this guest is tenant {show_tenant(tenant)})", 1, 0, "nodes")))
         return out
 
+    def option_fits(self, cls: GuestClass, host: str, option: Option) -> bool:
+        """``not option_shortfalls(...)``, without wording the shortfalls (the fit test of greedy and patterns)."""
+        cap, policy = self.problem.cap_of(host), self.problem.policy
+        nodes = self.nodes[host]
+        if not all(rules_fit(cap.node(n), nodes[n], cell, policy) for n, cell in zip(option.nodes, option.cells)):
+            return False
+        if isolation_scope(policy) == "node":
+            tenant = cls.guest.tenant_name
+            return not any(self.node_tenants[(host, n)] - {tenant} for n in option.nodes)
+        return True
+
     def host_blocker(self, cls: GuestClass, host: str) -> str | None:
         """A host-wide reason the class cannot go to ``host`` now (anti-affinity, overcommit cap), else None."""
         guest = cls.guest
@@ -532,14 +463,12 @@ class FleetState:
             if others:
                 return (f"tenant isolation (host): {host} serves tenant {show_tenant(sorted(others)[0])}, "
                         f"{guest.name} is tenant {show_tenant(guest.tenant_name)}")
-        cap = self.problem.cap_of(host)
-        if self.host_vcpus[host] + guest.vcpus > cap.vcpu_cap:
-            free = cap.vcpu_cap - self.host_vcpus[host]
-            return (
-                f"{host} has room for {free} more vCPUs under the {self.problem.policy.cpu_overcommit_max}x cap "
-                f"({cap.host_cores} cores), needs {guest.vcpus}"
-            )
-        return None
+        entry = self.host_amounts.get(id(guest))
+        if entry is None or entry[0] is not guest:  # the entry keeps its guest alive: its id is not reused
+            entry = self.host_amounts[id(guest)] = (guest, host_amounts(guest))
+        amounts = entry[1]
+        return host_explain(host, self.problem.cap_of(host), {"vcpus": self.host_vcpus[host]}, amounts,
+                            self.problem.policy)
 
     def tag_clash(self, guest: Guest, host: str) -> str | None:
         """Why an anti-affinity tag keeps ``guest`` off ``host`` (its scope: host, rack or zone), else None."""
@@ -555,7 +484,7 @@ class FleetState:
         return f"anti-affinity tag '{sorted(clash)[0]}' already in {domain} (of {host})" if clash else None
 
     def fits(self, cls: GuestClass, host: str, option: Option) -> bool:
-        return self.host_blocker(cls, host) is None and not self.option_shortfalls(cls, host, option)
+        return self.host_blocker(cls, host) is None and self.option_fits(cls, host, option)
 
     def place(self, cls: GuestClass, host: str, option_index: int) -> None:
         option = self.problem.classes[cls.index].options[self.problem.host_model[host]][option_index]
