@@ -25,11 +25,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Mapping
 
-from planner.engine.resources import (
+from planner.engine.resources import (  # noqa: F401 - CellDemand, NodeCap, NodeTotals: re-exported
     LOAD_SCALE,
+    CellDemand,
+    NodeCap,
+    NodeTotals,
     NODE_RESOURCES,
     CellContext,
     add_amounts,
@@ -51,27 +54,6 @@ MIB_KIB = 1024
 
 
 # ----------------------------------------------------------------------------------------------- capacities
-@dataclass(frozen=True)
-class NodeCap:
-    """What one host node offers to guest cells, in the counting rules above."""
-
-    node_id: int
-    usable_cpus: int  # node CPUs − reserved
-    full_cores: int  # sibling groups wholly in the node with no reserved CPU
-    threads_per_core: int  # T: the largest sibling group touching the node
-    pair_slots: int  # Σ over cores of ⌊free threads / 2⌋
-    pairs_per_full_core: int  # ⌊T / 2⌋
-    memory_4k_kib: int  # ⌊free 4K memory × memory_overcommit⌋: what shared guests' cells may take in all
-    pages: Mapping[int, int]  # page size KiB -> pool pages
-    holds_cells: bool
-    free_4k_kib: int = 0  # free 4K memory (memory − reserved − pools): the most one cell takes, and dedicated 1:1
-    # the node rules' rows in linear form per policy and present resources (``resources.compiled_rows``)
-    compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def pool_cpus(self, iso: int, pairs: int, singles: int) -> int:
-        return self.usable_cpus - self.threads_per_core * iso - 2 * pairs - singles
-
-
 @dataclass(frozen=True)
 class ModelCap:
     """A host model's capacity: its nodes plus the host-wide overcommit cap."""
@@ -125,29 +107,6 @@ def model_capacity(model: HostModel, policy: Policy) -> ModelCap:
 
 
 # ----------------------------------------------------------------------------------------------- demands
-@dataclass(frozen=True)
-class CellDemand:
-    """What one guest cell takes from the node it lands on."""
-
-    vcpus: tuple[int, ...]  # guest vCPU ids of the cell
-    memory_kib: int
-    iso: int = 0
-    pairs: int = 0
-    singles: int = 0
-    shared_vcpus: int = 0
-    shared_load: int = 0  # Σ vCPU × load, in LOAD_SCALE units, rounded up
-    memory_4k_kib: int = 0
-    page_kib: int | None = None
-    pages: int = 0
-    needs_pool: bool = False  # the guest's emulator floats on this node's shared pool
-    memory_4k_dedicated_kib: int = 0  # the part of memory_4k_kib that counts 1:1 (cpu: dedicated guests)
-    # the non-zero amounts per resource (``resources.cell_amounts``), computed once: the fit test's input
-    amounts: tuple = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "amounts", cell_amounts(self))
-
-
 @dataclass(frozen=True)
 class Option:
     """One way to put a guest on a host model: the host node of each cell, in cell order."""
@@ -222,37 +181,6 @@ def cell_demands(guest: Guest, split: list[tuple[tuple[int, ...], int]], cap: Mo
 
 
 # ----------------------------------------------------------------------------------------------- node totals
-@dataclass
-class NodeTotals:
-    """Running totals of the cells on one node (used by the greedy planner and the explanations)."""
-
-    iso: int = 0
-    pairs: int = 0
-    singles: int = 0
-    shared_vcpus: int = 0
-    shared_load: int = 0
-    memory_4k_kib: int = 0
-    pages: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    needs_pool: bool = False
-    memory_4k_dedicated_kib: int = 0
-    amounts: dict = field(default_factory=dict, repr=False, compare=False)  # the same, per variable (fit test)
-
-    def add(self, cell: CellDemand, sign: int = 1) -> None:
-        """Add (sign −1: take away) a cell, resource by resource; a flag stays set once a cell set it."""
-        add_amounts(self.amounts, cell.amounts, sign)
-        for r in NODE_RESOURCES:
-            amount = r.value(cell)
-            if r.keyed_by:
-                key = getattr(cell, r.keyed_by)
-                if key:
-                    getattr(self, r.name)[key] += sign * amount
-            elif r.flag:
-                if sign > 0 and amount:
-                    setattr(self, r.name, True)
-            else:
-                setattr(self, r.name, getattr(self, r.name) + sign * amount)
-
-
 def node_shortfalls(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: Policy) -> list[Shortfall]:
     """What is missing on the node for ``cell`` on top of ``totals`` (empty list: it fits).
 

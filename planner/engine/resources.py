@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from planner.model.scenario import Guest, Policy
 
-if TYPE_CHECKING:  # pragma: no cover - annotations only (problem.py imports this module)
-    from planner.engine.problem import CellDemand, NodeCap, NodeTotals
 
 LOAD_SCALE = 1000  # loads are counted in thousandths of a CPU, rounded up (never optimistic)
 GIB_KIB = 1024**2
@@ -45,6 +44,86 @@ GIB_KIB = 1024**2
 
 def load_units(vcpus: int, load: Fraction) -> int:
     return math.ceil(vcpus * load * LOAD_SCALE)
+
+
+# ----------------------------------------------------------------------------------------------- counted data
+# What a host node offers (``NodeCap``), what a guest cell takes (``CellDemand``) and what a node holds
+# (``NodeTotals``): one field per declared resource below.
+
+
+@dataclass(frozen=True)
+class NodeCap:
+    """What one host node offers to guest cells, in the counting rules above."""
+
+    node_id: int
+    usable_cpus: int  # node CPUs − reserved
+    full_cores: int  # sibling groups wholly in the node with no reserved CPU
+    threads_per_core: int  # T: the largest sibling group touching the node
+    pair_slots: int  # Σ over cores of ⌊free threads / 2⌋
+    pairs_per_full_core: int  # ⌊T / 2⌋
+    memory_4k_kib: int  # ⌊free 4K memory × memory_overcommit⌋: what shared guests' cells may take in all
+    pages: Mapping[int, int]  # page size KiB -> pool pages
+    holds_cells: bool
+    free_4k_kib: int = 0  # free 4K memory (memory − reserved − pools): the most one cell takes, and dedicated 1:1
+    # the node rules' rows in linear form per policy and present resources (``resources.compiled_rows``)
+    compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def pool_cpus(self, iso: int, pairs: int, singles: int) -> int:
+        return self.usable_cpus - self.threads_per_core * iso - 2 * pairs - singles
+
+
+@dataclass(frozen=True)
+class CellDemand:
+    """What one guest cell takes from the node it lands on."""
+
+    vcpus: tuple[int, ...]  # guest vCPU ids of the cell
+    memory_kib: int
+    iso: int = 0
+    pairs: int = 0
+    singles: int = 0
+    shared_vcpus: int = 0
+    shared_load: int = 0  # Σ vCPU × load, in LOAD_SCALE units, rounded up
+    memory_4k_kib: int = 0
+    page_kib: int | None = None
+    pages: int = 0
+    needs_pool: bool = False  # the guest's emulator floats on this node's shared pool
+    memory_4k_dedicated_kib: int = 0  # the part of memory_4k_kib that counts 1:1 (cpu: dedicated guests)
+    # the non-zero amounts per resource (``resources.cell_amounts``), computed once: the fit test's input
+    amounts: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amounts", cell_amounts(self))
+
+
+@dataclass
+class NodeTotals:
+    """Running totals of the cells on one node (used by the greedy planner and the explanations)."""
+
+    iso: int = 0
+    pairs: int = 0
+    singles: int = 0
+    shared_vcpus: int = 0
+    shared_load: int = 0
+    memory_4k_kib: int = 0
+    pages: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    needs_pool: bool = False
+    memory_4k_dedicated_kib: int = 0
+    amounts: dict = field(default_factory=dict, repr=False, compare=False)  # the same, per variable (fit test)
+
+    def add(self, cell: CellDemand, sign: int = 1) -> None:
+        """Add (sign −1: take away) a cell, resource by resource; a flag stays set once a cell set it."""
+        add_amounts(self.amounts, cell.amounts, sign)
+        for r in NODE_RESOURCES:
+            amount = r.value(cell)
+            if r.keyed_by:
+                key = getattr(cell, r.keyed_by)
+                if key:
+                    getattr(self, r.name)[key] += sign * amount
+            elif r.flag:
+                if sign > 0 and amount:
+                    setattr(self, r.name, True)
+            else:
+                setattr(self, r.name, getattr(self, r.name) + sign * amount)
 
 
 # ----------------------------------------------------------------------------------------------- resources
