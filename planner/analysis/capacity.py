@@ -39,6 +39,7 @@ from planner.engine.resources import PAGES_PREFIX, TOTALS, guest_totals, host_to
 from planner.model.scenario import HostModel, Scenario
 from planner.model.units import format_page
 from planner.analysis.variants import _resolve_model, scale_demand, set_policy, with_hosts
+from planner.model.errors import VplanError
 
 GROWTH_COLUMNS: dict[str, str] = {
     "factor": "demand factor (1.0 = the scenario as it is)",
@@ -57,7 +58,7 @@ GROWTH_COLUMNS: dict[str, str] = {
 }
 
 
-class CannotFit(ValueError):
+class CannotFit(VplanError, ValueError):
     """Some guest cannot be placed on even an empty host of the model: no number of hosts is enough."""
 
 

@@ -28,9 +28,10 @@ from planner.engine.pinning import pin_host
 from planner.model.plan import Evacuation, GuestPlacement, Plan
 from planner.engine.problem import FleetState, GuestClass, Problem, compile_problem
 from planner.model.scenario import Scenario
+from planner.model.errors import VplanError
 
 
-class EvacuateError(ValueError):
+class EvacuateError(VplanError, ValueError):
     """A failure that names no host or rack of the plan (the CLI prints it, exit 2)."""
 
 

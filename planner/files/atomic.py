@@ -38,6 +38,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from planner.model.errors import VplanError
+
 __all__ = ["MANIFEST", "MARKERS", "OutputError", "Written", "write_directory_atomically", "write_file_atomically",
            "check_output_dir", "check_output_file", "unique_aside"]
 
@@ -49,7 +51,7 @@ _MARKER_BYTES = 4096
 PLACEMENTS_CSV_HEAD = "guest,host,"  # the placements CSV beside a report (REPORT.placements.csv) starts so
 
 
-class OutputError(Exception):
+class OutputError(VplanError):
     """An output path vplan refuses to write: one line per problem, each naming the path."""
 
     def __init__(self, problems):

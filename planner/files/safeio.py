@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 import stat
 
+from planner.model.errors import VplanError
+
 __all__ = ["InputFileError", "MAX_INPUT_BYTES", "read_input_bytes", "read_input_text", "check_regular"]
 
 #: The largest input file read (a scenario, an included model, a capture, a domain XML, a mapping file).
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
-class InputFileError(ValueError):
+class InputFileError(VplanError, ValueError):
     """A file that cannot be read as input; ``str()`` says why (without the file name)."""
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from planner.model.errors import VplanError
 from planner.model.units import format_cpulist, format_page
 
 #: How a hint is worded: for the command line (``--memory 0=64GiB``) or for a scenario (``memory: {0: 64GiB}``).
 Style = Literal["cli", "yaml"]
 
 
-class CaptureError(ValueError):
+class CaptureError(VplanError, ValueError):
     """A capture that cannot be imported. ``str()`` names the file and what is wrong or what to add; ``key`` names
     the override the problem is about (``memory``, ``hugepages``, ``reserved``, ``threads_per_core``, ``arch``,
     ``lscpu``) or is None for the capture itself."""

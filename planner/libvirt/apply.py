@@ -51,6 +51,7 @@ from planner.libvirt.elements import (
 )
 from planner.libvirt.xmltext import serialize
 from planner.model.units import scaled_kib
+from planner.model.errors import VplanError
 
 __all__ = ["ApplyError", "ApplyResult", "apply_plan", "merge_domain", "owned_stripped", "OWNED"]
 
@@ -60,7 +61,7 @@ __all__ = ["ApplyError", "ApplyResult", "apply_plan", "merge_domain", "owned_str
 OWNED: dict[str, tuple[str, ...]] = {path: tuple(p.TAG for p in parts) for path, parts in owned_children().items()}
 
 
-class ApplyError(Exception):
+class ApplyError(VplanError):
     """A plan that cannot be applied: one line per problem (each naming the guest or file)."""
 
     def __init__(self, problems):

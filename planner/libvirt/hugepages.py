@@ -35,6 +35,7 @@ from pathlib import Path
 
 from planner.files.planfile import PlanFileError, plan_json_path, read_plan_document
 from planner.model.units import format_page, parse_page_kib
+from planner.model.errors import VplanError
 
 __all__ = ["HugepageError", "HostPages", "PagePlan", "read_plan_pages", "GIGANTIC_KIB"]
 
@@ -42,7 +43,7 @@ GIGANTIC_KIB = 1024 * 1024  # 1 GiB: pages this size and larger are reserved at 
 LIBVIRT_RESTART = "systemctl restart libvirtd (or virtqemud, with the modular daemons)"
 
 
-class HugepageError(Exception):
+class HugepageError(VplanError):
     """A plan directory that cannot be read."""
 
 

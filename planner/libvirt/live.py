@@ -32,13 +32,14 @@ from lxml import etree
 
 from planner.libvirt.elements import Cputune, Memory, MemoryBacking, Numa, Numatune, Vcpu, read_part
 from planner.model.units import format_cpulist
+from planner.model.errors import VplanError
 
 __all__ = ["LiveError", "LiveStep", "Restart", "LivePlan", "live_changes", "plan_files"]
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 
 
-class LiveError(Exception):
+class LiveError(VplanError):
     """Input that cannot be used: one line per problem, each naming the file."""
 
     def __init__(self, problems):

@@ -75,6 +75,7 @@ from planner.libvirt.elements import (
     Vcpu,
     read_part,
 )
+from planner.model.errors import VplanError
 from planner.model.plan import CellPlacement, GuestPlacement, Plan
 from planner.model.scenario import EmulatorPolicy, Guest, HostModel, MemoryMode, Scenario
 from planner.model.units import (
@@ -95,7 +96,7 @@ AUDIT_RULES = ("numatune", "pagesize", "distances", "pins")
 DEFAULT_HUGEPAGE_KIB = {"x86_64": 2048, "aarch64": 2048, "ppc64le": 16384, "s390x": 1024}
 
 
-class AuditInputError(Exception):
+class AuditInputError(VplanError):
     """Input that cannot be audited (unreadable XML, unknown host, a guest twice, ...): one line per problem."""
 
     def __init__(self, problems: Iterable[str]):

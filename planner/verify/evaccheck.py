@@ -11,12 +11,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from planner.model.errors import VplanError
 from planner.model.plan import CellPlacement, Evacuation, GuestPlacement, Plan
 from planner.model.units import parse_cpulist
 from planner.verify.check import Violation, check_evacuations
 
 
-class EvacuationFileError(ValueError):
+class EvacuationFileError(VplanError, ValueError):
     """An ``evacuations`` entry of plan.json that cannot be read; the message names the file and the key."""
 
 
