@@ -63,6 +63,8 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from planner.files.safeio import InputFileError, read_input_text
+from planner.io import schema
+from planner.io.schema import ARCHES
 from planner.io.values import (  # noqa: F401  (value parsers shared with planner.io.schema)
     MAX_CPU_ID,
     MAX_PATTERN_NAMES,
@@ -86,43 +88,44 @@ from planner.io.values import (  # noqa: F401  (value parsers shared with planne
     _tags,
     _xml_token,
 )
-from planner.model.scenario import (DomainSettings, DomainTemplate, Guest, GuestCell, Host, HostModel, Node, Policy,
-                              Scenario)
+from planner.model.scenario import (
+    DomainSettings,
+    DomainTemplate,
+    Guest,
+    GuestCell,
+    Host,
+    HostModel,
+    Node,
+    Policy,
+    Scenario,
+)
 from planner.model.units import (
     MAX_NODE_ID,
-    NAME_RE,
-    expand_name,
     format_cpulist,
     format_memory,
     format_page,
-    parse_cpulist,
-    parse_duration_s,
-    parse_memory_kib,
     parse_page_kib,
-    to_fraction,
 )
 
 __all__ = ["ScenarioError", "load_scenario", "load_scenario_text"]
 
-ARCHES = ("x86_64", "aarch64", "ppc64le", "s390x")
 MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
-TOP_KEYS = ("version", "name", "policy", "domain", "host_models", "hosts", "guests")
-POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit", "stall", "survive",
-               "anti_affinity_scope", "tenant_isolation", "page_sharing")
-MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
-              "numactl", "sysfs", "hugepages", "memory", "lscpu")
+# The keys of each mapping are declared once, by the pydantic models of planner.io.schema.
+TOP_KEYS = schema.keys(schema.ScenarioSpec)
+POLICY_KEYS = schema.keys(schema.PolicySpec)
+MODEL_KEYS = schema.keys(schema.HostModelSpec)
 CAPTURE_KEYS = ("capabilities", "numactl", "sysfs")  # a host capture in place of nodes/distances/cores
 CAPTURE_ONLY_KEYS = ("hugepages", "memory", "lscpu")  # overrides that only make sense with a capture
 FROM_CAPTURE_KEYS = ("nodes", "distances", "cores")  # what a capture gives (not allowed beside one)
-NODE_KEYS = ("id", "cpus", "memory", "hugepages")
-RESERVED_KEYS = ("cpus", "memory")
-HOST_KEYS = ("name", "model", "rack", "zone")
-GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
-              "emulator", "anti_affinity", "priority", "host", "domain", "anti_affinity_scope", "tenant", "page_sharing")
-DOMAIN_KEYS = ("type", "cpu_mode", "cpu_model", "machine", "template")
-DOMAIN_TYPES = ("kvm", "qemu")
-DOMAIN_CPU_MODES = ("host-passthrough", "host-model", "maximum", "custom")
+NODE_KEYS = schema.keys(schema.NodeSpec)
+RESERVED_KEYS = schema.keys(schema.ReservedSpec)
+HOST_KEYS = schema.keys(schema.HostSpec)
+GUEST_KEYS = schema.keys(schema.GuestSpec)
+DOMAIN_KEYS = schema.keys(schema.DomainSpec)
+CELL_KEYS = schema.keys(schema.CellSpec)
+DOMAIN_TYPES = schema.DOMAIN_TYPES
+DOMAIN_CPU_MODES = schema.DOMAIN_CPU_MODES
 MAX_TEMPLATE_BYTES = 1 << 20  # a domain XML is a few KiB; anything beyond 1 MiB is not one
 
 
@@ -256,6 +259,23 @@ def _label(item: object) -> str | None:
     return None
 
 
+
+
+def _at(where: _Where, loc: tuple) -> _Where:
+    """The place of an error location of ``schema.check_mapping`` (the keys of a mapping) below ``where``."""
+    for part in loc:
+        where = where.key(part)
+    return where
+
+
+def _checked(model: type, raw: object, where: _Where, problems: _Problems, *, required: tuple[str, ...] | None = None,
+             context: dict | None = None, order: tuple[str, ...] | None = None) -> schema.CheckResult:
+    """Validate a mapping with a model of ``planner.io.schema`` (unknown keys, missing keys, values) and add its
+    problems at their key paths below ``where``."""
+    result = schema.check_mapping(model, raw, required=required, context=context, order=order)
+    for loc, message in result.problems:
+        problems.add(_at(where, loc), message)
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -529,14 +549,10 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
         return None
     if isinstance(data, (dict, str)) and _foreign(data, TOP_KEYS, top, "a scenario", problems):
         return None
-    raw = _mapping(problems, top, data, TOP_KEYS, ("version", "name"), "version: 1, name: ...")
-    if raw is None:
+    checked = _checked(schema.ScenarioSpec, data, top, problems)
+    if not checked.mapping:
         return None
-    if "version" in raw:
-        version = raw["version"]
-        if isinstance(version, bool) or version != 1 or not isinstance(version, int):
-            problems.add(top.key("version"), f"{_show(version)} is not supported (only version: 1)")
-    name = _check(problems, top.key("name"), _name, raw["name"]) if "name" in raw else INVALID
+    raw, name = data, checked.values.get("name", INVALID)
     policy = _policy(raw.get("policy", {}), top.key("policy"), problems)
     models, declared = _host_models(raw.get("host_models", {}), top.key("host_models"), base_dir, problems)
     hosts = _hosts(raw.get("hosts", []), top.key("hosts"), models, declared, problems)
@@ -561,39 +577,20 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
 
 
 def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
-    """The policy mapping; a wrong value is reported and its default used (so later checks can go on).
+    """The policy mapping (``schema.PolicySpec``); a wrong value is reported and its default used (so later checks
+    can go on).
 
     ``time_limit`` and ``stall`` are durations (``60s``, ``2m``, a number of seconds): the solver's budget, and how
     long it goes on without improving before it stops (default 10 s), e.g. ``FILE: policy.stall: '-1': ...``."""
+    order = tuple(key for key in POLICY_KEYS if key != "survive") + ("survive",)  # survive is judged last
+    result = _checked(schema.PolicySpec, raw, where, problems, order=order)
     values: dict[str, Any] = {}
-    if _mapping(problems, where, raw, POLICY_KEYS, example="{cpu_overcommit_max: 4}") is None:
-        return Policy()
-    checks: dict[str, tuple[str, Callable[[object], Any]]] = {
-        "cpu_overcommit_max": ("cpu_overcommit_max",
-                               lambda v: _ranged(v, 1, 8, text="1 <= x <= 8")),
-        "cpu_load_target": ("cpu_load_target",
-                            lambda v: _ranged(v, 0, 1, low_open=True, text="0 < x <= 1")),
-        "memory_overcommit": ("memory_overcommit",
-                              lambda v: _ranged(v, 1, None, text=">= 1.0")),
-        "objective": ("objective", lambda v: _choice(v, ("pack", "spread"))),
-        "time_limit": ("time_limit_s", _duration),
-        "stall": ("stall_s", _duration),
-        "anti_affinity_scope": ("anti_affinity_scope", lambda v: _choice(v, SCOPES)),
-        "tenant_isolation": ("tenant_isolation", lambda v: _choice(v, ("none", "core", "node", "host"))),
-        "page_sharing": ("page_sharing", _bool),
-    }
-    for key, (attr, parse) in checks.items():
-        if key in raw:
-            value = _check(problems, where.key(key), parse, raw[key])
-            if value is not INVALID:
-                values[attr] = value
-    if "survive" in raw:
-        survive = _check(problems, where.key("survive"), _survive, raw["survive"])
-        if survive is not INVALID:
-            values["survive_" + survive[0]] = survive[1]
+    for key, value in result.values.items():
+        if key == "survive":
+            values["survive_" + value[0]] = value[1]
+        else:
+            values[schema.POLICY_ATTRS.get(key, key)] = value
     return Policy(**values)
-
-
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -660,7 +657,7 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
         return model if problems.count() == before else None
     for key in CAPTURE_ONLY_KEYS:
         if key in spec:
-            problems.add(where.key(key), f"only with a capture (capabilities:, numactl: or sysfs:); "
+            problems.add(where.key(key), "only with a capture (capabilities:, numactl: or sysfs:); "
                                          + ("give hugepages per node in nodes[]" if key == "hugepages" else
                                             "give memory per node in nodes[]" if key == "memory" else
                                             "lscpu: gives the siblings of a numactl: capture"))
@@ -1015,34 +1012,25 @@ def _free_memory(nodes: list[Node], reserved_kib: int, where: _Where, problems: 
 
 def _hosts(raw: object, where: _Where, models: dict[str, HostModel], declared: set[str],
            problems: _Problems) -> _Hosts:
+    """The hosts list: each item a ``schema.HostSpec`` (its model one of the declared host models)."""
     result = _Hosts()
+    context = {"declared": declared}
     for index, item in enumerate(_list(problems, where, raw, "[{name: 'kvm[01-08]', model: r650}]")):
         at = where.item(index, _label(item))
-        spec = _mapping(problems, at, item, HOST_KEYS, ("name", "model"), "{name: kvm01, model: r650}")
-        if spec is None:
+        checked = _checked(schema.HostSpec, item, at, problems, context=context)
+        if not checked.mapping:
             result.unresolved = True
             continue
-        names = _check(problems, at.key("name"), _pattern, spec["name"]) if "name" in spec else INVALID
-        model = spec.get("model", INVALID)
-        if model is not INVALID and (not isinstance(model, str) or model not in declared):
-            known = ", ".join(sorted(declared)) or "none declared"
-            problems.add(at.key("model"), f"unknown host model {_show(model)} (known: {known})")
-            model = INVALID
+        values = checked.values
+        names, model = values.get("name", INVALID), values.get("model", INVALID)
         if INVALID in (names, model) or model not in models:
             result.unresolved = True
         if names is INVALID:
             continue
         result.names.extend((name, at) for name in names)
-        labels = {}
-        for key in ("rack", "zone"):
-            if key in spec:
-                label = spec[key]
-                if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
-                    problems.add(at.key(key), f"{_show(label)} is not a {key} label (expected a name, e.g. r1)")
-                else:
-                    labels[key] = str(label)
         if model is INVALID:
             continue
+        labels = {key: values[key] for key in ("rack", "zone") if key in values}
         for name in names:
             result.hosts.append(Host(name=name, model=model, **labels))
     return result
@@ -1055,10 +1043,11 @@ def _hosts(raw: object, where: _Where, models: dict[str, HostModel], declared: s
 @dataclass
 class _GuestContext:
     policy: Policy
-    page_sizes: set[int]  # page sizes some host model lists in a node's pools
-    pages_known: bool  # False when some host model could not be read (then do not judge page sizes)
     host_names: set[str]
     domain: DomainSettings = DomainSettings()  # the scenario's domain: settings (a guest's own override them)
+    # for schema.GuestSpec's hugepages check: page_sizes (some host model lists them in a node's pools) and
+    # pages_known (False when some host model could not be read: then page sizes are not judged)
+    pages: dict[str, Any] = field(default_factory=dict)
     templates: "_Templates | None" = None
     valid: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # guest keys (no name) -> valid values
 
@@ -1069,10 +1058,10 @@ def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostMo
     """Guests without problems, each with its item; and every guest name (for the uniqueness check)."""
     context = _GuestContext(
         policy=policy,
-        page_sizes={size for model in models.values() for node in model.nodes for size in node.hugepages},
-        pages_known=set(models) == declared,
         host_names={h.name for h in hosts.hosts},
         domain=domain,
+        pages={"page_sizes": {size for model in models.values() for node in model.nodes for size in node.hugepages},
+               "pages_known": set(models) == declared},
         templates=templates,
     )
     guests: list[tuple[Guest, _Where]] = []
@@ -1087,17 +1076,20 @@ def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostMo
 
 def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems
            ) -> tuple[list[str], list[Guest]]:
-    """One guest item (a name or a pattern) → its names, and its guests ([] if it has a problem)."""
-    totals = () if isinstance(raw, dict) and isinstance(raw.get("numa"), list) else ("vcpus", "memory")  # cells sum
-    spec = _mapping(problems, at, raw, GUEST_KEYS, ("name",) + totals, "{name: web01, vcpus: 2, memory: 4GiB}")
-    if spec is None:
-        return [], []
-    before = problems.count()
-    names = _check(problems, at.key("name"), _pattern, spec["name"]) if "name" in spec else INVALID
-    key = _spec_key(spec)
+    """One guest item (a name or a pattern, ``schema.GuestSpec``) → its names, and its guests ([] if it has a
+    problem). An item with the same keys (other than the name) as one already judged valid is not judged again."""
+    key = _spec_key(raw) if isinstance(raw, dict) and "name" in raw and set(raw) <= set(GUEST_KEYS) else None
     if key is not None and key in context.valid:  # the same keys as a guest already judged valid
+        names = _check(problems, at.key("name"), _pattern, raw["name"])
         return ([], []) if names is INVALID else (names, [Guest(name=name, **context.valid[key]) for name in names])
-    values = _guest_values(spec, at, context, problems)
+    totals = () if isinstance(raw, dict) and isinstance(raw.get("numa"), list) else ("vcpus", "memory")  # cells sum
+    checked = _checked(schema.GuestSpec, raw, at, problems, required=("name",) + totals, context=context.pages)
+    if not checked.mapping:
+        return [], []
+    before = problems.count() - checked.value_problems  # unknown or missing keys do not stop the guest's checks
+    spec = raw
+    names = checked.values.get("name", INVALID)
+    values = _guest_values(spec, checked, at, problems)
     values["domain"] = context.domain
     if "domain" in spec:
         templates = context.templates if context.templates is not None else _Templates("")
@@ -1130,28 +1122,13 @@ def _spec_key(spec: dict) -> tuple | None:
         return None
 
 
-def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Problems) -> dict[str, Any]:
+def _guest_values(spec: dict, checked: schema.CheckResult, at: _Where, problems: _Problems) -> dict[str, Any]:
     """The per-key values of a guest (INVALID where wrong), with the shared/dedicated defaults applied."""
-    get: dict[str, Callable[[object], Any]] = {
-        "vcpus": lambda v: "auto" if v == "auto" and isinstance(v, str) else _int(v, 1),
-        "memory": _memory,
-        "cpu": lambda v: _choice(v, ("shared", "dedicated")),
-        "threads": lambda v: _choice(v, ("prefer", "isolate", "require")),
-        "load": lambda v: _ranged(v, 0, 1, low_open=True, text="0 < load <= 1"),
-        "cpu_demand": lambda v: _ranged(v, 0, None, low_open=True, text="> 0 cores"),
-        "hugepages": lambda v: _guest_page(v, context),
-        "numa": lambda v: None if v == "auto" and isinstance(v, str) else _int(v, 1),  # (a list: the cells)
-        "memory_mode": lambda v: _choice(v, ("strict", "preferred", "interleave", "restrictive")),
-        "emulator": lambda v: _choice(v, ("host", "isolate", "shared")),
-        "anti_affinity": _tags,
-        "priority": lambda v: _int(v, 1),
-        "anti_affinity_scope": lambda v: _choice(v, SCOPES),
-        "tenant": _name,
-        "page_sharing": _bool,
-    }
-    values: dict[str, Any] = {key: _check(problems, at.key(key), parse, spec[key])
-                              for key, parse in get.items() if key in spec and not (key == "numa" and
-                                                                                    isinstance(spec[key], list))}
+    own = ("name", "host", "domain")  # judged apart: names, the fixed host (a cross reference), domain settings
+    values: dict[str, Any] = {key: INVALID for key in checked.bad_keys if key not in own}
+    values.update((key, value) for key, value in checked.values.items() if key not in own)
+    if isinstance(values.get("numa"), list):
+        del values["numa"]
     if isinstance(spec.get("numa"), list):
         values["numa_cells"] = _numa_cells(spec["numa"], at.key("numa"), problems)
         values["numa"] = len(values["numa_cells"]) if values["numa_cells"] is not INVALID else INVALID
@@ -1167,9 +1144,6 @@ def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Pro
     values.setdefault("numa", None)
     values.setdefault("numa_cells", ())
     return values
-
-
-CELL_KEYS = ("vcpus", "memory")
 
 
 def _numa_cells(raw: list, at: _Where, problems: _Problems) -> tuple[GuestCell, ...] | Any:
@@ -1228,18 +1202,6 @@ def _guest_cells(values: dict[str, Any], at: _Where, problems: _Problems) -> Non
             problems.add(at.key("numa").item(i).key("vcpus"),
                          f"{cell.vcpus} vCPUs with threads: require (each cell holds whole sibling pairs: give "
                          "an even number)")
-
-
-def _guest_page(value: object, context: _GuestContext) -> int | None:
-    if value == "none" and isinstance(value, str):
-        return None
-    if value is None or isinstance(value, (bool, dict, list)):
-        raise ValueError(f"{_show(value)} is not a page size (expected none or e.g. 2M, 1G)")
-    size = parse_page_kib(value)
-    if context.pages_known and size not in context.page_sizes:
-        listed = ", ".join(format_page(s) for s in sorted(context.page_sizes)) or "none"
-        raise ValueError(f"no host model lists {format_page(size)} pages in a node's hugepages (listed: {listed})")
-    return size
 
 
 def _guest_host(spec: dict, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems,
@@ -1519,23 +1481,13 @@ def _domain(raw: object, where: _Where, inherited: DomainSettings, templates: _T
             problems: _Problems) -> DomainSettings:
     """A ``domain:`` mapping over the settings it overrides (the scenario's, for a guest); INVALID on a
     problem. Rules: cpu_model only (and always) with cpu_mode custom; host-passthrough needs type kvm."""
-    spec = _mapping(problems, where, raw, DOMAIN_KEYS, example="{type: qemu, cpu_mode: maximum}")
-    if spec is None:
-        return INVALID
     before = problems.count()
-    values: dict[str, Any] = {}
-    if "type" in spec:
-        values["type"] = _check(problems, where.key("type"), _choice, spec["type"], DOMAIN_TYPES)
-    if "cpu_mode" in spec:
-        values["cpu_mode"] = _check(problems, where.key("cpu_mode"), _choice, spec["cpu_mode"], DOMAIN_CPU_MODES)
-    if "cpu_model" in spec:
-        values["cpu_model"] = _check(problems, where.key("cpu_model"), _xml_token, spec["cpu_model"],
-                                     "a CPU model name, e.g. qemu64 or Skylake-Server")
-    if "machine" in spec:
-        values["machine"] = _check(problems, where.key("machine"), _xml_token, spec["machine"],
-                                   "a machine type, e.g. q35 or pc-q35-7.2")
-    if "template" in spec:
-        values["template"] = _check(problems, where.key("template"), templates.load, spec["template"],
+    result = _checked(schema.DomainSpec, raw, where, problems)
+    if not result.mapping:
+        return INVALID
+    spec, values = raw, dict(result.values)
+    if "template" in values:
+        values["template"] = _check(problems, where.key("template"), templates.load, values["template"],
                                     where.key("template"))
     if problems.count() != before:
         return INVALID

@@ -23,8 +23,16 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo
-from pydantic import WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
 
 from planner.io.values import (
     SCOPES,
@@ -425,13 +433,14 @@ class CheckResult:
     """What :func:`check_mapping` found: ``values`` (key -> parsed value, for valid keys given) and ``problems``
     (``(loc, message)``: loc is the key path below the mapping, e.g. ``("vcpus",)``; ``()`` the mapping itself)."""
 
-    __slots__ = ("bad_keys", "mapping", "problems", "values")
+    __slots__ = ("bad_keys", "mapping", "problems", "value_problems", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
         self.problems: list[tuple[Loc, str]] = []
         self.bad_keys: set[str] = set()
-        self.mapping = True
+        self.mapping = True  # False: not a mapping at all
+        self.value_problems = 0  # problems with values (not unknown or missing keys)
 
 
 _ADAPTERS: dict[tuple[type, str], TypeAdapter] = {}
@@ -453,10 +462,11 @@ def _unknown_key(key: object, allowed: tuple[str, ...]) -> str:
 
 
 def check_mapping(model: type[BaseModel], raw: object, *, required: tuple[str, ...] | None = None,
-                  context: dict | None = None) -> CheckResult:
+                  context: dict | None = None, order: tuple[str, ...] | None = None) -> CheckResult:
     """Validate one YAML mapping with ``model``: its unknown keys (with a did-you-mean), its missing ``required``
     keys (default: the model's required fields) and each value (the loader's parsers). All problems are
-    collected, in the loader's order: unknown keys as written, missing keys, then values in the model's key order.
+    collected, in the loader's order: unknown keys as written, missing keys, then values in the model's key order
+    (or ``order``).
     Valid keys' values are returned even when other keys are wrong (so later checks can go on)."""
     result = CheckResult()
     allowed = keys(model)
@@ -481,11 +491,12 @@ def check_mapping(model: type[BaseModel], raw: object, *, required: tuple[str, .
         return result
     except ValidationError as exc:
         errors = [e for e in exc.errors(include_url=False) if e["type"] != "missing"]
-    order = {key: i for i, key in enumerate(allowed)}
-    errors.sort(key=lambda e: order.get(e["loc"][0], len(order)) if e["loc"] else -1)
+    rank = {key: i for i, key in enumerate(order or allowed)}
+    errors.sort(key=lambda e: rank.get(e["loc"][0], len(rank)) if e["loc"] else -1)
     for error in errors:
         loc = tuple(error["loc"])
         result.bad_keys.add(loc[0])
+        result.value_problems += 1
         cause = (error.get("ctx") or {}).get("error")
         result.problems.append((loc, str(cause) if isinstance(cause, ValueError) else error["msg"]))
     for key, value in given.items():
