@@ -365,7 +365,8 @@ class GuestSpec(BaseModel):
                        {"type": "number", "exclusiveMinimum": 0},
                        "measured demand in cores (> 0): drives vcpus: auto and right-sizing") = None
     hugepages: _context_value(_guest_page, {"anyOf": [{"const": "none"}, PAGE]},
-                              "none (default) or a page size a host model lists; memory a whole number of pages")
+                              "none (default) or a page size a host model lists; memory a whole number of pages"
+                              ) = None
     numa: _value(_numa, {"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1},
                                    {"type": "array", "minItems": 1, "items": _ref("CellSpec")}]},
                  "auto (default): the fewest cells that fit; N cells (1 <= N <= vcpus); or the cells listed: "
