@@ -107,7 +107,7 @@ from planner.model.units import (
     parse_page_kib,
 )
 
-__all__ = ["ScenarioError", "load_scenario", "load_scenario_text"]
+__all__ = ["ScenarioError", "load_guest", "load_scenario", "load_scenario_text"]
 
 MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
@@ -528,6 +528,25 @@ def load_scenario_text(text: str, filename: str = "<string>", base_dir: str | No
     if problems.count() or scenario is None:
         raise ScenarioError(problems.shown() or [f"{filename}: not a valid scenario"])
     return scenario
+
+
+def load_guest(spec: dict[str, Any], policy: Policy | None = None, *, name: str | None = None,
+               base_dir: str = "") -> Guest:
+    """One guest from scenario guest keys, judged by the loader's one guest parser exactly as a guest item of a
+    scenario (defaults, per-guest rules, ``vcpus: auto`` from ``policy``), outside a scenario: any fixed ``host``
+    is taken (the caller's scenario judges it) and page sizes are not compared with host models. ``name``
+    overrides ``spec["name"]``; a domain ``template`` is relative to ``base_dir``. Raises ``ValueError`` with
+    every problem, ``guest NAME: key.path: what is wrong``, joined by ``; ``."""
+    item = dict(spec) if name is None else {**spec, "name": name}
+    shown = item.get("name") if isinstance(item.get("name"), str) else "?"
+    problems = _Problems()
+    context = _GuestContext(policy=policy or Policy(), host_names=set(), pages={"pages_known": False},
+                            templates=_Templates(base_dir), any_host=True)
+    _, guests = _guest(item, _Where(f"guest {_cut(shown)}"), context, _Hosts(), problems)
+    if problems.count() or len(guests) != 1:
+        many = f"guest {_cut(shown)}: name: a pattern names {len(guests)} guests (give one name)"
+        raise ValueError("; ".join(problems.shown()) or many)
+    return guests[0]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1050,6 +1069,7 @@ class _GuestContext:
     pages: dict[str, Any] = field(default_factory=dict)
     templates: "_Templates | None" = None
     valid: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # guest keys (no name) -> valid values
+    any_host: bool = False  # a guest outside a scenario (load_guest): its fixed host is judged by the caller
 
 
 def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostModel], declared: set[str],
@@ -1212,7 +1232,7 @@ def _guest_host(spec: dict, at: _Where, context: _GuestContext, hosts: _Hosts, p
     if not isinstance(host, str):
         problems.add(at.key("host"), f"{_show(host)} is not a host name")
         values["host"] = INVALID
-    elif host in context.host_names:
+    elif host in context.host_names or context.any_host:
         values["host"] = host
     elif not hosts.unresolved:
         close = [h for h in context.host_names if h.lower() == host.lower()]
