@@ -211,25 +211,6 @@ def _check(problems: _Problems, where: _Where, parse: Callable[..., Any], *args:
         return INVALID
 
 
-def _mapping(problems: _Problems, where: _Where, raw: object, allowed: Iterable[str], required: Iterable[str] = (),
-             example: str = "") -> dict | None:
-    """``raw`` must be a mapping with only ``allowed`` keys and every ``required`` key; problems for each."""
-    if not isinstance(raw, dict):
-        hint = f", e.g. {example}" if example else ""
-        problems.add(where, f"expected a mapping{hint}, got {_show(raw)}")
-        return None
-    allowed = tuple(allowed)
-    for key in raw:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            problems.add(where.key(key), f"unknown key ({hint}known keys: {', '.join(allowed)})")
-    for key in required:
-        if key not in raw:
-            problems.add(where.key(key), "required key is missing")
-    return raw
-
-
 def _foreign(data: object, known: tuple[str, ...], where: _Where, what: str, problems: _Problems,
              by: str = "") -> bool:
     """A file that is not ``what`` at all (not a mapping, or a mapping without one known key) gets one problem
@@ -269,10 +250,12 @@ def _at(where: _Where, loc: tuple) -> _Where:
 
 
 def _checked(model: type, raw: object, where: _Where, problems: _Problems, *, required: tuple[str, ...] | None = None,
-             context: dict | None = None, order: tuple[str, ...] | None = None) -> schema.CheckResult:
+             context: dict | None = None, order: tuple[str, ...] | None = None,
+             incomplete: bool = True) -> schema.CheckResult:
     """Validate a mapping with a model of ``planner.io.schema`` (unknown keys, missing keys, values) and add its
     problems at their key paths below ``where``."""
-    result = schema.check_mapping(model, raw, required=required, context=context, order=order)
+    result = schema.check_mapping(model, raw, required=required, context=context, order=order,
+                                  incomplete=incomplete)
     for loc, message in result.problems:
         problems.add(_at(where, loc), message)
     return result
@@ -662,9 +645,9 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
         included = True
         if _foreign(raw, MODEL_KEYS, where, "a host model", problems, by):
             return None
-    spec = _mapping(problems, where, raw, MODEL_KEYS, example="{nodes: [{id: 0, cpus: '0-7', memory: 64GiB}]}")
-    if spec is None:
+    if not _checked(schema.HostModelSpec, raw, where, problems).mapping:  # unknown keys (values: below)
         return None
+    spec = raw
     if "include" in spec:
         problems.add(where.key("include"), "nested include is not supported (an included file holds one host "
                                            "model mapping itself)")
@@ -715,16 +698,10 @@ def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], cap
     if "arch" in spec:
         overrides["arch"] = _check(problems, where.key("arch"), _choice, spec["arch"], ARCHES)
     if "reserved" in spec:
-        reserved = _mapping(problems, where.key("reserved"), spec["reserved"], RESERVED_KEYS,
-                            example="{cpus: '0,72', memory: 2GiB}")
-        if reserved is not None:
-            cpus = _check(problems, where.key("reserved").key("cpus"), _cpus, reserved.get("cpus", ""))
-            memory = _check(problems, where.key("reserved").key("memory"), _memory, reserved.get("memory", 0),
-                            allow_zero=True)
-            overrides["reserved_cpus"] = cpus
+        cpus, memory = _reserved_values(spec["reserved"], where.key("reserved"), problems)
+        overrides["reserved_cpus"] = cpus
+        if cpus is not INVALID or memory is not INVALID:
             overrides["reserved_memory_kib"] = memory
-        else:
-            overrides["reserved_cpus"] = INVALID
     if "hugepages" in spec:
         overrides["hugepages"] = _capture_pools(spec["hugepages"], where.key("hugepages"), problems)
     if "memory" in spec:
@@ -857,14 +834,11 @@ def _nodes(raw: object, where: _Where, problems: _Problems) -> list[Node] | None
 
 
 def _node(raw: object, where: _Where, problems: _Problems) -> Node | None:
-    spec = _mapping(problems, where, raw, NODE_KEYS, ("id", "cpus", "memory"),
-                    "{id: 0, cpus: '0-7', memory: 64GiB}")
-    if spec is None:
+    checked = _checked(schema.NodeSpec, raw, where, problems)
+    if not checked.mapping:
         return None
-    node_id = _check(problems, where.key("id"), _int, spec["id"], 0, MAX_NODE_ID) if "id" in spec else INVALID
-    cpus = _check(problems, where.key("cpus"), _cpus, spec["cpus"]) if "cpus" in spec else INVALID
-    memory = _check(problems, where.key("memory"), _memory, spec["memory"], allow_zero=True) \
-        if "memory" in spec else INVALID
+    spec, values = raw, checked.values
+    node_id, cpus, memory = (values.get(key, INVALID) for key in ("id", "cpus", "memory"))
     pages = _hugepage_pools(spec.get("hugepages", {}), where.key("hugepages"), problems)
     if INVALID in (node_id, cpus, memory, pages):
         return None
@@ -1000,18 +974,24 @@ def _derived_cores(threads: int, nodes: list[Node], where: _Where, problems: _Pr
 
 def _reserved(raw: object, nodes: list[Node], where: _Where, problems: _Problems) -> tuple[frozenset[int], int]:
     """reserved: {cpus, memory} → (CPUs, KiB per node with memory)."""
-    spec = _mapping(problems, where, raw, RESERVED_KEYS, example="{cpus: '0,72', memory: 2GiB}")
-    if spec is None:
-        return INVALID, INVALID
-    cpus = _check(problems, where.key("cpus"), _cpus, spec.get("cpus", ""))
+    cpus, memory = _reserved_values(raw, where, problems)
     if cpus is not INVALID:
         known = _node_of(nodes)
         unknown = [cpu for cpu in cpus if cpu not in known]
         if unknown:
             problems.add(where.key("cpus"), f"{_cpus_text(unknown)} not in any node of this host model")
             cpus = INVALID
-    memory = _check(problems, where.key("memory"), _memory, spec.get("memory", 0), allow_zero=True)
     return (INVALID if cpus is INVALID else frozenset(cpus)), memory
+
+
+def _reserved_values(raw: object, where: _Where, problems: _Problems) -> tuple[Any, Any]:
+    """``reserved: {cpus, memory}`` (``schema.ReservedSpec``) → (CPUs, KiB), each INVALID when wrong."""
+    checked = _checked(schema.ReservedSpec, raw, where, problems)
+    if not checked.mapping:
+        return INVALID, INVALID
+    cpus = INVALID if "cpus" in checked.bad_keys else checked.values.get("cpus", ())
+    memory = INVALID if "memory" in checked.bad_keys else checked.values.get("memory", 0)
+    return cpus, memory
 
 
 def _free_memory(nodes: list[Node], reserved_kib: int, where: _Where, problems: _Problems) -> None:
@@ -1176,11 +1156,10 @@ def _numa_cells(raw: list, at: _Where, problems: _Problems) -> tuple[GuestCell, 
     cells = []
     for i, item in enumerate(raw):
         where = at.item(i)
-        spec = _mapping(problems, where, item, CELL_KEYS, CELL_KEYS, "{vcpus: 2, memory: 4GiB}")
-        if spec is None or not all(k in spec for k in CELL_KEYS):
+        checked = _checked(schema.CellSpec, item, where, problems, incomplete=False)
+        if not checked.mapping or not all(k in item for k in CELL_KEYS):
             continue
-        vcpus = _check(problems, where.key("vcpus"), _int, spec["vcpus"], 1)
-        memory = _check(problems, where.key("memory"), _memory, spec["memory"])
+        vcpus, memory = (checked.values.get(key, INVALID) for key in CELL_KEYS)
         if memory is not INVALID and memory < 1024:
             problems.add(where.key("memory"), f"{format_memory(memory)} is too small (a cell needs >= 1MiB)")
         cells.append(GuestCell(vcpus=vcpus, memory_kib=memory))

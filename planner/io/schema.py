@@ -38,6 +38,7 @@ from planner.io.values import (
     SCOPES,
     _bool,
     _choice,
+    _cpus,
     _duration,
     _int,
     _memory,
@@ -209,10 +210,10 @@ class NodeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title="node")
     EXAMPLE: ClassVar[str] = "{id: 0, cpus: '0-7', memory: 64GiB}"
 
-    id: _passthrough({"type": "integer", "minimum": 0, "maximum": MAX_NODE_ID},
-                     "node id (non-negative, unique; may be sparse, e.g. 0,1,16,17)")
-    cpus: _passthrough(CPULIST, "the node's CPUs (no CPU in two nodes; may be empty: a CPU-less node)")
-    memory: _passthrough(MEMORY_OR_ZERO, "the node's memory (0: a memory-less node)")
+    id: _value(lambda v: _int(v, 0, MAX_NODE_ID), {"type": "integer", "minimum": 0, "maximum": MAX_NODE_ID},
+               "node id (non-negative, unique; may be sparse, e.g. 0,1,16,17)")
+    cpus: _value(_cpus, CPULIST, "the node's CPUs (no CPU in two nodes; may be empty: a CPU-less node)")
+    memory: _value(lambda v: _memory(v, allow_zero=True), MEMORY_OR_ZERO, "the node's memory (0: a memory-less node)")
     hugepages: _passthrough(PAGE_POOLS, "pages preallocated in this node's pools, by size: {1G: 16, 2M: 0}; "
                                         "carved out of the node's memory") = None
 
@@ -223,8 +224,9 @@ class ReservedSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title="reserved")
     EXAMPLE: ClassVar[str] = "{cpus: '0,72', memory: 2GiB}"
 
-    cpus: _passthrough(CPULIST, "CPUs that never serve a guest vCPU (default none)") = None
-    memory: _passthrough(MEMORY_OR_ZERO, "memory kept free on every node that has memory (default 0)") = None
+    cpus: _value(_cpus, CPULIST, "CPUs that never serve a guest vCPU (default none)") = ()
+    memory: _value(lambda v: _memory(v, allow_zero=True), MEMORY_OR_ZERO,
+                   "memory kept free on every node that has memory (default 0)") = 0
 
 
 class HostModelSpec(BaseModel):
@@ -333,8 +335,8 @@ class CellSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title="guest NUMA cell")
     EXAMPLE: ClassVar[str] = "{vcpus: 2, memory: 4GiB}"
 
-    vcpus: _passthrough({"type": "integer", "minimum": 1}, "vCPUs of this cell")
-    memory: _passthrough(MEMORY, "memory of this cell (>= 1MiB)")
+    vcpus: _value(lambda v: _int(v, 1), {"type": "integer", "minimum": 1}, "vCPUs of this cell")
+    memory: _value(_memory, MEMORY, "memory of this cell (>= 1MiB)")
 
 
 class GuestSpec(BaseModel):
@@ -463,11 +465,12 @@ def _unknown_key(key: object, allowed: tuple[str, ...]) -> str:
 
 
 def check_mapping(model: type[BaseModel], raw: object, *, required: tuple[str, ...] | None = None,
-                  context: dict | None = None, order: tuple[str, ...] | None = None) -> CheckResult:
+                  context: dict | None = None, order: tuple[str, ...] | None = None,
+                  incomplete: bool = True) -> CheckResult:
     """Validate one YAML mapping with ``model``: its unknown keys (with a did-you-mean), its missing ``required``
     keys (default: the model's required fields) and each value (the loader's parsers). All problems are
     collected, in the loader's order: unknown keys as written, missing keys, then values in the model's key order
-    (or ``order``).
+    (or ``order``; ``incomplete=False``: values are not judged when a required key is missing).
     Valid keys' values are returned even when other keys are wrong (so later checks can go on)."""
     result = CheckResult()
     allowed = keys(model)
@@ -485,6 +488,8 @@ def check_mapping(model: type[BaseModel], raw: object, *, required: tuple[str, .
     for key in required:
         if key not in raw:
             result.problems.append(((key,), "required key is missing"))
+            if not incomplete:
+                return result
     given = {key: value for key, value in raw.items() if key in allowed}
     try:
         validated = model.model_validate(given, context=context)
