@@ -101,8 +101,8 @@ BAD = [
     ("policy", {"survive": {"hosts": 2}}, "policy.survive: {'hosts': 2} is not valid under any of the given schemas"),
     ("policy", {"objective": "fast"}, "policy.objective: 'fast' is not one of ['pack', 'spread']"),
     ("host_models.m.nodes.0.cpus", "0-7,^x", "host_models.m.nodes.0.cpus: '0-7,^x' is not valid under any of"),
-    ("host_models.m.nodes.0.hugepages", {"1G": -1}, "host_models.m.nodes.0.hugepages.1G: -1 is less than the "
-                                                    "minimum of 0"),
+    ("host_models.m.nodes.0.hugepages", {"1G": -1},
+     "host_models.m.nodes.0.hugepages.1G: -1 is less than the minimum of 0"),
     ("host_models.m.threads_per_cor", 2, "host_models.m: Additional properties are not allowed ('threads_per_cor'"),
     ("hosts.0.rack", [1], "hosts.0.rack: [1] is not of type 'string', 'integer'"),
     ("guests.0.domain", {"cpu_mode": "passthrough"}, "guests.0.domain.cpu_mode: 'passthrough' is not one of"),
@@ -173,8 +173,8 @@ def test_check_mapping_collects_every_problem_in_the_loaders_order() -> None:
 
 def test_check_mapping_of_a_non_mapping_and_of_a_good_one() -> None:
     bad = schema.check_mapping(schema.PolicySpec, [1])
-    assert (bad.mapping, bad.problems) == (False, [((), "expected a mapping, e.g. {cpu_overcommit_max: 4}, got a "
-                                                        "list")])
+    message = "expected a mapping, e.g. {cpu_overcommit_max: 4}, got a list"
+    assert (bad.mapping, bad.problems) == (False, [((), message)])
     good = schema.check_mapping(schema.PolicySpec, {"time_limit": "2m", "survive": {"racks": 1}})
     assert good.problems == [] and good.values == {"time_limit": 120.0, "survive": ("racks", 1)}
 
@@ -185,12 +185,12 @@ def test_the_loader_reports_policy_problems_through_the_models() -> None:
     with pytest.raises(ScenarioError) as info:
         load_scenario_text(text, filename="p.yaml")
     assert info.value.problems == [
-        "p.yaml: policy.cpu_load_targt: unknown key (did you mean 'cpu_load_target'? known keys: "
-        + ", ".join(loader.POLICY_KEYS) + ")",
+        ("p.yaml: policy.cpu_load_targt: unknown key (did you mean 'cpu_load_target'? known keys: "
+         + ", ".join(loader.POLICY_KEYS) + ")"),
         "p.yaml: policy.stall: '-1' is not a duration (expected e.g. 60s or 2m)",
         "p.yaml: policy.tenant_isolation: 'rack' is not one of: none, core, node, host",
-        "p.yaml: policy.survive: hosts: 3 is not supported (expected 0 or 1: vplan plans for one failed host at "
-        "a time)",
+        ("p.yaml: policy.survive: hosts: 3 is not supported (expected 0 or 1: vplan plans for one failed host at "
+         "a time)"),
     ]
 
 

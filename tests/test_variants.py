@@ -251,9 +251,9 @@ def test_guest_from_spec_speaks_the_loaders_messages():
     with pytest.raises(ValueError) as info:
         v.guest_from_spec({"name": "w1", "vcpus": 0, "memmory": "1GiB", "cpu": "shared", "threads": "isolate"})
     assert str(info.value).split("; ") == [
-        "guest w1: memmory: unknown key (did you mean 'memory'? known keys: name, vcpus, memory, cpu, threads, "
-        "load, cpu_demand, hugepages, numa, memory_mode, emulator, anti_affinity, priority, host, domain, "
-        "anti_affinity_scope, tenant, page_sharing)",
+        ("guest w1: memmory: unknown key (did you mean 'memory'? known keys: name, vcpus, memory, cpu, threads, "
+         "load, cpu_demand, hugepages, numa, memory_mode, emulator, anti_affinity, priority, host, domain, "
+         "anti_affinity_scope, tenant, page_sharing)"),
         "guest w1: memory: required key is missing",
         "guest w1: vcpus: 0 is out of range (must be >= 1)",
         "guest w1: threads: only a dedicated guest has threads (this guest is cpu: shared)",
@@ -267,7 +267,7 @@ def test_guest_from_spec_speaks_the_loaders_messages():
 
 
 def test_the_catalogue_is_read_once_per_file_version(tmp_path, monkeypatch):
-    import planner.files.safeio as safeio
+    from planner.files import safeio
 
     reads: list[str] = []
     real = safeio.read_input_text

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -30,7 +29,7 @@ def schema(
     kind: str = typer.Option("scenario", "--kind", "-k",
                              help="scenario (a scenario file), host-model (models/hosts/*.yaml) or flavours "
                                   "(models/flavours.yaml)"),
-    out: Optional[Path] = typer.Option(None, "--output", "-o", help="write the schema to this file (atomically) "
+    out: Path | None = typer.Option(None, "--output", "-o", help="write the schema to this file (atomically) "
                                                                    "instead of stdout"),
     force: bool = typer.Option(False, "--force", help="replace an existing file vplan did not write (it is "
                                                       "renamed aside to FILE.old)"),

@@ -56,9 +56,10 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 
@@ -100,7 +101,6 @@ from planner.model.scenario import (
     Scenario,
 )
 from planner.model.units import (
-    MAX_NODE_ID,
     format_cpulist,
     format_memory,
     format_page,

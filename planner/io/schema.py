@@ -21,7 +21,8 @@ for the schema and checked by the loader's own functions (their key lists are th
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Callable, ClassVar, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -52,8 +53,19 @@ from planner.io.values import (
 )
 from planner.model.units import MAX_NODE_ID, parse_page_kib
 
-__all__ = ["CheckResult", "DomainSpec", "GuestSpec", "HostModelSpec", "HostSpec", "NodeSpec", "PolicySpec",
-           "ScenarioSpec", "check_mapping", "json_schema", "SCHEMA_KINDS"]
+__all__ = [
+    "SCHEMA_KINDS",
+    "CheckResult",
+    "DomainSpec",
+    "GuestSpec",
+    "HostModelSpec",
+    "HostSpec",
+    "NodeSpec",
+    "PolicySpec",
+    "ScenarioSpec",
+    "check_mapping",
+    "json_schema",
+]
 
 SCHEMA_ID = "https://vplan.invalid/schemas/{kind}.schema.json"
 SCHEMA_KINDS = ("scenario", "host-model", "flavours")

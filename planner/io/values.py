@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Iterable
 
 from planner.model.units import (
     NAME_RE,
