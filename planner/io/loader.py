@@ -15,7 +15,15 @@ The work goes in stages, one function per section of the spec:
 1. YAML: a ``yaml.SafeLoader`` subclass (no tags that construct objects); the composed node tree is walked once
    to find duplicate keys and refused tags with their key path and line, then constructed.
 2. ``_policy``, ``_host_model`` (with ``_nodes``, ``_distances``, ``_cores``, ``_reserved`` and includes),
-   ``_hosts``, ``_guests``: structure, unknown and missing keys, values, units and per-item rules.
+   ``_hosts``, ``_guests``: structure, unknown and missing keys, values, units and per-item rules. Each mapping
+   of the file is a pydantic model of ``planner.io.schema`` (``extra="forbid"``; its field validators are the value
+   parsers of ``planner.io.values``), run by ``_checked``, which turns pydantic's error locations into key paths
+   with the same messages. What the models leave to this module: rules between keys and items (cells that add up,
+   threads only for dedicated guests, whole pages, node ids and CPUs used once, the free memory of a node,
+   distances and SMT siblings against the nodes, reserved CPUs in the model), references (a host's model, a
+   guest's fixed host, page sizes some model lists), files (includes, host captures, domain templates) and the
+   values of ``distances``, ``cores``, ``threads_per_core``, ``arch`` and hugepage pools (which depend on the
+   nodes, or whose messages come in the order of those checks).
 3. ``_cross_checks``: unique names, the input errors of hard rules 1 and 7 (too many vCPUs for any host or for the
    fixed host, fixed guests sharing an anti-affinity tag on one host, fixed guests above their host's vCPU cap).
 
