@@ -221,3 +221,16 @@ def test_vplan_schema_writes_atomically_and_keeps_foreign_files(tmp_path: Path) 
     assert forced.exit_code == 0 and (tmp_path / "mine.json.old").read_text() == "{}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json", "mine.json.old", "scenario.schema.json"]
     assert runner.invoke(app, ["schema", "--kind", "plan"]).exit_code == 2
+
+
+def test_an_included_model_file_named_twice_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "box.yaml").write_text("nodes: [{id: 0, cpus: '0-3', memory: 8GiB}]\n")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("version: 1\nname: twice\nhost_models:\n  a: {include: box.yaml}\n  b: {include: box.yaml}\n"
+                        "hosts: [{name: h1, model: a}, {name: h2, model: b}]\nguests: []\n")
+    reads: list[str] = []
+    real = loader.read_input_text
+    monkeypatch.setattr(loader, "read_input_text", lambda path, limit: reads.append(path) or real(path, limit))
+    loaded = load_scenario(scenario)
+    assert [Path(p).name for p in reads] == ["s.yaml", "box.yaml"]
+    assert loaded.host_models["a"].nodes == loaded.host_models["b"].nodes and loaded.host_models["b"].name == "b"

@@ -172,6 +172,8 @@ class _Problems:
     refused: set[_Where] = field(default_factory=set)  # values already reported (refused tags): no follow-ups
     found: int = 0  # every problem found, also those not shown again (duplicates, follow-ups of refused values)
     hidden: int = 0  # problems past MAX_PROBLEM_LINES (counted, not shown)
+    # files this load has read and parsed (an included host model file named twice is read once): path -> data
+    included: dict[str, Any] = field(default_factory=dict)
 
     def shown(self) -> list[str]:
         more = [f"... and {self.hidden} more problems (the first {MAX_PROBLEM_LINES} are shown)"] if self.hidden else []
@@ -784,12 +786,14 @@ def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tu
         return None
     target = os.path.join(base_dir, path)
     shown = os.path.normpath(target)
-    try:
-        text = _read(target)
-    except ValueError as exc:
-        problems.add(where.key("include"), f"'{path}' ({shown}): {exc}")
-        return None
-    data = _parse_yaml(text, shown, problems)
+    data = problems.included.get(shown, _DEFAULT)
+    if data is _DEFAULT:  # not read yet in this load
+        try:
+            text = _read(target)
+        except ValueError as exc:
+            problems.add(where.key("include"), f"'{path}' ({shown}): {exc}")
+            return None
+        data = problems.included[shown] = _parse_yaml(text, shown, problems)
     if data is INVALID:
         return None
     if data is None:
