@@ -107,8 +107,8 @@ def _name(value: object) -> str:
     """A plain name (no pattern)."""
     _string_name(value)
     if not NAME_RE.match(value):
-        raise ValueError(f"'{_cut(value, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
-                         "digit, at most 63 characters)")
+        raise ValueError(f"'{_cut(value, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a "
+                         "letter or digit, at most 63 characters)")
     return value
 
 
