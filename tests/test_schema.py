@@ -234,3 +234,12 @@ def test_an_included_model_file_named_twice_is_read_once(tmp_path: Path, monkeyp
     loaded = load_scenario(scenario)
     assert [Path(p).name for p in reads] == ["s.yaml", "box.yaml"]
     assert loaded.host_models["a"].nodes == loaded.host_models["b"].nodes and loaded.host_models["b"].name == "b"
+
+
+@pytest.mark.parametrize("kind", schema.SCHEMA_KINDS)
+def test_the_schemas_in_the_repository_are_up_to_date(kind: str) -> None:
+    """planner/schemas/KIND.schema.json is what `vplan schema --kind KIND` writes (regenerate after a model change:
+    `vplan schema --kind KIND -o planner/schemas/KIND.schema.json`)."""
+    from planner.cli.schema import schema_text
+
+    assert (REPO / "planner" / "schemas" / f"{kind}.schema.json").read_text(encoding="utf-8") == schema_text(kind)
