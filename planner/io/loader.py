@@ -74,28 +74,16 @@ import yaml
 from planner.files.safeio import InputFileError, read_input_text
 from planner.io import schema
 from planner.io.schema import ARCHES
-from planner.io.values import (  # noqa: F401  (value parsers shared with planner.io.schema)
-    MAX_CPU_ID,
-    MAX_PATTERN_NAMES,
-    SCOPES,
-    _bool,
+from planner.io.values import (
     _choice,
     _cpus,
     _cpus_text,
     _cut,
-    _duration,
     _int,
     _memory,
-    _name,
     _num,
-    _number,
     _pattern,
-    _ranged,
     _show,
-    _string_name,
-    _survive,
-    _tags,
-    _xml_token,
 )
 from planner.model.scenario import (
     DomainSettings,
