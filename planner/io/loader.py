@@ -73,9 +73,7 @@ import yaml
 
 from planner.files.safeio import InputFileError, read_input_text
 from planner.io import schema
-from planner.io.schema import ARCHES
 from planner.io.values import (
-    _choice,
     _cpus,
     _cpus_text,
     _cut,
@@ -249,11 +247,11 @@ def _at(where: _Where, loc: tuple) -> _Where:
 
 def _checked(model: type, raw: object, where: _Where, problems: _Problems, *, required: tuple[str, ...] | None = None,
              context: dict | None = None, order: tuple[str, ...] | None = None,
-             incomplete: bool = True) -> schema.CheckResult:
+             incomplete: bool = True, judge_values: bool = True) -> schema.CheckResult:
     """Validate a mapping with a model of ``planner.io.schema`` (unknown keys, missing keys, values) and add its
     problems at their key paths below ``where``."""
     result = schema.check_mapping(model, raw, required=required, context=context, order=order,
-                                  incomplete=incomplete)
+                                  incomplete=incomplete, judge_values=judge_values)
     for loc, message in result.problems:
         problems.add(_at(where, loc), message)
     return result
@@ -643,7 +641,7 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
         included = True
         if _foreign(raw, MODEL_KEYS, where, "a host model", problems, by):
             return None
-    if not _checked(schema.HostModelSpec, raw, where, problems).mapping:  # unknown keys (values: below)
+    if not _checked(schema.HostModelSpec, raw, where, problems, judge_values=False).mapping:  # values: below
         return None
     spec = raw
     if "include" in spec:
@@ -685,16 +683,11 @@ def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], cap
         if other in spec:
             problems.add(where.key(other), f"comes from the capture ({key}:); remove it, or drop {key}: and give "
                                            "the model inline")
-    path = spec[key]
-    if not isinstance(path, str) or not path.strip():
-        problems.add(where.key(key), f"{_show(path)} is not a file path")
+    path = _model_value(spec, key, where, problems)
+    if path is INVALID:
         return None
-    overrides: dict[str, Any] = {}
-    if "threads_per_core" in spec:
-        overrides["threads_per_core"] = _check(problems, where.key("threads_per_core"), _int,
-                                               spec["threads_per_core"], 1)
-    if "arch" in spec:
-        overrides["arch"] = _check(problems, where.key("arch"), _choice, spec["arch"], ARCHES)
+    overrides: dict[str, Any] = {key: _model_value(spec, key, where, problems)
+                                 for key in ("threads_per_core", "arch") if key in spec}
     if "reserved" in spec:
         cpus, memory = _reserved_values(spec["reserved"], where.key("reserved"), problems)
         overrides["reserved_cpus"] = cpus
@@ -706,9 +699,8 @@ def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], cap
         overrides["memory"] = _capture_memory(spec["memory"], where.key("memory"), problems)
     lscpu = None
     if "lscpu" in spec:
-        lscpu = spec["lscpu"]
-        if not isinstance(lscpu, str) or not lscpu.strip():
-            problems.add(where.key("lscpu"), f"{_show(lscpu)} is not a file path")
+        lscpu = _model_value(spec, "lscpu", where, problems)
+        if lscpu is INVALID:
             return None
         lscpu = os.path.normpath(os.path.join(capture_dir, lscpu))
     if INVALID in overrides.values():
@@ -725,6 +717,11 @@ def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], cap
         at = where.key(exc.key) if exc.key in spec else where.key(key)
         problems.add(at, str(exc))
         return None
+
+
+def _model_value(spec: dict, key: str, where: _Where, problems: _Problems) -> Any:
+    """``spec[key]`` of a host model judged by its field of ``schema.HostModelSpec`` (INVALID when wrong)."""
+    return _check(problems, where.key(key), schema.field_value, schema.HostModelSpec, key, spec[key])
 
 
 def _capture_pools(raw: object, where: _Where, problems: _Problems) -> dict[int, dict[int, int]]:
@@ -766,9 +763,8 @@ def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tu
     for key in extra:
         problems.add(where.key(key), "an include must stand alone ({include: PATH}); put this key in the "
                                      "included file")
-    path = raw["include"]
-    if not isinstance(path, str) or not path.strip():
-        problems.add(where.key("include"), f"{_show(path)} is not a file path")
+    path = _model_value(raw, "include", where, problems)
+    if path is INVALID:
         return None
     if extra:
         return None
@@ -792,7 +788,7 @@ def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tu
 
 def _model_body(name: str, spec: dict, where: _Where, source: str, problems: _Problems) -> HostModel | None:
     nodes = _nodes(spec["nodes"], where.key("nodes"), problems)
-    arch = _check(problems, where.key("arch"), _choice, spec.get("arch", "x86_64"), ARCHES)
+    arch = _model_value(spec, "arch", where, problems) if "arch" in spec else "x86_64"
     if nodes is None:
         return None
     distances = _distances(spec.get("distances", _DEFAULT), len(nodes), where.key("distances"), problems)
@@ -900,7 +896,7 @@ def _cores(spec: dict, nodes: list[Node], where: _Where, problems: _Problems) ->
         return INVALID
     if "cores" in spec:
         return _explicit_cores(spec["cores"], nodes, where.key("cores"), problems)
-    threads = _check(problems, where.key("threads_per_core"), _int, spec.get("threads_per_core", 1), 1)
+    threads = _model_value(spec, "threads_per_core", where, problems) if "threads_per_core" in spec else 1
     if threads is INVALID:
         return INVALID
     return _derived_cores(threads, nodes, where.key("threads_per_core"), problems)

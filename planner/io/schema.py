@@ -64,6 +64,7 @@ __all__ = [
     "PolicySpec",
     "ScenarioSpec",
     "check_mapping",
+    "field_value",
     "json_schema",
 ]
 
@@ -213,7 +214,13 @@ class DomainSpec(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# host models (described here; checked by the loader's host model functions)
+# host models (the mappings here; rules against the nodes, includes and captures in the loader's functions)
+
+
+def _file_path(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{_show(value)} is not a file path")
+    return value
 
 
 class NodeSpec(BaseModel):
@@ -256,17 +263,17 @@ class HostModelSpec(BaseModel):
     cores: _passthrough({"type": "array", "items": CPULIST},
                         "SMT sibling groups, e.g. [[0,72],[1,73]] (a core sits in one node; every CPU in one core)"
                         ) = None
-    threads_per_core: _passthrough({"type": "integer", "minimum": 1},
-                                   "SMT threads per core (default 1); siblings of c are c + k*N/T") = None
+    threads_per_core: _value(lambda v: _int(v, 1), {"type": "integer", "minimum": 1},
+                             "SMT threads per core (default 1); siblings of c are c + k*N/T") = None
     reserved: _passthrough(_ref("ReservedSpec"), "CPUs and memory the host keeps for itself") = None
-    arch: _passthrough({"enum": list(ARCHES)}, "CPU architecture (default x86_64)") = None
-    include: _passthrough({"type": "string", "minLength": 1},
+    arch: _value(lambda v: _choice(v, ARCHES), {"enum": list(ARCHES)}, "CPU architecture (default x86_64)") = None
+    include: _value(_file_path, {"type": "string", "minLength": 1},
                           "a file holding this host model (relative to the file naming it); stands alone") = None
-    capabilities: _passthrough({"type": "string", "minLength": 1},
+    capabilities: _value(_file_path, {"type": "string", "minLength": 1},
                                "a `virsh capabilities` XML of the host, in place of nodes/distances/cores") = None
-    numactl: _passthrough({"type": "string", "minLength": 1},
+    numactl: _value(_file_path, {"type": "string", "minLength": 1},
                           "a `numactl --hardware` output of the host, in place of nodes/distances/cores") = None
-    sysfs: _passthrough({"type": "string", "minLength": 1},
+    sysfs: _value(_file_path, {"type": "string", "minLength": 1},
                         "a sysfs snapshot (directory or tarball) of the host, in place of nodes/distances/cores"
                         ) = None
     hugepages: _passthrough({"type": "object", "propertyNames": NODE_ID_KEY, "additionalProperties": PAGE_POOLS},
@@ -275,7 +282,7 @@ class HostModelSpec(BaseModel):
                                              "additionalProperties": MEMORY_OR_ZERO}]},
                          "with a capture: memory of every node it gives none for (64GiB) or per node id "
                          "({0: 64GiB})") = None
-    lscpu: _passthrough({"type": "string", "minLength": 1},
+    lscpu: _value(_file_path, {"type": "string", "minLength": 1},
                         "with a numactl capture: an `lscpu -p` file giving the SMT siblings") = None
 
 
@@ -470,6 +477,17 @@ def _adapter(model: type[BaseModel], key: str) -> TypeAdapter:
     return found
 
 
+def field_value(model: type[BaseModel], key: str, value: object, context: dict | None = None) -> Any:
+    """One key's value judged by its field of ``model`` alone (for a loader check that must come at its place
+    among others): the parsed value, or ``ValueError`` with the field's message."""
+    try:
+        return _adapter(model, key).validate_python(value, context=context)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        cause = (error.get("ctx") or {}).get("error")
+        raise ValueError(str(cause) if isinstance(cause, ValueError) else error["msg"]) from None
+
+
 def _unknown_key(key: object, allowed: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(str(key), allowed, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
@@ -478,11 +496,12 @@ def _unknown_key(key: object, allowed: tuple[str, ...]) -> str:
 
 def check_mapping(model: type[BaseModel], raw: object, *, required: tuple[str, ...] | None = None,
                   context: dict | None = None, order: tuple[str, ...] | None = None,
-                  incomplete: bool = True) -> CheckResult:
+                  incomplete: bool = True, judge_values: bool = True) -> CheckResult:
     """Validate one YAML mapping with ``model``: its unknown keys (with a did-you-mean), its missing ``required``
     keys (default: the model's required fields) and each value (the loader's parsers). All problems are
     collected, in the loader's order: unknown keys as written, missing keys, then values in the model's key order
-    (or ``order``; ``incomplete=False``: values are not judged when a required key is missing).
+    (or ``order``; ``incomplete=False``: values are not judged when a required key is missing;
+    ``judge_values=False``: keys only, the caller judges each value with :func:`field_value` in its own order).
     Valid keys' values are returned even when other keys are wrong (so later checks can go on)."""
     result = CheckResult()
     allowed = keys(model)
@@ -503,6 +522,9 @@ def check_mapping(model: type[BaseModel], raw: object, *, required: tuple[str, .
             if not incomplete:
                 return result
     given = {key: value for key, value in raw.items() if key in allowed}
+    if not judge_values:
+        result.values = given
+        return result
     try:
         validated = model.model_validate(given, context=context)
         result.values = {key: getattr(validated, key) for key in given}
