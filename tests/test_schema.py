@@ -243,3 +243,21 @@ def test_the_schemas_in_the_repository_are_up_to_date(kind: str) -> None:
     from planner.cli.schema import schema_text
 
     assert (REPO / "planner" / "schemas" / f"{kind}.schema.json").read_text(encoding="utf-8") == schema_text(kind)
+
+
+def test_every_scenario_the_loader_accepts_the_schema_accepts() -> None:
+    """The property fleets (every feature: explicit cells, tenants, racks, survive, fixed guests, ...) are loaded by
+    the loader; the JSON Schema must accept each of them too (the schema is never stricter than the loader)."""
+    from hypothesis import HealthCheck, given, settings
+
+    from tests.strategies import fleets
+
+    check = validator("scenario")
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(fleets())
+    def accepted(fleet: tuple[str, object]) -> None:
+        text, _ = fleet
+        assert [e.message for e in check.iter_errors(as_json(yaml.safe_load(text)))] == []
+
+    accepted()
