@@ -221,3 +221,63 @@ def test_set_policy_takes_the_newer_policy_keys():
                 {"tenant_isolation": "rack"}, {"page_sharing": "no"}):
         with pytest.raises(ValueError):
             set_policy(base, **bad)
+
+
+# ------------------------------------------------------------------------------------------------ one guest parser
+
+
+def test_guest_from_spec_is_the_loaders_guest_parser(quick):
+    """Every flavour, and guests with every kind of key, give the very Guest a scenario file gives."""
+    import yaml
+
+    from planner.io.loader import load_scenario_text
+
+    specs = [{"name": f"f-{name}", **spec} for name, spec in v.read_flavours().items()]
+    specs += [{"name": "auto1", "vcpus": "auto", "cpu_demand": 1.4, "memory": "2GiB", "anti_affinity": ["a", "a"]},
+              {"name": "cells1", "cpu": "dedicated", "threads": "require", "hugepages": "1G",
+               "numa": [{"vcpus": 2, "memory": "2GiB"}, {"vcpus": 4, "memory": "6GiB"}], "tenant": "t1"},
+              {"name": "fixed1", "vcpus": 2, "memory": "1GiB", "host": "kvm01", "priority": 3, "emulator": "shared"}]
+    text = yaml.safe_dump({"version": 1, "name": "one-parser", "policy": {"cpu_load_target": 0.7},
+                           "host_models": {"m": {"include": str(REPO / "models" / "hosts" / "amd-nps4.yaml")}},
+                           "hosts": [{"name": "kvm01", "model": "m"}], "guests": specs})
+    loaded = load_scenario_text(text, filename="one.yaml")
+    assert len(specs) > 20
+    for spec, guest in zip(specs, loaded.guests, strict=True):
+        assert v.guest_from_spec(spec, loaded.policy) == guest
+    assert loaded.guest_by_name["auto1"].vcpus == 2 and loaded.guest_by_name["auto1"].anti_affinity == ("a",)
+
+
+def test_guest_from_spec_speaks_the_loaders_messages():
+    with pytest.raises(ValueError) as info:
+        v.guest_from_spec({"name": "w1", "vcpus": 0, "memmory": "1GiB", "cpu": "shared", "threads": "isolate"})
+    assert str(info.value).split("; ") == [
+        ("guest w1: memmory: unknown key (did you mean 'memory'? known keys: name, vcpus, memory, cpu, threads, "
+         "load, cpu_demand, hugepages, numa, memory_mode, emulator, anti_affinity, priority, host, domain, "
+         "anti_affinity_scope, tenant, page_sharing)"),
+        "guest w1: memory: required key is missing",
+        "guest w1: vcpus: 0 is out of range (must be >= 1)",
+        "guest w1: threads: only a dedicated guest has threads (this guest is cpu: shared)",
+    ]
+    # Python-made specs: GuestCell items, a page size in KiB, keys set to None (left out)
+    from planner.model.scenario import GuestCell
+
+    g = v.guest_from_spec({"name": "c", "numa": [GuestCell(1, GIB), GuestCell(1, GIB)], "hugepages": 2048,
+                           "host": None, "tenant": None})
+    assert (g.vcpus, g.memory_kib, g.hugepage_kib, g.numa, g.host) == (2, 2 * GIB, 2048, 2, None)
+
+
+def test_the_catalogue_is_read_once_per_file_version(tmp_path, monkeypatch):
+    from planner.files import safeio
+
+    reads: list[str] = []
+    real = safeio.read_input_text
+    monkeypatch.setattr(safeio, "read_input_text", lambda path, limit: reads.append(path) or real(path, limit))
+    catalogue = tmp_path / "flavours.yaml"
+    catalogue.write_text("flavours:\n  one: {vcpus: 1, memory: 1GiB}\n")
+    first = v.read_flavours(catalogue)
+    first["one"]["vcpus"] = 99  # a copy: the cache is not changed through it
+    assert v.read_flavours(catalogue) == {"one": {"vcpus": 1, "memory": "1GiB"}}
+    assert len(reads) == 1
+    catalogue.write_text("flavours:\n  one: {vcpus: 2, memory: 1GiB}\n  two: {vcpus: 1, memory: 2GiB}\n")
+    assert list(v.read_flavours(catalogue)) == ["one", "two"] and len(reads) == 2  # a new version: read again
+    assert v.catalogue_model("amd-nps4") is v.catalogue_model("amd-nps4")  # one load per catalogue model

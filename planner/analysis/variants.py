@@ -21,6 +21,7 @@ Catalogues: ``read_flavours()`` reads ``models/flavours.yaml``; ``catalogue_mode
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
 import os
@@ -37,7 +38,6 @@ from planner.model.units import (
     expand_name,
     format_page,
     parse_duration_s,
-    parse_memory_kib,
     parse_page_kib,
     to_fraction,
 )
@@ -67,11 +67,26 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------- catalogues
+_CATALOGUE: dict[tuple, Any] = {}  # (what, path, mtime_ns, size) -> what was read (one read per file version)
+
+
+def _file_version(path: Path) -> tuple[str, int, int]:
+    info = path.stat()
+    return str(path.resolve()), info.st_mtime_ns, info.st_size
+
+
 def read_flavours(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
     """The flavour catalogue (default ``models/flavours.yaml``): flavour name -> scenario-v1 guest keys (all but
-    ``name``), in file order. ``{"name": NAME, **flavour}`` is a guest item of a scenario file."""
-    data = yaml.safe_load(Path(path or FLAVOURS_FILE).read_text(encoding="utf-8"))
-    return {str(name): dict(spec) for name, spec in data["flavours"].items()}
+    ``name``), in file order. ``{"name": NAME, **flavour}`` is a guest item of a scenario file. The file is read
+    once per version (size and modification time); each call returns a fresh copy."""
+    file = Path(path or FLAVOURS_FILE)
+    key = ("flavours", *_file_version(file))
+    if key not in _CATALOGUE:
+        from planner.files.safeio import read_input_text
+
+        data = yaml.safe_load(read_input_text(str(file), 1 << 20))
+        _CATALOGUE[key] = {str(name): dict(spec) for name, spec in data["flavours"].items()}
+    return copy.deepcopy(_CATALOGUE[key])
 
 
 def available_models() -> list[str]:
@@ -88,9 +103,13 @@ def catalogue_model(name: str, *, model_name: str | None = None) -> HostModel:
     if not path.is_file():
         raise ValueError(f"unknown host model '{name}' (catalogue: {', '.join(available_models())})")
     key = model_name or name
-    text = (f"version: 1\nname: catalogue\nhost_models:\n  {key}: {{include: {str(path)!r}}}\n"
-            f"hosts: [{{name: probe, model: {key}}}]\nguests: []\n")
-    return load_scenario_text(text, filename=f"<catalogue {name}>", base_dir=str(MODELS_DIR)).host_models[key]
+    version = ("model", key, *_file_version(path))
+    if version not in _CATALOGUE:  # read and checked once per file version (a HostModel is frozen: shared)
+        text = (f"version: 1\nname: catalogue\nhost_models:\n  {key}: {{include: {str(path)!r}}}\n"
+                f"hosts: [{{name: probe, model: {key}}}]\nguests: []\n")
+        _CATALOGUE[version] = load_scenario_text(text, filename=f"<catalogue {name}>",
+                                                 base_dir=str(MODELS_DIR)).host_models[key]
+    return _CATALOGUE[version]
 
 
 def _resolve_model(scenario: Scenario, model: HostModel | str) -> HostModel:
@@ -103,151 +122,36 @@ def _resolve_model(scenario: Scenario, model: HostModel | str) -> HostModel:
 
 
 # --------------------------------------------------------------------------------------------------- guests
-GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
-              "emulator", "anti_affinity", "priority", "host", "domain", "tenant", "page_sharing")
-
-
 def _choice(key: str, value: object, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{key}: {value!r} is not one of {', '.join(choices)}")
     return str(value)
 
 
+def _as_yaml_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Guest keys as a scenario file writes them: keys set to None are left out, ``GuestCell`` items of ``numa``
+    become ``{vcpus, memory}`` mappings and an integer ``hugepages`` (KiB) a page size, so that the loader's
+    parser reads Python-made specs too."""
+    item = {key: value for key, value in spec.items() if value is not None}
+    if isinstance(item.get("numa"), (list, tuple)):
+        item["numa"] = [{"vcpus": c.vcpus, "memory": f"{c.memory_kib}KiB"} if isinstance(c, GuestCell) else c
+                        for c in item["numa"]]
+    page = item.get("hugepages")
+    if isinstance(page, int) and not isinstance(page, bool):
+        item["hugepages"] = format_page(page)
+    return item
+
+
 def guest_from_spec(spec: Mapping[str, Any], policy: Policy | None = None, *, name: str | None = None) -> Guest:
-    """A ``Guest`` from scenario-v1 guest keys (``{"name": "web01", "vcpus": 2, "memory": "4GiB", ...}``), with the
-    loader's defaults and per-guest rules (threads only for dedicated guests, load only for shared ones,
-    ``vcpus: auto`` from ``cpu_demand`` and the policy's load target, even vCPUs for ``threads: require``, memory a
-    whole number of pages). ``name`` overrides ``spec["name"]``. Raises ``ValueError``."""
-    policy = policy or Policy()
-    unknown = sorted(set(spec) - set(GUEST_KEYS))
-    if unknown:
-        raise ValueError(f"unknown guest key(s) {', '.join(unknown)} (known: {', '.join(GUEST_KEYS)})")
-    name = name if name is not None else spec.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ValueError(f"{name!r} is not a valid guest name")
-    cells = _spec_cells(spec.get("numa"), name)
-    if cells:  # explicit cells: vcpus and memory are their sums (given: must be equal)
-        spec = {**spec, "vcpus": spec.get("vcpus", sum(c.vcpus for c in cells)),
-                "memory": spec.get("memory", f"{sum(c.memory_kib for c in cells)}KiB")}
-    for key in ("vcpus", "memory"):
-        if key not in spec:
-            raise ValueError(f"guest {name}: {key} is required")
-    cpu = _choice("cpu", spec.get("cpu", "shared"), ("shared", "dedicated"))
-    values: dict[str, Any] = {"name": name, "cpu": cpu}
-    if cpu == "shared" and "threads" in spec:
-        raise ValueError(f"guest {name}: only a dedicated guest has threads")
-    if cpu == "dedicated" and "load" in spec:
-        raise ValueError(f"guest {name}: only a shared guest has a load")
-    threads = _choice("threads", spec.get("threads", "prefer"), ("prefer", "isolate", "require")) \
-        if cpu == "dedicated" else None
-    values["threads"] = threads
-    if "load" in spec:
-        load = to_fraction(spec["load"], "load")
-        if not 0 < load <= 1:
-            raise ValueError(f"guest {name}: load {spec['load']} is not in 0 < load <= 1")
-        values["load"] = load
-    if spec.get("cpu_demand") is not None:
-        demand = to_fraction(spec["cpu_demand"], "cpu_demand")
-        if demand <= 0:
-            raise ValueError(f"guest {name}: cpu_demand must be > 0")
-        values["cpu_demand"] = demand
-    vcpus = spec["vcpus"]
-    if vcpus == "auto":
-        if "cpu_demand" not in values:
-            raise ValueError(f"guest {name}: vcpus auto needs cpu_demand")
-        vcpus = math.ceil(values["cpu_demand"] / policy.cpu_load_target)
-        if threads == "require" and vcpus % 2:
-            vcpus += 1
-        values["vcpus_auto"] = True
-    if isinstance(vcpus, bool) or not isinstance(vcpus, int) or vcpus < 1:
-        raise ValueError(f"guest {name}: vcpus {vcpus!r} is not an integer >= 1")
-    if threads == "require" and vcpus % 2:
-        raise ValueError(f"guest {name}: {vcpus} vCPUs with threads: require (give an even number)")
-    values["vcpus"] = vcpus
-    memory = spec["memory"]
-    values["memory_kib"] = parse_memory_kib(memory)
-    page = spec.get("hugepages")
-    values["hugepage_kib"] = None if page in (None, "none") else (page if isinstance(page, int) else parse_page_kib(page))
-    if values["memory_kib"] < MIB_KIB:
-        raise ValueError(f"guest {name}: memory below 1MiB")
-    if values["hugepage_kib"] and values["memory_kib"] % values["hugepage_kib"]:
-        raise ValueError(f"guest {name}: memory {memory} is not a whole number of {format_page(values['hugepage_kib'])} pages")
-    numa = spec.get("numa", "auto")
-    if cells:
-        _check_cells(name, cells, vcpus, values["memory_kib"], values["hugepage_kib"], threads)
-        values["numa"], values["numa_cells"] = len(cells), cells
-    elif numa != "auto" and numa is not None:
-        if isinstance(numa, bool) or not isinstance(numa, int) or numa < 1:
-            raise ValueError(f"guest {name}: numa {numa!r} is not auto or an integer >= 1")
-        limit = vcpus // 2 if threads == "require" else vcpus
-        if numa > limit:
-            raise ValueError(f"guest {name}: numa {numa} is more than allowed (at most {limit})")
-        values["numa"] = numa
-    if "memory_mode" in spec:
-        values["memory_mode"] = _choice("memory_mode", spec["memory_mode"],
-                                        ("strict", "preferred", "interleave", "restrictive"))
-    if "emulator" in spec:
-        values["emulator"] = _choice("emulator", spec["emulator"], ("host", "isolate", "shared"))
-    if spec.get("anti_affinity") is not None:
-        tags = spec["anti_affinity"]
-        tags = [tags] if isinstance(tags, str) else list(tags)
-        values["anti_affinity"] = tuple(dict.fromkeys(str(t) for t in tags))
-    if "priority" in spec:
-        priority = spec["priority"]
-        if isinstance(priority, bool) or not isinstance(priority, int) or priority < 1:
-            raise ValueError(f"guest {name}: priority {priority!r} is not an integer >= 1")
-        values["priority"] = priority
-    if spec.get("host") is not None:
-        values["host"] = str(spec["host"])
-    if spec.get("domain") is not None:
-        values["domain"] = domain_settings(spec["domain"], f"guest {name}")
-    if spec.get("tenant") is not None:
-        if not isinstance(spec["tenant"], str) or not NAME_RE.match(spec["tenant"]):
-            raise ValueError(f"guest {name}: tenant {spec['tenant']!r} is not a valid name")
-        values["tenant"] = spec["tenant"]
-    if spec.get("page_sharing") is not None:
-        if not isinstance(spec["page_sharing"], bool):
-            raise ValueError(f"guest {name}: page_sharing {spec['page_sharing']!r} is not true or false")
-        values["page_sharing"] = spec["page_sharing"]
-    return Guest(**values)
+    """A ``Guest`` from scenario-v1 guest keys (``{"name": "web01", "vcpus": 2, "memory": "4GiB", ...}``), read by
+    the scenario loader's own guest parser (``planner.io.loader.load_guest``): the same keys, defaults, per-guest
+    rules and messages as a guest item of a scenario file (threads only for dedicated guests, load only for shared
+    ones, ``vcpus: auto`` from ``cpu_demand`` and the policy's load target, explicit cells that add up, memory a
+    whole number of pages, ...). ``name`` overrides ``spec["name"]``. Raises ``ValueError`` naming the guest and
+    the key, e.g. ``guest y: vcpus: 8 vCPUs, but the numa cells hold 2 + 4 = 6 (...)``."""
+    from planner.io.loader import load_guest
 
-
-def _spec_cells(raw: object, name: object) -> tuple[GuestCell, ...]:
-    """``numa: [{vcpus: 1, memory: 1GiB}, ...]`` (or GuestCell items) as cells; () for auto or a count."""
-    if not isinstance(raw, (list, tuple)):
-        return ()
-    if not raw:
-        raise ValueError(f"guest {name}: numa is an empty list of cells")
-    cells = []
-    for i, item in enumerate(raw):
-        if isinstance(item, GuestCell):
-            cells.append(item)
-            continue
-        if not isinstance(item, Mapping) or set(item) != {"vcpus", "memory"}:
-            raise ValueError(f"guest {name}: numa[{i}] is not a cell {{vcpus: N, memory: SIZE}}")
-        vcpus = item["vcpus"]
-        if isinstance(vcpus, bool) or not isinstance(vcpus, int) or vcpus < 1:
-            raise ValueError(f"guest {name}: numa[{i}].vcpus {vcpus!r} is not an integer >= 1")
-        memory = item["memory"] if isinstance(item["memory"], int) and not isinstance(item["memory"], bool) \
-            else parse_memory_kib(item["memory"])
-        cells.append(GuestCell(vcpus=vcpus, memory_kib=memory))
-    return tuple(cells)
-
-
-def _check_cells(name: str, cells: tuple[GuestCell, ...], vcpus: int, memory_kib: int, page_kib: int | None,
-                 threads: str | None) -> None:
-    """The loader's rules for explicit cells: sums equal the guest's, whole pages, sibling pairs, >= 1MiB each."""
-    if sum(c.vcpus for c in cells) != vcpus:
-        raise ValueError(f"guest {name}: the numa cells hold {sum(c.vcpus for c in cells)} vCPUs, not {vcpus}")
-    if sum(c.memory_kib for c in cells) != memory_kib:
-        raise ValueError(f"guest {name}: the numa cells hold {sum(c.memory_kib for c in cells)} KiB, not {memory_kib}")
-    for i, c in enumerate(cells):
-        if c.memory_kib < MIB_KIB:
-            raise ValueError(f"guest {name}: numa[{i}] has less than 1MiB")
-        if page_kib and c.memory_kib % page_kib:
-            raise ValueError(f"guest {name}: numa[{i}] is not a whole number of {format_page(page_kib)} pages")
-        if threads == "require" and c.vcpus % 2:
-            raise ValueError(f"guest {name}: numa[{i}] has {c.vcpus} vCPUs with threads: require (give an even number)")
+    return load_guest(_as_yaml_keys(spec), policy, name=name)
 
 
 def _scale_cells(g: Guest, vcpus: int, memory_kib: int, unit: int) -> tuple[GuestCell, ...]:

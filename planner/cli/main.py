@@ -562,6 +562,10 @@ _register_evacuate(app)
 from planner.cli.capacity import register as _register_capacity  # noqa: E402
 
 _register_capacity(app)
+# JSON Schema of scenario files: `schema` (planner/cli/schema.py)
+from planner.cli.schema import register as _register_schema  # noqa: E402
+
+_register_schema(app)
 
 
 def main() -> None:  # console script entry point

@@ -15,7 +15,15 @@ The work goes in stages, one function per section of the spec:
 1. YAML: a ``yaml.SafeLoader`` subclass (no tags that construct objects); the composed node tree is walked once
    to find duplicate keys and refused tags with their key path and line, then constructed.
 2. ``_policy``, ``_host_model`` (with ``_nodes``, ``_distances``, ``_cores``, ``_reserved`` and includes),
-   ``_hosts``, ``_guests``: structure, unknown and missing keys, values, units and per-item rules.
+   ``_hosts``, ``_guests``: structure, unknown and missing keys, values, units and per-item rules. Each mapping
+   of the file is a pydantic model of ``planner.io.schema`` (``extra="forbid"``; its field validators are the value
+   parsers of ``planner.io.values``), run by ``_checked``, which turns pydantic's error locations into key paths
+   with the same messages. What the models leave to this module: rules between keys and items (cells that add up,
+   threads only for dedicated guests, whole pages, node ids and CPUs used once, the free memory of a node,
+   distances and SMT siblings against the nodes, reserved CPUs in the model), references (a host's model, a
+   guest's fixed host, page sizes some model lists), files (includes, host captures, domain templates) and the
+   values of ``distances``, ``cores``, ``threads_per_core``, ``arch`` and hugepage pools (which depend on the
+   nodes, or whose messages come in the order of those checks).
 3. ``_cross_checks``: unique names, the input errors of hard rules 1 and 7 (too many vCPUs for any host or for the
    fixed host, fixed guests sharing an anti-affinity tag on one host, fixed guests above their host's vCPU cap).
 
@@ -56,52 +64,62 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 
 from planner.files.safeio import InputFileError, read_input_text
-from planner.model.scenario import (DomainSettings, DomainTemplate, Guest, GuestCell, Host, HostModel, Node, Policy,
-                              Scenario)
+from planner.io import schema
+from planner.io.values import (
+    _cpus,
+    _cpus_text,
+    _cut,
+    _int,
+    _memory,
+    _num,
+    _pattern,
+    _show,
+)
+from planner.model.scenario import (
+    DomainSettings,
+    DomainTemplate,
+    Guest,
+    GuestCell,
+    Host,
+    HostModel,
+    Node,
+    Policy,
+    Scenario,
+)
 from planner.model.units import (
-    MAX_NODE_ID,
-    NAME_RE,
-    expand_name,
     format_cpulist,
     format_memory,
     format_page,
-    parse_cpulist,
-    parse_duration_s,
-    parse_memory_kib,
     parse_page_kib,
-    to_fraction,
 )
 
-__all__ = ["ScenarioError", "load_scenario", "load_scenario_text"]
+__all__ = ["ScenarioError", "load_guest", "load_scenario", "load_scenario_text"]
 
-ARCHES = ("x86_64", "aarch64", "ppc64le", "s390x")
-MAX_CPU_ID = 65535  # sanity bound: a typo like '0-1000000000' must not build a billion-element set
-MAX_PATTERN_NAMES = 100_000
 MAX_PROBLEM_LINES = 200  # problems shown; the rest are counted
 
-TOP_KEYS = ("version", "name", "policy", "domain", "host_models", "hosts", "guests")
-POLICY_KEYS = ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective", "time_limit", "stall", "survive",
-               "anti_affinity_scope", "tenant_isolation", "page_sharing")
-MODEL_KEYS = ("nodes", "distances", "cores", "threads_per_core", "reserved", "arch", "include", "capabilities",
-              "numactl", "sysfs", "hugepages", "memory", "lscpu")
+# The keys of each mapping are declared once, by the pydantic models of planner.io.schema.
+TOP_KEYS = schema.keys(schema.ScenarioSpec)
+POLICY_KEYS = schema.keys(schema.PolicySpec)
+MODEL_KEYS = schema.keys(schema.HostModelSpec)
 CAPTURE_KEYS = ("capabilities", "numactl", "sysfs")  # a host capture in place of nodes/distances/cores
 CAPTURE_ONLY_KEYS = ("hugepages", "memory", "lscpu")  # overrides that only make sense with a capture
 FROM_CAPTURE_KEYS = ("nodes", "distances", "cores")  # what a capture gives (not allowed beside one)
-NODE_KEYS = ("id", "cpus", "memory", "hugepages")
-RESERVED_KEYS = ("cpus", "memory")
-HOST_KEYS = ("name", "model", "rack", "zone")
-GUEST_KEYS = ("name", "vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepages", "numa", "memory_mode",
-              "emulator", "anti_affinity", "priority", "host", "domain", "anti_affinity_scope", "tenant", "page_sharing")
-DOMAIN_KEYS = ("type", "cpu_mode", "cpu_model", "machine", "template")
-DOMAIN_TYPES = ("kvm", "qemu")
-DOMAIN_CPU_MODES = ("host-passthrough", "host-model", "maximum", "custom")
+NODE_KEYS = schema.keys(schema.NodeSpec)
+RESERVED_KEYS = schema.keys(schema.ReservedSpec)
+HOST_KEYS = schema.keys(schema.HostSpec)
+GUEST_KEYS = schema.keys(schema.GuestSpec)
+DOMAIN_KEYS = schema.keys(schema.DomainSpec)
+CELL_KEYS = schema.keys(schema.CellSpec)
+DOMAIN_TYPES = schema.DOMAIN_TYPES
+DOMAIN_CPU_MODES = schema.DOMAIN_CPU_MODES
 MAX_TEMPLATE_BYTES = 1 << 20  # a domain XML is a few KiB; anything beyond 1 MiB is not one
 
 
@@ -140,6 +158,8 @@ class _Problems:
     refused: set[_Where] = field(default_factory=set)  # values already reported (refused tags): no follow-ups
     found: int = 0  # every problem found, also those not shown again (duplicates, follow-ups of refused values)
     hidden: int = 0  # problems past MAX_PROBLEM_LINES (counted, not shown)
+    # files this load has read and parsed (an included host model file named twice is read once): path -> data
+    included: dict[str, Any] = field(default_factory=dict)
 
     def shown(self) -> list[str]:
         more = [f"... and {self.hidden} more problems (the first {MAX_PROBLEM_LINES} are shown)"] if self.hidden else []
@@ -176,31 +196,6 @@ INVALID: Any = _Invalid()
 _DEFAULT: Any = object()  # a key left out
 
 
-def _show(value: object, limit: int = 60) -> str:
-    """A value as the user wrote it in YAML, for messages (long text shortened to ``limit``)."""
-    if value is None:
-        return "null (no value)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(_cut(value, limit))
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, (set, frozenset)):
-        return "a set"
-    if isinstance(value, Fraction):
-        return _num(value)
-    return _cut(str(value), limit)
-
-
-def _num(value: Fraction) -> str:
-    """Fraction(7, 10) → '0.7', Fraction(8) → '8'."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
-    return text
 
 
 def _check(problems: _Problems, where: _Where, parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -210,25 +205,6 @@ def _check(problems: _Problems, where: _Where, parse: Callable[..., Any], *args:
     except ValueError as exc:
         problems.add(where, str(exc))
         return INVALID
-
-
-def _mapping(problems: _Problems, where: _Where, raw: object, allowed: Iterable[str], required: Iterable[str] = (),
-             example: str = "") -> dict | None:
-    """``raw`` must be a mapping with only ``allowed`` keys and every ``required`` key; problems for each."""
-    if not isinstance(raw, dict):
-        hint = f", e.g. {example}" if example else ""
-        problems.add(where, f"expected a mapping{hint}, got {_show(raw)}")
-        return None
-    allowed = tuple(allowed)
-    for key in raw:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            problems.add(where.key(key), f"unknown key ({hint}known keys: {', '.join(allowed)})")
-    for key in required:
-        if key not in raw:
-            problems.add(where.key(key), "required key is missing")
-    return raw
 
 
 def _foreign(data: object, known: tuple[str, ...], where: _Where, what: str, problems: _Problems,
@@ -260,118 +236,25 @@ def _label(item: object) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Plain value parsers: raise ValueError with a message for the user
 
 
-def _int(value: object, minimum: int | None = None, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{_show(value)} is not an integer")
-    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
-        raise ValueError(f"{value} is out of range (must be {minimum}..{maximum})")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{value} is out of range (must be >= {minimum})")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{value} is out of range (must be <= {maximum})")
-    return value
+def _at(where: _Where, loc: tuple) -> _Where:
+    """The place of an error location of ``schema.check_mapping`` (the keys of a mapping) below ``where``."""
+    for part in loc:
+        where = where.key(part)
+    return where
 
 
-def _number(value: object) -> Fraction:
-    """A YAML number as an exact Fraction (0.7 → 7/10). Strings and booleans are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{_show(value)} is not a number")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{_show(value)} is not a finite number")
-    return to_fraction(value)
-
-
-def _ranged(value: object, low: Fraction | int, high: Fraction | int | None, *, low_open: bool = False,
-            text: str) -> Fraction:
-    """A number in [low, high] (or (low, high] when ``low_open``); ``text`` describes the range for messages."""
-    number = _number(value)
-    too_low = number <= low if low_open else number < low
-    if too_low or (high is not None and number > high):
-        raise ValueError(f"{_num(number)} is out of range (must be {text})")
-    return number
-
-
-def _choice(value: object, choices: Iterable[str]) -> str:
-    choices = tuple(choices)
-    if not isinstance(value, str) or value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"{_show(value)} is not one of: {', '.join(choices)}{hint}")
-    return value
-
-
-def _bool(value: object) -> bool:
-    """true or false (YAML booleans only)."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{_show(value)} is not true or false")
-    return value
-
-
-def _name(value: object) -> str:
-    """A plain name (no pattern)."""
-    _string_name(value)
-    if not NAME_RE.match(value):
-        raise ValueError(f"'{_cut(value, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
-                         "digit, at most 63 characters)")
-    return value
-
-
-def _string_name(value: object) -> None:
-    if not isinstance(value, str):
-        raise ValueError(f"{_show(value)} is not a name (a name is a string; quote it, e.g. name: \"01\")")
-
-
-def _pattern(value: object) -> list[str]:
-    """A name or a pattern like ``web[01-40]`` → the names."""
-    _string_name(value)
-    match = re.search(r"\[([0-9]+)-([0-9]+)\]", value)
-    if match and (len(match.group(1)) > 9 or len(match.group(2)) > 9
-                  or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
-        raise ValueError(f"'{_cut(value, 80)}' expands to more than {MAX_PATTERN_NAMES} names")
-    return expand_name(value)
-
-
-def _cpus(value: object) -> tuple[int, ...]:
-    """A CPU list, bounded so that a typo cannot build a huge set."""
-    if isinstance(value, str):
-        big = [n for n in re.findall(r"[0-9]+", value) if len(n) > 9 or int(n) > MAX_CPU_ID]
-        if big:
-            raise ValueError(f"'{_cut(value)}': CPU id {_cut(big[0])} is too large (at most {MAX_CPU_ID})")
-    if isinstance(value, list):
-        big = [n for n in value if isinstance(n, int) and not isinstance(n, bool) and n > MAX_CPU_ID]
-        if big:
-            raise ValueError(f"CPU id {big[0]} is too large (at most {MAX_CPU_ID})")
-    if value is None:
-        raise ValueError("null (no value) is not a CPU list (expected e.g. '0-3,8,^2'; '' for none)")
-    return parse_cpulist(value)
-
-
-def _cut(text: str, limit: int = 40) -> str:
-    """Long user text shortened for a message."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _memory(value: object, *, allow_zero: bool = False) -> int:
-    if value is None:
-        raise ValueError("null (no value) is not a memory size (expected e.g. 32GiB)")
-    return parse_memory_kib(value, allow_zero=allow_zero)
-
-
-def _duration(value: object) -> float:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{_show(value)} is not a duration (expected e.g. 60s or 2m)")
-    if value is None:
-        raise ValueError("null (no value) is not a duration (expected e.g. 60s or 2m)")
-    return parse_duration_s(value)
-
-
-def _cpus_text(cpus: Iterable[int]) -> str:
-    text = format_cpulist(cpus)
-    return f"CPU {text}" if text.isdigit() else f"CPUs {text}"
+def _checked(model: type, raw: object, where: _Where, problems: _Problems, *, required: tuple[str, ...] | None = None,
+             context: dict | None = None, order: tuple[str, ...] | None = None,
+             incomplete: bool = True, judge_values: bool = True) -> schema.CheckResult:
+    """Validate a mapping with a model of ``planner.io.schema`` (unknown keys, missing keys, values) and add its
+    problems at their key paths below ``where``."""
+    result = schema.check_mapping(model, raw, required=required, context=context, order=order,
+                                  incomplete=incomplete, judge_values=judge_values)
+    for loc, message in result.problems:
+        problems.add(_at(where, loc), message)
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -626,6 +509,25 @@ def load_scenario_text(text: str, filename: str = "<string>", base_dir: str | No
     return scenario
 
 
+def load_guest(spec: dict[str, Any], policy: Policy | None = None, *, name: str | None = None,
+               base_dir: str = "") -> Guest:
+    """One guest from scenario guest keys, judged by the loader's one guest parser exactly as a guest item of a
+    scenario (defaults, per-guest rules, ``vcpus: auto`` from ``policy``), outside a scenario: any fixed ``host``
+    is taken (the caller's scenario judges it) and page sizes are not compared with host models. ``name``
+    overrides ``spec["name"]``; a domain ``template`` is relative to ``base_dir``. Raises ``ValueError`` with
+    every problem, ``guest NAME: key.path: what is wrong``, joined by ``; ``."""
+    item = dict(spec) if name is None else {**spec, "name": name}
+    shown = item.get("name") if isinstance(item.get("name"), str) else "?"
+    problems = _Problems()
+    context = _GuestContext(policy=policy or Policy(), host_names=set(), pages={"pages_known": False},
+                            templates=_Templates(base_dir), any_host=True)
+    _, guests = _guest(item, _Where(f"guest {_cut(shown)}"), context, _Hosts(), problems)
+    if problems.count() or len(guests) != 1:
+        many = f"guest {_cut(shown)}: name: a pattern names {len(guests)} guests (give one name)"
+        raise ValueError("; ".join(problems.shown()) or many)
+    return guests[0]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Top level
 
@@ -645,14 +547,10 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
         return None
     if isinstance(data, (dict, str)) and _foreign(data, TOP_KEYS, top, "a scenario", problems):
         return None
-    raw = _mapping(problems, top, data, TOP_KEYS, ("version", "name"), "version: 1, name: ...")
-    if raw is None:
+    checked = _checked(schema.ScenarioSpec, data, top, problems)
+    if not checked.mapping:
         return None
-    if "version" in raw:
-        version = raw["version"]
-        if isinstance(version, bool) or version != 1 or not isinstance(version, int):
-            problems.add(top.key("version"), f"{_show(version)} is not supported (only version: 1)")
-    name = _check(problems, top.key("name"), _name, raw["name"]) if "name" in raw else INVALID
+    raw, name = data, checked.values.get("name", INVALID)
     policy = _policy(raw.get("policy", {}), top.key("policy"), problems)
     models, declared = _host_models(raw.get("host_models", {}), top.key("host_models"), base_dir, problems)
     hosts = _hosts(raw.get("hosts", []), top.key("hosts"), models, declared, problems)
@@ -677,54 +575,20 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
 
 
 def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
-    """The policy mapping; a wrong value is reported and its default used (so later checks can go on).
+    """The policy mapping (``schema.PolicySpec``); a wrong value is reported and its default used (so later checks
+    can go on).
 
     ``time_limit`` and ``stall`` are durations (``60s``, ``2m``, a number of seconds): the solver's budget, and how
     long it goes on without improving before it stops (default 10 s), e.g. ``FILE: policy.stall: '-1': ...``."""
+    order = tuple(key for key in POLICY_KEYS if key != "survive") + ("survive",)  # survive is judged last
+    result = _checked(schema.PolicySpec, raw, where, problems, order=order)
     values: dict[str, Any] = {}
-    if _mapping(problems, where, raw, POLICY_KEYS, example="{cpu_overcommit_max: 4}") is None:
-        return Policy()
-    checks: dict[str, tuple[str, Callable[[object], Any]]] = {
-        "cpu_overcommit_max": ("cpu_overcommit_max",
-                               lambda v: _ranged(v, 1, 8, text="1 <= x <= 8")),
-        "cpu_load_target": ("cpu_load_target",
-                            lambda v: _ranged(v, 0, 1, low_open=True, text="0 < x <= 1")),
-        "memory_overcommit": ("memory_overcommit",
-                              lambda v: _ranged(v, 1, None, text=">= 1.0")),
-        "objective": ("objective", lambda v: _choice(v, ("pack", "spread"))),
-        "time_limit": ("time_limit_s", _duration),
-        "stall": ("stall_s", _duration),
-        "anti_affinity_scope": ("anti_affinity_scope", lambda v: _choice(v, SCOPES)),
-        "tenant_isolation": ("tenant_isolation", lambda v: _choice(v, ("none", "core", "node", "host"))),
-        "page_sharing": ("page_sharing", _bool),
-    }
-    for key, (attr, parse) in checks.items():
-        if key in raw:
-            value = _check(problems, where.key(key), parse, raw[key])
-            if value is not INVALID:
-                values[attr] = value
-    if "survive" in raw:
-        survive = _check(problems, where.key("survive"), _survive, raw["survive"])
-        if survive is not INVALID:
-            values["survive_" + survive[0]] = survive[1]
+    for key, value in result.values.items():
+        if key == "survive":
+            values["survive_" + value[0]] = value[1]
+        else:
+            values[schema.POLICY_ATTRS.get(key, key)] = value
     return Policy(**values)
-
-
-SCOPES = ("host", "rack", "zone")
-
-
-def _survive(value: object) -> tuple[str, int]:
-    """``{hosts: 1}`` or ``{racks: 1}``: how many failed hosts (racks) the plan must survive (0 or 1)."""
-    expected = "(expected {hosts: 1} or {racks: 1})"
-    if not isinstance(value, dict) or len(value) != 1:
-        raise ValueError(f"{_show(value)} is not one failure to survive {expected}")
-    if next(iter(value)) not in ("hosts", "racks"):
-        raise ValueError(f"{_show(next(iter(value)))} is not a failure to survive {expected}")
-    kind, count = next(iter(value.items()))
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1:
-        raise ValueError(f"{kind}: {_show(count)} is not supported (expected 0 or 1: vplan plans for one failed "
-                         f"{kind[:-1]} at a time)")
-    return kind, count
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -777,9 +641,9 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
         included = True
         if _foreign(raw, MODEL_KEYS, where, "a host model", problems, by):
             return None
-    spec = _mapping(problems, where, raw, MODEL_KEYS, example="{nodes: [{id: 0, cpus: '0-7', memory: 64GiB}]}")
-    if spec is None:
+    if not _checked(schema.HostModelSpec, raw, where, problems, judge_values=False).mapping:  # values: below
         return None
+    spec = raw
     if "include" in spec:
         problems.add(where.key("include"), "nested include is not supported (an included file holds one host "
                                            "model mapping itself)")
@@ -791,7 +655,7 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
         return model if problems.count() == before else None
     for key in CAPTURE_ONLY_KEYS:
         if key in spec:
-            problems.add(where.key(key), f"only with a capture (capabilities:, numactl: or sysfs:); "
+            problems.add(where.key(key), "only with a capture (capabilities:, numactl: or sysfs:); "
                                          + ("give hugepages per node in nodes[]" if key == "hugepages" else
                                             "give memory per node in nodes[]" if key == "memory" else
                                             "lscpu: gives the siblings of a numactl: capture"))
@@ -819,36 +683,24 @@ def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], cap
         if other in spec:
             problems.add(where.key(other), f"comes from the capture ({key}:); remove it, or drop {key}: and give "
                                            "the model inline")
-    path = spec[key]
-    if not isinstance(path, str) or not path.strip():
-        problems.add(where.key(key), f"{_show(path)} is not a file path")
+    path = _model_value(spec, key, where, problems)
+    if path is INVALID:
         return None
-    overrides: dict[str, Any] = {}
-    if "threads_per_core" in spec:
-        overrides["threads_per_core"] = _check(problems, where.key("threads_per_core"), _int,
-                                               spec["threads_per_core"], 1)
-    if "arch" in spec:
-        overrides["arch"] = _check(problems, where.key("arch"), _choice, spec["arch"], ARCHES)
+    overrides: dict[str, Any] = {key: _model_value(spec, key, where, problems)
+                                 for key in ("threads_per_core", "arch") if key in spec}
     if "reserved" in spec:
-        reserved = _mapping(problems, where.key("reserved"), spec["reserved"], RESERVED_KEYS,
-                            example="{cpus: '0,72', memory: 2GiB}")
-        if reserved is not None:
-            cpus = _check(problems, where.key("reserved").key("cpus"), _cpus, reserved.get("cpus", ""))
-            memory = _check(problems, where.key("reserved").key("memory"), _memory, reserved.get("memory", 0),
-                            allow_zero=True)
-            overrides["reserved_cpus"] = cpus
+        cpus, memory = _reserved_values(spec["reserved"], where.key("reserved"), problems)
+        overrides["reserved_cpus"] = cpus
+        if cpus is not INVALID or memory is not INVALID:
             overrides["reserved_memory_kib"] = memory
-        else:
-            overrides["reserved_cpus"] = INVALID
     if "hugepages" in spec:
         overrides["hugepages"] = _capture_pools(spec["hugepages"], where.key("hugepages"), problems)
     if "memory" in spec:
         overrides["memory"] = _capture_memory(spec["memory"], where.key("memory"), problems)
     lscpu = None
     if "lscpu" in spec:
-        lscpu = spec["lscpu"]
-        if not isinstance(lscpu, str) or not lscpu.strip():
-            problems.add(where.key("lscpu"), f"{_show(lscpu)} is not a file path")
+        lscpu = _model_value(spec, "lscpu", where, problems)
+        if lscpu is INVALID:
             return None
         lscpu = os.path.normpath(os.path.join(capture_dir, lscpu))
     if INVALID in overrides.values():
@@ -865,6 +717,11 @@ def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], cap
         at = where.key(exc.key) if exc.key in spec else where.key(key)
         problems.add(at, str(exc))
         return None
+
+
+def _model_value(spec: dict, key: str, where: _Where, problems: _Problems) -> Any:
+    """``spec[key]`` of a host model judged by its field of ``schema.HostModelSpec`` (INVALID when wrong)."""
+    return _check(problems, where.key(key), schema.field_value, schema.HostModelSpec, key, spec[key])
 
 
 def _capture_pools(raw: object, where: _Where, problems: _Problems) -> dict[int, dict[int, int]]:
@@ -906,20 +763,21 @@ def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tu
     for key in extra:
         problems.add(where.key(key), "an include must stand alone ({include: PATH}); put this key in the "
                                      "included file")
-    path = raw["include"]
-    if not isinstance(path, str) or not path.strip():
-        problems.add(where.key("include"), f"{_show(path)} is not a file path")
+    path = _model_value(raw, "include", where, problems)
+    if path is INVALID:
         return None
     if extra:
         return None
     target = os.path.join(base_dir, path)
     shown = os.path.normpath(target)
-    try:
-        text = _read(target)
-    except ValueError as exc:
-        problems.add(where.key("include"), f"'{path}' ({shown}): {exc}")
-        return None
-    data = _parse_yaml(text, shown, problems)
+    data = problems.included.get(shown, _DEFAULT)
+    if data is _DEFAULT:  # not read yet in this load
+        try:
+            text = _read(target)
+        except ValueError as exc:
+            problems.add(where.key("include"), f"'{path}' ({shown}): {exc}")
+            return None
+        data = problems.included[shown] = _parse_yaml(text, shown, problems)
     if data is INVALID:
         return None
     if data is None:
@@ -930,7 +788,7 @@ def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tu
 
 def _model_body(name: str, spec: dict, where: _Where, source: str, problems: _Problems) -> HostModel | None:
     nodes = _nodes(spec["nodes"], where.key("nodes"), problems)
-    arch = _check(problems, where.key("arch"), _choice, spec.get("arch", "x86_64"), ARCHES)
+    arch = _model_value(spec, "arch", where, problems) if "arch" in spec else "x86_64"
     if nodes is None:
         return None
     distances = _distances(spec.get("distances", _DEFAULT), len(nodes), where.key("distances"), problems)
@@ -972,14 +830,11 @@ def _nodes(raw: object, where: _Where, problems: _Problems) -> list[Node] | None
 
 
 def _node(raw: object, where: _Where, problems: _Problems) -> Node | None:
-    spec = _mapping(problems, where, raw, NODE_KEYS, ("id", "cpus", "memory"),
-                    "{id: 0, cpus: '0-7', memory: 64GiB}")
-    if spec is None:
+    checked = _checked(schema.NodeSpec, raw, where, problems)
+    if not checked.mapping:
         return None
-    node_id = _check(problems, where.key("id"), _int, spec["id"], 0, MAX_NODE_ID) if "id" in spec else INVALID
-    cpus = _check(problems, where.key("cpus"), _cpus, spec["cpus"]) if "cpus" in spec else INVALID
-    memory = _check(problems, where.key("memory"), _memory, spec["memory"], allow_zero=True) \
-        if "memory" in spec else INVALID
+    spec, values = raw, checked.values
+    node_id, cpus, memory = (values.get(key, INVALID) for key in ("id", "cpus", "memory"))
     pages = _hugepage_pools(spec.get("hugepages", {}), where.key("hugepages"), problems)
     if INVALID in (node_id, cpus, memory, pages):
         return None
@@ -1041,7 +896,7 @@ def _cores(spec: dict, nodes: list[Node], where: _Where, problems: _Problems) ->
         return INVALID
     if "cores" in spec:
         return _explicit_cores(spec["cores"], nodes, where.key("cores"), problems)
-    threads = _check(problems, where.key("threads_per_core"), _int, spec.get("threads_per_core", 1), 1)
+    threads = _model_value(spec, "threads_per_core", where, problems) if "threads_per_core" in spec else 1
     if threads is INVALID:
         return INVALID
     return _derived_cores(threads, nodes, where.key("threads_per_core"), problems)
@@ -1115,18 +970,24 @@ def _derived_cores(threads: int, nodes: list[Node], where: _Where, problems: _Pr
 
 def _reserved(raw: object, nodes: list[Node], where: _Where, problems: _Problems) -> tuple[frozenset[int], int]:
     """reserved: {cpus, memory} → (CPUs, KiB per node with memory)."""
-    spec = _mapping(problems, where, raw, RESERVED_KEYS, example="{cpus: '0,72', memory: 2GiB}")
-    if spec is None:
-        return INVALID, INVALID
-    cpus = _check(problems, where.key("cpus"), _cpus, spec.get("cpus", ""))
+    cpus, memory = _reserved_values(raw, where, problems)
     if cpus is not INVALID:
         known = _node_of(nodes)
         unknown = [cpu for cpu in cpus if cpu not in known]
         if unknown:
             problems.add(where.key("cpus"), f"{_cpus_text(unknown)} not in any node of this host model")
             cpus = INVALID
-    memory = _check(problems, where.key("memory"), _memory, spec.get("memory", 0), allow_zero=True)
     return (INVALID if cpus is INVALID else frozenset(cpus)), memory
+
+
+def _reserved_values(raw: object, where: _Where, problems: _Problems) -> tuple[Any, Any]:
+    """``reserved: {cpus, memory}`` (``schema.ReservedSpec``) → (CPUs, KiB), each INVALID when wrong."""
+    checked = _checked(schema.ReservedSpec, raw, where, problems)
+    if not checked.mapping:
+        return INVALID, INVALID
+    cpus = INVALID if "cpus" in checked.bad_keys else checked.values.get("cpus", ())
+    memory = INVALID if "memory" in checked.bad_keys else checked.values.get("memory", 0)
+    return cpus, memory
 
 
 def _free_memory(nodes: list[Node], reserved_kib: int, where: _Where, problems: _Problems) -> None:
@@ -1146,34 +1007,25 @@ def _free_memory(nodes: list[Node], reserved_kib: int, where: _Where, problems: 
 
 def _hosts(raw: object, where: _Where, models: dict[str, HostModel], declared: set[str],
            problems: _Problems) -> _Hosts:
+    """The hosts list: each item a ``schema.HostSpec`` (its model one of the declared host models)."""
     result = _Hosts()
+    context = {"declared": declared}
     for index, item in enumerate(_list(problems, where, raw, "[{name: 'kvm[01-08]', model: r650}]")):
         at = where.item(index, _label(item))
-        spec = _mapping(problems, at, item, HOST_KEYS, ("name", "model"), "{name: kvm01, model: r650}")
-        if spec is None:
+        checked = _checked(schema.HostSpec, item, at, problems, context=context)
+        if not checked.mapping:
             result.unresolved = True
             continue
-        names = _check(problems, at.key("name"), _pattern, spec["name"]) if "name" in spec else INVALID
-        model = spec.get("model", INVALID)
-        if model is not INVALID and (not isinstance(model, str) or model not in declared):
-            known = ", ".join(sorted(declared)) or "none declared"
-            problems.add(at.key("model"), f"unknown host model {_show(model)} (known: {known})")
-            model = INVALID
+        values = checked.values
+        names, model = values.get("name", INVALID), values.get("model", INVALID)
         if INVALID in (names, model) or model not in models:
             result.unresolved = True
         if names is INVALID:
             continue
         result.names.extend((name, at) for name in names)
-        labels = {}
-        for key in ("rack", "zone"):
-            if key in spec:
-                label = spec[key]
-                if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
-                    problems.add(at.key(key), f"{_show(label)} is not a {key} label (expected a name, e.g. r1)")
-                else:
-                    labels[key] = str(label)
         if model is INVALID:
             continue
+        labels = {key: values[key] for key in ("rack", "zone") if key in values}
         for name in names:
             result.hosts.append(Host(name=name, model=model, **labels))
     return result
@@ -1186,12 +1038,14 @@ def _hosts(raw: object, where: _Where, models: dict[str, HostModel], declared: s
 @dataclass
 class _GuestContext:
     policy: Policy
-    page_sizes: set[int]  # page sizes some host model lists in a node's pools
-    pages_known: bool  # False when some host model could not be read (then do not judge page sizes)
     host_names: set[str]
     domain: DomainSettings = DomainSettings()  # the scenario's domain: settings (a guest's own override them)
+    # for schema.GuestSpec's hugepages check: page_sizes (some host model lists them in a node's pools) and
+    # pages_known (False when some host model could not be read: then page sizes are not judged)
+    pages: dict[str, Any] = field(default_factory=dict)
     templates: "_Templates | None" = None
     valid: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # guest keys (no name) -> valid values
+    any_host: bool = False  # a guest outside a scenario (load_guest): its fixed host is judged by the caller
 
 
 def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostModel], declared: set[str],
@@ -1200,10 +1054,10 @@ def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostMo
     """Guests without problems, each with its item; and every guest name (for the uniqueness check)."""
     context = _GuestContext(
         policy=policy,
-        page_sizes={size for model in models.values() for node in model.nodes for size in node.hugepages},
-        pages_known=set(models) == declared,
         host_names={h.name for h in hosts.hosts},
         domain=domain,
+        pages={"page_sizes": {size for model in models.values() for node in model.nodes for size in node.hugepages},
+               "pages_known": set(models) == declared},
         templates=templates,
     )
     guests: list[tuple[Guest, _Where]] = []
@@ -1218,17 +1072,20 @@ def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostMo
 
 def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems
            ) -> tuple[list[str], list[Guest]]:
-    """One guest item (a name or a pattern) → its names, and its guests ([] if it has a problem)."""
-    totals = () if isinstance(raw, dict) and isinstance(raw.get("numa"), list) else ("vcpus", "memory")  # cells sum
-    spec = _mapping(problems, at, raw, GUEST_KEYS, ("name",) + totals, "{name: web01, vcpus: 2, memory: 4GiB}")
-    if spec is None:
-        return [], []
-    before = problems.count()
-    names = _check(problems, at.key("name"), _pattern, spec["name"]) if "name" in spec else INVALID
-    key = _spec_key(spec)
+    """One guest item (a name or a pattern, ``schema.GuestSpec``) → its names, and its guests ([] if it has a
+    problem). An item with the same keys (other than the name) as one already judged valid is not judged again."""
+    key = _spec_key(raw) if isinstance(raw, dict) and "name" in raw and set(raw) <= set(GUEST_KEYS) else None
     if key is not None and key in context.valid:  # the same keys as a guest already judged valid
+        names = _check(problems, at.key("name"), _pattern, raw["name"])
         return ([], []) if names is INVALID else (names, [Guest(name=name, **context.valid[key]) for name in names])
-    values = _guest_values(spec, at, context, problems)
+    totals = () if isinstance(raw, dict) and isinstance(raw.get("numa"), list) else ("vcpus", "memory")  # cells sum
+    checked = _checked(schema.GuestSpec, raw, at, problems, required=("name",) + totals, context=context.pages)
+    if not checked.mapping:
+        return [], []
+    before = problems.count() - checked.value_problems  # unknown or missing keys do not stop the guest's checks
+    spec = raw
+    names = checked.values.get("name", INVALID)
+    values = _guest_values(spec, checked, at, problems)
     values["domain"] = context.domain
     if "domain" in spec:
         templates = context.templates if context.templates is not None else _Templates("")
@@ -1261,28 +1118,13 @@ def _spec_key(spec: dict) -> tuple | None:
         return None
 
 
-def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Problems) -> dict[str, Any]:
+def _guest_values(spec: dict, checked: schema.CheckResult, at: _Where, problems: _Problems) -> dict[str, Any]:
     """The per-key values of a guest (INVALID where wrong), with the shared/dedicated defaults applied."""
-    get: dict[str, Callable[[object], Any]] = {
-        "vcpus": lambda v: "auto" if v == "auto" and isinstance(v, str) else _int(v, 1),
-        "memory": _memory,
-        "cpu": lambda v: _choice(v, ("shared", "dedicated")),
-        "threads": lambda v: _choice(v, ("prefer", "isolate", "require")),
-        "load": lambda v: _ranged(v, 0, 1, low_open=True, text="0 < load <= 1"),
-        "cpu_demand": lambda v: _ranged(v, 0, None, low_open=True, text="> 0 cores"),
-        "hugepages": lambda v: _guest_page(v, context),
-        "numa": lambda v: None if v == "auto" and isinstance(v, str) else _int(v, 1),  # (a list: the cells)
-        "memory_mode": lambda v: _choice(v, ("strict", "preferred", "interleave", "restrictive")),
-        "emulator": lambda v: _choice(v, ("host", "isolate", "shared")),
-        "anti_affinity": _tags,
-        "priority": lambda v: _int(v, 1),
-        "anti_affinity_scope": lambda v: _choice(v, SCOPES),
-        "tenant": _name,
-        "page_sharing": _bool,
-    }
-    values: dict[str, Any] = {key: _check(problems, at.key(key), parse, spec[key])
-                              for key, parse in get.items() if key in spec and not (key == "numa" and
-                                                                                    isinstance(spec[key], list))}
+    own = ("name", "host", "domain")  # judged apart: names, the fixed host (a cross reference), domain settings
+    values: dict[str, Any] = {key: INVALID for key in checked.bad_keys if key not in own}
+    values.update((key, value) for key, value in checked.values.items() if key not in own)
+    if isinstance(values.get("numa"), list):
+        del values["numa"]
     if isinstance(spec.get("numa"), list):
         values["numa_cells"] = _numa_cells(spec["numa"], at.key("numa"), problems)
         values["numa"] = len(values["numa_cells"]) if values["numa_cells"] is not INVALID else INVALID
@@ -1300,9 +1142,6 @@ def _guest_values(spec: dict, at: _Where, context: _GuestContext, problems: _Pro
     return values
 
 
-CELL_KEYS = ("vcpus", "memory")
-
-
 def _numa_cells(raw: list, at: _Where, problems: _Problems) -> tuple[GuestCell, ...] | Any:
     """``numa: [{vcpus: 1, memory: 1GiB}, ...]``: explicit cells in order (INVALID when any is wrong)."""
     before = problems.count()
@@ -1313,11 +1152,10 @@ def _numa_cells(raw: list, at: _Where, problems: _Problems) -> tuple[GuestCell, 
     cells = []
     for i, item in enumerate(raw):
         where = at.item(i)
-        spec = _mapping(problems, where, item, CELL_KEYS, CELL_KEYS, "{vcpus: 2, memory: 4GiB}")
-        if spec is None or not all(k in spec for k in CELL_KEYS):
+        checked = _checked(schema.CellSpec, item, where, problems, incomplete=False)
+        if not checked.mapping or not all(k in item for k in CELL_KEYS):
             continue
-        vcpus = _check(problems, where.key("vcpus"), _int, spec["vcpus"], 1)
-        memory = _check(problems, where.key("memory"), _memory, spec["memory"])
+        vcpus, memory = (checked.values.get(key, INVALID) for key in CELL_KEYS)
         if memory is not INVALID and memory < 1024:
             problems.add(where.key("memory"), f"{format_memory(memory)} is too small (a cell needs >= 1MiB)")
         cells.append(GuestCell(vcpus=vcpus, memory_kib=memory))
@@ -1361,29 +1199,6 @@ def _guest_cells(values: dict[str, Any], at: _Where, problems: _Problems) -> Non
                          "an even number)")
 
 
-def _guest_page(value: object, context: _GuestContext) -> int | None:
-    if value == "none" and isinstance(value, str):
-        return None
-    if value is None or isinstance(value, (bool, dict, list)):
-        raise ValueError(f"{_show(value)} is not a page size (expected none or e.g. 2M, 1G)")
-    size = parse_page_kib(value)
-    if context.pages_known and size not in context.page_sizes:
-        listed = ", ".join(format_page(s) for s in sorted(context.page_sizes)) or "none"
-        raise ValueError(f"no host model lists {format_page(size)} pages in a node's hugepages (listed: {listed})")
-    return size
-
-
-def _tags(value: object) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
-    tags: list[str] = []
-    for tag in items:
-        if not isinstance(tag, str) or not tag.strip():
-            raise ValueError(f"{_show(tag)} is not a tag (expected a string or a list of strings)")
-        if tag not in tags:
-            tags.append(tag)
-    return tuple(tags)
-
-
 def _guest_host(spec: dict, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems,
                 values: dict[str, Any]) -> None:
     if "host" not in spec:
@@ -1392,7 +1207,7 @@ def _guest_host(spec: dict, at: _Where, context: _GuestContext, hosts: _Hosts, p
     if not isinstance(host, str):
         problems.add(at.key("host"), f"{_show(host)} is not a host name")
         values["host"] = INVALID
-    elif host in context.host_names:
+    elif host in context.host_names or context.any_host:
         values["host"] = host
     elif not hosts.unresolved:
         close = [h for h in context.host_names if h.lower() == host.lower()]
@@ -1570,15 +1385,6 @@ def _fixed_cap(policy: Policy, models: dict[str, HostModel], hosts: _Hosts, fixe
 # domain: how the domain XML is made (scenario level, overridable per guest)
 
 
-_XML_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}\Z")
-
-
-def _xml_token(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _XML_TOKEN.match(value):
-        raise ValueError(f"{_show(value)} is not {what} (letters, digits, '.', '_', '+', '-'; at most 64)")
-    return value
-
-
 class _Templates:
     """Domain templates read once per file, and where each was first named (for the uuid check)."""
 
@@ -1670,23 +1476,13 @@ def _domain(raw: object, where: _Where, inherited: DomainSettings, templates: _T
             problems: _Problems) -> DomainSettings:
     """A ``domain:`` mapping over the settings it overrides (the scenario's, for a guest); INVALID on a
     problem. Rules: cpu_model only (and always) with cpu_mode custom; host-passthrough needs type kvm."""
-    spec = _mapping(problems, where, raw, DOMAIN_KEYS, example="{type: qemu, cpu_mode: maximum}")
-    if spec is None:
-        return INVALID
     before = problems.count()
-    values: dict[str, Any] = {}
-    if "type" in spec:
-        values["type"] = _check(problems, where.key("type"), _choice, spec["type"], DOMAIN_TYPES)
-    if "cpu_mode" in spec:
-        values["cpu_mode"] = _check(problems, where.key("cpu_mode"), _choice, spec["cpu_mode"], DOMAIN_CPU_MODES)
-    if "cpu_model" in spec:
-        values["cpu_model"] = _check(problems, where.key("cpu_model"), _xml_token, spec["cpu_model"],
-                                     "a CPU model name, e.g. qemu64 or Skylake-Server")
-    if "machine" in spec:
-        values["machine"] = _check(problems, where.key("machine"), _xml_token, spec["machine"],
-                                   "a machine type, e.g. q35 or pc-q35-7.2")
-    if "template" in spec:
-        values["template"] = _check(problems, where.key("template"), templates.load, spec["template"],
+    result = _checked(schema.DomainSpec, raw, where, problems)
+    if not result.mapping:
+        return INVALID
+    spec, values = raw, dict(result.values)
+    if "template" in values:
+        values["template"] = _check(problems, where.key("template"), templates.load, values["template"],
                                     where.key("template"))
     if problems.count() != before:
         return INVALID
