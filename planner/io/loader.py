@@ -83,6 +83,7 @@ from planner.io.values import (
     _pattern,
     _show,
 )
+from planner.model.errors import VplanError
 from planner.model.scenario import (
     DomainSettings,
     DomainTemplate,
@@ -123,7 +124,7 @@ DOMAIN_CPU_MODES = schema.DOMAIN_CPU_MODES
 MAX_TEMPLATE_BYTES = 1 << 20  # a domain XML is a few KiB; anything beyond 1 MiB is not one
 
 
-class ScenarioError(Exception):
+class ScenarioError(VplanError):
     """A scenario that cannot be used. ``problems``: one complete line each, ``FILE: key.path: what is wrong``."""
 
     def __init__(self, problems: Iterable[str]):
