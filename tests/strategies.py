@@ -128,6 +128,7 @@ def fleets(draw, max_guests: int = 8) -> "tuple[str, object]":
             seen.add(key)
     policy = {
         "memory_overcommit": draw(st.sampled_from([1, 1.5])),
+        "node_memory_target": draw(st.sampled_from([1, 1, 0.8, 0.5])),
         "cpu_overcommit_max": ratio,
         "cpu_load_target": draw(st.sampled_from([0.5, 0.7, 1.0])),
         "objective": draw(st.sampled_from(["pack", "pack", "pack", "spread"])),

@@ -106,6 +106,30 @@ def test_node_memory(memory_gib, expected):
     assert placed(one_host(model, guests), m.define_node_memory) == expected
 
 
+@pytest.mark.parametrize("target, expected", [
+    ("3/4", 2),  # 6 + 6 = 12 GiB committed ≤ 3/4 × 16 GiB free
+    ("1/2", 1),  # 12 GiB > 8 GiB: one guest stays out
+    ("1", 2),  # target 1: no headroom rule at all (the node memory rule alone)
+])
+def test_node_memory_target(target, expected):
+    model = host_model(nodes=1, memory_gib=17, reserved_gib=1)  # 16 GiB free
+    guests = [shared("a", 1, 6), shared("b", 1, 6)]
+    problem = one_host(model, guests, node_memory_target=target)
+    assert placed(problem, m.define_node_memory_target) == expected
+
+
+def test_node_memory_target_divides_shared_memory_by_the_overcommit():
+    # memory_overcommit 2: two shared 8 GiB guests commit 8 GiB of physical memory ≤ 1/2 × 16 GiB; a dedicated one
+    # counts 1:1 (8 + 4 = 12 > 8)
+    model = host_model(nodes=1, memory_gib=17, reserved_gib=1)
+    shared_pair = [shared("a", 1, 8), shared("b", 1, 8)]
+    assert placed(one_host(model, shared_pair, node_memory_target="1/2", memory_overcommit=2),
+                  m.define_node_memory_target) == 2
+    mixed = [dedicated("a", 1, 8), shared("b", 1, 8)]
+    assert placed(one_host(model, mixed, node_memory_target="1/2", memory_overcommit=2),
+                  m.define_node_memory_target) == 1
+
+
 @pytest.mark.parametrize("pages, expected", [(8, 2), (7, 1)])
 def test_hugepage_pools(pages, expected):
     model = host_model(nodes=1, pages={1048576: pages})

@@ -165,7 +165,7 @@ def test_vcpus_auto_with_require_rounds_to_even():
 
 def test_policy_values_and_optional_keys():
     text = build((("policy",), {"cpu_overcommit_max": 1.5, "cpu_load_target": 1, "memory_overcommit": 1.25,
-                                "objective": "spread", "time_limit": "2m"}),
+                                "node_memory_target": 0.9, "objective": "spread", "time_limit": "2m"}),
                  (("host_models", "r650", "arch"), "aarch64"),
                  (("guests", 0, "anti_affinity"), ["web", "front", "web"]),
                  (("guests", 1, "threads"), "isolate"),
@@ -178,6 +178,7 @@ def test_policy_values_and_optional_keys():
     assert scenario.policy.cpu_overcommit_max == Fraction(3, 2)
     assert scenario.policy.cpu_load_target == Fraction(1)
     assert scenario.policy.memory_overcommit == Fraction(5, 4)
+    assert scenario.policy.node_memory_target == Fraction(9, 10)
     assert (scenario.policy.objective, scenario.policy.time_limit_s) == ("spread", 120.0)
     assert scenario.host_models["r650"].arch == "aarch64"
     assert scenario.guest_by_name["web03"].anti_affinity == ("web", "front")
@@ -363,6 +364,10 @@ ERRORS = [
      "0 is out of range (must be 0 < x <= 1)"),
     ("load-target-high", [(("policy", "cpu_load_target"), 1.2)], Q + "policy.cpu_load_target: ",
      "1.2 is out of range"),
+    ("memory-target-zero", [(("policy", "node_memory_target"), 0)], Q + "policy.node_memory_target: ",
+     "0 is out of range (must be 0 < x <= 1)"),
+    ("memory-target-high", [(("policy", "node_memory_target"), 1.1)], Q + "policy.node_memory_target: ",
+     "1.1 is out of range"),
     ("memory-overcommit", [(("policy", "memory_overcommit"), 0.9)], Q + "policy.memory_overcommit: ",
      "0.9 is out of range (must be >= 1.0)"),
     ("objective", [(("policy", "objective"), "packed")], Q + "policy.objective: ",

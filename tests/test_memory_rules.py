@@ -157,3 +157,37 @@ def test_multi_cell_guest_reason_names_best_nodes_and_each_cells_shortfall():
         assert fixed.startswith("fixed to host h (model m), which it does not fit even when empty")
         assert "short by" in fixed
         assert check_plan(plan) == []
+
+
+# ----------------------------------------------------------------------------------------------- node memory target
+def test_node_memory_target_end_to_end_every_method_keeps_headroom():
+    """Two hosts of two 16 GiB-free nodes, six 6 GiB guests. Without a target two guests share a node (12 GiB):
+    all six fit. With policy.node_memory_target 1/2 a node commits at most 8 GiB, so one guest per node: four are
+    placed, two refused with the target named; every method's plan is checker-clean and keeps the headroom."""
+    model = host_model(nodes=2, memory_gib=17, reserved_gib=1)  # 16 GiB free per node
+    guests = [shared(f"g{i}", 1, 6, load="0.1") for i in range(6)]
+    loose = scenario([model], {"h1": "m", "h2": "m"}, guests, time_limit_s=5)
+    tight = dataclasses.replace(loose, policy=dataclasses.replace(loose.policy, node_memory_target=Fraction(1, 2)))
+    free_run = solve(loose, method="greedy")
+    assert len(free_run.placed) == 6 and len(free_run.hosts_used) == 2
+    for method in ("greedy", "patterns", "direct", "auto"):
+        plan = solve(tight, method=method, time_limit_s=5)
+        assert check_plan(plan) == [], method
+        per_node: dict[tuple[str, int], int] = {}
+        for p in plan.placed.values():
+            for c in p.cells:
+                per_node[(p.host, c.node_id)] = per_node.get((p.host, c.node_id), 0) + c.memory_kib
+        assert max(per_node.values()) <= 8 * GIB, (method, per_node)  # 1/2 × 16 GiB: one 6 GiB guest per node
+        assert len(plan.placed) == 4 and len(plan.unplaced_reasons) == 2, method  # 4 nodes in all
+        reason = next(iter(plan.unplaced_reasons.values()))
+        assert "node memory target (50% of the free 4K memory)" in reason, reason
+
+
+def test_node_memory_target_checker_refuses_what_the_target_forbids():
+    model = host_model(nodes=1, memory_gib=17, reserved_gib=1)
+    sc = scenario([model], {"h1": "m"}, [shared("a", 1, 6, load="0.1"), shared("b", 1, 6, load="0.1")])
+    plan = solve(sc, method="greedy")
+    assert len(plan.placed) == 2 and check_plan(plan) == []
+    stricter = dataclasses.replace(plan, scenario=dataclasses.replace(
+        sc, policy=dataclasses.replace(sc.policy, node_memory_target=Fraction(1, 2))))
+    assert [(v.rule, v.host, v.node) for v in check_plan(stricter)] == [("memory_target", "h1", 0)]

@@ -65,10 +65,10 @@ STARVE = {  # a node that lacks the resource for the sample's cell (and only jus
 }
 
 
-def one(guest, count: int = 1, hosts: int = 1):
+def one(guest, count: int = 1, hosts: int = 1, **policy):
     model = host_model(nodes=1, memory_gib=16, pages={PAGE: 2048})
     guests = [dataclasses.replace(guest, name=f"g{i}") for i in range(count)]
-    return compile_problem(scenario([model], {f"h{i + 1}": "m" for i in range(hosts)}, guests))
+    return compile_problem(scenario([model], {f"h{i + 1}": "m" for i in range(hosts)}, guests, **policy))
 
 
 def test_every_resource_has_a_sample():
@@ -176,9 +176,11 @@ def test_rows_agree_between_numbers_and_cp_sat(rule):
         "define_load_target": shared("g", 2, load="0.9"),
         "define_emulator_pool": dedicated("g", 3, emulator="shared"),
         "define_node_memory": shared("g", 1, 3),
+        "define_node_memory_target": shared("g", 1, 1, load="0.1"),
         "define_hugepage_pools": shared("g", 1, 3, hugepage_kib=PAGE),
     }
-    problem = one(by_rule[rule.family], 12)
+    policy_of = {"define_node_memory_target": {"node_memory_target": "1/2"}}  # rules that a default policy leaves out
+    problem = one(by_rule[rule.family], 12, **policy_of.get(rule.family, {}))
     node = problem.cap_of("h1").node(0)
     cell = problem.classes[0].options["m"][0].cells[0]
     fit = 0

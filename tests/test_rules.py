@@ -100,6 +100,10 @@ CASES: dict[str, tuple] = {
                                          vcpu_pins=(POOL0, POOL0)),
                [V("memory", None, "kvm1", 0, "kvm1 node 0: guest cells take 25165824 KiB (24GiB) of 4K memory, "
                                              "above the free 23068672 KiB (22GiB)")]),
+    "memory_target": (memory.memory_target, lambda: replace_policy(example_plan(), node_memory_target=Fraction(21, 22)),
+                      lambda: replace_policy(example_plan(), node_memory_target=Fraction(9, 10)),
+                      [V("memory_target", None, "kvm1", 0, "kvm1 node 0: guest cells commit 20GiB of 4K memory, above "
+                                                           "the node memory target 90% of the free 22GiB (19.8GiB)")]),
     "overcommit": (overcommit.overcommit, lambda: _tiny_guests_plan(62), lambda: _tiny_guests_plan(63),
                    [V("overcommit", None, "kvm1", 0, "kvm1 node 0: shared pool 10-17,81-89 (8.5 cores) carries 69 "
                                                      "shared vCPUs, above 8 x 8.5 = 68")]),
@@ -127,7 +131,7 @@ def test_every_rule_is_a_documented_function_in_the_registry():
         assert isinstance(r, Rule) and r.name in RULE_NAMES
         assert len(r.text) > 40, r.check.__name__  # the docstring states the rule
     assert set(RULE_NAMES) == {"coverage", "status", "placement", "tenancy", "cells", "cpus", "threads", "emulator",
-                               "memory", "overcommit", "load", "hugepages", "evacuation"}
+                               "memory", "memory_target", "overcommit", "load", "hugepages", "evacuation"}
 
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS) + sorted(EXTRA_MUTATIONS))

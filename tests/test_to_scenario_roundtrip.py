@@ -52,7 +52,8 @@ def test_solve_check_to_scenario_validate_solve(tmp_path):
 RACKS = """\
 version: 1
 name: racks
-policy: {survive: {racks: 1}, anti_affinity_scope: rack, tenant_isolation: node, page_sharing: false, stall: 5s}
+policy: {survive: {racks: 1}, anti_affinity_scope: rack, tenant_isolation: node, page_sharing: false, stall: 5s,
+         node_memory_target: 0.9}
 host_models:
   m:
     nodes: [{id: 0, cpus: "0-3,8-11", memory: 32GiB}, {id: 1, cpus: "4-7,12-15", memory: 32GiB}]
@@ -79,7 +80,7 @@ def test_to_scenario_keeps_failure_domains_and_policy(tmp_path):
     data = yaml.safe_load(found.read_text())
     assert data["policy"]["survive"] == {"racks": 1} and data["policy"]["anti_affinity_scope"] == "rack"
     assert data["policy"]["tenant_isolation"] == "node" and data["policy"]["page_sharing"] is False
-    assert data["policy"]["stall"] == "5s"
+    assert data["policy"]["stall"] == "5s" and data["policy"]["node_memory_target"] == 0.9
     assert [(h["name"], h.get("rack"), h.get("zone")) for h in data["hosts"]] == [
         ("a1", "r1", "z1"), ("a2", "r1", "z1"), ("b1", "r2", "z2"), ("b2", "r2", "z2")]
     racks = {h["name"]: h["rack"] for h in data["hosts"]}

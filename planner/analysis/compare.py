@@ -136,7 +136,7 @@ def _names(names: list[str], limit: int = 12) -> str:
 def scenario_difference(a: Scenario, b: Scenario, limit: int = 4) -> str:
     """What B changes against A, in a few words: policy values, host models, hosts, guests."""
     out: list[str] = []
-    for f in ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "objective"):
+    for f in ("cpu_overcommit_max", "cpu_load_target", "memory_overcommit", "node_memory_target", "objective"):
         va, vb = getattr(a.policy, f), getattr(b.policy, f)
         if va != vb:
             out.append(f"{f} {_num(va)} → {_num(vb)}")

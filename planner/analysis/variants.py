@@ -466,7 +466,7 @@ _POLICY_FIELDS = {f.name for f in fields(Policy)}
 
 def set_policy(scenario: Scenario, **values: Any) -> Scenario:
     """A new scenario with policy values changed: ``cpu_overcommit_max`` (1..8), ``cpu_load_target`` (0 < x <= 1),
-    ``memory_overcommit`` (>= 1), ``objective`` (pack or spread), ``time_limit_s`` or ``time_limit`` and ``stall_s``
+    ``memory_overcommit`` (>= 1), ``node_memory_target`` (0 < x <= 1), ``objective`` (pack or spread), ``time_limit_s`` or ``time_limit`` and ``stall_s``
     or ``stall`` (seconds or '60s'), ``survive`` ({hosts: 1}, {racks: 1} or None), ``anti_affinity_scope`` (host,
     rack or zone), ``tenant_isolation`` (none, core, node, host), ``page_sharing`` (bool). Numbers are taken exactly (0.7 is 7/10). Guests with ``vcpus: auto`` are right-sized again when
     the load target changes (⌈cpu_demand ÷ target⌉)."""
@@ -501,7 +501,7 @@ def set_policy(scenario: Scenario, **values: Any) -> Scenario:
         else:
             number = value if isinstance(value, Fraction) else to_fraction(value, key)
             low, high, low_open = {"cpu_overcommit_max": (1, 8, False), "cpu_load_target": (0, 1, True),
-                                   "memory_overcommit": (1, None, False)}[key]
+                                   "memory_overcommit": (1, None, False), "node_memory_target": (0, 1, True)}[key]
             if (number <= low if low_open else number < low) or (high is not None and number > high):
                 raise ValueError(f"{key} {value} is out of range")
             changes[key] = number

@@ -233,6 +233,16 @@ def define_emulator_pool(b: ModelBuild) -> None:
     add_node_rule(b, "define_emulator_pool")
 
 
+def define_node_memory_target(b: ModelBuild) -> None:
+    """Headroom on each node's 4K memory (policy.node_memory_target t = p/q < 1; none at t = 1): the physical 4K
+    memory committed to guests stays at or under t × free, with memory_overcommit r = a/b:
+
+        D + S / r ≤ t · free   ⇔   q·(a·D + b·S) ≤ p·a·free(h,n)
+
+    (D: dedicated guests' 4K memory, 1:1; S: shared guests'). Named ``memory_target[HOST/NODE]``."""
+    add_node_rule(b, "define_node_memory_target")
+
+
 def define_node_memory(b: ModelBuild) -> None:
     """4K memory per node, free = memory − reserved − pools, memory_overcommit = a/b:
 
@@ -397,6 +407,7 @@ FAMILIES: tuple[Callable[[ModelBuild], Term | None], ...] = (
     define_load_target,
     define_emulator_pool,
     define_node_memory,
+    define_node_memory_target,
     define_hugepage_pools,
     define_anti_affinity,
     define_tenant_isolation,
@@ -419,6 +430,7 @@ FAMILY_SCOPE: dict[Callable[[ModelBuild], Term | None], str] = {
     define_load_target: "node",
     define_emulator_pool: "node",
     define_node_memory: "node",
+    define_node_memory_target: "node",
     define_hugepage_pools: "node",
     define_anti_affinity: "fleet",  # pricing shapes carry no tags: a pattern is one host
     define_tenant_isolation: "host",

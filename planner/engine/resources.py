@@ -436,6 +436,31 @@ def _memory_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]
     return [Row("memory", total, a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB, cell_needs=("memory_4k_kib",))]
 
 
+def _memory_target_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    if not s.has("memory_4k_kib") or policy.node_memory_target >= 1:
+        return []
+    a, b = policy.memory_overcommit.numerator, policy.memory_overcommit.denominator
+    p, q = policy.node_memory_target.numerator, policy.node_memory_target.denominator
+    total = b * s["memory_4k_kib"]
+    if s.has("memory_4k_dedicated_kib") and a != b:
+        total = total + (a - b) * s["memory_4k_dedicated_kib"]
+    return [Row("memory_target", q * total, p * a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB,
+                cell_needs=("memory_4k_kib",))]
+
+
+def _memory_target_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
+    if not cell.memory_4k_kib or "memory_target" not in failed:
+        return []
+    a, b = policy.memory_overcommit.numerator, policy.memory_overcommit.denominator
+    target = policy.node_memory_target
+    dedicated_kib = totals.memory_4k_dedicated_kib
+    shared_kib = totals.memory_4k_kib - dedicated_kib
+    slack = target * a * cap.free_4k_kib - a * dedicated_kib - b * shared_kib  # in 1/a KiB of physical memory
+    room = math.floor(slack / (a if cell.memory_4k_dedicated_kib else b))
+    return [Shortfall(f"4K memory under the node memory target ({float(target):.0%} of the free 4K memory)",
+                      cell.memory_4k_kib, max(room, 0), "KiB")]
+
+
 def memory_4k_room_kib(cap: NodeCap, totals: NodeTotals, dedicated: bool, overcommit: Fraction) -> int:
     """4K memory a cell of a dedicated (1:1) or shared (overcommitted) guest may still take on the node.
 
@@ -490,6 +515,8 @@ NODE_RULES: tuple[NodeRule, ...] = (
     NodeRule("define_node_memory", ("memory_4k_kib", "memory_4k_dedicated_kib"), _memory_rows, _memory_explain,
              (CellLimit("memory_4k_kib", lambda n: n.free_4k_kib, "cell_memory"),),
              alone=("memory_4k_kib", "memory_4k_dedicated_kib")),
+    NodeRule("define_node_memory_target", ("memory_4k_kib", "memory_4k_dedicated_kib"), _memory_target_rows,
+             _memory_target_explain, alone=("memory_4k_kib", "memory_4k_dedicated_kib")),
     NodeRule("define_hugepage_pools", ("pages",), _pages_rows, _pages_explain, alone=("pages",)),
 )
 NODE_RULE_OF: Mapping[str, NodeRule] = {r.family: r for r in NODE_RULES}

@@ -163,6 +163,11 @@ class PolicySpec(BaseModel):
         _policy_number(1, None, False, ">= 1.0"), {"type": "number", "minimum": 1},
         ">= 1.0 (default 1.0): divides shared guests' non-hugepage memory (hugepages and dedicated guests never "
         "overcommit)") = None
+    node_memory_target: _value(
+        _policy_number(0, 1, True, "0 < x <= 1"), {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "0 < x <= 1 (default 1.0): per node, the physical 4K memory committed to guests (dedicated 1:1, shared "
+        "divided by memory_overcommit) stays at or under this share of the node's free 4K memory (headroom kept "
+        "for the host's page cache and QEMU's own memory)") = None
     objective: _value(lambda v: _choice(v, ("pack", "spread")), {"enum": ["pack", "spread"]},
                       "pack (default): fewest hosts; spread: lowest maximum host CPU load") = None
     time_limit: _value(_duration, DURATION, "the solver's budget (default 60s)") = None

@@ -30,6 +30,9 @@ class Policy:
     cpu_overcommit_max: Fraction = Fraction(8)
     cpu_load_target: Fraction = Fraction(7, 10)
     memory_overcommit: Fraction = Fraction(1)
+    # per node: physical 4K memory committed to guests (dedicated 1:1, shared ÷ memory_overcommit) at or under this
+    # share of the node's free 4K memory; 1 keeps no headroom (the memory rule alone)
+    node_memory_target: Fraction = Fraction(1)
     objective: Objective = "pack"
     time_limit_s: float = 60.0
     stall_s: float = 10.0  # stop once nothing improved for this long

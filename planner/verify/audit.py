@@ -662,6 +662,7 @@ class AuditResult:
             f"  cpu_overcommit_max: {_num(pol.cpu_overcommit_max)}",
             f"  cpu_load_target: {_num(pol.cpu_load_target)}",
             f"  memory_overcommit: {_num(pol.memory_overcommit)}",
+            *([f"  node_memory_target: {_num(pol.node_memory_target)}"] if pol.node_memory_target != 1 else []),
             f"  objective: {pol.objective}",
             f"  time_limit: {pol.time_limit_s:g}s",
             f"  stall: {pol.stall_s:g}s",

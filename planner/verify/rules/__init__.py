@@ -52,6 +52,7 @@ RULES: tuple[Rule, ...] = (
     Rule("threads", smt.threads),
     Rule("emulator", emulator.emulator),
     Rule("memory", memory.memory),
+    Rule("memory_target", memory.memory_target),
     Rule("overcommit", overcommit.overcommit),
     Rule("load", load.load),
     Rule("hugepages", hugepages.hugepages),

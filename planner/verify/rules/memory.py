@@ -24,6 +24,28 @@ def memory(plan: Plan, usage: PlanUsage) -> list[Violation]:
     return out
 
 
+def memory_target(plan: Plan, usage: PlanUsage) -> list[Violation]:
+    """Per node, with policy.node_memory_target t < 1 (t = 1: no headroom rule): D + S / r ≤ t × the node's free 4K
+    memory (D, S and r as in ``memory``): headroom kept for the host's page cache and QEMU's own memory."""
+    policy = plan.scenario.policy
+    target, ratio = policy.node_memory_target, policy.memory_overcommit
+    if target >= 1:
+        return []
+    out: list[Violation] = []
+    for hu in usage.hosts.values():
+        for node, nu in hu.nodes.items():
+            ded_kib = hu.memory_4k_dedicated_kib.get(node, 0)
+            committed = Fraction(ded_kib) + Fraction(nu.memory_4k_used_kib - ded_kib) / ratio
+            allowed = target * hu.facts.free_4k_kib[node]
+            if committed > allowed:
+                out.append(Violation(
+                    "memory_target", None, hu.host, node,
+                    f"{hu.host} node {node}: guest cells commit {format_memory(math.ceil(committed))} of 4K memory, "
+                    f"above the node memory target {float(target):.0%} of the free "
+                    f"{format_memory(hu.facts.free_4k_kib[node])} ({format_memory(math.floor(allowed))})"))
+    return out
+
+
 def _cells(hu: HostUsage) -> list[Violation]:
     out: list[Violation] = []
     free = hu.facts.free_4k_kib
