@@ -38,7 +38,7 @@ from planner.engine.problem import ModelCap, compile_problem
 from planner.engine.resources import PAGES_PREFIX, TOTALS, guest_totals, host_totals, parse_pages_key, total_label
 from planner.model.scenario import HostModel, Scenario
 from planner.model.units import format_page
-from planner.analysis.variants import _resolve_model, scale_demand, set_policy, with_hosts
+from planner.analysis.variants import resolve_model, scale_demand, set_policy, with_hosts
 from planner.model.errors import VplanError
 
 GROWTH_COLUMNS: dict[str, str] = {
@@ -93,7 +93,7 @@ class Sizing:
 
 def _pick_model(scenario: Scenario, model: HostModel | str | None) -> HostModel:
     if model is not None:
-        return _resolve_model(scenario, model)
+        return resolve_model(scenario, model)
     in_use = sorted({h.model for h in scenario.hosts})
     if len(in_use) == 1:
         return scenario.host_models[in_use[0]]
@@ -289,7 +289,7 @@ def add_hosts(scenario: Scenario, model: HostModel | str, count: int) -> Scenari
 
     from planner.model.scenario import Host
 
-    new_model = _resolve_model(scenario, model)
+    new_model = resolve_model(scenario, model)
     taken = {h.name.lower() for h in scenario.hosts}
     hosts, i = list(scenario.hosts), 0
     while len(hosts) < len(scenario.hosts) + count:
@@ -334,7 +334,7 @@ def fewest_to_add(
     ``lower_bound`` the totals' bound on it (per resource in ``bounds``: what the guests need beyond the fleet's
     totals, over one new host's), ``plan`` the plan on the fleet plus that many. Same search as ``fewest_hosts``."""
     start = time.monotonic()
-    new_model = _resolve_model(scenario, model)
+    new_model = resolve_model(scenario, model)
     base = set_policy(scenario, objective="pack")
     bad = _unfit(base, new_model)
     fleet_models = [base.host_models[m] for m in sorted({h.model for h in base.hosts})]
@@ -602,7 +602,7 @@ def runway(
     add = None
     model_name = None
     if model is not None:
-        target = _resolve_model(scenario, model)
+        target = resolve_model(scenario, model)
         model_name = target.name
         add = fewest_to_add(scaled[months], target, time_limit_s=time_limit_s, seed=seed, workers=workers,
                             executor=executor, deterministic=deterministic)

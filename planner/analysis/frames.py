@@ -186,7 +186,7 @@ def _column_doc(columns: dict[str, str]) -> str:
 _usage_cache: "weakref.WeakKeyDictionary[Plan, dict]" = weakref.WeakKeyDictionary()
 
 
-def _usage(plan: Plan) -> dict[str, dict[int, NodeUsage]]:
+def usage_by_host(plan: Plan) -> dict[str, dict[int, NodeUsage]]:
     """``planner.verify.check.node_usage(plan)``, computed once per plan (a plan is immutable)."""
     usage = _usage_cache.get(plan)
     if usage is None:
@@ -269,7 +269,7 @@ placements.__doc__ = f"""One row per placed guest NUMA cell, guests in scenario 
 def node_usage(plan: Plan) -> pd.DataFrame:
     sc = plan.scenario
     policy = sc.policy
-    usage = _usage(plan)
+    usage = usage_by_host(plan)
     sizes = page_sizes(plan)
     used_hosts = set(plan.hosts_used)
     cells: dict[tuple[str, int], int] = {}

@@ -168,13 +168,13 @@ def pin_map(plan: Plan, host: str, *, ax=None, labels: bool = True, max_legend: 
     node's shared vCPUs and load). The Axes holds exactly one patch per CPU of the host."""
     from matplotlib.patches import Patch, Rectangle
 
-    from planner.analysis.frames import _usage
+    from planner.analysis.frames import usage_by_host
 
     sc = plan.scenario
     if host not in sc.host_by_name:
         raise KeyError(f"no such host: {host}")
     model = sc.model_of(host)
-    usage = _usage(plan)[host]
+    usage = usage_by_host(plan)[host]
     guests_here = sorted(plan.guests_on(host), key=lambda p: [g.name for g in sc.guests].index(p.guest))
     owner: dict[int, str] = {}
     emulator: dict[int, str] = {}

@@ -112,7 +112,7 @@ def catalogue_model(name: str, *, model_name: str | None = None) -> HostModel:
     return _CATALOGUE[version]
 
 
-def _resolve_model(scenario: Scenario, model: HostModel | str) -> HostModel:
+def resolve_model(scenario: Scenario, model: HostModel | str) -> HostModel:
     """A HostModel; a model name of the scenario; or a catalogue name."""
     if isinstance(model, HostModel):
         return model
@@ -180,11 +180,11 @@ def _scale_cells(g: Guest, vcpus: int, memory_kib: int, unit: int) -> tuple[Gues
 def domain_settings(raw: Any, where: str = "domain", base_dir: str = "") -> "DomainSettings":
     """A ``domain:`` mapping (scenario format: type, cpu_mode, cpu_model, machine, template relative to
     ``base_dir``) → DomainSettings, checked as the loader checks it. Raises ``ValueError``."""
-    from planner.io.loader import INVALID, _domain, _Problems, _Templates, _Where
+    from planner.io.loader import INVALID, read_domain_settings, Problems, Templates, Where
     from planner.model.scenario import DomainSettings
 
-    problems = _Problems()
-    settings = _domain(raw, _Where(where, "domain"), DomainSettings(), _Templates(base_dir), problems)
+    problems = Problems()
+    settings = read_domain_settings(raw, Where(where, "domain"), DomainSettings(), Templates(base_dir), problems)
     if settings is INVALID or problems.count():
         raise ValueError("; ".join(problems.lines) or f"{where}: invalid domain settings")
     return settings
@@ -437,7 +437,7 @@ def swap_host_model(scenario: Scenario, model: HostModel | str, hosts: str | Ite
     scenario, or the name of a catalogue model (``models/hosts/NAME.yaml``). Hosts keep their names, so fixed
     guests stay on them. The model is added to ``host_models`` under its name; a different model already under
     that name is a ``ValueError``."""
-    new_model = _resolve_model(scenario, model)
+    new_model = resolve_model(scenario, model)
     existing = scenario.host_models.get(new_model.name)
     if existing is not None and existing is not new_model:
         raise ValueError(f"the scenario already has another host model named {new_model.name!r}")
@@ -452,7 +452,7 @@ def with_hosts(scenario: Scenario, model: HostModel | str, count: int, *, prefix
     prefix ``MODEL-``), and only that model. Guests fixed to a host are no longer fixed (their hosts are gone)."""
     if count < 0:
         raise ValueError("count must be >= 0")
-    new_model = _resolve_model(scenario, model)
+    new_model = resolve_model(scenario, model)
     prefix = f"{new_model.name}-" if prefix is None else prefix
     width = max(2, len(str(count)))
     hosts = tuple(Host(f"{prefix}{i:0{width}d}", new_model.name) for i in range(1, count + 1))

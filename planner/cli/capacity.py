@@ -27,10 +27,10 @@ def _fail(message: str) -> None:
 
 
 def _model(sc, name: str, scenario: Path):
-    from planner.analysis.variants import _resolve_model, available_models
+    from planner.analysis.variants import resolve_model, available_models
 
     try:
-        return _resolve_model(sc, name)
+        return resolve_model(sc, name)
     except ValueError:
         _fail(f"--model {name}: no such host model in {scenario} ({', '.join(sorted(sc.host_models))}) nor in the "
               f"catalogue models/hosts/ ({', '.join(available_models())})")

@@ -137,26 +137,26 @@ class ScenarioError(VplanError):
 
 
 @dataclass(frozen=True)
-class _Where:
+class Where:
     file: str
     path: str = ""
 
-    def key(self, key: object) -> _Where:
+    def key(self, key: object) -> Where:
         text = key if isinstance(key, str) and re.fullmatch(r"[^\s.\[\]'\"]{1,40}", key) else _show(key, 40)
-        return _Where(self.file, f"{self.path}.{text}" if self.path else text)
+        return Where(self.file, f"{self.path}.{text}" if self.path else text)
 
-    def item(self, index: int, label: object = None) -> _Where:
+    def item(self, index: int, label: object = None) -> Where:
         suffix = f" ({_cut(str(label))})" if label is not None else ""
-        return _Where(self.file, f"{self.path}[{index}]{suffix}")
+        return Where(self.file, f"{self.path}[{index}]{suffix}")
 
     def line(self, message: str) -> str:
         return f"{self.file}: {self.path}: {message}" if self.path else f"{self.file}: {message}"
 
 
 @dataclass
-class _Problems:
+class Problems:
     lines: list[str] = field(default_factory=list)
-    refused: set[_Where] = field(default_factory=set)  # values already reported (refused tags): no follow-ups
+    refused: set[Where] = field(default_factory=set)  # values already reported (refused tags): no follow-ups
     found: int = 0  # every problem found, also those not shown again (duplicates, follow-ups of refused values)
     hidden: int = 0  # problems past MAX_PROBLEM_LINES (counted, not shown)
     # files this load has read and parsed (an included host model file named twice is read once): path -> data
@@ -166,7 +166,7 @@ class _Problems:
         more = [f"... and {self.hidden} more problems (the first {MAX_PROBLEM_LINES} are shown)"] if self.hidden else []
         return self.lines + more
 
-    def add(self, where: _Where, message: str) -> None:
+    def add(self, where: Where, message: str) -> None:
         self.found += 1
         if len(self.lines) >= MAX_PROBLEM_LINES:
             self.hidden += 1
@@ -199,7 +199,7 @@ _DEFAULT: Any = object()  # a key left out
 
 
 
-def _check(problems: _Problems, where: _Where, parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _check(problems: Problems, where: Where, parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a value parser; a ``ValueError`` becomes a problem at ``where`` and the result is ``INVALID``."""
     try:
         return parse(*args, **kwargs)
@@ -208,7 +208,7 @@ def _check(problems: _Problems, where: _Where, parse: Callable[..., Any], *args:
         return INVALID
 
 
-def _foreign(data: object, known: tuple[str, ...], where: _Where, what: str, problems: _Problems,
+def _foreign(data: object, known: tuple[str, ...], where: Where, what: str, problems: Problems,
              by: str = "") -> bool:
     """A file that is not ``what`` at all (not a mapping, or a mapping without one known key) gets one problem
     that shows none of its content (it may be any file: ``include: /etc/shadow``)."""
@@ -223,7 +223,7 @@ def _foreign(data: object, known: tuple[str, ...], where: _Where, what: str, pro
     return True
 
 
-def _list(problems: _Problems, where: _Where, raw: object, example: str) -> list:
+def _list(problems: Problems, where: Where, raw: object, example: str) -> list:
     if not isinstance(raw, list):
         problems.add(where, f"expected a list, e.g. {example}, got {_show(raw)}")
         return []
@@ -239,14 +239,14 @@ def _label(item: object) -> str | None:
 
 
 
-def _at(where: _Where, loc: tuple) -> _Where:
+def _at(where: Where, loc: tuple) -> Where:
     """The place of an error location of ``schema.check_mapping`` (the keys of a mapping) below ``where``."""
     for part in loc:
         where = where.key(part)
     return where
 
 
-def _checked(model: type, raw: object, where: _Where, problems: _Problems, *, required: tuple[str, ...] | None = None,
+def _checked(model: type, raw: object, where: Where, problems: Problems, *, required: tuple[str, ...] | None = None,
              context: dict | None = None, order: tuple[str, ...] | None = None,
              incomplete: bool = True, judge_values: bool = True) -> schema.CheckResult:
     """Validate a mapping with a model of ``planner.io.schema`` (unknown keys, missing keys, values) and add its
@@ -288,7 +288,7 @@ class _SafeLoader(_BaseLoader):
             tag = cache[key] = super().resolve(kind, value, implicit)
         return tag
 
-    def load_checked(self, problems: _Problems, root: _Where) -> Any:
+    def load_checked(self, problems: Problems, root: Where) -> Any:
         node = self.get_single_node()
         if node is None:
             return None
@@ -297,7 +297,7 @@ class _SafeLoader(_BaseLoader):
         self._walk(node, root, problems, set())
         return self.construct_document(node)
 
-    def _walk(self, node: yaml.Node, where: _Where, problems: _Problems, seen: set[int]) -> None:
+    def _walk(self, node: yaml.Node, where: Where, problems: Problems, seen: set[int]) -> None:
         if id(node) in seen:  # an alias seen on this path: recursive data
             return
         if node.tag not in SAFE_TAGS:
@@ -312,7 +312,7 @@ class _SafeLoader(_BaseLoader):
                     continue
                 self._walk(child, where.item(index, self._node_label(child)), problems, seen)
 
-    def _walk_mapping(self, node: yaml.MappingNode, where: _Where, problems: _Problems, seen: set[int]) -> None:
+    def _walk_mapping(self, node: yaml.MappingNode, where: Where, problems: Problems, seen: set[int]) -> None:
         first_seen: dict[str, str] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
@@ -329,7 +329,7 @@ class _SafeLoader(_BaseLoader):
             self._walk(value_node, where.key(key), problems, seen)
 
     @staticmethod
-    def _refuse(node: yaml.Node, where: _Where, problems: _Problems) -> None:
+    def _refuse(node: yaml.Node, where: Where, problems: Problems) -> None:
         tag = node.tag
         shown = "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
         problems.add(where, f"line {node.start_mark.line + 1}: YAML tag '{shown}' is not allowed (only plain YAML "
@@ -349,34 +349,34 @@ class _SafeLoader(_BaseLoader):
 _SafeLoader.add_constructor(None, lambda loader, node: INVALID)
 
 
-def _parse_yaml(text: str, file: str, problems: _Problems) -> Any:
+def _parse_yaml(text: str, file: str, problems: Problems) -> Any:
     """The YAML data of ``text`` (``INVALID`` after a syntax error, which becomes a problem with its line)."""
     loader = None
     try:
         loader = _SafeLoader(text)
-        return loader.load_checked(problems, _Where(file))
+        return loader.load_checked(problems, Where(file))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         what = exc.problem or exc.context or "invalid YAML"
         if exc.problem and exc.context:
             what = f"{exc.problem} ({exc.context})"
-        problems.add(_Where(file), f"{where}YAML syntax error: {what}")
+        problems.add(Where(file), f"{where}YAML syntax error: {what}")
     except ValueError:  # PyYAML's int(): Python refuses to convert a very long digit string
-        problems.add(_Where(file), "a number in the file has too many digits")
+        problems.add(Where(file), "a number in the file has too many digits")
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
-        problems.add(_Where(file), f"line {line}: character #x{exc.character:04x} is not allowed in YAML "
+        problems.add(Where(file), f"line {line}: character #x{exc.character:04x} is not allowed in YAML "
                                    "(a control character)")
     except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML error is one of the above
-        problems.add(_Where(file), f"YAML error: {exc}")
+        problems.add(Where(file), f"YAML error: {exc}")
     finally:
         if loader is not None:
             loader.dispose()
     return INVALID
 
 
-def _shape_ok(root: yaml.Node, file: str, problems: _Problems) -> bool:
+def _shape_ok(root: yaml.Node, file: str, problems: Problems) -> bool:
     """The composed node graph (an alias is the node it names, shared) before anything walks or builds it: nesting
     at most ``MAX_YAML_DEPTH`` deep, no alias inside the node it names, and aliases adding at most ``2 x written +
     MAX_ALIAS_VALUES`` values (a "billion laughs" document is refused here). One pass over the distinct nodes,
@@ -394,7 +394,7 @@ def _shape_ok(root: yaml.Node, file: str, problems: _Problems) -> bool:
             size = 1 + sum(1 if type(child) is scalar else sizes[id(child)] for child in children)
             sizes[key] = size
             if size > 2 * written + MAX_ALIAS_VALUES:
-                problems.add(_Where(file), f"line {node.start_mark.line + 1}: aliases expand this node to {size:,} "
+                problems.add(Where(file), f"line {node.start_mark.line + 1}: aliases expand this node to {size:,} "
                                            f"values (aliases may add at most {MAX_ALIAS_VALUES:,} values beyond twice "
                                            "those written out): write the values out")
                 return False
@@ -406,10 +406,10 @@ def _shape_ok(root: yaml.Node, file: str, problems: _Problems) -> bool:
             continue
         line = node.start_mark.line + 1
         if key in open_nodes:
-            problems.add(_Where(file), f"line {line}: an alias is inside the node it names (recursive data)")
+            problems.add(Where(file), f"line {line}: an alias is inside the node it names (recursive data)")
             return False
         if depth > MAX_YAML_DEPTH:
-            problems.add(_Where(file), f"line {line}: lists and mappings nested more than {MAX_YAML_DEPTH} deep (a "
+            problems.add(Where(file), f"line {line}: lists and mappings nested more than {MAX_YAML_DEPTH} deep (a "
                                        "scenario needs a few levels)")
             return False
         kids = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
@@ -420,7 +420,7 @@ def _shape_ok(root: yaml.Node, file: str, problems: _Problems) -> bool:
     return True
 
 
-def _yaml_shape_ok(text: str, file: str, problems: _Problems) -> bool:
+def yaml_shape_ok(text: str, file: str, problems: Problems) -> bool:
     """One pass over the YAML events (no tree built) before composing: nesting at most ``MAX_YAML_DEPTH`` deep,
     no alias inside the node it names, and aliases adding at most ``2 x written + MAX_ALIAS_VALUES`` values (a
     "billion laughs" document is refused at the alias that crosses the limit, in time linear in the file).
@@ -434,7 +434,7 @@ def _yaml_shape_ok(text: str, file: str, problems: _Problems) -> bool:
             event = loader.get_event()
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 if len(stack) >= MAX_YAML_DEPTH:
-                    problems.add(_Where(file), f"line {event.start_mark.line + 1}: lists and mappings nested more "
+                    problems.add(Where(file), f"line {event.start_mark.line + 1}: lists and mappings nested more "
                                                f"than {MAX_YAML_DEPTH} deep (a scenario needs a few levels)")
                     return False
                 written += 1
@@ -457,7 +457,7 @@ def _yaml_shape_ok(text: str, file: str, problems: _Problems) -> bool:
                 line = event.start_mark.line + 1
                 if event.anchor not in sizes:
                     if any(anchor == event.anchor for anchor, _ in stack):
-                        problems.add(_Where(file), f"line {line}: alias *{_cut(str(event.anchor))} is inside the "
+                        problems.add(Where(file), f"line {line}: alias *{_cut(str(event.anchor))} is inside the "
                                                    "node it names (recursive data)")
                         return False
                     continue  # an undefined alias: the parse reports it
@@ -466,7 +466,7 @@ def _yaml_shape_ok(text: str, file: str, problems: _Problems) -> bool:
                 if stack:
                     stack[-1][1] += size
                 if expanded > 2 * written + MAX_ALIAS_VALUES:
-                    problems.add(_Where(file), f"line {line}: alias *{_cut(str(event.anchor))} expands the document "
+                    problems.add(Where(file), f"line {line}: alias *{_cut(str(event.anchor))} expands the document "
                                                f"to {expanded:,} values or more (aliases may add at most "
                                                f"{MAX_ALIAS_VALUES:,} values beyond twice those written out): write "
                                                "the values out")
@@ -502,9 +502,9 @@ def load_scenario_text(text: str, filename: str = "<string>", base_dir: str | No
     ``base_dir`` (default: the directory of ``filename``, or the current directory)."""
     if base_dir is None:
         base_dir = "" if filename.startswith("<") else os.path.dirname(filename)
-    problems = _Problems()
+    problems = Problems()
     data = _parse_yaml(text, filename, problems)
-    scenario = None if data is INVALID else _scenario(data, _Where(filename), base_dir, problems)
+    scenario = None if data is INVALID else _scenario(data, Where(filename), base_dir, problems)
     if problems.count() or scenario is None:
         raise ScenarioError(problems.shown() or [f"{filename}: not a valid scenario"])
     return scenario
@@ -519,10 +519,10 @@ def load_guest(spec: dict[str, Any], policy: Policy | None = None, *, name: str 
     every problem, ``guest NAME: key.path: what is wrong``, joined by ``; ``."""
     item = dict(spec) if name is None else {**spec, "name": name}
     shown = item.get("name") if isinstance(item.get("name"), str) else "?"
-    problems = _Problems()
+    problems = Problems()
     context = _GuestContext(policy=policy or Policy(), host_names=set(), pages={"pages_known": False},
-                            templates=_Templates(base_dir), any_host=True)
-    _, guests = _guest(item, _Where(f"guest {_cut(shown)}"), context, _Hosts(), problems)
+                            templates=Templates(base_dir), any_host=True)
+    _, guests = _guest(item, Where(f"guest {_cut(shown)}"), context, _Hosts(), problems)
     if problems.count() or len(guests) != 1:
         many = f"guest {_cut(shown)}: name: a pattern names {len(guests)} guests (give one name)"
         raise ValueError("; ".join(problems.shown()) or many)
@@ -538,11 +538,11 @@ class _Hosts:
     """Hosts as read, with what the cross-checks need."""
 
     hosts: list[Host] = field(default_factory=list)
-    names: list[tuple[str, _Where]] = field(default_factory=list)  # every host name, also of hosts with problems
+    names: list[tuple[str, Where]] = field(default_factory=list)  # every host name, also of hosts with problems
     unresolved: bool = False  # some host or its model had a problem: skip checks that need every host
 
 
-def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> Scenario | None:
+def _scenario(data: object, top: Where, base_dir: str, problems: Problems) -> Scenario | None:
     if data is None:
         problems.add(top, "the file is empty (expected a scenario: version, name, host_models, hosts, guests)")
         return None
@@ -555,8 +555,8 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
     policy = _policy(raw.get("policy", {}), top.key("policy"), problems)
     models, declared = _host_models(raw.get("host_models", {}), top.key("host_models"), base_dir, problems)
     hosts = _hosts(raw.get("hosts", []), top.key("hosts"), models, declared, problems)
-    templates = _Templates(base_dir)
-    domain = _domain(raw["domain"], top.key("domain"), DomainSettings(), templates, problems) if "domain" in raw \
+    templates = Templates(base_dir)
+    domain = read_domain_settings(raw["domain"], top.key("domain"), DomainSettings(), templates, problems) if "domain" in raw \
         else DomainSettings()
     guests, guest_names = _guests(raw.get("guests", []), top.key("guests"), policy, models, declared, hosts,
                                   problems, domain=DomainSettings() if domain is INVALID else domain,
@@ -575,7 +575,7 @@ def _scenario(data: object, top: _Where, base_dir: str, problems: _Problems) -> 
 # policy
 
 
-def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
+def _policy(raw: object, where: Where, problems: Problems) -> Policy:
     """The policy mapping (``schema.PolicySpec``); a wrong value is reported and its default used (so later checks
     can go on).
 
@@ -596,14 +596,14 @@ def _policy(raw: object, where: _Where, problems: _Problems) -> Policy:
 # host_models
 
 
-def _mapping_any(problems: _Problems, where: _Where, raw: object, example: str) -> dict | None:
+def _mapping_any(problems: Problems, where: Where, raw: object, example: str) -> dict | None:
     if not isinstance(raw, dict):
         problems.add(where, f"expected a mapping, e.g. {example}, got {_show(raw)}")
         return None
     return raw
 
 
-def _resolve_models(raw: dict, where: _Where, base_dir: str, problems: _Problems,
+def _resolve_models(raw: dict, where: Where, base_dir: str, problems: Problems,
                     models: dict[str, HostModel]) -> set[str]:
     declared: set[str] = set()
     for name, spec in raw.items():
@@ -617,7 +617,7 @@ def _resolve_models(raw: dict, where: _Where, base_dir: str, problems: _Problems
     return declared
 
 
-def _host_models(raw: object, where: _Where, base_dir: str, problems: _Problems
+def _host_models(raw: object, where: Where, base_dir: str, problems: Problems
                  ) -> tuple[dict[str, HostModel], set[str]]:
     """Resolved models (those without problems) and every declared model name (a host naming a declared model
     with problems gets no second message)."""
@@ -627,7 +627,7 @@ def _host_models(raw: object, where: _Where, base_dir: str, problems: _Problems
     return models, _resolve_models(raw, where, base_dir, problems, models)
 
 
-def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: _Problems) -> HostModel | None:
+def _host_model(name: str, raw: object, where: Where, base_dir: str, problems: Problems) -> HostModel | None:
     """One host model, inline or ``{include: PATH}``; None if it has a problem."""
     before = problems.count()
     source = where.file
@@ -667,8 +667,8 @@ def _host_model(name: str, raw: object, where: _Where, base_dir: str, problems: 
     return model if problems.count() == before else None
 
 
-def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], capture_dir: str,
-                   problems: _Problems) -> HostModel | None:
+def _capture_model(name: str, spec: dict, where: Where, capture: list[str], capture_dir: str,
+                   problems: Problems) -> HostModel | None:
     """A host model made from a host capture (``capabilities:``, ``numactl:`` or ``sysfs:``, a path relative to the
     file that names it), with the overrides ``reserved``, ``hugepages: {NODE: {SIZE: PAGES}}``, ``memory`` (one
     size for every node the capture gives none for, or ``{NODE: SIZE}``), ``threads_per_core`` and ``lscpu`` where
@@ -720,12 +720,12 @@ def _capture_model(name: str, spec: dict, where: _Where, capture: list[str], cap
         return None
 
 
-def _model_value(spec: dict, key: str, where: _Where, problems: _Problems) -> Any:
+def _model_value(spec: dict, key: str, where: Where, problems: Problems) -> Any:
     """``spec[key]`` of a host model judged by its field of ``schema.HostModelSpec`` (INVALID when wrong)."""
     return _check(problems, where.key(key), schema.field_value, schema.HostModelSpec, key, spec[key])
 
 
-def _capture_pools(raw: object, where: _Where, problems: _Problems) -> dict[int, dict[int, int]]:
+def _capture_pools(raw: object, where: Where, problems: Problems) -> dict[int, dict[int, int]]:
     """``{0: {1G: 8}, 1: {2M: 512}}`` → {0: {1048576: 8}, 1: {2048: 512}}."""
     if not isinstance(raw, dict):
         problems.add(where, f"expected a mapping of node id to pools, e.g. {{0: {{1G: 8}}}}, got {_show(raw)}")
@@ -742,7 +742,7 @@ def _capture_pools(raw: object, where: _Where, problems: _Problems) -> dict[int,
     return INVALID if bad else result
 
 
-def _capture_memory(raw: object, where: _Where, problems: _Problems) -> int | dict[int, int]:
+def _capture_memory(raw: object, where: Where, problems: Problems) -> int | dict[int, int]:
     """``64GiB`` (every node the capture gives no memory for) or ``{0: 64GiB, 1: 0}`` (per node id)."""
     if isinstance(raw, dict):
         result: dict[int, int] = {}
@@ -758,7 +758,7 @@ def _capture_memory(raw: object, where: _Where, problems: _Problems) -> int | di
     return _check(problems, where, _memory, raw)
 
 
-def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tuple[object, _Where] | None:
+def _include(raw: dict, where: Where, base_dir: str, problems: Problems) -> tuple[object, Where] | None:
     """``{include: PATH}`` alone → (the included file's data, its root location)."""
     extra = [key for key in raw if key != "include"]
     for key in extra:
@@ -782,12 +782,12 @@ def _include(raw: dict, where: _Where, base_dir: str, problems: _Problems) -> tu
     if data is INVALID:
         return None
     if data is None:
-        problems.add(_Where(shown), f"the file is empty (included as host model by {where.line('include')})")
+        problems.add(Where(shown), f"the file is empty (included as host model by {where.line('include')})")
         return None
-    return data, _Where(shown)
+    return data, Where(shown)
 
 
-def _model_body(name: str, spec: dict, where: _Where, source: str, problems: _Problems) -> HostModel | None:
+def _model_body(name: str, spec: dict, where: Where, source: str, problems: Problems) -> HostModel | None:
     nodes = _nodes(spec["nodes"], where.key("nodes"), problems)
     arch = _model_value(spec, "arch", where, problems) if "arch" in spec else "x86_64"
     if nodes is None:
@@ -804,7 +804,7 @@ def _model_body(name: str, spec: dict, where: _Where, source: str, problems: _Pr
                      source=source)
 
 
-def _nodes(raw: object, where: _Where, problems: _Problems) -> list[Node] | None:
+def _nodes(raw: object, where: Where, problems: Problems) -> list[Node] | None:
     """The node list; None if any node has a problem."""
     before = problems.count()
     items = _list(problems, where, raw, "[{id: 0, cpus: '0-7', memory: 64GiB}]")
@@ -830,7 +830,7 @@ def _nodes(raw: object, where: _Where, problems: _Problems) -> list[Node] | None
     return nodes if problems.count() == before else None
 
 
-def _node(raw: object, where: _Where, problems: _Problems) -> Node | None:
+def _node(raw: object, where: Where, problems: Problems) -> Node | None:
     checked = _checked(schema.NodeSpec, raw, where, problems)
     if not checked.mapping:
         return None
@@ -842,7 +842,7 @@ def _node(raw: object, where: _Where, problems: _Problems) -> Node | None:
     return Node(id=node_id, cpus=tuple(sorted(cpus)), memory_kib=memory, hugepages=pages)
 
 
-def _hugepage_pools(raw: object, where: _Where, problems: _Problems) -> dict[int, int]:
+def _hugepage_pools(raw: object, where: Where, problems: Problems) -> dict[int, int]:
     """``{1G: 16, 2M: 0}`` → {1048576: 16, 2048: 0}."""
     if raw is None or not isinstance(raw, dict):
         problems.add(where, f"expected a mapping of page size to pages, e.g. {{1G: 16, 2M: 512}}, got {_show(raw)}")
@@ -864,7 +864,7 @@ def _hugepage_pools(raw: object, where: _Where, problems: _Problems) -> dict[int
     return INVALID if bad else pools
 
 
-def _distances(raw: object, size: int, where: _Where, problems: _Problems) -> tuple[tuple[int, ...], ...]:
+def _distances(raw: object, size: int, where: Where, problems: Problems) -> tuple[tuple[int, ...], ...]:
     """Square matrix by node position: 10 on the diagonal, 11..254 elsewhere. Default: 10 / 20."""
     if raw is _DEFAULT:
         return tuple(tuple(10 if i == j else 20 for j in range(size)) for i in range(size))
@@ -890,7 +890,7 @@ def _distances(raw: object, size: int, where: _Where, problems: _Problems) -> tu
     return tuple(tuple(row) for row in rows)
 
 
-def _cores(spec: dict, nodes: list[Node], where: _Where, problems: _Problems) -> tuple[tuple[int, ...], ...]:
+def _cores(spec: dict, nodes: list[Node], where: Where, problems: Problems) -> tuple[tuple[int, ...], ...]:
     """SMT sibling groups from ``cores:`` or ``threads_per_core:`` (default 1), sorted."""
     if "cores" in spec and "threads_per_core" in spec:
         problems.add(where.key("threads_per_core"), "give either cores: or threads_per_core:, not both")
@@ -907,7 +907,7 @@ def _node_of(nodes: list[Node]) -> dict[int, int]:
     return {cpu: node.id for node in nodes for cpu in node.cpus}
 
 
-def _explicit_cores(raw: object, nodes: list[Node], where: _Where, problems: _Problems
+def _explicit_cores(raw: object, nodes: list[Node], where: Where, problems: Problems
                     ) -> tuple[tuple[int, ...], ...]:
     before = problems.count()
     node_of = _node_of(nodes)
@@ -942,7 +942,7 @@ def _explicit_cores(raw: object, nodes: list[Node], where: _Where, problems: _Pr
     return tuple(sorted(groups))
 
 
-def _derived_cores(threads: int, nodes: list[Node], where: _Where, problems: _Problems
+def _derived_cores(threads: int, nodes: list[Node], where: Where, problems: Problems
                    ) -> tuple[tuple[int, ...], ...]:
     """threads_per_core T: siblings of c are c + k*N/T (Linux's usual enumeration)."""
     cpus = sorted(cpu for node in nodes for cpu in node.cpus)
@@ -969,7 +969,7 @@ def _derived_cores(threads: int, nodes: list[Node], where: _Where, problems: _Pr
     return groups
 
 
-def _reserved(raw: object, nodes: list[Node], where: _Where, problems: _Problems) -> tuple[frozenset[int], int]:
+def _reserved(raw: object, nodes: list[Node], where: Where, problems: Problems) -> tuple[frozenset[int], int]:
     """reserved: {cpus, memory} → (CPUs, KiB per node with memory)."""
     cpus, memory = _reserved_values(raw, where, problems)
     if cpus is not INVALID:
@@ -981,7 +981,7 @@ def _reserved(raw: object, nodes: list[Node], where: _Where, problems: _Problems
     return (INVALID if cpus is INVALID else frozenset(cpus)), memory
 
 
-def _reserved_values(raw: object, where: _Where, problems: _Problems) -> tuple[Any, Any]:
+def _reserved_values(raw: object, where: Where, problems: Problems) -> tuple[Any, Any]:
     """``reserved: {cpus, memory}`` (``schema.ReservedSpec``) → (CPUs, KiB), each INVALID when wrong."""
     checked = _checked(schema.ReservedSpec, raw, where, problems)
     if not checked.mapping:
@@ -991,7 +991,7 @@ def _reserved_values(raw: object, where: _Where, problems: _Problems) -> tuple[A
     return cpus, memory
 
 
-def _free_memory(nodes: list[Node], reserved_kib: int, where: _Where, problems: _Problems) -> None:
+def _free_memory(nodes: list[Node], reserved_kib: int, where: Where, problems: Problems) -> None:
     """free 4K memory = memory − reserved.memory − Σ pools must not be negative (memory-less nodes: no reserve)."""
     for index, node in enumerate(nodes):
         reserve = reserved_kib if node.memory_kib > 0 else 0
@@ -1006,8 +1006,8 @@ def _free_memory(nodes: list[Node], reserved_kib: int, where: _Where, problems: 
 # hosts
 
 
-def _hosts(raw: object, where: _Where, models: dict[str, HostModel], declared: set[str],
-           problems: _Problems) -> _Hosts:
+def _hosts(raw: object, where: Where, models: dict[str, HostModel], declared: set[str],
+           problems: Problems) -> _Hosts:
     """The hosts list: each item a ``schema.HostSpec`` (its model one of the declared host models)."""
     result = _Hosts()
     context = {"declared": declared}
@@ -1044,14 +1044,14 @@ class _GuestContext:
     # for schema.GuestSpec's hugepages check: page_sizes (some host model lists them in a node's pools) and
     # pages_known (False when some host model could not be read: then page sizes are not judged)
     pages: dict[str, Any] = field(default_factory=dict)
-    templates: "_Templates | None" = None
+    templates: "Templates | None" = None
     valid: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # guest keys (no name) -> valid values
     any_host: bool = False  # a guest outside a scenario (load_guest): its fixed host is judged by the caller
 
 
-def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostModel], declared: set[str],
-            hosts: _Hosts, problems: _Problems, domain: DomainSettings = DomainSettings(),
-            templates: "_Templates | None" = None) -> tuple[list[tuple[Guest, _Where]], list[tuple[str, _Where]]]:
+def _guests(raw: object, where: Where, policy: Policy, models: dict[str, HostModel], declared: set[str],
+            hosts: _Hosts, problems: Problems, domain: DomainSettings = DomainSettings(),
+            templates: "Templates | None" = None) -> tuple[list[tuple[Guest, Where]], list[tuple[str, Where]]]:
     """Guests without problems, each with its item; and every guest name (for the uniqueness check)."""
     context = _GuestContext(
         policy=policy,
@@ -1061,8 +1061,8 @@ def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostMo
                "pages_known": set(models) == declared},
         templates=templates,
     )
-    guests: list[tuple[Guest, _Where]] = []
-    names: list[tuple[str, _Where]] = []
+    guests: list[tuple[Guest, Where]] = []
+    names: list[tuple[str, Where]] = []
     for index, item in enumerate(_list(problems, where, raw, "[{name: web01, vcpus: 2, memory: 4GiB}]")):
         at = where.item(index, _label(item))
         item_names, item_guests = _guest(item, at, context, hosts, problems)
@@ -1071,7 +1071,7 @@ def _guests(raw: object, where: _Where, policy: Policy, models: dict[str, HostMo
     return guests, names
 
 
-def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems
+def _guest(raw: object, at: Where, context: _GuestContext, hosts: _Hosts, problems: Problems
            ) -> tuple[list[str], list[Guest]]:
     """One guest item (a name or a pattern, ``schema.GuestSpec``) → its names, and its guests ([] if it has a
     problem). An item with the same keys (other than the name) as one already judged valid is not judged again."""
@@ -1089,8 +1089,8 @@ def _guest(raw: object, at: _Where, context: _GuestContext, hosts: _Hosts, probl
     values = _guest_values(spec, checked, at, problems)
     values["domain"] = context.domain
     if "domain" in spec:
-        templates = context.templates if context.templates is not None else _Templates("")
-        values["domain"] = _domain(spec["domain"], at.key("domain"), context.domain, templates, problems)
+        templates = context.templates if context.templates is not None else Templates("")
+        values["domain"] = read_domain_settings(spec["domain"], at.key("domain"), context.domain, templates, problems)
     _guest_host(spec, at, context, hosts, problems, values)
     _guest_rules(values, at, context.policy, problems)
     if names is INVALID:
@@ -1119,7 +1119,7 @@ def _spec_key(spec: dict) -> tuple | None:
         return None
 
 
-def _guest_values(spec: dict, checked: schema.CheckResult, at: _Where, problems: _Problems) -> dict[str, Any]:
+def _guest_values(spec: dict, checked: schema.CheckResult, at: Where, problems: Problems) -> dict[str, Any]:
     """The per-key values of a guest (INVALID where wrong), with the shared/dedicated defaults applied."""
     own = ("name", "host", "domain")  # judged apart: names, the fixed host (a cross reference), domain settings
     values: dict[str, Any] = {key: INVALID for key in checked.bad_keys if key not in own}
@@ -1143,7 +1143,7 @@ def _guest_values(spec: dict, checked: schema.CheckResult, at: _Where, problems:
     return values
 
 
-def _numa_cells(raw: list, at: _Where, problems: _Problems) -> tuple[GuestCell, ...] | Any:
+def _numa_cells(raw: list, at: Where, problems: Problems) -> tuple[GuestCell, ...] | Any:
     """``numa: [{vcpus: 1, memory: 1GiB}, ...]``: explicit cells in order (INVALID when any is wrong)."""
     before = problems.count()
     if not raw:
@@ -1163,7 +1163,7 @@ def _numa_cells(raw: list, at: _Where, problems: _Problems) -> tuple[GuestCell, 
     return INVALID if problems.count() != before else tuple(cells)
 
 
-def _guest_cells(values: dict[str, Any], at: _Where, problems: _Problems) -> None:
+def _guest_cells(values: dict[str, Any], at: Where, problems: Problems) -> None:
     """Explicit cells: the guest's vcpus/memory are their sums (given: must be equal; left out: filled in); with
     hugepages each cell holds whole pages, with ``threads: require`` each cell whole sibling pairs."""
     cells = values.get("numa_cells", ())
@@ -1200,7 +1200,7 @@ def _guest_cells(values: dict[str, Any], at: _Where, problems: _Problems) -> Non
                          "an even number)")
 
 
-def _guest_host(spec: dict, at: _Where, context: _GuestContext, hosts: _Hosts, problems: _Problems,
+def _guest_host(spec: dict, at: Where, context: _GuestContext, hosts: _Hosts, problems: Problems,
                 values: dict[str, Any]) -> None:
     if "host" not in spec:
         return
@@ -1220,7 +1220,7 @@ def _guest_host(spec: dict, at: _Where, context: _GuestContext, hosts: _Hosts, p
         values["host"] = INVALID  # the hosts had problems already: the name may be fine
 
 
-def _guest_rules(values: dict[str, Any], at: _Where, policy: Policy, problems: _Problems) -> None:
+def _guest_rules(values: dict[str, Any], at: Where, policy: Policy, problems: Problems) -> None:
     """Rules between a guest's keys (each judged only when its inputs are valid): vcpus auto, threads require,
     numa range, memory size and whole hugepages. Fills in vcpus, vcpus_auto and memory_kib."""
     _guest_cells(values, at, problems)
@@ -1243,7 +1243,7 @@ def _guest_rules(values: dict[str, Any], at: _Where, policy: Policy, problems: _
                                        f"pages (hugepages: {format_page(page)})")
 
 
-def _guest_vcpus(values: dict[str, Any], at: _Where, policy: Policy, problems: _Problems) -> None:
+def _guest_vcpus(values: dict[str, Any], at: Where, policy: Policy, problems: Problems) -> None:
     """``vcpus: auto`` → ceil(cpu_demand / cpu_load_target), exactly; ``threads: require`` needs an even count."""
     vcpus = values.setdefault("vcpus", INVALID)
     require = values.get("threads") == "require"
@@ -1270,7 +1270,7 @@ def _guest_vcpus(values: dict[str, Any], at: _Where, policy: Policy, problems: _
 
 
 def _cross_checks(policy: Policy, models: dict[str, HostModel], hosts: _Hosts,
-                  guests: list[tuple[Guest, _Where]], problems: _Problems) -> None:
+                  guests: list[tuple[Guest, Where]], problems: Problems) -> None:
     """The input errors of hard rules 1 and 7, judged on the hosts and guests that have no problem."""
     if hosts.unresolved:
         return  # a host whose model is unknown: its CPUs are unknown, so these rules cannot be judged
@@ -1282,9 +1282,9 @@ def _cross_checks(policy: Policy, models: dict[str, HostModel], hosts: _Hosts,
     _fixed_cap(policy, models, hosts, fixed, problems)
 
 
-def _unique(names: list[tuple[str, _Where]], kind: str, problems: _Problems) -> None:
+def _unique(names: list[tuple[str, Where]], kind: str, problems: Problems) -> None:
     """Names are unique, also ignoring case (they become file names)."""
-    first: dict[str, tuple[str, _Where]] = {}
+    first: dict[str, tuple[str, Where]] = {}
     for name, at in names:
         if name.lower() not in first:
             first[name.lower()] = (name, at)
@@ -1295,8 +1295,8 @@ def _unique(names: list[tuple[str, _Where]], kind: str, problems: _Problems) -> 
                                      "must be unique, also ignoring case)")
 
 
-def _too_many_vcpus(models: dict[str, HostModel], hosts: _Hosts, guests: list[tuple[Guest, _Where]],
-                    problems: _Problems) -> None:
+def _too_many_vcpus(models: dict[str, HostModel], hosts: _Hosts, guests: list[tuple[Guest, Where]],
+                    problems: Problems) -> None:
     """Hard rule 1: more vCPUs than every host has logical CPUs, or than the fixed host has."""
     if not hosts.hosts:
         return
@@ -1316,8 +1316,8 @@ def _cell_nodes(model: HostModel) -> int:
     return sum(1 for n in model.nodes if n.memory_kib > 0 and set(n.cpus) - model.reserved_cpus)
 
 
-def _too_many_cells(models: dict[str, HostModel], hosts: _Hosts, guests: list[tuple[Guest, _Where]],
-                    problems: _Problems) -> None:
+def _too_many_cells(models: dict[str, HostModel], hosts: _Hosts, guests: list[tuple[Guest, Where]],
+                    problems: Problems) -> None:
     """Explicit cells go to distinct nodes: more cells than any host (or the fixed host) has such nodes."""
     if not hosts.hosts:
         return
@@ -1335,9 +1335,9 @@ def _too_many_cells(models: dict[str, HostModel], hosts: _Hosts, guests: list[tu
                                          "nodes that hold guest cells (each cell needs a node of its own)")
 
 
-def _fixed_anti_affinity(fixed: list[tuple[Guest, _Where]], problems: _Problems) -> None:
+def _fixed_anti_affinity(fixed: list[tuple[Guest, Where]], problems: Problems) -> None:
     """Hard rule 7: fixed guests sharing an anti-affinity tag on one host."""
-    groups: dict[tuple[str, str], list[tuple[Guest, _Where]]] = {}
+    groups: dict[tuple[str, str], list[tuple[Guest, Where]]] = {}
     for guest, at in fixed:
         for tag in guest.anti_affinity:
             groups.setdefault((guest.host, tag), []).append((guest, at))
@@ -1348,7 +1348,7 @@ def _fixed_anti_affinity(fixed: list[tuple[Guest, _Where]], problems: _Problems)
                          f"guests {names} share anti-affinity tag '{tag}' but are all fixed on host {host}")
 
 
-def _scope_per_tag(policy: Policy, guests: list[tuple[Guest, _Where]], problems: _Problems) -> None:
+def _scope_per_tag(policy: Policy, guests: list[tuple[Guest, Where]], problems: Problems) -> None:
     """Guests sharing an anti-affinity tag share its scope (host, rack or zone): one tag, one meaning."""
     first: dict[str, tuple[str, Guest]] = {}
     for guest, at in guests:
@@ -1363,10 +1363,10 @@ def _scope_per_tag(policy: Policy, guests: list[tuple[Guest, _Where]], problems:
                              f"{other.name} (guests sharing a tag must share its scope)")
 
 
-def _fixed_cap(policy: Policy, models: dict[str, HostModel], hosts: _Hosts, fixed: list[tuple[Guest, _Where]],
-               problems: _Problems) -> None:
+def _fixed_cap(policy: Policy, models: dict[str, HostModel], hosts: _Hosts, fixed: list[tuple[Guest, Where]],
+               problems: Problems) -> None:
     """Hard rule 7: Σ vCPUs of the fixed guests of a host ≤ cpu_overcommit_max × its physical cores."""
-    by_host: dict[str, list[tuple[Guest, _Where]]] = {}
+    by_host: dict[str, list[tuple[Guest, Where]]] = {}
     for guest, at in fixed:
         by_host.setdefault(guest.host, []).append((guest, at))
     model_of = {h.name: models[h.model] for h in hosts.hosts}
@@ -1386,15 +1386,15 @@ def _fixed_cap(policy: Policy, models: dict[str, HostModel], hosts: _Hosts, fixe
 # domain: how the domain XML is made (scenario level, overridable per guest)
 
 
-class _Templates:
+class Templates:
     """Domain templates read once per file, and where each was first named (for the uuid check)."""
 
     def __init__(self, base_dir: str):
         self.base_dir = base_dir
         self.read: dict[str, DomainTemplate] = {}
-        self.named_at: dict[str, _Where] = {}
+        self.named_at: dict[str, Where] = {}
 
-    def load(self, value: object, where: _Where) -> DomainTemplate | None:
+    def load(self, value: object, where: Where) -> DomainTemplate | None:
         if value == "none" and isinstance(value, str):
             return None  # no template (a guest's way to drop the scenario's)
         if not isinstance(value, str) or not value.strip():
@@ -1405,7 +1405,7 @@ class _Templates:
             self.read[shown] = _read_template(value, shown)
         return self.read[shown]
 
-    def check_uuids(self, guests: list[tuple[Guest, _Where]], problems: _Problems) -> None:
+    def check_uuids(self, guests: list[tuple[Guest, Where]], problems: Problems) -> None:
         """A template with its own <uuid> names one domain: it may serve one guest only."""
         users: dict[str, list[str]] = {}
         for guest, _ in guests:
@@ -1473,8 +1473,8 @@ def _read_template(value: str, shown: str) -> DomainTemplate:
     return template
 
 
-def _domain(raw: object, where: _Where, inherited: DomainSettings, templates: _Templates,
-            problems: _Problems) -> DomainSettings:
+def read_domain_settings(raw: object, where: Where, inherited: DomainSettings, templates: Templates,
+            problems: Problems) -> DomainSettings:
     """A ``domain:`` mapping over the settings it overrides (the scenario's, for a guest); INVALID on a
     problem. Rules: cpu_model only (and always) with cpu_mode custom; host-passthrough needs type kvm."""
     before = problems.count()

@@ -62,8 +62,8 @@ from lxml import etree
 
 from planner.files.safeio import InputFileError, check_regular, read_input_bytes, read_input_text
 from planner.hostimport.capture import model_spec, spec_lines
-from planner.io.loader import _Problems as _LoaderProblems
-from planner.io.loader import _yaml_shape_ok
+from planner.io.loader import Problems as _LoaderProblems
+from planner.io.loader import yaml_shape_ok
 from planner.libvirt.elements import (
     Cputune,
     Hugepages,
@@ -222,7 +222,7 @@ def _pairs(path: str, text: str, what: str) -> dict[str, str]:
 
 def _yaml_shape_ok_quiet(text: str, path: str, problems: _LoaderProblems) -> bool:
     try:
-        return _yaml_shape_ok(text, path, problems)
+        return yaml_shape_ok(text, path, problems)
     except (yaml.YAMLError, ValueError):
         return True  # not YAML: read as lines
 
