@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from planner.files.planfile import headroom_document, replan_document
 from planner.model.plan import Plan
+from planner.model.stats import Headroom
 
 from planner.cli.common import (EXIT_BUG, EXIT_INPUT, EXIT_OK, EXIT_UNPLACED, app, example as _example,  # noqa: F401
                                  load as _load, parse_time_limit)
@@ -174,9 +176,9 @@ def solve(
     if written.moved_aside is not None:
         print(f"vplan: {out} held files vplan did not write: renamed it to {written.moved_aside} (--force)",
               file=sys.stderr)
-    for failure in plan.stats.extra.get("failures", ()):
+    for failure in plan.stats.failures:
         print(
-            f"vplan: warning: the {failure['phase']} phase failed ({failure['error']}); the best checked plan found "
+            f"vplan: warning: the {failure.phase} phase failed ({failure.error}); the best checked plan found "
             f"before it is written; please report {out}/vplan-error.txt",
             file=sys.stderr,
         )
@@ -193,7 +195,7 @@ def solve(
     if as_json:
         document = summary_document(plan, out, report, csv_path, total_s, write_s)
         if old is not None:
-            document["replan"] = plan.stats.extra.get("replan")
+            document["replan"] = replan_document(plan.stats.replan) if plan.stats.replan is not None else None
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     elif not quiet:
         print_summary(plan, console, out, nodes=nodes, total_s=total_s, write_s=write_s)
@@ -233,34 +235,38 @@ def _replan(sc, old, max_moves, limit_s, seed, workers):
 
 def replan_text(plan: Plan) -> str:
     """The re-plan's lines of ``vplan solve --previous``: moves, other actions, hosts before and after, the order."""
-    r = plan.stats.extra.get("replan") or {}
-    m = plan.stats.extra.get("migration") or {}
-    moves, live = r.get("moves", 0), r.get("live_migrations", 0)
-    budget = "" if r.get("max_moves") is None else f" (budget {r['max_moves']}{'' if r.get('max_moves_met') else ', exceeded'})"
-    lines = [f"re-plan from {r.get('previous')}",
+    r, m = plan.stats.replan, plan.stats.migration
+    if r is None:
+        return ""
+    moves, live = r.moves, r.live_migrations
+    budget = "" if r.max_moves is None else f" (budget {r.max_moves}{'' if r.max_moves_met else ', exceeded'})"
+    lines = [f"re-plan from {r.previous}",
              f"moves   {moves}{budget}: {live} live migrations, {moves - live} to other nodes of the same host, "
-             f"{r.get('forced_moves', 0)} forced",
-             f"actions {r.get('re_pins', 0)} re-pins (same nodes), {r.get('starts', 0)} starts, {r.get('stops', 0)} stops",
-             f"hosts   {r.get('hosts_before')} -> {r.get('hosts_after')} used"
-             + (f", freed: {', '.join(r['hosts_freed'][:6])}{' …' if len(r['hosts_freed']) > 6 else ''}"
-                if r.get("hosts_freed") else "")]
-    steps = m.get("steps", [])
-    if m.get("unordered"):
-        lines.append(f"order   {len(m['unordered'])} moves left unordered: a cycle no spare host breaks: "
-                     + "; ".join(" -> ".join(c) for c in m.get("cycles", [])))
+             f"{r.forced_moves} forced",
+             f"actions {r.re_pins} re-pins (same nodes), {r.starts} starts, {r.stops} stops",
+             f"hosts   {r.hosts_before} -> {r.hosts_after} used"
+             + (f", freed: {', '.join(r.hosts_freed[:6])}{' …' if len(r.hosts_freed) > 6 else ''}"
+                if r.hosts_freed else "")]
+    if m is None:
+        lines.append("order   0 steps (plan.json migration.steps), 0 states checked clean")
+    elif m.unordered:
+        lines.append(f"order   {len(m.unordered)} moves left unordered: a cycle no spare host breaks: "
+                     + "; ".join(" -> ".join(c) for c in m.cycles))
     else:
-        spare = f", through spare host {', '.join(m['spare_hosts'])}" if m.get("spare_hosts") else ""
-        lines.append(f"order   {len(steps)} steps{spare} (plan.json migration.steps), {m.get('verified_steps', 0)} "
-                     "states checked clean" + (f", {len(m['violations'])} findings" if m.get("violations") else ""))
+        spare = f", through spare host {', '.join(m.spare_hosts)}" if m.spare_hosts else ""
+        lines.append(f"order   {len(m.steps)} steps{spare} (plan.json migration.steps), {m.verified_steps} "
+                     "states checked clean" + (f", {len(m.violations)} findings" if m.violations else ""))
     return "\n".join(lines)
-def headroom_line(headroom: dict, plan: Plan) -> str:
+
+
+def headroom_line(headroom: Headroom, plan: Plan) -> str:
     """``policy.survive`` in words: what the headroom costs in hosts, and whether every failure evacuates."""
-    kind, count = next(iter(headroom["survive"].items()))
-    spare = headroom["spare_hosts"]
-    text = (f"headroom: survives {count} failed {kind[:-1] if count == 1 else kind}: {headroom['hosts_used']} hosts "
-            f"used + {len(spare)} spare kept empty = {headroom['hosts_with_headroom']} hosts "
-            f"({', '.join(spare[:6])}{' …' if len(spare) > 6 else ''}); {headroom['complete']} of "
-            f"{headroom['failures']} failures evacuate completely, checked in {headroom['evacuation_s']:.1f}s")
+    kind, count = next(iter(headroom.survive.items()))
+    spare = headroom.spare_hosts
+    text = (f"headroom: survives {count} failed {kind[:-1] if count == 1 else kind}: {headroom.hosts_used} hosts "
+            f"used + {len(spare)} spare kept empty = {headroom.hosts_with_headroom} hosts "
+            f"({', '.join(spare[:6])}{' …' if len(spare) > 6 else ''}); {headroom.complete} of "
+            f"{headroom.failures} failures evacuate completely, checked in {headroom.evacuation_s:.1f}s")
     incomplete = [e.name for e in plan.evacuations if not e.complete]
     if incomplete:
         text += (f"; NOT survivable: {', '.join(incomplete[:5])}{' …' if len(incomplete) > 5 else ''} "
@@ -298,7 +304,7 @@ def summary_document(plan: Plan, out: Path | None, report: Path | None = None, c
                     "domains": len(plan.placed),
                     "report": str(report) if report is not None else None,
                     "placements_csv": str(csv_path) if csv_path is not None else None},
-        **({"headroom": plan.stats.extra["headroom"]} if plan.stats.extra.get("headroom") else {}),
+        **({"headroom": headroom_document(plan.stats.headroom)} if plan.stats.headroom is not None else {}),
     }
 
 
@@ -353,11 +359,10 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, *, node
         for name, reason in plan.unplaced_reasons.items():
             unplaced.add_row(Text(name), Text(reason))  # Text: a reason's [..] is not markup
         console.print(unplaced)
-    if plan.stats.extra.get("interrupted"):
+    if plan.stats.interrupted:
         console.print(Text("interrupted by Ctrl-C: this is the best plan found until then"))
-    headroom = plan.stats.extra.get("headroom")
-    if headroom:
-        console.print(Text(headroom_line(headroom, plan)), soft_wrap=True)
+    if plan.stats.headroom is not None:
+        console.print(Text(headroom_line(plan.stats.headroom, plan)), soft_wrap=True)
     notes = plan.notes()
     if notes:
         hosts = sorted({plan.placed[g].host for g in notes}, key=[h.name for h in sc.hosts].index)
