@@ -25,8 +25,9 @@ def _every_figure() -> SolveStats:
     """A SolveStats with every field set (values as JSON gives them back: tuples, ints, floats, str)."""
     search = SearchFigures(greedy_s=0.12, first_plan_s=0.13, greedy_hosts=7, candidates={"greedy": (31, -7, -4)},
                            heuristics={"greedy": HeuristicScore(31, 7), "best-fit": HeuristicScore(30, 6)},
-                           heuristics_s=0.5, direct_model="not built: 9 variables", patterns=PatternFigures(40, 3, 5.5,
-                           "OPTIMAL"), patterns_s=1.5, improve_s=2.5, cpsat_s=3.25, weights={"placed": 100, "hosts": 10})
+                           heuristics_s=0.5, direct_model="not built: 9 variables",
+                           patterns=PatternFigures(40, 3, 5.5, "OPTIMAL"), patterns_s=1.5, improve_s=2.5, cpsat_s=3.25,
+                           weights={"placed": 100, "hosts": 10})
     steps = (MigrationStep(1, "a", "stop", "h1", (0,), None, ()),
              MigrationStep(2, "b", "live-migrate", "h1", (0, 1), "h2", (1,), via_spare="h3"))
     return SolveStats(
@@ -74,7 +75,8 @@ def test_the_mapping_writes_the_plan_json_keys():
 
 def _fleet():
     model = host_model(nodes=2, cpus_per_node=16, memory_gib=32, reserved=(0, 16), reserved_gib=1)
-    guests = [shared(f"web{i:02d}", 2, 4, load="0.3") for i in range(12)] + [dedicated(f"db{i}", 4, 8) for i in range(3)]
+    guests = [shared(f"web{i:02d}", 2, 4, load="0.3") for i in range(12)]
+    guests += [dedicated(f"db{i}", 4, 8) for i in range(3)]
     return scenario([model], {f"h{i}": "m" for i in range(3)}, guests, time_limit_s=5)
 
 
@@ -96,7 +98,8 @@ def test_replans_return_new_plans_and_leave_the_previous_one_alone():
     quick = replan(changed, before, workers=1)
     fewest = replan_fewest_moves(changed, before, time_limit_s=2, workers=1)
     assert before.stats is stats and before.placed == placed and json.dumps(plan_document(before)) == document
-    assert quick.stats.quick_replan is not None and quick.stats.quick_replan.new == 1 and before.stats.quick_replan is None
+    assert quick.stats.quick_replan is not None and quick.stats.quick_replan.new == 1
+    assert before.stats.quick_replan is None
     assert fewest.stats.replan is not None and fewest.stats.moves is not None and fewest.stats.migration is not None
     assert (fewest.stats.replan.starts, fewest.stats.replan.stops) == (1, 1)
     assert _through_json(fewest.stats).replan == fewest.stats.replan

@@ -171,8 +171,9 @@ def evacuate(plan: Plan, failure: Failure, base: Problem | None = None, prefer: 
 def with_evacuations(plan: Plan, problem: Problem | None = None) -> Plan:
     """The plan with its evacuations for ``policy.survive`` (the plan itself when survive asks for nothing).
 
-    ``plan.stats.headroom`` (``planner.model.stats.Headroom``) gets the figures: hosts used, spare hosts kept empty for the evacuations,
-    hosts needed with headroom, failures and how many evacuate completely, and the seconds it took."""
+    ``plan.stats.headroom`` (``planner.model.stats.Headroom``) gets the figures: hosts used, spare hosts kept empty
+    for the evacuations, hosts needed with headroom, failures and how many evacuate completely, and the seconds it
+    took."""
     policy = plan.scenario.policy
     if not (policy.survive_hosts or policy.survive_racks):
         return plan
@@ -188,7 +189,8 @@ def with_evacuations(plan: Plan, problem: Problem | None = None) -> Plan:
                    key=[h.name for h in plan.scenario.hosts].index)
     headroom = Headroom(
         survive={"hosts": policy.survive_hosts} if policy.survive_hosts else {"racks": policy.survive_racks},
-        hosts_used=len(plan.hosts_used), spare_hosts=tuple(spare), hosts_with_headroom=len(plan.hosts_used) + len(spare),
+        hosts_used=len(plan.hosts_used), spare_hosts=tuple(spare),
+        hosts_with_headroom=len(plan.hosts_used) + len(spare),
         failures=len(evacuations), complete=sum(e.complete for e in evacuations),
         evacuation_s=round(time.monotonic() - start, 3))
     stats = dataclasses.replace(plan.stats, headroom=headroom)

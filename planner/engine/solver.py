@@ -369,7 +369,8 @@ def _patterns(run: _Run, share: float) -> None:
     start_assignment = run.best()[2]
     result = run.failures.run("patterns", decompose, problem, start_assignment,
                               clock().now() + share * (run.deadline - clock().now()), seed=run.seed,
-                              workers=run.workers, more_columns=[a for _sc, name, a in run.candidates], stall_s=run.stall)
+                              workers=run.workers, more_columns=[a for _sc, _name, a in run.candidates],
+                              stall_s=run.stall)
     if result is None:
         return
     run.candidates.append((score(problem, result.assignment), "patterns", result.assignment))
@@ -471,7 +472,8 @@ def _pin_best(run: _Run) -> Plan:
             interrupted=interrupted, search=run.search, **run.failures.figures())
         if position == len(ranked) - 1:
             return finish_plan(run.problem, chosen, stats, proven, run.start)  # the last candidate: its failure raised
-        plan = run.failures.run(f"pinning the {source} plan", finish_plan, run.problem, chosen, stats, proven, run.start)
+        plan = run.failures.run(f"pinning the {source} plan", finish_plan, run.problem, chosen, stats, proven,
+                                run.start)
         if plan is not None:
             return plan
     raise AssertionError("unreachable: the greedy candidate is always there")
