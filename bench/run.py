@@ -82,11 +82,11 @@ def run_size(name: str, seed: int, time_limit: float | None, profile: bool) -> l
     if profiler:
         profiler.disable()
     elapsed = time.monotonic() - t0
-    extra = plan.stats.extra
+    stats = plan.stats
     hosts_used = len(plan.hosts_used)
     violations = len(check_plan(plan))
-    vplan_bound = (extra.get("bound_hosts", bounds.hosts), extra.get("bound_binding", bounds.binding))
-    rows.append(row(name, f"vplan ({plan.stats.solver})", elapsed, extra.get("first_plan_s", 0.0), hosts_used,
+    vplan_bound = (stats.bound.hosts, stats.bound.binding) if stats.bound else (bounds.hosts, bounds.binding)
+    rows.append(row(name, f"vplan ({stats.solver})", elapsed, stats.search.first_plan_s if stats.search else 0.0, hosts_used,
                     *vplan_bound, _distance(problem, plan), len(plan.placed), len(scenario.guests), violations))
     vplan_plan = plan
     from planner.engine.heuristics import portfolio
@@ -125,10 +125,10 @@ def replan_row(name, scenario, plan, problem, seed) -> dict:
     t0 = time.monotonic()
     after = replan(changed, plan, seed=seed)
     elapsed = time.monotonic() - t0
-    r = row(name, "vplan re-plan (5% changed)", elapsed, elapsed, len(after.hosts_used), plan.stats.extra.get("bound_hosts", 0),
-            plan.stats.extra.get("bound_binding", ""), _distance(problem, after), len(after.placed), len(changed.guests),
+    r = row(name, "vplan re-plan (5% changed)", elapsed, elapsed, len(after.hosts_used), plan.stats.bound.hosts if plan.stats.bound else 0,
+            plan.stats.bound.binding if plan.stats.bound else "", _distance(problem, after), len(after.placed), len(changed.guests),
             len(check_plan(after)))
-    r["moved"] = after.stats.extra["moved"]
+    r["moved"] = after.stats.quick_replan.moved
     r["changed"] = len(removed) + len(added)
     return r
 

@@ -8,6 +8,7 @@ import pytest
 
 from planner.verify.check import check_plan
 from planner.engine.solver import solve
+from planner.files.planfile import solver_document
 from tests.builders import host_model, scenario, shared
 
 
@@ -20,7 +21,7 @@ def _one_node(hosts: int):
 def test_never_fitting_guest_adds_no_penalty_to_the_bound(method):
     model, hosts = _one_node(1)
     plan = solve(scenario([model], hosts, [shared("g", 2, 20, priority=7)]), time_limit_s=2, method=method)
-    extra = plan.stats.extra
+    extra = solver_document(plan.stats)  # the figures as plan.json has them
     assert extra["bound_hosts"] <= 0 == len(plan.hosts_used)  # the "lower bound 14 by pattern_lp"
     assert all(v <= 1 for k, v in extra["bounds"].items() if k != "lp_value")
     assert extra.get("pattern_lp") in (None, 0, 0.0)
@@ -30,11 +31,11 @@ def test_never_fitting_guest_adds_no_penalty_to_the_bound(method):
 def test_bound_never_above_the_fleet_or_a_plan_found(method):
     model, hosts = _one_node(2)
     plan = solve(scenario([model], hosts, [shared("g", 2, 20, priority=7), shared("a", 2, 2)]), time_limit_s=2, method=method)
-    assert plan.stats.extra["bound_hosts"] <= len(plan.hosts_used) == 1  # was 16
+    assert plan.stats.bound.hosts <= len(plan.hosts_used) == 1  # was 16
     model, hosts = _one_node(1)
     plan = solve(scenario([model], hosts, [shared(f"a{i}", 2, 3) for i in range(5)]), time_limit_s=2, method=method)
     assert plan.status == "partial"
-    extra = plan.stats.extra
+    extra = solver_document(plan.stats)  # the figures as plan.json has them
     assert extra["bound_hosts"] <= 1 and all(v <= 1 for k, v in extra["bounds"].items() if k != "lp_value")
     assert "placing every guest would take at least" in extra["bound_text"]
 
@@ -46,7 +47,7 @@ def test_bound_kept_with_its_kind_and_said_in_words(tmp_path):
     guests = [shared(f"g{i:02d}", 1, 15, load="0.1") for i in range(8)]  # 120 GiB: memory binds, on big hosts
     plan = solve(scenario([small, big], hosts, guests), time_limit_s=3)
     assert check_plan(plan) == []
-    extra = plan.stats.extra
+    extra = solver_document(plan.stats)  # the figures as plan.json has them
     assert extra["bound_binding"] in ("memory_4k", "lp", "pattern_lp")
     assert extra["bounds"]["memory_4k"] == 2
     assert extra["bound_hosts"] <= len(plan.hosts_used)

@@ -137,11 +137,11 @@ def test_survive_racks_every_evacuation_is_complete_and_checker_clean(survive_pl
             if db in e.moved:
                 assert sc.host_by_name[e.moved[db].host].rack != sc.host_by_name[after.placed[other].host].rack
     assert check_evacuations(plan) == []
-    h = plan.stats.extra["headroom"]
-    assert h["hosts_used"] == len(plan.hosts_used)
-    assert h["hosts_with_headroom"] == len(plan.hosts_used) + len(h["spare_hosts"])
-    assert set(h["spare_hosts"]) == {s for e in plan.evacuations for s in e.spare_hosts}
-    assert not set(h["spare_hosts"]) & set(plan.hosts_used) and h["complete"] == h["failures"] == len(used_racks)
+    h = plan.stats.headroom
+    assert h.hosts_used == len(plan.hosts_used)
+    assert h.hosts_with_headroom == len(plan.hosts_used) + len(h.spare_hosts)
+    assert set(h.spare_hosts) == {s for e in plan.evacuations for s in e.spare_hosts}
+    assert not set(h.spare_hosts) & set(plan.hosts_used) and h.complete == h.failures == len(used_racks)
 
 
 def test_plan_without_headroom_fails_evacuation():
@@ -161,7 +161,7 @@ def test_plan_without_headroom_fails_evacuation():
         assert len(e.moved) + len(e.stranded) == len(plan.guests_on(e.name))
         assert plan.evacuated(e).status == "partial" and check_plan(plan.evacuated(e)) == []
     assert check_evacuations(plan) == []  # stranded guests are unplaced, not a broken rule
-    assert plan.stats.extra["headroom"]["complete"] == 0
+    assert plan.stats.headroom.complete == 0
 
 
 def test_checker_rejects_a_tampered_evacuation(survive_plan):
@@ -212,7 +212,7 @@ def test_plan_json_holds_evacuations_and_evacuate_cli(survive_plan, tmp_path, pl
     assert first["complete"] is True and set(first["moved"]) == set(e.moved)
     guest, p = next(iter(e.moved.items()))
     assert first["moved"][guest]["host"] == p.host and len(first["moved"][guest]["vcpu_pins"]) == len(p.vcpu_pins)
-    assert doc["solver"]["headroom"]["hosts_with_headroom"] == survive_plan.stats.extra["headroom"]["hosts_with_headroom"]
+    assert doc["solver"]["headroom"]["hosts_with_headroom"] == survive_plan.stats.headroom.hosts_with_headroom
     # the plan rebuilt from plan.json is the plan, and its evacuation the same
     rebuilt = plan_from_document(survive_plan.scenario, doc)
     assert rebuilt.placed == survive_plan.placed

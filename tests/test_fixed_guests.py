@@ -7,6 +7,7 @@ import pytest
 from planner.verify.check import check_plan
 from planner.engine.replan import replan
 from planner.engine.solver import solve
+from planner.model.stats import Failure
 from tests.builders import dedicated, host_model, scenario, shared
 
 
@@ -79,7 +80,7 @@ def test_failing_phase_keeps_the_best_checked_plan(monkeypatch, tmp_path):
     plan = solve(sc, time_limit_s=2, method="patterns", strict=False)
     assert check_plan(plan) == []
     assert not plan.unplaced_reasons
-    assert plan.stats.extra["failures"] == [{"phase": "patterns", "error": "ValueError: boom in a later phase"}]
+    assert plan.stats.failures == (Failure("patterns", "ValueError: boom in a later phase"),)
     plan.write(tmp_path / "out")
     report = (tmp_path / "out" / "vplan-error.txt").read_text()
     assert "phase 'patterns' failed" in report and "Traceback" in report and "boom in a later phase" in report
@@ -104,7 +105,7 @@ def test_failing_pinning_falls_back_to_the_next_candidate(monkeypatch):
     plan = solve(_fleet(), time_limit_s=2, method="direct", strict=False)
     assert calls[0] == "cp-sat" and len(calls) == 2 and calls[1] != "cp-sat"  # the next candidate by score
     assert plan.stats.solver == calls[1] and check_plan(plan) == []
-    assert plan.stats.extra["failures"][0]["phase"] == "pinning the cp-sat plan"
+    assert plan.stats.failures[0].phase == "pinning the cp-sat plan"
 
 
 def test_cli_warns_once_and_writes_the_error_file(monkeypatch, tmp_path):

@@ -169,4 +169,4 @@ def test_solve_is_never_worse_than_any_heuristic_with_running_guests():
     assert check_plan(plan) == [] and len(plan.placed) == len(sc.guests)
     assert len(plan.hosts_used) <= -best[1] == 4
     assert plan.placed["run1"].host == "s3"
-    assert set(plan.stats.extra["heuristics"]) >= {"greedy", "best-fit", "dot-product", "first-fit"}
+    assert set(plan.stats.search.heuristics) >= {"greedy", "best-fit", "dot-product", "first-fit"}

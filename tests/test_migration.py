@@ -79,22 +79,22 @@ def test_replan_frees_hosts_within_the_budget_and_orders_safely():
     old, free = _spread_then_free()
     previous = previous_from_plan(old)
     unlimited = replan_fewest_moves(free, previous, workers=1, time_limit_s=5)
-    r = unlimited.stats.extra["replan"]
-    assert (r["moves"], r["hosts_before"], r["hosts_after"]) == (2, 3, 1)
-    assert len(r["hosts_freed"]) == 2
+    r = unlimited.stats.replan
+    assert (r.moves, r.hosts_before, r.hosts_after) == (2, 3, 1)
+    assert len(r.hosts_freed) == 2
     assert check_plan(unlimited) == []
-    moved = [a for a in unlimited.stats.extra["moves"] if a["move"]]
-    assert [a["kind"] for a in moved] == ["live-migrate", "live-migrate"]
+    moved = [a for a in unlimited.stats.moves if a.move]
+    assert [a.kind for a in moved] == ["live-migrate", "live-migrate"]
     order = migration_order(previous, unlimited)
-    assert [s["kind"] for s in order.steps] == ["live-migrate", "live-migrate"]
-    assert order.verified_steps == 2 and order.violations == [] and order.cycles == []
+    assert [s.kind for s in order.steps] == ["live-migrate", "live-migrate"]
+    assert order.verified_steps == 2 and order.violations == () and order.cycles == ()
     _assert_every_state_clean(previous, unlimited, order)
 
     one = replan_fewest_moves(free, previous, max_moves=1, workers=1, time_limit_s=5)
-    r1 = one.stats.extra["replan"]
-    assert (r1["moves"], r1["hosts_after"], r1["max_moves_met"]) == (1, 2, True)
+    r1 = one.stats.replan
+    assert (r1.moves, r1.hosts_after, r1.max_moves_met) == (1, 2, True)
     zero = replan_fewest_moves(free, previous, max_moves=0, workers=1, time_limit_s=5)
-    assert (zero.stats.extra["replan"]["moves"], zero.stats.extra["replan"]["hosts_after"]) == (0, 3)
+    assert (zero.stats.replan.moves, zero.stats.replan.hosts_after) == (0, 3)
     for name, p in zero.placed.items():  # nothing moved: same host, nodes and pCPUs
         assert (p.host, p.nodes, p.vcpu_pins) == (old.placed[name].host, old.placed[name].nodes,
                                                  old.placed[name].vcpu_pins)
@@ -106,9 +106,9 @@ def test_large_fleets_use_rounds_with_the_moves_family(monkeypatch):
     monkeypatch.setattr(replan_module, "FEWEST_MOVES_DIRECT_MAX_VARIABLES", 0)  # as on a fleet above 6,000
     old, free = _spread_then_free()
     plan = replan_fewest_moves(free, old, max_moves=1, workers=1, time_limit_s=5)
-    assert plan.stats.solver == "replan-rounds" and plan.stats.extra["improve_rounds"] >= 1
-    r = plan.stats.extra["replan"]
-    assert (r["moves"], r["hosts_after"], r["max_moves_met"]) == (1, 2, True)
+    assert plan.stats.solver == "replan-rounds" and plan.stats.improve_rounds >= 1
+    r = plan.stats.replan
+    assert (r.moves, r.hosts_after, r.max_moves_met) == (1, 2, True)
     assert check_plan(plan) == []
 
 
@@ -123,11 +123,11 @@ def test_a_kept_dedicated_guest_keeps_its_exact_pcpus():
     assert plan.placed["m2"].vcpu_pins == before
     assert {c for pins in plan.placed["a1"].vcpu_pins for c in pins}.isdisjoint({0, 1, 8, 9})
     assert check_plan(plan) == []
-    start, repin = plan.stats.extra["moves"]
-    assert (start["kind"], start["guest"], repin["kind"], repin["guest"], repin["move"]) == \
+    start, repin = plan.stats.moves
+    assert (start.kind, start.guest, repin.kind, repin.guest, repin.move) == \
         ("start", "a1", "re-pin", "m2", False)
     # only its emulator threads (on the shared pool, which a1 shrank) change: the vCPUs keep 0-1,8-9
-    assert repin["from_cpulist"] == repin["to_cpulist"] == "0-1,8-9"
+    assert repin.from_cpulist == repin.to_cpulist == "0-1,8-9"
 
 
 def _swap(with_spare: bool):
@@ -146,9 +146,9 @@ def _swap(with_spare: bool):
 def test_a_cycle_is_broken_through_a_named_spare_host():
     previous, new = _swap(with_spare=True)
     order = migration_order(previous, new)
-    assert [(s["guest"], s["from_host"], s["to_host"], s["via_spare"]) for s in order.steps] == [
+    assert [(s.guest, s.from_host, s.to_host, s.via_spare) for s in order.steps] == [
         ("x", "h1", "h3", "h3"), ("y", "h2", "h1", None), ("x", "h3", "h2", None)]
-    assert order.spare_hosts == ["h3"] and order.cycles == [] and order.verified_steps == 3
+    assert order.spare_hosts == ("h3",) and order.cycles == () and order.verified_steps == 3
     states = _assert_every_state_clean(previous, new, order)
     assert len(states) == 4
 
@@ -156,8 +156,8 @@ def test_a_cycle_is_broken_through_a_named_spare_host():
 def test_a_cycle_without_a_spare_host_is_reported():
     previous, new = _swap(with_spare=False)
     order = migration_order(previous, new)
-    assert order.steps == [] and order.spare_hosts == []
-    assert sorted(order.cycles[0]) == ["x", "y"] and order.unordered == ["x", "y"]
+    assert order.steps == () and order.spare_hosts == ()
+    assert sorted(order.cycles[0]) == ["x", "y"] and order.unordered == ("x", "y")
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -235,13 +235,13 @@ def test_generated_fleet_replan_every_state_checker_clean(tmp_path):
     added = [dataclasses.replace(g, name=f"{g.name}-new", anti_affinity=()) for g in guests[10::20]]
     changed = dataclasses.replace(sc, guests=tuple([g for g in guests if g.name not in removed] + added))
     plan = replan_fewest_moves(changed, old, max_moves=6, workers=1, time_limit_s=6)
-    r = plan.stats.extra["replan"]
-    assert check_plan(plan) == [] and r["max_moves_met"] and r["voluntary_moves"] <= 6
-    assert (r["stops"], r["starts"]) == (len(removed), len(added))
-    assert r["hosts_after"] <= r["hosts_before"]
+    r = plan.stats.replan
+    assert check_plan(plan) == [] and r.max_moves_met and r.voluntary_moves <= 6
+    assert (r.stops, r.starts) == (len(removed), len(added))
+    assert r.hosts_after <= r.hosts_before
     order = migration_order(previous_from_plan(old), plan)
-    assert order.violations == [] and order.cycles == [] and order.verified_steps == len(order.steps)
-    assert sum(s["kind"] in ("live-migrate", "re-pin") and s["from_nodes"] != s["to_nodes"] or
-               s["kind"] == "live-migrate" for s in order.steps) >= r["moves"]
+    assert order.violations == () and order.cycles == () and order.verified_steps == len(order.steps)
+    assert sum(s.kind in ("live-migrate", "re-pin") and s.from_nodes != s.to_nodes or
+               s.kind == "live-migrate" for s in order.steps) >= r.moves
     states = _assert_every_state_clean(previous_from_plan(old), plan, order)
-    assert len(states) == 1 + sum(s["kind"] != "stop" for s in order.steps)
+    assert len(states) == 1 + sum(s.kind != "stop" for s in order.steps)

@@ -32,7 +32,7 @@ def test_written_plan_is_valid_and_keeps_units_in_its_keys(quick_doc, plan_valid
     assert list(doc)[:5] == ["format_version", "scenario", "status", "headline", "use"]  # the answer first
     h = doc["headline"]
     assert (h["guests"], h["placed"], h["hosts"], h["hosts_used"]) == (31, 31, 4, len(plan.hosts_used))
-    assert h["bound_hosts"] == plan.stats.extra["bound_hosts"] and h["bound_text"]
+    assert h["bound_hosts"] == plan.stats.bound.hosts and h["bound_text"]
     assert h["gap_hosts"] == h["hosts_used"] - h["bound_hosts"]
     db1 = doc["guests"]["db1"]
     assert db1["page_size"] == "1G" and db1["memory_kib"] == plan.scenario.guest_by_name["db1"].memory_kib

@@ -108,7 +108,7 @@ def test_report(quickstart_plan, curve, tmp_path):
         assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
     headline = re.search(r"<section id='headline'>(.*?)</section>", text, re.S).group(1)
     assert "31 of 31 guests placed on 2 of 4 hosts" in headline
-    bound = quickstart_plan.stats.extra["bound_hosts"]
+    bound = quickstart_plan.stats.bound.hosts
     assert re.search(rf"<th>bound</th><td>lower bound {bound} hosts?: [^<]+; gap", headline)
     assert text.index("id='headline'") < text.index("id='plots'")
     hosts = re.search(r"<table class='hosts'>(.*?)</table>", text, re.S).group(1)

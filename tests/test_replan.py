@@ -22,9 +22,9 @@ def test_replan_keeps_unchanged_guests_and_places_new_ones():
     guests = [g for g in sc.guests if g.name != "web03"] + [shared("api1", 2, 4, load="0.3")]
     after = replan(dataclasses.replace(sc, guests=tuple(guests)), before, workers=1)
     assert check_plan(after) == []
-    assert after.stats.extra["moved"] == 0
-    assert after.stats.extra["kept"] == len(sc.guests) - 1
-    assert after.stats.extra["new"] == 1
+    assert after.stats.quick_replan.moved == 0
+    assert after.stats.quick_replan.kept == len(sc.guests) - 1
+    assert after.stats.quick_replan.new == 1
     assert "api1" in after.placed and "web03" not in after.placed
     for name, p in after.placed.items():
         if name in before.placed:
@@ -37,7 +37,7 @@ def test_changed_guest_is_placed_again_and_the_rest_stay():
     bigger = dataclasses.replace(sc.guest_by_name["db1"], memory_kib=12 * 1024**2)
     guests = [bigger if g.name == "db1" else g for g in sc.guests]
     after = replan(dataclasses.replace(sc, guests=tuple(guests)), before, workers=1)
-    assert after.stats.extra["kept"] == len(sc.guests) - 1
+    assert after.stats.quick_replan.kept == len(sc.guests) - 1
     assert check_plan(after) == []
     assert after.placed["db1"].cells[0].memory_kib + sum(c.memory_kib for c in after.placed["db1"].cells[1:]) == 12 * 1024**2
 
@@ -50,5 +50,5 @@ def test_guests_of_a_removed_host_move_and_are_counted():
     hosts = tuple(h for h in sc.hosts if h.name != used)
     after = replan(dataclasses.replace(sc, hosts=hosts), before, workers=1)
     assert check_plan(after) == []
-    assert after.stats.extra["moved"] == len(on_it)
+    assert after.stats.quick_replan.moved == len(on_it)
     assert set(after.placed) == {g.name for g in sc.guests}

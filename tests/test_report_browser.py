@@ -45,7 +45,7 @@ def test_report_in_chromium_at_1400px(report):
     assert m["scroll_width"] <= m["inner_width"] and m["wide_tables"] == []  # no horizontal overflow
     assert m["shrunk"] == []  # every plot shows at its own size, labels as drawn
     headline = m["headline"]
-    bound = plan.stats.extra["bound_hosts"]
+    bound = plan.stats.bound.hosts
     assert f"on {len(plan.hosts_used)} of 4 hosts" in headline and f"lower bound {bound} host" in headline
     assert "no gap (not every guest is placed)" in headline  # the gap, said for a partial plan
     assert m["unplaced_top"] is not None and m["plots_top"] is not None and m["unplaced_top"] < m["plots_top"]

@@ -11,6 +11,7 @@ from planner.engine.greedy import greedy
 from planner.engine.improve import improve
 from planner.engine.problem import compile_problem, score
 from planner.engine.solver import solve
+from planner.files.planfile import solver_document
 from tests.builders import dedicated, host_model, scenario, shared
 
 
@@ -41,7 +42,7 @@ def test_big_cells_bound_sees_node_shapes_the_sums_miss():
     assert (b.hosts, b.binding) == (6, "big_cells")  # more than half a node each: 12 nodes, 2 per host
     plan = solve(sc, time_limit_s=10, workers=1)
     assert len(plan.hosts_used) == 6
-    assert plan.stats.extra["gap_pct"] == 0.0
+    assert plan.stats.gap_pct == 0.0
 
 
 def test_decomposition_reaches_the_bound_and_beats_first_fit():
@@ -79,7 +80,7 @@ def test_improvement_rounds_never_worsen_and_empty_hosts():
 def test_solve_reports_bound_and_gap_in_stats():
     # 6 GiB guests on 15 GiB nodes: 2 per node, 4 per host -> 13 hosts for 50; the sums say 10, the pattern LP 12.5
     plan = solve(memory_fleet(50, 40), time_limit_s=20, workers=2)
-    extra = plan.stats.extra
+    extra = solver_document(plan.stats)  # the figures as plan.json has them
     assert (extra["bound_hosts"], extra["bound_binding"]) == (13, "pattern_lp")
     assert extra["bounds"]["memory_4k"] == 10
     assert len(plan.hosts_used) == extra["hosts_used"] == 13
@@ -97,7 +98,7 @@ def test_same_seed_same_plan_even_when_the_time_limit_binds():
     sc = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "fleet-50x1500.yaml")
     a = solve(sc, time_limit_s=4, seed=3, deterministic=True)
     b = solve(sc, time_limit_s=4, seed=3, deterministic=True)
-    assert a.stats.extra["candidates"] == b.stats.extra["candidates"]
+    assert a.stats.search.candidates == b.stats.search.candidates
     assert {k: (v.host, v.cells, v.vcpu_pins) for k, v in a.placed.items()} == {
         k: (v.host, v.cells, v.vcpu_pins) for k, v in b.placed.items()
     }

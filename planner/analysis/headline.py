@@ -37,12 +37,10 @@ BOUND_WORDS = {
 }
 
 
-def bound_words(kind: str | None, extra: dict | None = None) -> str:
-    """What binds the lower bound, in words. A text the solver gives (``bound_text``) wins."""
-    extra = extra or {}
-    for key in ("bound_text", "bound_words"):
-        if isinstance(extra.get(key), str) and extra[key]:
-            return extra[key]
+def bound_words(kind: str | None, text: str | None = None) -> str:
+    """What binds the lower bound, in words. A text the solver gives (``LowerBound.text``) wins."""
+    if text:
+        return text
     if not kind:
         return "no lower bound computed"
     if kind.startswith("hugepages_"):
@@ -59,13 +57,9 @@ def headline(plan: Plan) -> dict[str, Any]:
     """The answer first, as plan.json's ``headline``: every key is documented in plan.schema.json."""
     sc = plan.scenario
     stats = plan.stats
-    extra = dict(stats.extra)
-    for key in ("bound_text", "bound_hosts", "bound_binding"):  # should the solve carry them as fields
-        if extra.get(key) is None and getattr(stats, key, None) is not None:
-            extra[key] = getattr(stats, key)
+    lower = stats.bound
     used = len(plan.hosts_used)
-    bound = extra.get("bound_hosts")
-    bound = int(bound) if isinstance(bound, (int, float)) and bound else None
+    bound = int(lower.hosts) if lower is not None and lower.hosts else None
     all_placed = not plan.unplaced_reasons
     gap_hosts = used - bound if bound is not None and all_placed else None
     gap_pct = round(100.0 * gap_hosts / bound, 2) if gap_hosts is not None else None
@@ -79,8 +73,8 @@ def headline(plan: Plan) -> dict[str, Any]:
         "hosts": len(sc.hosts),
         "hosts_used": used,
         "bound_hosts": bound,
-        "bound_kind": extra.get("bound_binding") if bound is not None else None,
-        "bound_text": bound_words(extra.get("bound_binding"), extra) if bound is not None else None,
+        "bound_kind": lower.binding if lower is not None and bound is not None else None,
+        "bound_text": bound_words(lower.binding, lower.text) if lower is not None and bound is not None else None,
         "gap_hosts": gap_hosts,
         "gap_pct": gap_pct,
         "objective": sc.policy.objective,

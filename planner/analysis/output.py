@@ -16,7 +16,7 @@ from planner.files.atomic import Written, write_directory_atomically
 from planner.verify.check import node_usage
 from planner.libvirt.domain import domain_xml
 from planner.model.plan import Plan
-from planner.files.planfile import FORMAT_VERSION
+from planner.files.planfile import FORMAT_VERSION, solver_document, transition_document
 from planner.model.units import format_cpulist, format_page
 
 
@@ -35,17 +35,6 @@ def xml_path(plan: Plan, guest: str) -> str:
 
 def _page(size_kib: int | None) -> str:
     return format_page(size_kib) if size_kib else "4K"
-
-
-def _json_safe(value: Any) -> Any:
-    """Solver statistics as JSON values: Fractions as numbers, tuples as lists, keys as strings."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Fraction):
-        return _number(value)
-    return value
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
@@ -114,10 +103,6 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             "vcpus": sum(scenario.guest_by_name[p.guest].vcpus for p in on_host),
             "nodes": nodes,
         }
-    stats = plan.stats
-    extra = {k: v for k, v in stats.extra.items()}
-    # a re-plan from a previous plan (planner.engine.replan.replan_fewest_moves): its actions and migration order
-    transition = {k: _json_safe(extra.pop(k)) for k in ("moves", "migration") if k in extra}
     evacuations = {"evacuations": [evacuation_document(e) for e in plan.evacuations]} if plan.evacuations else {}
     return {
         "format_version": FORMAT_VERSION,
@@ -127,16 +112,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "use": fleet_use(plan),
         "guests": guests,
         "hosts": hosts,
-        "solver": _json_safe({
-            "method": stats.solver,
-            "cpsat_status": stats.solver_status,
-            "objective": stats.objective,
-            "best_bound": stats.best_bound,
-            "solve_s": stats.wall_s,
-            "greedy_placed": stats.greedy_placed,
-            **{k: extra[k] for k in sorted(extra) if k != "error_report"},  # (that goes to vplan-error.txt)
-        }),
-        **transition,
+        # the solve's figures and a re-plan's moves and migration order: the mapping of planner.files.planfile
+        "solver": solver_document(plan.stats),
+        **transition_document(plan.stats),
         **evacuations,
     }
 
@@ -190,9 +168,9 @@ def write_plan_output(plan: Plan, out_dir: "str | Path", *, inputs=(), force: bo
             if progress is not None and i % 25 == 0:
                 progress(i + 1, total)
         (tmp / "plan.json").write_text(json.dumps(plan_document(plan), indent=2) + "\n", encoding="utf-8")
-        error_report = plan.stats.extra.get("error_report")
+        error_report = plan.stats.error_report
         if error_report:  # a solve phase failed after a complete plan existed: its traceback, to report
-            (tmp / ERROR_FILE).write_text(str(error_report), encoding="utf-8")
+            (tmp / ERROR_FILE).write_text(error_report, encoding="utf-8")
         if progress is not None:
             progress(total, total)
 

@@ -12,14 +12,16 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from planner.files.planfile import headroom_document, replan_document
 from planner.model.plan import Plan
+from planner.model.stats import Headroom
 
 from planner.cli.common import (EXIT_BUG, EXIT_INPUT, EXIT_OK, EXIT_UNPLACED, app, example as _example,  # noqa: F401
                                  load as _load, parse_time_limit)
@@ -102,7 +104,6 @@ def solve(
     found so far; a second Ctrl-C (or SIGTERM) aborts without writing anything."""
     import time
 
-    from planner.files.atomic import OutputError, check_output_dir, check_output_file
     from planner.cli.interrupt import run_stoppable
     from planner.analysis.output import write_plan_output
     from planner.engine.solver import PlanBug, Progress, solve as solve_fleet
@@ -122,35 +123,10 @@ def solve(
     old = _read_previous(previous, max_moves)  # --previous: the earlier plan (None without)
     if previous is not None:
         inputs.append(previous)  # OUT never replaces the plan it re-plans from
-    try:  # refuse a bad OUT before spending the time limit
-        check_output_dir(out, inputs=inputs, force=force)
-        if report is not None:
-            from planner.analysis.report import placements_csv_path
-
-            for path in (report, placements_csv_path(report)):
-                if (os.path.realpath(path) + os.sep).startswith(os.path.realpath(out) + os.sep):
-                    raise OutputError([f"{path}: is (inside) the output directory {out}, which vplan replaces "
-                                       "whole; write the report beside it"])
-                check_output_file(path, inputs=inputs, force=force)
-    except OutputError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        raise typer.Exit(EXIT_INPUT)
+    _check_outputs(out, report, inputs, force)  # refuse a bad OUT before spending the time limit
     console = Console() if sys.stdout.isatty() else Console(width=100)
-    live = status = None
-    if not quiet and sys.stderr.isatty():
-        from rich.live import Live
-
-        from planner.cli.progress import LiveStatus
-
-        status = LiveStatus(began, limit if limit is not None else sc.policy.time_limit_s, len(sc.guests),
-                            sc.policy.objective)
-        live = Live(status, console=Console(stderr=True), refresh_per_second=8, transient=True)
-
-    def progress(p: Progress) -> None:
-        if status is not None:
-            status.update(p)
-
+    live, status = _live_status(began, limit, sc) if not quiet and sys.stderr.isatty() else (None, None)
+    progress: Callable[[Progress], None] = status.update if status is not None else (lambda p: None)
     try:
         if live is not None:
             live.start()
@@ -174,9 +150,67 @@ def solve(
     if written.moved_aside is not None:
         print(f"vplan: {out} held files vplan did not write: renamed it to {written.moved_aside} (--force)",
               file=sys.stderr)
-    for failure in plan.stats.extra.get("failures", ()):
+    csv_path = _after_write(plan, out, report, force, interrupted)
+    total_s, write_s = time.monotonic() - began, time.monotonic() - solved
+    if as_json:
+        document = summary_document(plan, out, report, csv_path, total_s, write_s)
+        if old is not None:
+            document["replan"] = replan_document(plan.stats.replan) if plan.stats.replan is not None else None
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif not quiet:
+        _print_outcome(plan, console, out, report, csv_path, nodes, old is not None, total_s, write_s)
+    raise typer.Exit(EXIT_UNPLACED if plan.unplaced_reasons else EXIT_OK)
+
+
+def _print_outcome(plan: Plan, console: Console, out: Path, report: Optional[Path], csv_path: Path | None,
+                   nodes: bool, replanned: bool, total_s: float, write_s: float) -> None:
+    """``vplan solve`` for people: the summary, a re-plan's lines, where the report went."""
+    print_summary(plan, console, out, nodes=nodes, total_s=total_s, write_s=write_s)
+    if replanned:
+        for line in replan_text(plan).splitlines():
+            console.print(Text(line))
+    if report is not None:
+        console.print(Text(f"wrote the report {report} and all placements in {csv_path}"))
+
+
+def _check_outputs(out: Path, report: Optional[Path], inputs: list, force: bool) -> None:
+    """OUT (and the report and its CSV) must be writable by vplan (``planner.files.atomic``), the report not inside
+    OUT; else every problem on stderr and exit 2."""
+    from planner.files.atomic import OutputError, check_output_dir, check_output_file
+
+    try:
+        check_output_dir(out, inputs=inputs, force=force)
+        if report is not None:
+            from planner.analysis.report import placements_csv_path
+
+            for path in (report, placements_csv_path(report)):
+                if (os.path.realpath(path) + os.sep).startswith(os.path.realpath(out) + os.sep):
+                    raise OutputError([f"{path}: is (inside) the output directory {out}, which vplan replaces "
+                                       "whole; write the report beside it"])
+                check_output_file(path, inputs=inputs, force=force)
+    except OutputError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _live_status(began: float, limit: float | None, sc):
+    """(rich Live, LiveStatus): the progress display on stderr while solving."""
+    from rich.live import Live
+
+    from planner.cli.progress import LiveStatus
+
+    status = LiveStatus(began, limit if limit is not None else sc.policy.time_limit_s, len(sc.guests),
+                        sc.policy.objective)
+    return Live(status, console=Console(stderr=True), refresh_per_second=8, transient=True), status
+
+
+def _after_write(plan: Plan, out: Path, report: Optional[Path], force: bool, interrupted: bool) -> Path | None:
+    """After plan.json is written: one warning per failed phase, the HTML report (returns its CSV path), the
+    Ctrl-C note."""
+    for failure in plan.stats.failures:
         print(
-            f"vplan: warning: the {failure['phase']} phase failed ({failure['error']}); the best checked plan found "
+            f"vplan: warning: the {failure.phase} phase failed ({failure.error}); the best checked plan found "
             f"before it is written; please report {out}/vplan-error.txt",
             file=sys.stderr,
         )
@@ -189,20 +223,7 @@ def solve(
     if interrupted:
         print(f"vplan: interrupted by Ctrl-C after {plan.stats.wall_s:.1f}s: wrote the best checked plan found "
               "until then (plan.json: solver.interrupted)", file=sys.stderr)
-    total_s, write_s = time.monotonic() - began, time.monotonic() - solved
-    if as_json:
-        document = summary_document(plan, out, report, csv_path, total_s, write_s)
-        if old is not None:
-            document["replan"] = plan.stats.extra.get("replan")
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
-    elif not quiet:
-        print_summary(plan, console, out, nodes=nodes, total_s=total_s, write_s=write_s)
-        if old is not None:
-            for line in replan_text(plan).splitlines():
-                console.print(Text(line))
-        if report is not None:
-            console.print(Text(f"wrote the report {report} and all placements in {csv_path}"))
-    raise typer.Exit(EXIT_UNPLACED if plan.unplaced_reasons else EXIT_OK)
+    return csv_path
 
 
 def _read_previous(previous: Optional[Path], max_moves: Optional[int]):
@@ -233,34 +254,38 @@ def _replan(sc, old, max_moves, limit_s, seed, workers):
 
 def replan_text(plan: Plan) -> str:
     """The re-plan's lines of ``vplan solve --previous``: moves, other actions, hosts before and after, the order."""
-    r = plan.stats.extra.get("replan") or {}
-    m = plan.stats.extra.get("migration") or {}
-    moves, live = r.get("moves", 0), r.get("live_migrations", 0)
-    budget = "" if r.get("max_moves") is None else f" (budget {r['max_moves']}{'' if r.get('max_moves_met') else ', exceeded'})"
-    lines = [f"re-plan from {r.get('previous')}",
+    r, m = plan.stats.replan, plan.stats.migration
+    if r is None:
+        return ""
+    moves, live = r.moves, r.live_migrations
+    budget = "" if r.max_moves is None else f" (budget {r.max_moves}{'' if r.max_moves_met else ', exceeded'})"
+    lines = [f"re-plan from {r.previous}",
              f"moves   {moves}{budget}: {live} live migrations, {moves - live} to other nodes of the same host, "
-             f"{r.get('forced_moves', 0)} forced",
-             f"actions {r.get('re_pins', 0)} re-pins (same nodes), {r.get('starts', 0)} starts, {r.get('stops', 0)} stops",
-             f"hosts   {r.get('hosts_before')} -> {r.get('hosts_after')} used"
-             + (f", freed: {', '.join(r['hosts_freed'][:6])}{' …' if len(r['hosts_freed']) > 6 else ''}"
-                if r.get("hosts_freed") else "")]
-    steps = m.get("steps", [])
-    if m.get("unordered"):
-        lines.append(f"order   {len(m['unordered'])} moves left unordered: a cycle no spare host breaks: "
-                     + "; ".join(" -> ".join(c) for c in m.get("cycles", [])))
+             f"{r.forced_moves} forced",
+             f"actions {r.re_pins} re-pins (same nodes), {r.starts} starts, {r.stops} stops",
+             f"hosts   {r.hosts_before} -> {r.hosts_after} used"
+             + (f", freed: {', '.join(r.hosts_freed[:6])}{' …' if len(r.hosts_freed) > 6 else ''}"
+                if r.hosts_freed else "")]
+    if m is None:
+        lines.append("order   0 steps (plan.json migration.steps), 0 states checked clean")
+    elif m.unordered:
+        lines.append(f"order   {len(m.unordered)} moves left unordered: a cycle no spare host breaks: "
+                     + "; ".join(" -> ".join(c) for c in m.cycles))
     else:
-        spare = f", through spare host {', '.join(m['spare_hosts'])}" if m.get("spare_hosts") else ""
-        lines.append(f"order   {len(steps)} steps{spare} (plan.json migration.steps), {m.get('verified_steps', 0)} "
-                     "states checked clean" + (f", {len(m['violations'])} findings" if m.get("violations") else ""))
+        spare = f", through spare host {', '.join(m.spare_hosts)}" if m.spare_hosts else ""
+        lines.append(f"order   {len(m.steps)} steps{spare} (plan.json migration.steps), {m.verified_steps} "
+                     "states checked clean" + (f", {len(m.violations)} findings" if m.violations else ""))
     return "\n".join(lines)
-def headroom_line(headroom: dict, plan: Plan) -> str:
+
+
+def headroom_line(headroom: Headroom, plan: Plan) -> str:
     """``policy.survive`` in words: what the headroom costs in hosts, and whether every failure evacuates."""
-    kind, count = next(iter(headroom["survive"].items()))
-    spare = headroom["spare_hosts"]
-    text = (f"headroom: survives {count} failed {kind[:-1] if count == 1 else kind}: {headroom['hosts_used']} hosts "
-            f"used + {len(spare)} spare kept empty = {headroom['hosts_with_headroom']} hosts "
-            f"({', '.join(spare[:6])}{' …' if len(spare) > 6 else ''}); {headroom['complete']} of "
-            f"{headroom['failures']} failures evacuate completely, checked in {headroom['evacuation_s']:.1f}s")
+    kind, count = next(iter(headroom.survive.items()))
+    spare = headroom.spare_hosts
+    text = (f"headroom: survives {count} failed {kind[:-1] if count == 1 else kind}: {headroom.hosts_used} hosts "
+            f"used + {len(spare)} spare kept empty = {headroom.hosts_with_headroom} hosts "
+            f"({', '.join(spare[:6])}{' …' if len(spare) > 6 else ''}); {headroom.complete} of "
+            f"{headroom.failures} failures evacuate completely, checked in {headroom.evacuation_s:.1f}s")
     incomplete = [e.name for e in plan.evacuations if not e.complete]
     if incomplete:
         text += (f"; NOT survivable: {', '.join(incomplete[:5])}{' …' if len(incomplete) > 5 else ''} "
@@ -298,7 +323,7 @@ def summary_document(plan: Plan, out: Path | None, report: Path | None = None, c
                     "domains": len(plan.placed),
                     "report": str(report) if report is not None else None,
                     "placements_csv": str(csv_path) if csv_path is not None else None},
-        **({"headroom": plan.stats.extra["headroom"]} if plan.stats.extra.get("headroom") else {}),
+        **({"headroom": headroom_document(plan.stats.headroom)} if plan.stats.headroom is not None else {}),
     }
 
 
@@ -329,7 +354,7 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, *, node
     NUMA node) with totals per resource; the use of each resource over the hosts used. Fits 100 columns."""
     from rich import box
 
-    from planner.analysis.headline import fleet_use, headline, headline_lines
+    from planner.analysis.headline import headline, headline_lines
 
     sc = plan.scenario
     h = headline(plan)
@@ -345,19 +370,11 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, *, node
             for i, line in enumerate(lines):
                 console.print(Text.assemble((f"{label if i == 0 else '':<8}", "bold"), line), soft_wrap=True)
     if plan.unplaced_reasons:
-        n = len(plan.unplaced_reasons)
-        unplaced = Table(title=Text(f"{n} unplaced guest{'s' if n != 1 else ''}", style="bold red"),
-                         title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-        unplaced.add_column("guest", no_wrap=True)
-        unplaced.add_column("why (what is missing, where, by how much)")
-        for name, reason in plan.unplaced_reasons.items():
-            unplaced.add_row(Text(name), Text(reason))  # Text: a reason's [..] is not markup
-        console.print(unplaced)
-    if plan.stats.extra.get("interrupted"):
+        console.print(_unplaced_table(plan))
+    if plan.stats.interrupted:
         console.print(Text("interrupted by Ctrl-C: this is the best plan found until then"))
-    headroom = plan.stats.extra.get("headroom")
-    if headroom:
-        console.print(Text(headroom_line(headroom, plan)), soft_wrap=True)
+    if plan.stats.headroom is not None:
+        console.print(Text(headroom_line(plan.stats.headroom, plan)), soft_wrap=True)
     notes = plan.notes()
     if notes:
         hosts = sorted({plan.placed[g].host for g in notes}, key=[h.name for h in sc.hosts].index)
@@ -404,8 +421,35 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, *, node
     if empty:
         console.print(Text(f"{len(empty)} host{'s' if len(empty) != 1 else ''} left empty: "
                            + (", ".join(empty) if len(empty) <= 6 else f"{', '.join(empty[:5])} and {len(empty) - 5} more")))
+    grid = _use_grid(plan, h["hosts_used"])
+    console.print(grid)
+    if out is not None:
+        console.print(Text(f"wrote {out}/plan.json and {len(plan.placed):,} domain XML files under {out}/hosts/"))
+
+
+def _unplaced_table(plan: Plan) -> Table:
+    """The unplaced guests with their full reasons."""
+    from rich import box
+
+    n = len(plan.unplaced_reasons)
+    unplaced = Table(title=Text(f"{n} unplaced guest{'s' if n != 1 else ''}", style="bold red"),
+                     title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    unplaced.add_column("guest", no_wrap=True)
+    unplaced.add_column("why (what is missing, where, by how much)")
+    for name, reason in plan.unplaced_reasons.items():
+        unplaced.add_row(Text(name), Text(reason))  # Text: a reason's [..] is not markup
+    return unplaced
+
+
+def _use_grid(plan: Plan, hosts_used: int) -> Table:
+    """The use of each resource over the hosts used: used, capacity and the fraction (``fleet_use``)."""
+    from rich import box
+
+    from planner.analysis.headline import fleet_use
+
+    sc = plan.scenario
     use = fleet_use(plan)
-    grid = Table(title=Text(f"use over the {h['hosts_used']:,} host{'s' if h['hosts_used'] != 1 else ''} used",
+    grid = Table(title=Text(f"use over the {hosts_used:,} host{'s' if hosts_used != 1 else ''} used",
                             style="bold"), title_justify="left",
                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, show_header=False)
     grid.add_column(no_wrap=True)
@@ -430,9 +474,7 @@ def print_summary(plan: Plan, console: Console, out: Path | None = None, *, node
             used_s, cap_s = f"{used_v:,.0f}", f"{cap_v:,.0f}"
         frac = entry["used_fraction"]
         grid.add_row(label, _pct(frac if frac is not None else math.nan), Text(f"{used_s} " + text.format(cap=cap_s)))
-    console.print(grid)
-    if out is not None:
-        console.print(Text(f"wrote {out}/plan.json and {len(plan.placed):,} domain XML files under {out}/hosts/"))
+    return grid
 
 
 @app.command(epilog=_example("vplan compare scenarios/quickstart.yaml bigger.yaml --time-limit 20s",

@@ -29,6 +29,7 @@ from planner.model.plan import Evacuation, GuestPlacement, Plan
 from planner.engine.problem import FleetState, GuestClass, Problem, compile_problem
 from planner.model.scenario import Scenario
 from planner.model.errors import VplanError
+from planner.model.stats import Headroom
 
 
 class EvacuateError(VplanError, ValueError):
@@ -172,8 +173,9 @@ def evacuate(plan: Plan, failure: Failure, base: Problem | None = None, prefer: 
 def with_evacuations(plan: Plan, problem: Problem | None = None) -> Plan:
     """The plan with its evacuations for ``policy.survive`` (the plan itself when survive asks for nothing).
 
-    ``plan.stats.extra['headroom']`` gets the figures: hosts used, spare hosts kept empty for the evacuations,
-    hosts needed with headroom, failures and how many evacuate completely, and the seconds it took."""
+    ``plan.stats.headroom`` (``planner.model.stats.Headroom``) gets the figures: hosts used, spare hosts kept empty
+    for the evacuations, hosts needed with headroom, failures and how many evacuate completely, and the seconds it
+    took."""
     policy = plan.scenario.policy
     if not (policy.survive_hosts or policy.survive_racks):
         return plan
@@ -187,17 +189,13 @@ def with_evacuations(plan: Plan, problem: Problem | None = None) -> Plan:
         evacuations.append(evacuation)
     spare = sorted({h for e in evacuations for h in e.spare_hosts},
                    key=[h.name for h in plan.scenario.hosts].index)
-    extra = dict(plan.stats.extra)
-    extra["headroom"] = {
-        "survive": {"hosts": policy.survive_hosts} if policy.survive_hosts else {"racks": policy.survive_racks},
-        "hosts_used": len(plan.hosts_used),
-        "spare_hosts": spare,
-        "hosts_with_headroom": len(plan.hosts_used) + len(spare),
-        "failures": len(evacuations),
-        "complete": sum(e.complete for e in evacuations),
-        "evacuation_s": round(time.monotonic() - start, 3),
-    }
-    stats = dataclasses.replace(plan.stats, extra=extra)
+    headroom = Headroom(
+        survive={"hosts": policy.survive_hosts} if policy.survive_hosts else {"racks": policy.survive_racks},
+        hosts_used=len(plan.hosts_used), spare_hosts=tuple(spare),
+        hosts_with_headroom=len(plan.hosts_used) + len(spare),
+        failures=len(evacuations), complete=sum(e.complete for e in evacuations),
+        evacuation_s=round(time.monotonic() - start, 3))
+    stats = dataclasses.replace(plan.stats, headroom=headroom)
     return dataclasses.replace(plan, evacuations=tuple(evacuations), stats=stats)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import networkx as nx
 
 from planner.files.planfile import PlanFileError, plan_json_path, read_plan_document
+from planner.model.stats import MigrationOrder, MigrationStep, MoveAction
 from planner.model.units import format_cpulist, format_page, parse_cpulist
 
 
@@ -138,11 +139,11 @@ def _now(plan, name):
     return p.host, p.nodes, cells, tuple(p.emulator_pins)
 
 
-def actions(previous: Previous, plan) -> list[dict[str, Any]]:
-    """Every guest that changes from ``previous`` to ``plan``, as plan.json ``moves`` entries: guest, kind
-    (``live-migrate``, ``re-pin``, ``start``, ``stop``), from_host/from_nodes, to_host/to_nodes, move (host or
-    nodes change), and for re-pins the pCPUs before and after (``from_cpulist``, ``to_cpulist``)."""
-    out: list[dict[str, Any]] = []
+def actions(previous: Previous, plan) -> list[MoveAction]:
+    """Every guest that changes from ``previous`` to ``plan`` (plan.json ``moves``): kind (``live-migrate``,
+    ``re-pin``, ``start``, ``stop``), from/to host and nodes, move (host or nodes change), and for re-pins the pCPUs
+    before and after (``from_cpulist``, ``to_cpulist``)."""
+    out: list[MoveAction] = []
     scenario = plan.scenario
     for name in sorted(set(previous.guests) | set(plan.placed)):
         old = previous.guests.get(name)
@@ -150,23 +151,20 @@ def actions(previous: Previous, plan) -> list[dict[str, Any]]:
         changed = old is not None and guest is not None and previous_demands(old) != guest_demands(guest)
         if old is not None and (name not in plan.placed or changed):
             why = "removed from the scenario" if guest is None else ("changed" if changed else "not placed")
-            out.append({"guest": name, "kind": "stop", "from_host": old.host, "from_nodes": list(old.nodes),
-                        "to_host": None, "to_nodes": [], "move": False, "why": why})
+            out.append(MoveAction(name, "stop", old.host, tuple(old.nodes), None, (), False, why=why))
         if name in plan.placed and (old is None or changed):
             host, nodes, _cells, _emu = _now(plan, name)
-            out.append({"guest": name, "kind": "start", "from_host": None, "from_nodes": [], "to_host": host,
-                        "to_nodes": list(nodes), "move": False, "why": "changed" if changed else "new"})
+            out.append(MoveAction(name, "start", None, (), host, tuple(nodes), False,
+                                  why="changed" if changed else "new"))
         if old is None or changed or name not in plan.placed:
             continue
         host, nodes, cells, emulator = _now(plan, name)
-        entry = {"guest": name, "from_host": old.host, "from_nodes": list(old.nodes), "to_host": host,
-                 "to_nodes": list(nodes)}
         if host != old.host:
-            out.append({**entry, "kind": "live-migrate", "move": True})
+            out.append(MoveAction(name, "live-migrate", old.host, tuple(old.nodes), host, tuple(nodes), True))
         elif tuple(nodes) != tuple(old.nodes) or cells != old.cell_pcpus or emulator != old.emulator_pcpus:
-            out.append({**entry, "kind": "re-pin", "move": tuple(nodes) != tuple(old.nodes),
-                        "from_cpulist": format_cpulist(_cpus_of(old)),
-                        "to_cpulist": format_cpulist({c for cell in cells for c in cell})})
+            out.append(MoveAction(name, "re-pin", old.host, tuple(old.nodes), host, tuple(nodes),
+                                  tuple(nodes) != tuple(old.nodes), from_cpulist=format_cpulist(_cpus_of(old)),
+                                  to_cpulist=format_cpulist({c for cell in cells for c in cell})))
     return out
 
 
@@ -215,26 +213,6 @@ class _Move:
     dst_nodes: tuple[int, ...] = ()
 
 
-@dataclass
-class MigrationOrder:
-    """The order: ``steps`` (each a dict: step, guest, kind, from_host, from_nodes, to_host, to_nodes, via_spare),
-    the spare hosts used, cycles reported (guest names) with the moves left unordered, and how many steps were
-    pinned and checked clean by ``planner.verify.check``."""
-
-    steps: list[dict[str, Any]]
-    spare_hosts: list[str]
-    cycles: list[list[str]]
-    unordered: list[str]
-    verified_steps: int
-    violations: list[str]
-    initial_violations: list[str]
-
-    def document(self) -> dict[str, Any]:
-        return {"steps": self.steps, "spare_hosts": self.spare_hosts, "cycles": self.cycles,
-                "unordered": self.unordered, "verified_steps": self.verified_steps,
-                "violations": self.violations, "initial_violations": self.initial_violations}
-
-
 def _option_index(problem, c: int, host: str, nodes: tuple[int, ...]) -> int | None:
     model = problem.host_model.get(host)
     if model is None:
@@ -250,10 +228,40 @@ def migration_order(previous: Previous, plan, problem=None, verify: bool = True)
     (see the module docstring). ``verify``: pin and check every step on the hosts it touches."""
     from planner.engine.problem import compile_problem
 
-    scenario = plan.scenario
-    problem = problem or compile_problem(scenario)
-    class_of = _class_index(problem)
+    problem = problem or compile_problem(plan.scenario)
     state = _State(problem)
+    stops, starts, moves = _changes(previous, plan, problem, state)
+    steps = _Steps()
+    for old in stops:  # first: they only free resources (their guests are not in the state)
+        steps.add("stop", old.name, old.host, old.nodes, None, ())
+    spare_used, cycles, unordered = _order_moves(problem, previous, plan, state, moves, steps)
+    if not unordered:
+        for name in starts:
+            p = plan.placed[name]
+            steps.add("start", name, None, (), p.host, p.nodes)
+    verified, violations, initial = 0, (), ()
+    if verify:
+        verified, violations, initial = _verify_steps(problem, plan, previous, tuple(steps.items))
+    return MigrationOrder(tuple(steps.items), tuple(spare_used), tuple(tuple(c) for c in cycles), tuple(unordered),
+                          verified, tuple(violations), tuple(initial))
+
+
+class _Steps:
+    """The order being written: each step numbered from 1."""
+
+    def __init__(self) -> None:
+        self.items: list[MigrationStep] = []
+
+    def add(self, kind: str, name: str, from_host, from_nodes, to_host, to_nodes, via_spare: str | None = None):
+        self.items.append(MigrationStep(len(self.items) + 1, name, kind, from_host, tuple(from_nodes), to_host,
+                                        tuple(to_nodes), via_spare))
+
+
+def _changes(previous: Previous, plan, problem, state: _State):
+    """(stops, starts, moves): guests that stop (removed, changed or unplaced), start (new or changed) and move;
+    ``state`` gets every unchanged guest at its previous place."""
+    scenario = plan.scenario
+    class_of = _class_index(problem)
     stops: list[PreviousGuest] = []
     starts: list[str] = []
     moves: list[_Move] = []
@@ -274,16 +282,11 @@ def migration_order(previous: Previous, plan, problem=None, verify: bool = True)
             state.place(class_of[name], *src)
         if src != dst:
             moves.append(_Move(name, class_of[name], src, dst, tuple(old.nodes), tuple(p.nodes)))
-    steps: list[dict[str, Any]] = []
+    return stops, starts, moves
 
-    def step(kind: str, name: str, from_host, from_nodes, to_host, to_nodes, via_spare: str | None = None):
-        steps.append({"step": len(steps) + 1, "guest": name, "kind": kind, "from_host": from_host,
-                      "from_nodes": list(from_nodes), "to_host": to_host, "to_nodes": list(to_nodes),
-                      "via_spare": via_spare})
 
-    for old in stops:  # first: they only free resources (their guests are not in the state)
-        step("stop", old.name, old.host, old.nodes, None, ())
-    # the graph: a -> b when a leaves the host b goes to and b does not fit there before that
+def _wait_graph(moves: list[_Move], state: _State) -> nx.DiGraph:
+    """a -> b when a leaves the host b goes to and b does not fit there before that."""
     graph = nx.DiGraph()
     graph.add_nodes_from(m.guest for m in moves)
     by_src: dict[str, list[_Move]] = defaultdict(list)
@@ -296,29 +299,37 @@ def migration_order(previous: Previous, plan, problem=None, verify: bool = True)
         for a in by_src.get(b.dst[0], ()):
             if a.guest != b.guest:
                 graph.add_edge(a.guest, b.guest)
+    return graph
+
+
+def _first_fitting(state: _State, graph: nx.DiGraph, pending: dict[str, _Move], departed: set[str]) -> _Move | None:
+    """The first pending move, in topological order, that fits the state once its guest left its source."""
+    for name in _topological(graph, pending, departed):
+        m = pending[name]
+        if m.src is not None:
+            state.remove(m.c, *m.src)
+        if state.fits(m.c, *m.dst):
+            return m
+        if m.src is not None:
+            state.place(m.c, *m.src)
+    return None
+
+
+def _order_moves(problem, previous: Previous, plan, state: _State, moves: list[_Move], steps: _Steps):
+    """Every move as a step, each when it fits; a cycle broken through a spare host. Returns (spare hosts used,
+    cycles no spare host breaks, moves left unordered)."""
+    graph = _wait_graph(moves, state)
     pending = {m.guest: m for m in moves}
     departed: set[str] = set()
     final_hosts = set(plan.hosts_used)
     spare_used: list[str] = []
-    cycles: list[list[str]] = []
-    unordered: list[str] = []
     while pending:
-        chosen = None
-        for name in _topological(graph, pending, departed):
-            m = pending[name]
-            if m.src is not None:
-                state.remove(m.c, *m.src)
-            if state.fits(m.c, *m.dst):
-                chosen = m
-                break
-            if m.src is not None:
-                state.place(m.c, *m.src)
-        if chosen is not None:
-            m = chosen
+        m = _first_fitting(state, graph, pending, departed)
+        if m is not None:
             state.place(m.c, *m.dst)
             kind = "re-pin" if m.src is not None and m.src[0] == m.dst[0] else "live-migrate"
             from_host = m.src[0] if m.src is not None else previous.guests[m.guest].host
-            step(kind, m.guest, from_host, m.src_nodes, m.dst[0], m.dst_nodes)
+            steps.add(kind, m.guest, from_host, m.src_nodes, m.dst[0], m.dst_nodes)
             departed.add(m.guest)
             del pending[m.guest]
             continue
@@ -338,25 +349,16 @@ def migration_order(previous: Previous, plan, problem=None, verify: bool = True)
             if m.src is not None:
                 state.place(m.c, *m.src)
         if spare is None:
-            cycles.append(cycle)
-            unordered.extend(sorted(pending))
-            break
+            return spare_used, [cycle], sorted(pending)
         state.place(m.c, *spare)
         spare_nodes = _opt_nodes(problem, m.c, *spare)
         from_host = m.src[0] if m.src is not None else previous.guests[m.guest].host
-        step("live-migrate", m.guest, from_host, m.src_nodes, spare[0], spare_nodes, via_spare=spare[0])
+        steps.add("live-migrate", m.guest, from_host, m.src_nodes, spare[0], spare_nodes, via_spare=spare[0])
         if spare[0] not in spare_used:
             spare_used.append(spare[0])
         m.src, m.src_nodes = spare, spare_nodes
         departed.add(m.guest)
-    if not unordered:
-        for name in starts:
-            p = plan.placed[name]
-            step("start", name, None, (), p.host, p.nodes)
-    verified, violations, initial = 0, [], []
-    if verify:
-        verified, violations, initial = _verify_steps(problem, plan, previous, steps)
-    return MigrationOrder(steps, spare_used, cycles, unordered, verified, violations, initial)
+    return spare_used, [], []
 
 
 def _source(problem, previous: Previous, c: int, old: PreviousGuest) -> tuple[str, int] | None:
@@ -423,39 +425,39 @@ def intermediate_states(previous: Previous, plan, order: MigrationOrder):
     current = {n: (g.host, tuple(g.nodes)) for n, g in previous.guests.items()}
     started = False
     for s in order.steps:
-        if s["kind"] == "stop":
-            current.pop(s["guest"], None)
+        if s.kind == "stop":
+            current.pop(s.guest, None)
             continue
         if not started:
             started = True
             yield 0, dict(current)
-        current[s["guest"]] = (s["to_host"], tuple(s["to_nodes"]))
-        yield s["step"], dict(current)
+        current[s.guest] = (s.to_host, tuple(s.to_nodes))
+        yield s.step, dict(current)
     if not started:
         yield 0, dict(current)
 
 
-def _verify_steps(problem, plan, previous: Previous, steps: list[dict[str, Any]]):
+def _verify_steps(problem, plan, previous: Previous, steps: tuple[MigrationStep, ...]):
     """Pin and check the state after the stops (all hosts) and after each other step (the hosts it touched).
     Returns (steps clean, findings per step, findings in the state after the stops)."""
     scenario = plan.scenario
     keep = keep_pins(previous)
-    order = MigrationOrder(steps, [], [], [], 0, [], [])
+    order = MigrationOrder(steps)
     fleet = set(problem.host_model)
     clean, findings, initial = 0, [], []
-    by_step = {s["step"]: s for s in steps}
+    by_step = {s.step: s for s in steps}
     for number, where in intermediate_states(previous, plan, order):
         where = {n: hn for n, hn in where.items() if hn[0] in fleet}
         if number == 0:
             initial = check_state(problem, scenario, where, fleet, keep)[:20]
             continue
         s = by_step[number]
-        found = check_state(problem, scenario, where, {h for h in (s["from_host"], s["to_host"]) if h in fleet}, keep)
+        found = check_state(problem, scenario, where, {h for h in (s.from_host, s.to_host) if h in fleet}, keep)
         if found:
-            findings.extend(f"step {number} ({s['kind']} {s['guest']}): {f}" for f in found[:3])
+            findings.extend(f"step {number} ({s.kind} {s.guest}): {f}" for f in found[:3])
         else:
             clean += 1
-    return clean + sum(1 for s in steps if s["kind"] == "stop"), findings, initial
+    return clean + sum(1 for s in steps if s.kind == "stop"), findings, initial
 
 
 # ---------------------------------------------------------------------------------------------- diff

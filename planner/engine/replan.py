@@ -4,14 +4,16 @@ Every guest of the new scenario that the previous plan placed, with the same dem
 with the same model, stays where it was (host and NUMA nodes) as long as the new scenario's rules allow it. Guests
 that are new or changed are then placed first-fit, hosts already in use first; only if some still do not fit does
 a short improvement round (``planner.engine.improve``) reconsider the least utilised hosts, which may move guests.
-``stats.extra`` reports ``kept``, ``moved`` (host or nodes changed), ``new`` and ``replan_s``.
+``stats.quick_replan`` reports ``kept``, ``moved`` (host or nodes changed), ``new`` and ``replan_s``.
 CPU ids are pinned afresh for the whole plan (the pinning order is by name), so a kept guest keeps its host and
 nodes but a dedicated guest may get other pCPUs of the same nodes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 
 from planner.engine.bounds import lower_bounds
 from planner.engine.greedy import place_in_use_first
@@ -19,7 +21,8 @@ from planner.engine.improve import improve
 from planner.model.plan import Plan, SolveStats
 from planner.engine.problem import FleetState, compile_problem, score
 from planner.model.scenario import Scenario
-from planner.engine.solver import PhaseFailures, default_workers, finish_plan, strict_mode
+from planner.engine.solver import PhaseFailures, bound_figures, default_workers, finish_plan, strict_mode
+from planner.model.stats import FewestMoves, QuickReplan, ReplanSummary
 
 
 def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, seed: int = 0,
@@ -63,10 +66,10 @@ def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, se
     bounds = lower_bounds(problem, with_lp=False).clamped(min(hosts_of))
 
     def finish(assignment):
-        extra = {"kept": kept, "new": new, "improve_rounds": rounds, "bound_hosts": bounds.hosts,
-                 "bound_binding": bounds.binding, "bound_text": bounds.text, "bounds": bounds.all_bounds, "hosts_used": -score(problem, assignment)[1]}
-        failures.record(extra)
-        stats = SolveStats(solver="replan", solver_status="GREEDY", greedy_placed=placed, extra=extra)
+        stats = SolveStats(solver="replan", solver_status="GREEDY", greedy_placed=placed,
+                           bound=bound_figures(bounds), hosts_used=-score(problem, assignment)[1],
+                           improve_rounds=rounds, quick_replan=QuickReplan(kept=kept, new=new),
+                           **failures.figures())
         return finish_plan(problem, assignment, stats, False, start, prefer)
 
     plan = failures.run("pinning the improved re-plan", finish, chosen) if chosen is not first_fit else None
@@ -76,9 +79,8 @@ def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, se
         1 for name, p in plan.placed.items()
         if name in previous.placed and (previous.placed[name].host, previous.placed[name].nodes) != (p.host, p.nodes)
     )
-    plan.stats.extra["moved"] = moved  # type: ignore[index]
-    plan.stats.extra["replan_s"] = round(time.monotonic() - start, 3)  # type: ignore[index]
-    return plan
+    figures = QuickReplan(kept=kept, new=new, moved=moved, replan_s=round(time.monotonic() - start, 3))
+    return dataclasses.replace(plan, stats=dataclasses.replace(plan.stats, quick_replan=figures))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -95,15 +97,11 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
     First every unchanged guest stays where it was (as far as the new rules allow) and new or changed guests are
     placed first-fit, hosts in use first; then the whole-fleet CP-SAT model with the ``moves`` family
     (``planner.engine.cpsat_model.define_moves``: placed, then hosts, then moves, then distance), hinted with that plan,
-    may move guests where it places more or frees hosts. The plan's ``stats.extra`` has ``moves`` (actions,
+    may move guests where it places more or frees hosts. The plan's stats have ``moves`` (actions,
     ``planner.engine.migration.actions``), ``migration`` (the order, ``planner.engine.migration.migration_order``) and
     ``replan``: counts, hosts before and after, the budget and the time."""
-    from ortools.sat.python import cp_model
-
-    from planner.engine.clock import Clock, clock, using
-    from planner.engine.cpsat_model import add_hint, build_model
-    from planner.engine.migration import (Previous, actions, guest_demands, keep_pins, migration_order, previous_demands,
-                                   previous_from_plan)
+    from planner.engine.clock import stop_requested
+    from planner.engine.migration import Previous, keep_pins, previous_from_plan
     from planner.engine.problem import model_size
 
     start = time.monotonic()
@@ -111,13 +109,65 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
         previous = previous_from_plan(previous)
     failures = PhaseFailures(strict_mode(strict))
     problem = compile_problem(scenario)
+    stay = _stay_where_possible(problem, previous)
+    size = model_size(problem)
+    moves_of, rank = stay.moves_of, stay.ranking(max_moves)
+    source, chosen, status_name, rounds = _fewest_moves_search(
+        problem, stay, max_moves, rank, size <= FEWEST_MOVES_DIRECT_MAX_VARIABLES, len(previous.guests), start,
+        time_limit_s, seed, workers or default_workers(), failures)
+    hosts_used = -score(problem, chosen)[1] if scenario.policy.objective == "pack" else \
+        len({h for (_c, h, _o), n in chosen.items() if n})
+    bounds = lower_bounds(problem, with_lp=False).clamped(hosts_used)
+    all_placed = sum(chosen.values()) == len(scenario.guests)
+    stats = SolveStats(
+        solver=f"replan-{source}", solver_status=status_name, greedy_placed=sum(stay.first_fit.values()),
+        bound=bound_figures(bounds), hosts_used=hosts_used,
+        gap_pct=round(100.0 * (hosts_used - bounds.hosts) / bounds.hosts, 2) if bounds.hosts and all_placed else None,
+        model_variables=size, improve_rounds=rounds, interrupted=stop_requested(),  # Ctrl-C: the best found until then
+        fewest_moves=FewestMoves(kept=stay.kept, forced_moves=stay.forced, max_moves=max_moves), **failures.figures())
+    plan = finish_plan(problem, chosen, stats, status_name == "OPTIMAL" and source == "cp-sat", start, stay.prefer,
+                       keep=keep_pins(previous))
+    return _with_transition(plan, previous, problem, moves_of(chosen), stay.forced, max_moves, start, verify_order)
+
+
+@dataclass(frozen=True)
+class _Stay:
+    """Where a re-plan starts: every unchanged guest at its previous slot where it still fits (``kept``), the others
+    placed first-fit (``first_fit``). ``may_stay``: (class, host, option) -> guests that had that slot;
+    ``prefer``: guest -> its previous (host, option); ``forced``: guests that had a place but cannot keep it."""
+
+    first_fit: dict
+    may_stay: dict[tuple[int, str, int], int]
+    prefer: dict[str, tuple[str, int]]
+    kept: int
+    forced: int
+    problem: object
+
+    def moves_of(self, assignment) -> int:
+        """Guests that could have stayed but are not at their previous slot (voluntary moves)."""
+        return sum(k - min(k, assignment.get(key, 0)) for key, k in self.may_stay.items())
+
+    def ranking(self, max_moves: int | None):
+        """Rank of an assignment: within the budget, then placed, hosts, fewer moves, distance (larger is better)."""
+        def rank(assignment) -> tuple:
+            placed_, hosts_, distance_ = score(self.problem, assignment)
+            moves = self.moves_of(assignment)
+            return (max_moves is None or moves <= max_moves, placed_, hosts_, -moves, distance_)
+        return rank
+
+
+def _stay_where_possible(problem, previous) -> _Stay:
+    """Every unchanged guest (same demands) at its previous slot if it fits there, then the rest first-fit, hosts
+    already in use first (``planner.engine.greedy.place_in_use_first``)."""
+    from planner.engine.migration import guest_demands, previous_demands
+
     state = FleetState(problem)
     class_of = {name: cls for cls in problem.classes for name in cls.members}
     may_stay: dict[tuple[int, str, int], int] = {}
     prefer: dict[str, tuple[str, int]] = {}
     pending = []
     kept = forced = 0
-    for guest in scenario.guests:
+    for guest in problem.scenario.guests:
         cls = class_of[guest.name]
         old = previous.guests.get(guest.name)
         slot = _previous_slot(problem, cls, old) if old is not None and previous_demands(old) == guest_demands(guest) \
@@ -133,23 +183,19 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
             forced += 1  # its host is gone or of another model, or the guest changed
         pending.append(cls)
     place_in_use_first(problem, state, pending)
-    first_fit = dict(state.assignment)
+    return _Stay(dict(state.assignment), may_stay, prefer, kept, forced, problem)
 
-    def moves_of(assignment) -> int:
-        return sum(k - min(k, assignment.get(key, 0)) for key, k in may_stay.items())
 
-    def rank(assignment) -> tuple:
-        placed_, hosts_, distance_ = score(problem, assignment)
-        within = max_moves is None or moves_of(assignment) <= max_moves
-        return (within, placed_, hosts_, -moves_of(assignment), distance_)
-
-    candidates = [("first-fit", first_fit)]
-    status_name, extra_model = "GREEDY", {}
-    size = model_size(problem)
-    direct = size <= FEWEST_MOVES_DIRECT_MAX_VARIABLES
-    # without a budget, a first stage with a small one (5 % of the guests placed before, at least 10) for half the
-    # time: a narrower search that finds the moves that free hosts sooner, and the hint of the unbounded stage
-    stages = [max_moves] if max_moves is not None else [max(10, len(previous.guests) // 20), None]
+def _fewest_moves_search(problem, stay: _Stay, max_moves, rank, direct: bool, previous_guests: int, start: float,
+                         time_limit_s: float, seed: int, workers: int, failures: PhaseFailures):
+    """The moves search from the first-fit plan: (source, best assignment, CP-SAT status, improvement rounds kept
+    or None when the whole-fleet model ran). Without a budget, a first stage with a small one (5 % of the guests
+    placed before, at least 10) for half the time: a narrower search that finds the moves that free hosts sooner,
+    and the hint of the unbounded stage."""
+    scenario = problem.scenario
+    candidates = [("first-fit", stay.first_fit)]
+    status_name = "GREEDY"
+    stages = [max_moves] if max_moves is not None else [max(10, previous_guests // 20), None]
     rounds_kept = 0
     for number, budget in enumerate(stages, 1):
         stage_end = start + time_limit_s * number / len(stages)
@@ -157,21 +203,8 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
             break
         hint = max(candidates, key=lambda c: rank(c[1]))[1]
         if direct:
-            def run_cpsat(budget=budget, hint=hint, stage_end=stage_end):
-                with using(Clock(False)):
-                    build = build_model(problem, previous=may_stay, max_moves=budget)
-                    add_hint(build, hint)
-                    solver = cp_model.CpSolver()
-                    clock().limit(solver.parameters, max(stage_end - time.monotonic(), 0.5),
-                                  workers or default_workers())
-                    solver.parameters.random_seed = seed
-                    status = clock().solve(solver, build.model)  # Ctrl-C stops it (planner.engine.clock)
-                    name = solver.status_name(status)
-                    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-                        return name, {k: v for k, var in build.x.items() if (v := solver.value(var))}
-                    return name, None
-
-            outcome = failures.run("cp-sat (fewest moves)", run_cpsat)
+            outcome = failures.run("cp-sat (fewest moves)", _fewest_moves_cpsat, problem, stay.may_stay, budget,
+                                   hint, stage_end, seed, workers)
             if outcome is not None:
                 status_name, found = outcome
                 if found is not None:
@@ -179,49 +212,56 @@ def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None =
         else:
             # larger fleets: the same model (with the moves family) on a few hosts at a time
             result = failures.run("improvement rounds (fewest moves)", _fewest_moves_rounds, problem, hint,
-                                  may_stay, budget, rank, stage_end, seed + number, workers or default_workers())
+                                  stay.may_stay, budget, rank, stage_end, seed + number, workers)
             if result is not None:
                 found, rounds = result
                 rounds_kept += rounds
                 candidates.append(("rounds", found))
-    if not direct:
-        extra_model["improve_rounds"] = rounds_kept
     source, chosen = max(candidates, key=lambda c: rank(c[1]))
-    hosts_before = len(previous.hosts_used)
-    hosts_used = -score(problem, chosen)[1] if scenario.policy.objective == "pack" else \
-        len({h for (_c, h, _o), n in chosen.items() if n})
-    bounds = lower_bounds(problem, with_lp=False).clamped(hosts_used)
-    extra: dict[str, object] = {"kept": kept, "forced_moves": forced, "max_moves": max_moves,
-                                "model_variables": size, "bound_hosts": bounds.hosts, "bound_binding": bounds.binding,
-                                "bound_text": bounds.text, "bounds": bounds.all_bounds, "hosts_used": hosts_used,
-                                **extra_model}
-    from planner.engine.clock import stop_requested
+    return source, chosen, status_name, None if direct else rounds_kept
 
-    if stop_requested():  # Ctrl-C: the best re-plan found until then
-        extra["interrupted"] = True
-    if bounds.hosts and sum(chosen.values()) == len(scenario.guests):
-        extra["gap_pct"] = round(100.0 * (hosts_used - bounds.hosts) / bounds.hosts, 2)
-    failures.record(extra)
-    stats = SolveStats(solver=f"replan-{source}", solver_status=status_name, greedy_placed=sum(first_fit.values()),
-                       extra=extra)
-    plan = finish_plan(problem, chosen, stats, status_name == "OPTIMAL" and source == "cp-sat", start, prefer,
-                       keep=keep_pins(previous))
-    plan.stats.extra["moves"] = actions(previous, plan)  # type: ignore[index]
+
+def _fewest_moves_cpsat(problem, may_stay, budget, hint, stage_end: float, seed: int, workers: int):
+    """The whole-fleet model with the moves family until ``stage_end`` (wall clock): (status, assignment or None)."""
+    from ortools.sat.python import cp_model
+
+    from planner.engine.clock import Clock, clock, using
+    from planner.engine.cpsat_model import add_hint, build_model
+
+    with using(Clock(False)):
+        build = build_model(problem, previous=may_stay, max_moves=budget)
+        add_hint(build, hint)
+        solver = cp_model.CpSolver()
+        clock().limit(solver.parameters, max(stage_end - time.monotonic(), 0.5), workers)
+        solver.parameters.random_seed = seed
+        status = clock().solve(solver, build.model)  # Ctrl-C stops it (planner.engine.clock)
+        name = solver.status_name(status)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return name, {k: v for k, var in build.x.items() if (v := solver.value(var))}
+        return name, None
+
+
+def _with_transition(plan: Plan, previous, problem, voluntary: int, forced: int, max_moves: int | None,
+                     start: float, verify_order: bool) -> Plan:
+    """A new plan with the re-plan's actions (``planner.engine.migration.actions``), their safe order
+    (``migration_order``) and its figures (``ReplanSummary``); the plan given is left as it is."""
+    from planner.engine.migration import actions, migration_order
+
+    moves = actions(previous, plan)
     order = migration_order(previous, plan, problem, verify=verify_order)
-    plan.stats.extra["migration"] = order.document()  # type: ignore[index]
-    moves = [a for a in plan.stats.extra["moves"] if a["move"]]  # type: ignore[union-attr]
-    plan.stats.extra["replan"] = {  # type: ignore[index]
-        "moves": len(moves), "voluntary_moves": moves_of(chosen), "forced_moves": forced,
-        "live_migrations": sum(a["kind"] == "live-migrate" for a in moves),
-        "re_pins": sum(a["kind"] == "re-pin" for a in plan.stats.extra["moves"]),  # type: ignore[union-attr]
-        "starts": sum(a["kind"] == "start" for a in plan.stats.extra["moves"]),  # type: ignore[union-attr]
-        "stops": sum(a["kind"] == "stop" for a in plan.stats.extra["moves"]),  # type: ignore[union-attr]
-        "max_moves": max_moves, "max_moves_met": max_moves is None or moves_of(chosen) <= max_moves,
-        "hosts_before": hosts_before, "hosts_after": len(plan.hosts_used),
-        "hosts_freed": [h for h in previous.hosts_used if h not in set(plan.hosts_used)],
-        "previous": previous.source, "replan_s": round(time.monotonic() - start, 3),
-    }
-    return plan
+    moved = [a for a in moves if a.move]
+    after = set(plan.hosts_used)
+    summary = ReplanSummary(
+        moves=len(moved), voluntary_moves=voluntary, forced_moves=forced,
+        live_migrations=sum(a.kind == "live-migrate" for a in moved),
+        re_pins=sum(a.kind == "re-pin" for a in moves), starts=sum(a.kind == "start" for a in moves),
+        stops=sum(a.kind == "stop" for a in moves), max_moves=max_moves,
+        max_moves_met=max_moves is None or voluntary <= max_moves,
+        hosts_before=len(previous.hosts_used), hosts_after=len(plan.hosts_used),
+        hosts_freed=tuple(h for h in previous.hosts_used if h not in after), previous=previous.source,
+        replan_s=round(time.monotonic() - start, 3))
+    stats = dataclasses.replace(plan.stats, moves=tuple(moves), migration=order, replan=summary)
+    return dataclasses.replace(plan, stats=stats)
 
 
 FEWEST_MOVES_DIRECT_MAX_VARIABLES = 6000  # above: improvement rounds with the moves family instead

@@ -12,6 +12,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from planner.model.scenario import Scenario
+from planner.model.stats import (Failure, FewestMoves, Headroom, LowerBound, MigrationOrder, MoveAction, QuickReplan,
+                                  ReplanSummary, SearchFigures)
 
 if TYPE_CHECKING:  # for annotations only: the model imports neither pandas nor any other layer
     import pathlib
@@ -56,13 +58,31 @@ class GuestPlacement:
 
 @dataclass(frozen=True)
 class SolveStats:
-    solver: str = "cp-sat"
+    """How a plan was found, every figure typed (``planner.model.stats``); ``planner.files.planfile`` maps it to
+    plan.json ``solver`` (and the top-level ``moves`` and ``migration`` of a re-plan) and back. ``None`` (or
+    ``()``, ``False``) means "not reported": the key is absent from plan.json."""
+
+    solver: str = "cp-sat"  # whose plan it is: greedy, a heuristic's name, patterns, improve, cp-sat, replan...
     solver_status: str = "UNKNOWN"  # CP-SAT's status name, or 'GREEDY'
     objective: float | None = None
     best_bound: float | None = None
     wall_s: float = 0.0
     greedy_placed: int = 0
-    extra: Mapping[str, object] = field(default_factory=dict)
+    bound: LowerBound | None = None
+    hosts_used: int | None = None
+    gap_pct: float | None = None  # 100 × (hosts used − bound) / bound, when every guest is placed
+    model_variables: int | None = None  # the whole-fleet model's size
+    improve_rounds: int | None = None
+    interrupted: bool = False  # Ctrl-C stopped the search (planner.engine.clock.request_stop)
+    failures: tuple[Failure, ...] = ()
+    error_report: str | None = None  # the failures' tracebacks: OUT/vplan-error.txt, never in plan.json
+    headroom: Headroom | None = None
+    search: SearchFigures | None = None  # planner.engine.solver.solve
+    quick_replan: QuickReplan | None = None  # planner.engine.replan.replan
+    fewest_moves: FewestMoves | None = None  # planner.engine.replan.replan_fewest_moves, and the four below
+    replan: ReplanSummary | None = None
+    moves: tuple[MoveAction, ...] | None = None
+    migration: MigrationOrder | None = None
 
 
 @dataclass(frozen=True)
