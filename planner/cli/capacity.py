@@ -37,7 +37,7 @@ def _model(sc, name: str, scenario: Path):
 
 
 @contextlib.contextmanager
-def _executor(scheduler: Optional[str], jobs: int = 3):
+def sweep_executor(scheduler: Optional[str], jobs: int = 3):
     """No scheduler: solves one after the other in this process (None); else that Dask cluster's executor
     (``local`` for a local process pool)."""
     from planner.analysis.sweep import SchedulerError, executor_for
@@ -91,7 +91,7 @@ def size(
     sc = _load(scenario)
     target = _model(sc, model, scenario)
     try:
-        with _executor(scheduler) as executor:
+        with sweep_executor(scheduler) as executor:
             search = fewest_to_add if add else fewest_hosts
             sizing = search(sc, target, time_limit_s=limit, seed=seed, workers=workers, executor=executor,
                             deterministic=deterministic)
@@ -208,7 +208,7 @@ def growth(
                 print(problem, file=sys.stderr)
             raise typer.Exit(EXIT_INPUT)
     try:
-        with _executor(scheduler) as executor:
+        with sweep_executor(scheduler) as executor:
             result = runway(sc, monthly, months, target, time_limit_s=limit, seed=seed, workers=workers,
                             executor=executor, deterministic=deterministic)
     except CannotFit as exc:

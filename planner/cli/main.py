@@ -499,7 +499,7 @@ def compare(
     A and B are scenario files (a plan.json does not hold its scenario, so plans are compared in Python:
     planner.analysis.compare.compare(plan_a, plan_b))."""
     from planner.analysis.compare import compare as compare_plans
-    from planner.cli.capacity import _executor
+    from planner.cli.capacity import sweep_executor
     from planner.cli.interrupt import run_stoppable
     from planner.engine.solver import PlanBug
 
@@ -509,7 +509,7 @@ def compare(
     labels = (f"{labels[0]} ({sc_a.name})", f"{labels[1]} ({sc_b.name})")
 
     def run():
-        with _executor(scheduler, jobs=2) as executor:
+        with sweep_executor(scheduler, jobs=2) as executor:
             return compare_plans(sc_a, sc_b, labels=labels, time_limit_s=limit, seed=seed, workers=workers,
                                  executor=executor)
 

@@ -19,7 +19,7 @@ from planner.engine.cpsat_model import add_hint, build_model, read_assignment
 from planner.engine.problem import LOAD_SCALE, Assignment, GuestClass, Problem, busy_units, score
 
 
-def _utilisation(problem: Problem, assignment: Assignment) -> dict[str, float]:
+def utilisation(problem: Problem, assignment: Assignment) -> dict[str, float]:
     cpu: dict[str, float] = defaultdict(float)
     mem: dict[str, float] = defaultdict(float)
     for (c, h, _o), n in assignment.items():
@@ -42,7 +42,7 @@ def _unplaced(problem: Problem, assignment: Assignment) -> dict[int, int]:
     return {cls.index: cls.size - placed[cls.index] for cls in problem.classes if cls.size > placed[cls.index]}
 
 
-def _subproblem(problem: Problem, assignment: Assignment, hosts: list[str]):
+def subproblem(problem: Problem, assignment: Assignment, hosts: list[str]):
     """The neighbourhood's hosts with their guests, plus the guests the plan leaves out that may go there."""
     chosen = set(hosts)
     counts: dict[int, int] = defaultdict(int)
@@ -80,7 +80,7 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
     while clock().now() + 0.5 < deadline and stale < 4 and not (stop_at and -score(problem, current)[1] <= stop_at):
         if stall_s is not None and clock().now() - last >= stall_s:
             break
-        util = _utilisation(problem, current)
+        util = utilisation(problem, current)
         used = sorted(util, key=lambda h: (util[h], h))
         if len(used) < 2:
             break
@@ -90,7 +90,7 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
         others = [h for h in used if h not in worst and h not in wanted]
         rng.shuffle(others)
         hosts = worst + wanted[:neighbourhood] + others[: max(neighbourhood - len(worst) - len(wanted), 0)]
-        sub, back, hint = _subproblem(problem, current, hosts)
+        sub, back, hint = subproblem(problem, current, hosts)
         if not sub.classes:
             break
         build = build_model(sub)

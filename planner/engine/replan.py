@@ -279,14 +279,14 @@ def _fewest_moves_rounds(problem, assignment, may_stay, max_moves, rank, deadlin
 
     from planner.engine.clock import Clock, clock, stop_requested, using
     from planner.engine.cpsat_model import add_hint, build_model
-    from planner.engine.improve import _subproblem, _utilisation
+    from planner.engine.improve import subproblem, utilisation
 
     rng = random.Random(seed)
     current = dict(assignment)
     kept_rounds = stale = 0
     with using(Clock(False)):
         while time.monotonic() + 0.5 < deadline and stale < 10 and not stop_requested():
-            util = _utilisation(problem, current)
+            util = utilisation(problem, current)
             used = sorted(util, key=lambda h: (util[h], h))
             if len(used) < 2:
                 break
@@ -300,7 +300,7 @@ def _fewest_moves_rounds(problem, assignment, may_stay, max_moves, rank, deadlin
             hosts = worst + roomy[: neighbourhood // 3]
             hosts += [h for h in others if h not in hosts][: neighbourhood - len(hosts)]
             chosen = set(hosts)
-            sub, back, hint = _subproblem(problem, current, hosts)
+            sub, back, hint = subproblem(problem, current, hosts)
             if not sub.classes:
                 break
             index = {c: i for i, c in enumerate(back)}

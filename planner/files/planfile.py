@@ -14,14 +14,27 @@ counts are plain names (``vcpus``, ``dedicated_cpus``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from planner.model.plan import SolveStats
-from planner.model.stats import (Failure, FewestMoves, Headroom, HeuristicScore, LowerBound, MigrationOrder,
-                                 MigrationStep, MoveAction, PatternFigures, QuickReplan, ReplanSummary, SearchFigures)
+from planner.model.stats import (
+    Failure,
+    FewestMoves,
+    Headroom,
+    HeuristicScore,
+    LowerBound,
+    MigrationOrder,
+    MigrationStep,
+    MoveAction,
+    PatternFigures,
+    QuickReplan,
+    ReplanSummary,
+    SearchFigures,
+)
 
 FORMAT_VERSION = 2  # 1: the unversioned plan.json of vplan 0.1 (bytes, page sizes as byte keys)
 SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "plan.schema.json"

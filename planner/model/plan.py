@@ -12,8 +12,17 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from planner.model.scenario import Scenario
-from planner.model.stats import (Failure, FewestMoves, Headroom, LowerBound, MigrationOrder, MoveAction, QuickReplan,
-                                  ReplanSummary, SearchFigures)
+from planner.model.stats import (
+    Failure,
+    FewestMoves,
+    Headroom,
+    LowerBound,
+    MigrationOrder,
+    MoveAction,
+    QuickReplan,
+    ReplanSummary,
+    SearchFigures,
+)
 
 if TYPE_CHECKING:  # for annotations only: the model imports neither pandas nor any other layer
     import pathlib

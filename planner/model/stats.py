@@ -15,8 +15,9 @@ the names: seconds ``_s``, percentages ``_pct``; host counts are plain names (``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 ActionKind = Literal["live-migrate", "re-pin", "start", "stop"]
 

@@ -62,7 +62,7 @@ from lxml import etree
 
 from planner.files.safeio import InputFileError, check_regular, read_input_bytes, read_input_text
 from planner.hostimport.capture import model_spec, spec_lines
-from planner.io.loader import Problems as _LoaderProblems
+from planner.io.loader import Problems as LoaderProblems
 from planner.io.loader import yaml_shape_ok
 from planner.libvirt.elements import (
     Cputune,
@@ -198,7 +198,7 @@ def read_loads(path: str) -> dict[str, Fraction]:
 
 def _pairs(path: str, text: str, what: str) -> dict[str, str]:
     data = None
-    problems = _LoaderProblems()
+    problems = LoaderProblems()
     if not _yaml_shape_ok_quiet(text, path, problems):
         raise AuditInputError(problems.lines)
     try:
@@ -220,7 +220,7 @@ def _pairs(path: str, text: str, what: str) -> dict[str, str]:
     return result
 
 
-def _yaml_shape_ok_quiet(text: str, path: str, problems: _LoaderProblems) -> bool:
+def _yaml_shape_ok_quiet(text: str, path: str, problems: LoaderProblems) -> bool:
     try:
         return yaml_shape_ok(text, path, problems)
     except (yaml.YAMLError, ValueError):
