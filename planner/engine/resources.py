@@ -22,7 +22,7 @@ exactly ``not node_explain(...)``.
 
 Adding a node rule: its ``_rows``/``_explain`` functions and a ``NodeRule`` in ``NODE_RULES`` here; a
 ``define_*`` function in ``planner.engine.cpsat_model`` (docstring with the maths, body ``add_node_rule``) listed in
-``FAMILIES`` and ``FAMILY_SCOPE``; a sample in ``tests/test_resources.py``. A new counted resource: a ``Resource``
+``FAMILIES`` and ``FAMILY_SCOPE``; a sample in ``tests/engine/test_resources.py``. A new counted resource: a ``Resource``
 in ``NODE_RESOURCES`` and the field of that name in ``CellDemand`` and ``NodeTotals``.
 """
 
