@@ -147,9 +147,22 @@ class Part:
                 key = values[attr.field]
         return values
 
+    # A leaf part (attributes only) reads and writes itself from its declaration; parts with text or children
+    # override both.
+    def to_element(self) -> etree._Element:
+        return _leaf_element(self)
+
+    @classmethod
+    def from_element(cls, element: etree._Element, where: str = ""):
+        return _leaf(cls, element, where)
+
 
 def _leaf(cls: type[Part], element: etree._Element, where: str) -> Part:
     return cls(**cls._read_attrs(element, where))
+
+
+def _leaf_element(part: Part) -> etree._Element:
+    return _element(part.TAG, part._attrs())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -219,13 +232,6 @@ class VcpuPin(Part):
     vcpu: int
     cpuset: tuple[int, ...] = ()
 
-    def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs())
-
-    @classmethod
-    def from_element(cls, element: etree._Element, where: str = ""):
-        return _leaf(cls, element, where)
-
 
 @dataclass(frozen=True)
 class EmulatorPin(Part):
@@ -235,13 +241,6 @@ class EmulatorPin(Part):
     REPLACED: ClassVar[bool] = True
     AFTER: ClassVar[tuple[str, ...]] = ("vcpupin",)
     cpuset: tuple[int, ...] = ()
-
-    def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs())
-
-    @classmethod
-    def from_element(cls, element: etree._Element, where: str = ""):
-        return _leaf(cls, element, where)
 
 
 @dataclass(frozen=True)
@@ -286,13 +285,6 @@ class NumatuneMemory(Part):
     nodeset: tuple[int, ...] | None = None
     placement: str | None = None
 
-    def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs())
-
-    @classmethod
-    def from_element(cls, element: etree._Element, where: str = ""):
-        return _leaf(cls, element, where)
-
 
 @dataclass(frozen=True)
 class MemNode(Part):
@@ -306,13 +298,6 @@ class MemNode(Part):
     cellid: int
     mode: str | None = None
     nodeset: tuple[int, ...] = ()
-
-    def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs())
-
-    @classmethod
-    def from_element(cls, element: etree._Element, where: str = ""):
-        return _leaf(cls, element, where)
 
 
 @dataclass(frozen=True)
@@ -390,13 +375,6 @@ class Topology(Part):
     def vcpus(self) -> int:
         return self.sockets * self.dies * self.cores * self.threads
 
-    def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs())
-
-    @classmethod
-    def from_element(cls, element: etree._Element, where: str = ""):
-        return _leaf(cls, element, where)
-
 
 @dataclass(frozen=True)
 class Sibling(Part):
@@ -408,13 +386,6 @@ class Sibling(Part):
                                          Attr("value", "value", "count", 255, required=True))
     id: int
     value: int
-
-    def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs())
-
-    @classmethod
-    def from_element(cls, element: etree._Element, where: str = ""):
-        return _leaf(cls, element, where)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from planner.model.plan import Plan
-from planner.verify.rules.text import are, cpus, vlist, where
-from planner.verify.usage import GuestOnHost, HostUsage, PlanUsage, stray_shared_groups
+from planner.verify.rules.text import are, cpus, serving_shared, where
+from planner.verify.usage import GuestOnHost, HostUsage, PlanUsage
 from planner.verify.violation import Violation
 
 
@@ -28,17 +28,9 @@ def _iso_text(hu: HostUsage, c: int) -> str:
 
 
 def _isolated_serving_shared(hu: HostUsage) -> list[Violation]:
-    out: list[Violation] = []
-    for (pins, _node), users in stray_shared_groups(hu):
-        if not pins:
-            continue
-        who = "; ".join(f"{g} {vlist(vs)}" for g, vs in users)
-        for c in sorted(frozenset(pins)):
-            if c in hu.cpus.emulator_isolate:
-                node = hu.facts.node_of_cpu.get(c)
-                out.append(Violation("emulator", hu.cpus.emulator_isolate[c], hu.host, node,
-                                     f"{where(hu.host, node)}: {_iso_text(hu, c)}, serves shared {who}"))
-    return out
+    return [Violation("emulator", hu.cpus.emulator_isolate[c], hu.host, node,
+                      f"{where(hu.host, node)}: {_iso_text(hu, c)}, serves shared {who}")
+            for c, node, who in serving_shared(hu, hu.cpus.emulator_isolate)]
 
 
 def _emulator_pins(hu: HostUsage) -> list[Violation]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from planner.model.plan import Plan
-from planner.verify.rules.text import cpus, vlist, where
-from planner.verify.usage import GuestOnHost, HostUsage, PlanUsage, stray_shared_groups
+from planner.verify.rules.text import cpus, serving_shared, where
+from planner.verify.usage import GuestOnHost, HostUsage, PlanUsage
 from planner.verify.violation import Violation
 
 
@@ -31,17 +31,9 @@ def _idle_text(hu: HostUsage, c: int) -> str:
 
 
 def _idle_serving_shared(hu: HostUsage) -> list[Violation]:
-    out: list[Violation] = []
-    for (pins, _node), users in stray_shared_groups(hu):
-        if not pins:
-            continue
-        who = "; ".join(f"{g} {vlist(vs)}" for g, vs in users)
-        for c in sorted(frozenset(pins)):
-            if c in hu.cpus.idle:
-                node = hu.facts.node_of_cpu.get(c)
-                out.append(Violation("threads", hu.cpus.idle[c][0], hu.host, node,
-                                     f"{where(hu.host, node)}: {_idle_text(hu, c)}, serves shared {who}"))
-    return out
+    return [Violation("threads", hu.cpus.idle[c][0], hu.host, node,
+                      f"{where(hu.host, node)}: {_idle_text(hu, c)}, serves shared {who}")
+            for c, node, who in serving_shared(hu, hu.cpus.idle)]
 
 
 def _idle_serving_emulators(hu: HostUsage) -> list[Violation]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from fractions import Fraction
 
 from planner.model.units import format_cpulist
+from planner.verify.usage import HostUsage, stray_shared_groups
 
 
 def num(value: Fraction | int) -> str:
@@ -49,6 +50,20 @@ def isare(vcpus: Iterable[int]) -> str:
 
 def tenant(name: str) -> str:
     return f"'{name}'" if name else "(none)"
+
+
+def serving_shared(hu: HostUsage, taken: Container[int]) -> list[tuple[int, int | None, str]]:
+    """The CPUs of ``taken`` (held by one guest for itself) that shared vCPUs are pinned to: (CPU, its node, the
+    shared guests and vCPUs on it, in words), in CPU order per pin group."""
+    out: list[tuple[int, int | None, str]] = []
+    for (pins, _node), users in stray_shared_groups(hu):
+        if not pins:
+            continue
+        who = "; ".join(f"{g} {vlist(vs)}" for g, vs in users)
+        for c in sorted(frozenset(pins)):
+            if c in taken:
+                out.append((c, hu.facts.node_of_cpu.get(c), who))
+    return out
 
 
 def where(host: str, node: int | None) -> str:
