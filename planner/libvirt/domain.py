@@ -35,11 +35,9 @@ from typing import Iterable
 
 from lxml import etree
 
-from planner.model.plan import Plan
-from planner.model.scenario import DomainSettings, DomainTemplate, Guest, Policy
 from planner.libvirt.elements import (
-    CpuModel,
     Cpu,
+    CpuModel,
     Cputune,
     CurrentMemory,
     DomainParts,
@@ -57,8 +55,11 @@ from planner.libvirt.elements import (
     Topology,
     Vcpu,
     VcpuPin,
+    new_element,
 )
 from planner.libvirt.xmltext import serialize
+from planner.model.plan import Plan
+from planner.model.scenario import DomainSettings, DomainTemplate, Guest, Policy
 
 #: ``<os><type machine=...>`` per host architecture.
 MACHINE_OF_ARCH: dict[str, str] = {
@@ -90,15 +91,6 @@ def _sub(parent: etree._Element, tag: str, attrs: Iterable[tuple[str, object]] =
     return child
 
 
-def _element(tag: str, attrs: Iterable[tuple[str, object]] = (), text: str | None = None) -> etree._Element:
-    element = etree.Element(tag)
-    for key, value in attrs:
-        element.set(key, str(value))
-    if text is not None:
-        element.text = text
-    return element
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The pieces: vplan's own (vcpu, cputune, numatune, cpu, memoryBacking) are declared in planner.libvirt.elements
 
@@ -109,7 +101,7 @@ class OsSpec:
     machine: str
 
     def to_element(self) -> etree._Element:
-        element = _element("os")
+        element = new_element("os")
         _sub(element, "type", [("arch", self.arch), ("machine", self.machine)], text="hvm")
         return element
 
@@ -124,7 +116,7 @@ class FeaturesSpec:
     def to_element(self) -> etree._Element | None:
         if not (self.acpi or self.apic):
             return None
-        element = _element("features")
+        element = new_element("features")
         if self.acpi:
             _sub(element, "acpi")
         if self.apic:
@@ -139,7 +131,7 @@ class LifecycleSpec:
     on_crash: str = "destroy"
 
     def to_elements(self) -> list[etree._Element]:
-        return [_element(tag, text=getattr(self, tag)) for tag in ("on_poweroff", "on_reboot", "on_crash")]
+        return [new_element(tag, text=getattr(self, tag)) for tag in ("on_poweroff", "on_reboot", "on_crash")]
 
 
 @dataclass(frozen=True)
@@ -150,7 +142,7 @@ class DevicesSpec:
     console_target: str = "serial"
 
     def to_element(self) -> etree._Element:
-        element = _element("devices")
+        element = new_element("devices")
         if self.serial:
             serial = _sub(element, "serial", [("type", "pty")])
             _sub(serial, "target", [("port", 0)])
@@ -180,7 +172,7 @@ class DomainSpec:
     def to_element(self) -> etree._Element:
         """In libvirt's own order: name, uuid, memory, currentMemory, memoryBacking, vcpu, cputune, numatune,
         os, features, cpu, on_*, devices."""
-        element = _element("domain", [("type", self.type)])
+        element = new_element("domain", [("type", self.type)])
         _sub(element, "name", text=self.name)
         if self.uuid is not None:
             _sub(element, "uuid", text=self.uuid)
@@ -381,7 +373,7 @@ def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
     root.set("type", spec.type)
     _child(root, "name", ()).text = spec.name
     if root.find("uuid") is None and spec.uuid is not None:
-        _place(root, _element("uuid", text=spec.uuid), ("name",))
+        _place(root, new_element("uuid", text=spec.uuid), ("name",))
     memory = _child(root, "memory", ("name", "uuid", "title", "description"))
     memory.attrib.clear()
     memory.set("unit", "KiB")
@@ -401,7 +393,7 @@ def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
     os_element = _child(root, "os", ("vcpu", "cputune", "numatune", "iothreads", "resource", "sysinfo"))
     os_type = os_element.find("type")
     if os_type is None:
-        os_type = _place(os_element, _element("type", text="hvm"), ())
+        os_type = _place(os_element, new_element("type", text="hvm"), ())
     os_type.set("arch", spec.os.arch)
     os_type.set("machine", spec.os.machine)
     cpu = _child(root, "cpu", ("os", "features"))
@@ -409,7 +401,7 @@ def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
     models = cpu.findall("model")
     if spec.cpu.model is not None:
         cpu.set("match", cpu.get("match", "exact"))
-        model = models[0] if models else _place(cpu, _element("model", [("fallback", "forbid")]), ())
+        model = models[0] if models else _place(cpu, new_element("model", [("fallback", "forbid")]), ())
         model.text = spec.cpu.model
     elif spec.cpu.mode != "custom":
         for model in models:  # a model names the CPU of mode custom only (host-model may keep its fallback)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import ClassVar, Iterable, Iterator
 
 from lxml import etree
 
@@ -53,7 +53,8 @@ class Attr:
     required: bool = False  # a missing count attribute is an error (the message says 'nothing')
 
 
-def _element(tag: str, attrs: list[tuple[str, object]] = (), text: str | None = None) -> etree._Element:
+def new_element(tag: str, attrs: Iterable[tuple[str, object]] = (), text: str | None = None) -> etree._Element:
+    """An element with attributes in the given order (libvirt's), and text."""
     element = etree.Element(tag)
     for key, value in attrs:
         element.set(key, str(value))
@@ -162,7 +163,7 @@ def _leaf(cls: type[Part], element: etree._Element, where: str) -> Part:
 
 
 def _leaf_element(part: Part) -> etree._Element:
-    return _element(part.TAG, part._attrs())
+    return new_element(part.TAG, part._attrs())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ class Memory(Part):
     kib: int
 
     def to_element(self) -> etree._Element:
-        return _element(self.TAG, [("unit", "KiB")], str(self.kib))
+        return new_element(self.TAG, [("unit", "KiB")], str(self.kib))
 
     @classmethod
     def from_element(cls, element: etree._Element, where: str = ""):
@@ -210,7 +211,7 @@ class Vcpu(Part):
     current: str | None = None  # the domain's, kept verbatim (apply checks it is a count 1..count)
 
     def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs(), str(self.count))
+        return new_element(self.TAG, self._attrs(), str(self.count))
 
     @classmethod
     def from_element(cls, element: etree._Element, where: str = ""):
@@ -256,7 +257,7 @@ class Cputune(Part):
     emulatorpin: EmulatorPin | None
 
     def to_element(self) -> etree._Element:
-        element = _element(self.TAG)
+        element = new_element(self.TAG)
         element.extend(pin.to_element() for pin in self.vcpupins)
         if self.emulatorpin is not None:
             element.append(self.emulatorpin.to_element())
@@ -321,7 +322,7 @@ class Numatune(Part):
         return self.memory.nodeset if self.memory is not None else None
 
     def to_element(self) -> etree._Element:
-        element = _element(self.TAG)
+        element = new_element(self.TAG)
         if self.memory is not None:
             element.append(self.memory.to_element())
         element.extend(memnode.to_element() for memnode in self.memnodes)
@@ -349,7 +350,7 @@ class CpuModel(Part):
     fallback: str | None = "forbid"
 
     def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs(), self.name)
+        return new_element(self.TAG, self._attrs(), self.name)
 
     @classmethod
     def from_element(cls, element: etree._Element, where: str = ""):
@@ -405,7 +406,7 @@ class NumaCell(Part):
     distances: tuple[Sibling, ...] | None = None  # None: no <distances> element
 
     def to_element(self) -> etree._Element:
-        element = _element(self.TAG, self._attrs())
+        element = new_element(self.TAG, self._attrs())
         if self.distances is not None:
             etree.SubElement(element, "distances").extend(s.to_element() for s in self.distances)
         return element
@@ -436,7 +437,7 @@ class Numa(Part):
     cells: tuple[NumaCell, ...]
 
     def to_element(self) -> etree._Element:
-        element = _element(self.TAG)
+        element = new_element(self.TAG)
         element.extend(cell.to_element() for cell in self.cells)
         return element
 
@@ -469,7 +470,7 @@ class Cpu(Part):
         return self.numa.cells if self.numa is not None else ()
 
     def to_element(self) -> etree._Element:
-        element = _element(self.TAG, self._attrs())
+        element = new_element(self.TAG, self._attrs())
         element.extend(p.to_element() for p in (self.model, self.topology, self.numa) if p is not None)
         return element
 
@@ -496,7 +497,7 @@ class Page(Part):
     nodeset: tuple[int, ...] | None = None  # guest cell ids
 
     def to_element(self) -> etree._Element:
-        return _element(self.TAG, self._attrs())
+        return new_element(self.TAG, self._attrs())
 
     @classmethod
     def from_element(cls, element: etree._Element, where: str = ""):
@@ -525,7 +526,7 @@ class Hugepages(Part):
         return self.pages[0].nodeset
 
     def to_element(self) -> etree._Element:
-        element = _element(self.TAG)
+        element = new_element(self.TAG)
         element.extend(page.to_element() for page in self.pages)
         return element
 
@@ -552,7 +553,7 @@ class MemoryBacking(Part):
         return self.hugepages is None and not self.nosharepages
 
     def to_element(self) -> etree._Element:
-        element = _element(self.TAG)
+        element = new_element(self.TAG)
         if self.hugepages is not None:
             element.append(self.hugepages.to_element())
         if self.nosharepages:
