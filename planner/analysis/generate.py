@@ -46,11 +46,10 @@ from pathlib import Path
 
 import yaml
 
+from planner.io import catalogue  # noqa: E402 - the catalogue, read once per file version
+from planner.io.catalogue import FLAVOURS_FILE, MODELS_DIR, REPO  # noqa: E402,F401
 from planner.model.units import format_memory, parse_cpulist, parse_memory_kib, parse_page_kib
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO / "models" / "hosts"
-FLAVOURS_FILE = REPO / "models" / "flavours.yaml"
 DEFAULT_OUT_DIR = REPO / "scenarios"  # include paths are relative to this when no output path is given
 
 DEFAULT_MODELS = ("suse-guide-4n", "amd-nps4", "intel-xeon-e7-4870-8s")
@@ -129,7 +128,7 @@ class ModelOffer:
 
 def available_models() -> list[str]:
     """Names of the host models in the catalogue (file stems of models/hosts/*.yaml), sorted."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
+    return catalogue.available_models()
 
 
 def read_model(name: str) -> ModelOffer:
@@ -166,8 +165,7 @@ def read_model(name: str) -> ModelOffer:
 
 def read_flavours() -> dict[str, dict]:
     """The flavour catalogue: name -> guest keys (scenario v1), in file order."""
-    data = yaml.safe_load(FLAVOURS_FILE.read_text())
-    return {str(name): dict(spec) for name, spec in data["flavours"].items()}
+    return catalogue.read_flavours()
 
 
 # --------------------------------------------------------------------------------------------------- footprints

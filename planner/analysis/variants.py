@@ -21,18 +21,21 @@ Catalogues: ``read_flavours()`` reads ``models/flavours.yaml``; ``catalogue_mode
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import math
-import os
 from dataclasses import fields, replace
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
-
-from planner.model.scenario import Guest, GuestCell, Host, HostModel, Policy, Scenario
+from planner.io.catalogue import (  # noqa: E402,F401 - the catalogue, re-exported for notebooks
+    FLAVOURS_FILE,
+    MODELS_DIR,
+    REPO,
+    available_models,
+    catalogue_model,
+    read_flavours,
+)
+from planner.model.scenario import DomainSettings, Guest, GuestCell, Host, HostModel, Policy, Scenario
 from planner.model.units import (
     NAME_RE,
     expand_name,
@@ -42,9 +45,6 @@ from planner.model.units import (
     to_fraction,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO / "models" / "hosts"
-FLAVOURS_FILE = REPO / "models" / "flavours.yaml"
 MIB_KIB = 1024
 
 GuestSelector = Callable[[Guest], bool]
@@ -67,49 +67,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------- catalogues
-_CATALOGUE: dict[tuple, Any] = {}  # (what, path, mtime_ns, size) -> what was read (one read per file version)
-
-
-def _file_version(path: Path) -> tuple[str, int, int]:
-    info = path.stat()
-    return str(path.resolve()), info.st_mtime_ns, info.st_size
-
-
-def read_flavours(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """The flavour catalogue (default ``models/flavours.yaml``): flavour name -> scenario-v1 guest keys (all but
-    ``name``), in file order. ``{"name": NAME, **flavour}`` is a guest item of a scenario file. The file is read
-    once per version (size and modification time); each call returns a fresh copy."""
-    file = Path(path or FLAVOURS_FILE)
-    key = ("flavours", *_file_version(file))
-    if key not in _CATALOGUE:
-        from planner.files.safeio import read_input_text
-
-        data = yaml.safe_load(read_input_text(str(file), 1 << 20))
-        _CATALOGUE[key] = {str(name): dict(spec) for name, spec in data["flavours"].items()}
-    return copy.deepcopy(_CATALOGUE[key])
-
-
-def available_models() -> list[str]:
-    """Names of the catalogue's host models (file stems of ``models/hosts/*.yaml``), sorted."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
-
-
-def catalogue_model(name: str, *, model_name: str | None = None) -> HostModel:
-    """The host model ``models/hosts/NAME.yaml``, read and checked by the scenario loader. ``model_name`` names it
-    (default: NAME)."""
-    from planner.io.loader import load_scenario_text
-
-    path = MODELS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ValueError(f"unknown host model '{name}' (catalogue: {', '.join(available_models())})")
-    key = model_name or name
-    version = ("model", key, *_file_version(path))
-    if version not in _CATALOGUE:  # read and checked once per file version (a HostModel is frozen: shared)
-        text = (f"version: 1\nname: catalogue\nhost_models:\n  {key}: {{include: {str(path)!r}}}\n"
-                f"hosts: [{{name: probe, model: {key}}}]\nguests: []\n")
-        _CATALOGUE[version] = load_scenario_text(text, filename=f"<catalogue {name}>",
-                                                 base_dir=str(MODELS_DIR)).host_models[key]
-    return _CATALOGUE[version]
+# read once per file version by planner.io.catalogue (read_flavours, available_models, catalogue_model)
 
 
 def resolve_model(scenario: Scenario, model: HostModel | str) -> HostModel:
@@ -180,7 +138,7 @@ def _scale_cells(g: Guest, vcpus: int, memory_kib: int, unit: int) -> tuple[Gues
 def domain_settings(raw: Any, where: str = "domain", base_dir: str = "") -> "DomainSettings":
     """A ``domain:`` mapping (scenario format: type, cpu_mode, cpu_model, machine, template relative to
     ``base_dir``) → DomainSettings, checked as the loader checks it. Raises ``ValueError``."""
-    from planner.io.loader import INVALID, read_domain_settings, Problems, Templates, Where
+    from planner.io.loader import INVALID, Problems, Templates, Where, read_domain_settings
     from planner.model.scenario import DomainSettings
 
     problems = Problems()
