@@ -35,6 +35,7 @@ from planner.io.catalogue import (  # noqa: E402,F401 - the catalogue, re-export
     catalogue_model,
     read_flavours,
 )
+from planner.io.schema import PolicySpec, field_value
 from planner.model.scenario import DomainSettings, Guest, GuestCell, Host, HostModel, Policy, Scenario
 from planner.model.units import (
     NAME_RE,
@@ -458,11 +459,10 @@ def set_policy(scenario: Scenario, **values: Any) -> Scenario:
             changes[key] = value
         else:
             number = value if isinstance(value, Fraction) else to_fraction(value, key)
-            low, high, low_open = {"cpu_overcommit_max": (1, 8, False), "cpu_load_target": (0, 1, True),
-                                   "memory_overcommit": (1, None, False), "node_memory_target": (0, 1, True)}[key]
-            if (number <= low if low_open else number < low) or (high is not None and number > high):
-                raise ValueError(f"{key} {value} is out of range")
-            changes[key] = number
+            try:  # the range is the scenario file's (planner.io.schema.PolicySpec): declared once
+                changes[key] = field_value(PolicySpec, key, number)
+            except ValueError as exc:
+                raise ValueError(f"{key} {exc}") from None
     policy = replace(scenario.policy, **changes)
     guests = scenario.guests
     if "cpu_load_target" in changes:

@@ -69,7 +69,10 @@ def _int(value: object, minimum: int | None = None, maximum: int | None = None) 
 
 
 def _number(value: object) -> Fraction:
-    """A YAML number as an exact Fraction (0.7 → 7/10). Strings and booleans are refused."""
+    """A YAML number (or, from the Python API, a Fraction) as an exact Fraction (0.7 → 7/10). Strings and booleans
+    are refused."""
+    if isinstance(value, Fraction):
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{_show(value)} is not a number")
     if isinstance(value, float) and not math.isfinite(value):

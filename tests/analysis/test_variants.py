@@ -281,3 +281,24 @@ def test_the_catalogue_is_read_once_per_file_version(tmp_path, monkeypatch):
     catalogue.write_text("flavours:\n  one: {vcpus: 2, memory: 1GiB}\n  two: {vcpus: 1, memory: 2GiB}\n")
     assert list(v.read_flavours(catalogue)) == ["one", "two"] and len(reads) == 2  # a new version: read again
     assert v.catalogue_model("amd-nps4") is v.catalogue_model("amd-nps4")  # one load per catalogue model
+
+
+@pytest.mark.parametrize("key, value", [("cpu_overcommit_max", 9), ("cpu_load_target", 0), ("memory_overcommit", 0.5),
+                                        ("node_memory_target", 1.5)])
+def test_set_policy_ranges_are_the_scenario_files(key, value):
+    """set_policy judges numbers by the scenario schema's own fields: the same words as the loader's message."""
+    from planner.io.loader import ScenarioError, load_scenario_text
+    from planner.analysis.variants import set_policy
+
+    sc = load_scenario(REPO / "scenarios" / "quickstart.yaml")
+    with pytest.raises(ValueError) as api:
+        set_policy(sc, **{key: value})
+    import yaml
+
+    doc = yaml.safe_load((REPO / "scenarios" / "quickstart.yaml").read_text())
+    doc["policy"][key] = value
+    text = yaml.safe_dump(doc, sort_keys=False)
+    with pytest.raises(ScenarioError) as file:
+        load_scenario_text(text, "q.yaml", base_dir=str(REPO / "scenarios"))
+    said = [p for p in file.value.problems if f"policy.{key}:" in p]
+    assert said and said[0].endswith(str(api.value).removeprefix(f"{key} ")), (said, str(api.value))
