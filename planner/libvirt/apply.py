@@ -50,8 +50,8 @@ from planner.libvirt.elements import (
     owned_children,
 )
 from planner.libvirt.xmltext import serialize
-from planner.model.units import scaled_kib
 from planner.model.errors import VplanError
+from planner.model.units import scaled_kib
 
 __all__ = ["ApplyError", "ApplyResult", "apply_plan", "merge_domain", "owned_stripped", "OWNED"]
 
@@ -94,12 +94,12 @@ class _Span:
     self_closing: bool = False
     close_start: int = -1  # the '<' of the end tag (== end for a self-closing element)
     end: int = -1
-    children: list["_Span"] = field(default_factory=list)
+    children: list[_Span] = field(default_factory=list)
 
-    def child(self, tag: str) -> "_Span | None":
+    def child(self, tag: str) -> _Span | None:
         return next((c for c in self.children if c.tag == tag), None)
 
-    def all(self, tag: str) -> list["_Span"]:
+    def all(self, tag: str) -> list[_Span]:
         return [c for c in self.children if c.tag == tag]
 
 
@@ -442,13 +442,13 @@ def _keep_cell_attrs(old_cells: list, new_cells: list, same_ids: bool, guest: st
             for k, v in extras[0]:
                 cell.set(k, v)
     elif same_ids:
-        by_id = {c.get("id", str(i)): e for i, (c, e) in enumerate(zip(old_cells, extras))}
+        by_id = {c.get("id", str(i)): e for i, (c, e) in enumerate(zip(old_cells, extras, strict=False))}
         for cell in new_cells:
             for k, v in by_id[cell.get("id")]:
                 cell.set(k, v)
     else:
         shown = "; ".join(f"cell {c.get('id', i)}: {' '.join(f'{k}={v}' for k, v in e) or 'none'}"
-                          for i, (c, e) in enumerate(zip(old_cells, extras)))
+                          for i, (c, e) in enumerate(zip(old_cells, extras, strict=False)))
         problems.append(f"{guest}: {where}: its {len(old_cells)} cells differ in attributes vplan does not own "
                         f"({shown}) and the plan has {len(new_cells)} cells: give every cell the same, or "
                         f"plan the guest with numa: {len(old_cells)}")
@@ -512,7 +512,7 @@ def _copy(element: etree._Element) -> etree._Element:
 
 def _splice(text: str, edits: list[_Edit]) -> str:
     ordered = sorted(edits, key=lambda e: (e.start, e.end, e.order))
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in zip(ordered, ordered[1:], strict=False):
         if b.start < a.end:
             raise ApplyError([f"internal error: overlapping edits at {a.start}-{a.end} and {b.start}-{b.end}"])
     out, pos = [], 0
@@ -688,7 +688,7 @@ def backup_path(path: Path) -> Path:
     return first_free_name(path, "bak")
 
 
-def _write_in_place(merged: dict[str, tuple[Path, str]], result: "ApplyResult") -> None:
+def _write_in_place(merged: dict[str, tuple[Path, str]], result: ApplyResult) -> None:
     """Each changed file: a backup (new name, never overwriting one), then the merged text renamed over it with its
     mode kept. All merged texts are written to temporary files first; the renames run with signals blocked."""
     from planner.files.atomic import signals_blocked
@@ -731,8 +731,8 @@ def apply_plan(plan_dir: str | os.PathLike, domains_dir: str | os.PathLike, out_
                in_place: bool = False, force: bool = False) -> ApplyResult:
     """Merge the plan in ``plan_dir`` (``vplan solve``'s output) into the domain XMLs under ``domains_dir``;
     write the merged files under ``out_dir`` with the same relative paths (atomically: a temporary directory
-    renamed into place; OUT must be missing, empty or an earlier ``apply`` output, see ``planner.files.atomic``; ``force``
-    renames a foreign OUT aside), or, with ``in_place``, over the originals with a backup of each changed file
+    renamed into place; OUT must be missing, empty or an earlier ``apply`` output, see ``planner.files.atomic``;
+    ``force`` renames a foreign OUT aside), or, with ``in_place``, over the originals with a backup of each changed file
     (``FILE.xml.bak``, or ``FILE.xml.bak.N`` when that exists: a backup is never overwritten)."""
     from planner.files.atomic import OutputError, check_output_dir, write_directory_atomically
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import re
 import uuid as uuid_mod
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from lxml import etree
 
@@ -409,7 +409,8 @@ def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
                 cpu.remove(model)
         if "match" in cpu.attrib:
             del cpu.attrib["match"]
-    prologue = _PROLOGUE.match(text).group(0)  # the XML declaration, comments, ... before <domain>, as written
+    matched = _PROLOGUE.match(text)  # the XML declaration, comments, ... before <domain>, as written
+    prologue = matched.group(0) if matched is not None else ""
     epilogue = "".join("\n" + etree.tostring(node, encoding="unicode", with_tail=False)
                        for node in root.itersiblings())
     return prologue + etree.tostring(root, encoding="unicode", with_tail=False) + epilogue + "\n"

@@ -29,8 +29,9 @@ libvirt's order; ``owned_children()`` groups them by parent path: the set ``appl
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Iterable, Iterator
+from typing import Any, ClassVar
 
 from lxml import etree
 
@@ -48,6 +49,14 @@ class Attr:
     name: str
     field: str | None
     kind: str = "str"
+
+    @property
+    def attribute(self) -> str:
+        """The dataclass field of a value attribute (every kind but ``unit``)."""
+        if self.field is None:
+            raise TypeError(f"attribute {self.name} ({self.kind}) has no field")
+        return self.field
+
     maximum: int = MAX_VCPUS
     default: object = None
     required: bool = False  # a missing count attribute is an error (the message says 'nothing')
@@ -88,7 +97,7 @@ def _read_value(attr: Attr, element: etree._Element, label: str) -> object:
     return raw
 
 
-def _write_value(attr: Attr, value: object, label: str) -> str:
+def _write_value(attr: Attr, value: Any, label: str) -> str:
     if attr.kind == "ids":
         text = format_cpulist(value)
         if not text:
@@ -104,7 +113,7 @@ class Part:
     PATH: ClassVar[str]
     ATTRS: ClassVar[tuple[Attr, ...]] = ()
     LABEL_KEY: ClassVar[str | None] = None  # the attribute that names the element in messages (vcpupin: vcpu)
-    CHILDREN: ClassVar[tuple[type["Part"], ...]] = ()  # declared child parts, in libvirt's order
+    CHILDREN: ClassVar[tuple[type[Part], ...]] = ()  # declared child parts, in libvirt's order
     REPLACED: ClassVar[bool] = False  # vplan apply replaces the whole element
     AFTER: ClassVar[tuple[str, ...]] = ()  # a missing element goes after the last of these siblings present
     BEFORE: ClassVar[tuple[str, ...]] = ()  # else before the first of these
@@ -126,26 +135,26 @@ class Part:
             if attr.kind == "unit":
                 out.append((attr.name, "KiB"))
                 continue
-            value = getattr(self, attr.field)
+            value = getattr(self, attr.attribute)
             if value is not None:
                 out.append((attr.name, _write_value(attr, value, self._label(attr.name, key, ""))))
         return out
 
     @classmethod
-    def _read_attrs(cls, element: etree._Element, where: str, key: object = None) -> dict[str, object]:
+    def _read_attrs(cls, element: etree._Element, where: str, key: object = None) -> dict[str, Any]:
         """The declared attributes of ``element`` by field name: the key attribute first (it labels the others;
         ``key`` labels them when the element has none, e.g. a cell's position)."""
         ordered = sorted((a for a in cls.ATTRS if a.kind != "unit"), key=lambda a: a.name != cls.LABEL_KEY)
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for attr in ordered:
             if element.get(attr.name) is None:
                 if attr.required:
                     read_count(None, cls._label(attr.name, key, where), attr.maximum)  # raises: nothing
-                values[attr.field] = attr.default
+                values[attr.attribute] = attr.default
                 continue
-            values[attr.field] = _read_value(attr, element, cls._label(attr.name, key, where))
-            if attr.name == cls.LABEL_KEY and values[attr.field] is not None:
-                key = values[attr.field]
+            values[attr.attribute] = _read_value(attr, element, cls._label(attr.name, key, where))
+            if attr.name == cls.LABEL_KEY and values[attr.attribute] is not None:
+                key = values[attr.attribute]
         return values
 
     # A leaf part (attributes only) reads and writes itself from its declaration; parts with text or children
@@ -588,7 +597,7 @@ class DomainParts:
     cpu: Cpu | None
 
     @classmethod
-    def from_element(cls, root: etree._Element, where: str = "") -> "DomainParts":
+    def from_element(cls, root: etree._Element, where: str = "") -> DomainParts:
         return cls(*(read_part(part, root, where) for part in DOMAIN_PARTS))
 
 
@@ -638,6 +647,9 @@ def owned_children() -> dict[str, tuple[type[Part], ...]]:
     return groups
 
 
-def container_of(path: str) -> type[Part] | None:
-    """The declared top-level part at ``path`` (``cpu`` -> Cpu), None for the domain ('.')."""
-    return next((part for part in DOMAIN_PARTS if part.PATH == path), None)
+def container_of(path: str) -> type[Part]:
+    """The declared top-level part at ``path`` (``cpu`` -> Cpu); the domain ('.') has none."""
+    found = next((part for part in DOMAIN_PARTS if part.PATH == path), None)
+    if found is None:
+        raise KeyError(f"no declared part at {path!r}")
+    return found

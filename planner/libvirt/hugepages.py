@@ -1,8 +1,8 @@
 """Hugepage pool sizing: the pages each host node needs per page size for a plan, and the settings that make them.
 
 Input: a plan directory written by ``vplan solve`` (``plan.json``, read by ``planner.files.planfile``: per placed guest
-its host, ``page_size`` and ``cells`` with each cell's node and ``memory_kib``). A cell on pages of size S needs ⌈memory / S⌉ pages of S on its
-node (memory is a whole number of pages for every valid guest).
+its host, ``page_size`` and ``cells`` with each cell's node and ``memory_kib``). A cell on pages of size S needs
+⌈memory / S⌉ pages of S on its node (memory is a whole number of pages for every valid guest).
 
 Settings, per host:
 
@@ -22,7 +22,8 @@ Settings, per host:
   libvirtd (or virtqemud). Without it a guest on hugepages does not start ("hugetlbfs filesystem is not mounted
   or disabled by administrator config").
 
-The model's pools (``hugepages_used_pages + hugepages_free_pages`` in plan.json) are shown beside the need for comparison.
+The model's pools (``hugepages_used_pages + hugepages_free_pages`` in plan.json) are shown beside the need for
+comparison.
 
 Public API: ``read_plan_pages(plan_dir) -> PagePlan``; ``PagePlan.text()``, ``PagePlan.document()``.
 """
@@ -34,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from planner.files.planfile import PlanFileError, plan_json_path, read_plan_document
-from planner.model.units import format_page, parse_page_kib
 from planner.model.errors import VplanError
+from planner.model.units import format_page, parse_page_kib
 
 __all__ = ["HugepageError", "HostPages", "PagePlan", "read_plan_pages", "GIGANTIC_KIB"]
 
@@ -123,7 +124,7 @@ class PagePlan:
                     "sysfs": [{"path": p, "value": v} for p, v in h.sysfs()],
                     "hugetlbfs": [{"page": page, "path": path, "mount": command, "fstab": fstab}
                                   for (page, path), command, fstab in zip(h.mounts(), h.mount_commands(),
-                                                                          h.fstab_lines())],
+                                                                          h.fstab_lines(), strict=False)],
                     "qemu_conf": h.qemu_conf(),
                     "libvirt_restart": LIBVIRT_RESTART if h.mounts() else None,
                 }
@@ -169,7 +170,8 @@ def read_plan_pages(plan_dir: str | Path) -> PagePlan:
     try:
         return _read_plan_pages(plan_dir)
     except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
-        raise HugepageError(f"{plan_json_path(plan_dir)}: not a plan vplan wrote ({type(exc).__name__}: {exc})") from None
+        what = f"{type(exc).__name__}: {exc}"
+        raise HugepageError(f"{plan_json_path(plan_dir)}: not a plan vplan wrote ({what})") from None
 
 
 def _read_plan_pages(plan_dir: str | Path) -> PagePlan:

@@ -31,8 +31,8 @@ from pathlib import Path
 from lxml import etree
 
 from planner.libvirt.elements import Cputune, Memory, MemoryBacking, Numa, Numatune, Vcpu, read_part
-from planner.model.units import format_cpulist
 from planner.model.errors import VplanError
+from planner.model.units import format_cpulist
 
 __all__ = ["LiveError", "LiveStep", "Restart", "LivePlan", "live_changes", "plan_files"]
 
@@ -212,7 +212,7 @@ class _Domain:
     cputune: Cputune | None
 
     @classmethod
-    def read(cls, root: etree._Element) -> "_Domain":
+    def read(cls, root: etree._Element) -> _Domain:
         return cls(*(_part(part, root) for part in (Vcpu, Memory, Numa, MemoryBacking, Numatune, Cputune)))
 
     @property
@@ -233,7 +233,8 @@ class _Domain:
         hugepages = self.backing.hugepages if self.backing is not None else None
         if hugepages is None:
             return []
-        out = [(p.size_kib, p.nodeset or ()) for p in hugepages.pages] or [(None, ())]
+        out: list[tuple[int | None, tuple[int, ...]]] = [(p.size_kib, p.nodeset or ()) for p in hugepages.pages]
+        out = out or [(None, ())]
         return sorted(out, key=repr)
 
     def pins(self, vcpus: int) -> dict[int, tuple[int, ...]]:
@@ -283,11 +284,13 @@ def _guest_changes(live: LivePlan, guest: str, host: str, want_root: etree._Elem
         restart(f"memory {have_mem} KiB -> {want_mem} KiB", "the guest NUMA cells' memory is fixed when QEMU starts")
         return
     if want.cells() != have.cells():
-        show = lambda cells: "; ".join(f"cell {i}: vCPUs {format_cpulist(c)}, {m} KiB" for i, c, m in cells) or "none"
+        def show(cells):
+            return "; ".join(f"cell {i}: vCPUs {format_cpulist(c)}, {m} KiB" for i, c, m in cells) or "none"
         restart(f"guest NUMA cells ({show(have.cells())}) -> ({show(want.cells())})",
                 "the guest NUMA topology is fixed when QEMU starts")
     if want.pages() != have.pages():
-        show = lambda pages: ", ".join(f"{s} KiB on cells {format_cpulist(n) or 'all'}" for s, n in pages) or "none"
+        def show(pages):
+            return ", ".join(f"{s} KiB on cells {format_cpulist(n) or 'all'}" for s, n in pages) or "none"
         restart(f"hugepages {show(have.pages())} -> {show(want.pages())}",
                 "the memory backing (page size) is chosen when QEMU starts")
     want_mode, have_mode = want.mode(None), have.mode("strict")
