@@ -37,7 +37,8 @@ Rules: every rule of ``planner.verify.check`` (``cells``, ``cpus``, ``threads``,
 * ``pagesize``  a hugepage size none of the host's nodes has;
 * ``distances`` after libvirt's fill-ins (10 from a cell to itself, b -> a from a -> b), a cell pair's distance
   unlike the host's between the two cells' nodes, or a pair given in neither direction;
-* ``pins``      a vcpupin for a vCPU the domain does not have (libvirt ignores it).
+* ``pins``      a vcpupin for a vCPU the domain does not have (libvirt ignores it), a ``<vcpu cpuset>`` naming
+  CPUs the host does not have.
 
 Public API::
 
@@ -404,6 +405,10 @@ def _read_domain(d: DomainFile, model: HostModel) -> _Read:
         raise AuditInputError([f"{d.path}: domain {d.name} has no valid <vcpu> count"])
     memory = r.part(Memory)
     default_pins = vcpu.cpuset or tuple(sorted(model.node_of_cpu))
+    stray = sorted(set(vcpu.cpuset or ()) - set(model.node_of_cpu))
+    if stray:
+        r.add("pins", None, f"{r.who}: <vcpu cpuset='{format_cpulist(vcpu.cpuset or ())}'> names CPU(s) "
+                            f"{format_cpulist(stray)}, which {d.host} does not have")
     pins, emulator = _read_pins(r, r.part(Cputune), vcpu.count, default_pins)
     numatune = r.part(Numatune)
     numa = r.part(Numa)
@@ -489,6 +494,11 @@ def _numatune_findings(r: _Reading, numatune: Numatune | None, cell_ids: set[int
     for cid in sorted(set(memnodes) - cell_ids):
         r.add("numatune", None, f"{r.who}: <memnode cellid='{cid}'> names guest cell {cid}, which the domain does "
                                 f"not have (cells {format_cpulist(cell_ids)})")
+    for cid, nodes in sorted(memnodes.items()):
+        missing = sorted(set(nodes) - set(r.model.node_by_id))
+        if len(nodes) > 1 and missing:  # (one unknown node: _bound_node says so)
+            r.add("numatune", None, f"{r.who}: <memnode cellid='{cid}' nodeset='{format_cpulist(nodes)}'> names "
+                                    f"node(s) {format_cpulist(missing)}, which {r.d.host} does not have")
     nodeset = memory.nodeset if memory is not None else None
     unknown = sorted(set(nodeset or ()) - set(r.model.node_by_id))
     if nodeset is not None and unknown:

@@ -290,6 +290,16 @@ def break_pins(out, sc):
     return "db1", None
 
 
+def break_numatune_unknown_nodes(out, sc):
+    edit(xml_of(out, "big1"), lambda root: root.findall("numatune/memnode")[1].set("nodeset", "0-8"))
+    return "big1", None
+
+
+def break_vcpu_cpuset(out, sc):
+    edit(xml_of(out, "db1"), lambda root: root.find("vcpu").set("cpuset", "0-3,525"))
+    return "db1", None
+
+
 BREAKS = {
     "cells": break_cells,
     "cpus/reserved": break_cpus_reserved,
@@ -309,7 +319,21 @@ BREAKS = {
     "numatune/cellid": break_numatune_cellid,
     "distances": break_distances,
     "pins": break_pins,
+    "pins/vcpu-cpuset": break_vcpu_cpuset,
+    "numatune/unknown-nodes": break_numatune_unknown_nodes,
 }
+
+
+def test_unknown_host_cpus_and_nodes_are_named(copy, scenario):
+    """libvirt's own test domains name CPUs (``<vcpu cpuset='...,525'>``) and nodes (``<memnode nodeset='0-8'>``)
+    a host may not have: both are said, with the names."""
+    break_vcpu_cpuset(copy, scenario)
+    break_numatune_unknown_nodes(copy, scenario)
+    messages = [f.message for f in run_audit(copy, scenario).findings]
+    host = doc(copy)["guests"]["db1"]["host"]
+    assert f"db1 on {host}: <vcpu cpuset='0-3,525'> names CPU(s) 525, which {host} does not have" in " ".join(
+        messages), messages
+    assert any("<memnode cellid='1' nodeset='0-8'> names node(s) 4-8, which" in m for m in messages), messages
 
 
 @pytest.mark.parametrize("case", sorted(BREAKS))
