@@ -40,7 +40,7 @@ class Bounds:
     all_bounds: dict[str, float] = field(default_factory=dict)
     text: str = ""  # what binds, in words (``describe``)
 
-    def clamped(self, limit: int) -> "Bounds":
+    def clamped(self, limit: int) -> Bounds:
         """The bounds capped at ``limit``: the fleet size, or the hosts of a plan found (a bound is never above
         either: a plan that exists uses that many hosts; a bound above it would only say "not every guest fits")."""
         capped = {k: (min(v, limit) if k != "lp_value" else v) for k, v in self.all_bounds.items()}
@@ -180,7 +180,7 @@ def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | N
                 per_class[cls.index].append(var)
                 for r in HOST_RESOURCES:
                     host_terms[m][r.name].append((var, guest_demand(r, cls.guest)))
-                for node_id, cell in zip(option.nodes, option.cells):
+                for node_id, cell in zip(option.nodes, option.cells, strict=False):
                     for r in NODE_RESOURCES:
                         if not (amount := r.value(cell)):
                             continue
@@ -197,8 +197,8 @@ def lp_bound(problem: Problem, mix: dict[str, float] | None = None) -> float | N
             _add_lp_rows(solver, rule.rows(problem.caps[m], _LpSums(solver, terms), problem.policy, y[m]))
     for m, node_id in dict.fromkeys([*node_terms, *node_keyed]):
         sums = _LpSums(solver, node_terms[(m, node_id)], node_keyed[(m, node_id)])
-        for rule in NODE_RULES:
-            _add_lp_rows(solver, rule.rows(problem.caps[m].node(node_id), sums, problem.policy, y[m]))
+        for node_rule in NODE_RULES:
+            _add_lp_rows(solver, node_rule.rows(problem.caps[m].node(node_id), sums, problem.policy, y[m]))
     solver.Minimize(solver.Sum(list(y.values())))
     status = solver.Solve()
     if status != pywraplp.Solver.OPTIMAL:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class Clock:
@@ -97,7 +97,8 @@ def clear_stop() -> None:
     _STOP.clear()
 
 
-_CLOCK: contextvars.ContextVar[Clock] = contextvars.ContextVar("vplan_clock", default=Clock())
+_DEFAULT_CLOCK = Clock()  # one shared wall clock for every context that sets none (as before)
+_CLOCK: contextvars.ContextVar[Clock] = contextvars.ContextVar("vplan_clock", default=_DEFAULT_CLOCK)
 
 
 def clock() -> Clock:

@@ -9,8 +9,8 @@ their bounds, so a lower level can never outweigh one unit of a higher level:
 
 (the ``moves`` level only in a re-plan from a previous plan, ``define_moves``)
 
-Node-level counting follows ``planner.engine.problem`` (isolate cores, require pairs, single CPUs, the shared pool is the
-rest), so a solution can always be pinned to concrete CPU ids with exactly the counted numbers. The node and host
+Node-level counting follows ``planner.engine.problem`` (isolate cores, require pairs, single CPUs, the shared pool is
+the rest), so a solution can always be pinned to concrete CPU ids with exactly the counted numbers. The node and host
 families add the rows of the rules declared once in ``planner.engine.resources`` (``add_node_rule``,
 ``add_host_rule``): the greedy fit test, the explanations, the option bounds and the LP bound evaluate the same rows.
 ``FAMILY_SCOPE`` classifies every family; the decomposition prices a host with every one-host family.
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ortools.sat.python import cp_model
 
@@ -79,7 +79,7 @@ def _sum(terms: list) -> cp_model.LinearExprT:
 class TermSums(Sums):
     """The resource totals of one node (host) as CP-SAT sums, for a rule's rows."""
 
-    def __init__(self, b: "ModelBuild", terms: NodeTerms, where: str):
+    def __init__(self, b: ModelBuild, terms: NodeTerms, where: str):
         self.b, self.t, self.where = b, terms, where
 
     def has(self, name: str) -> bool:
@@ -100,12 +100,12 @@ class TermSums(Sums):
         return flag
 
 
-def _add_rows(b: "ModelBuild", rows: list[Row], where: str) -> None:
+def _add_rows(b: ModelBuild, rows: list[Row], where: str) -> None:
     for row in rows:
         b.model.add(row.lhs <= row.rhs).with_name(f"{row.tag}[{where}{row.suffix}]")
 
 
-def add_node_rule(b: "ModelBuild", family: str) -> None:
+def add_node_rule(b: ModelBuild, family: str) -> None:
     """The rows of the node rule of ``family`` (``planner.engine.resources.NODE_RULES``) on every host node, and
     its per-cell limits (x = 0 for an option whose cell alone exceeds one)."""
     rule = NODE_RULE_OF[family]
@@ -120,7 +120,7 @@ def add_node_rule(b: "ModelBuild", family: str) -> None:
                     b.model.add(var == 0).with_name(f"{limit.tag}[{var.name}/{node_id}]")
 
 
-def add_host_rule(b: "ModelBuild", family: str) -> None:
+def add_host_rule(b: ModelBuild, family: str) -> None:
     """The rows of the host rule of ``family`` (``planner.engine.resources.HOST_RULES``) on every host."""
     rule = HOST_RULE_OF[family]
     p = b.problem
@@ -177,7 +177,7 @@ def define_assignment(b: ModelBuild) -> Term:
                 b.upper[var.index] = upper
                 b.by_host[host].append((cls.index, o, var))
                 own.append(var)
-                for node_id, cell in zip(option.nodes, option.cells):
+                for node_id, cell in zip(option.nodes, option.cells, strict=False):
                     b.nodes[(host, node_id)].add(var, cell)
         if own:
             b.model.add(sum(own) <= cls.size).with_name(f"assign[{cls.members[0]}..x{cls.size}]")
@@ -297,8 +297,8 @@ def define_tenant_isolation(b: ModelBuild) -> None:
         if level == "host":
             groups[(host, None)][tenant].append(var)
         else:
-            for node_id in p.classes[c].options[p.host_model[host]][o].nodes:
-                groups[(host, node_id)][tenant].append(var)
+            for n in p.classes[c].options[p.host_model[host]][o].nodes:
+                groups[(host, n)][tenant].append(var)
     for (host, node_id), by_tenant in groups.items():
         if len(by_tenant) < 2:
             continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ortools.linear_solver import pywraplp
@@ -77,7 +78,7 @@ class _Pricer:
         self.build, _ = fam.build_constraints(sub, PRICING_FAMILIES)
         self.seed, self.workers = seed, workers
 
-    def price(self, duals: dict[int, float], time_limit: float) -> tuple[float, Pattern] | None:
+    def price(self, duals: dict[int, float], time_limit: float) -> list[tuple[float, Pattern]]:
         b = self.build
         b.model.clear_objective()
         terms, coefs = [], []
@@ -99,7 +100,7 @@ class _Pricer:
         status = clock().solve(solver, b.model, collector)
         clock().charge(solver)
         self.proven = status == cp_model.OPTIMAL
-        out = []
+        out: list[tuple[float, Pattern]] = []
         for counts in collector.solutions[-5:]:
             value = sum(duals.get(s, 0.0) * n for s, _o, n in counts)
             dist = sum(self.problem.classes[s].options[self.model_name][o].distance_cost * n for s, o, n in counts)
@@ -169,10 +170,15 @@ def _greedy_columns(problem: Problem, shapes: list[GuestClass], model_name: str,
     cpus = max(host_total(cap, "cpus", cells_only=False), 1)
     memory = max(host_total(cap, "memory_4k", cells_only=False), 1)
     out = []
-    live = [s for s in range(len(shapes)) if duals.get(s, 0) > 1e-9 and residual[s] > 0 and shapes[s].options.get(model_name)]
+    live = [
+        s for s in range(len(shapes))
+        if duals.get(s, 0) > 1e-9 and residual[s] > 0 and shapes[s].options.get(model_name)
+    ]
     keys = {
         "value": lambda s: -duals[s],
-        "per_cpu": lambda s: -duals[s] / max(shapes[s].guest.vcpus * (1 if shapes[s].guest.dedicated else float(shapes[s].guest.load)) / cpus, 1e-9),
+        "per_cpu": lambda s: -duals[s] / max(
+            shapes[s].guest.vcpus * (1 if shapes[s].guest.dedicated else float(shapes[s].guest.load)) / cpus, 1e-9
+        ),
         "per_memory": lambda s: -duals[s] / max(shapes[s].guest.memory_kib / memory, 1e-9),
     }
     for key in keys.values():
@@ -217,7 +223,7 @@ def _fill_pattern(problem: Problem, shapes: list[GuestClass], model_name: str, s
 
 
 def _place_shape(state: FleetState, cls: GuestClass, host: str, o: int, option) -> None:
-    for node_id, cell in zip(option.nodes, option.cells):
+    for node_id, cell in zip(option.nodes, option.cells, strict=False):
         state.nodes[host][node_id].add(cell)
     state.host_vcpus[host] += cls.guest.vcpus
     state.note_tenant(cls, host, option)
@@ -250,7 +256,7 @@ def decompose(
     deadline: float,
     seed: int = 0,
     workers: int = 2,
-    more_columns: list[Assignment] = (),
+    more_columns: Sequence[Assignment] = (),
     stall_s: float | None = None,
 ) -> DecomposeResult | None:
     """Pack the non-fixed guests by patterns; returns a full assignment (fixed guests as in ``incumbent``).
@@ -311,9 +317,9 @@ def decompose(
             lp_bound, bound_kind = math.ceil(found[0] - 1e-6), found[1]
     if converged and lp_value is not None:
         # pricing works on rounded duals with a distance tie-break: allow for the error it can make per host
-        per_host = max(problem.caps[m].vcpu_cap for m in hosts_of)
+        host_cap = max(problem.caps[m].vcpu_cap for m in hosts_of)
         max_cost = max((o.distance_cost for s in shapes for opts in s.options.values() for o in opts), default=0)
-        slack = sum(hosts_of.values()) * per_host * (0.5 / PRICE_SCALE + max_cost / (PRICE_SCALE * TIE_SCALE))
+        slack = sum(hosts_of.values()) * host_cap * (0.5 / PRICE_SCALE + max_cost / (PRICE_SCALE * TIE_SCALE))
         lp_bound, bound_kind = math.ceil(lp_value - slack - 1e-9), "pattern_lp"
     candidates: list[tuple[tuple, Assignment]] = []
     # 4a. integer master over the columns found
@@ -384,7 +390,9 @@ def _dive(problem, shapes, columns, sizes, hosts_of, penalty, pricers, deadline)
     while any(residual) and sum(hosts_left.values()) > 0 and clock().now() < deadline:
         rounds += 1
         slice_end = clock().now() + min(max((deadline - clock().now()) / 4, 0.2), 2.0)
-        lp, z, _conv, _r, _d = _column_generation(problem, shapes, columns, residual, hosts_left, penalty, pricers, slice_end)
+        lp, z, _conv, _r, _d = _column_generation(
+            problem, shapes, columns, residual, hosts_left, penalty, pricers, slice_end
+        )
         if not z or (lp is not None and lp < 0.999 and fixed):
             break  # less than a host's worth left: the slack of the hosts already taken absorbs it (see _deal)
         useful = {p: v for p, v in z.items() if v > 1e-6 and any(residual[s] for s, _o, _n in p.counts)}
@@ -412,7 +420,10 @@ def _master_lp(columns, sizes, hosts_of, penalty):
     cover = []
     for s, size in enumerate(sizes):
         cover.append(solver.Add(solver.Sum([z[p] * p.of_shape(s) for p in columns if p.of_shape(s)]) + u[s] >= size))
-    avail = {m: solver.Add(solver.Sum([z[p] for p in columns if p.model == m]) <= hosts_of.get(m, 0)) for m in {p.model for p in columns} | set(hosts_of)}
+    avail = {
+        m: solver.Add(solver.Sum([z[p] for p in columns if p.model == m]) <= hosts_of.get(m, 0))
+        for m in {p.model for p in columns} | set(hosts_of)
+    }
     solver.Minimize(solver.Sum(list(z.values())) + solver.Sum([u[s] * penalty[s] for s in range(len(sizes))]))
     if solver.Solve() != pywraplp.Solver.OPTIMAL:
         return None, None, None, None
@@ -423,7 +434,6 @@ def _master_lp(columns, sizes, hosts_of, penalty):
 
 def _integer_master(columns, sizes, hosts_of, penalty, deadline, seed, workers):
     """Phase 1: fewest unplaced (by priority), then fewest hosts. Phase 2: with that fixed, least distance cost."""
-    total_hosts = sum(hosts_of.values())
     model = cp_model.CpModel()
     z = {p: model.new_int_var(0, hosts_of[p.model], f"z{i}") for i, p in enumerate(columns)}
     u = [model.new_int_var(0, size, f"u{s}") for s, size in enumerate(sizes)]

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterable
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from planner.engine.greedy import average_host, size_key
-from planner.engine.problem import shape_key
 from planner.engine.pinning import pin_host
-from planner.model.plan import Evacuation, GuestPlacement, Plan
-from planner.engine.problem import FleetState, GuestClass, Problem, compile_problem
-from planner.model.scenario import Scenario
+from planner.engine.problem import FleetState, GuestClass, Problem, compile_problem, shape_key
 from planner.model.errors import VplanError
+from planner.model.plan import Evacuation, GuestPlacement, Plan, PlanStatus
+from planner.model.scenario import Scenario
 from planner.model.stats import Headroom
 
 
@@ -228,5 +228,8 @@ def plan_from_document(scenario: Scenario, document: dict, path: str = "plan.jso
                 raise EvacuateError(f"{path}: guests: {p.guest}: its pins do not match the scenario (was the plan "
                                     "made from another scenario or edited?)")
             placed[p.guest] = p
-    status = document.get("status") if document.get("status") in ("optimal", "feasible", "partial") else "feasible"
+    status: PlanStatus = (
+        cast(PlanStatus, document.get("status")) if document.get("status") in ("optimal", "feasible", "partial")
+        else "feasible"
+    )
     return Plan(scenario=scenario, status=status, placed=dict(sorted(placed.items())), unplaced_reasons=unplaced)

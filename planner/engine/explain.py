@@ -38,7 +38,8 @@ def _need_text(cls: GuestClass, cell: CellDemand, cells: int, index: int = 0) ->
     where = "in one cell" if cells == 1 else f"per cell ({cells} cells)"
     if g.numa_cells and cells > 1:  # explicit cells have sizes of their own: name the one that lacks room
         where = f"in cell {index} (of {cells} explicit cells: {'+'.join(str(c.vcpus) for c in g.numa_cells)} vCPUs)"
-    memory = f"{format_memory(cell.memory_kib)} of {'4K memory' if not cell.page_kib else format_page(cell.page_kib) + ' pages'}"
+    kind = '4K memory' if not cell.page_kib else format_page(cell.page_kib) + ' pages'
+    memory = f"{format_memory(cell.memory_kib)} of {kind}"
     if g.dedicated:
         return f"needs {len(cell.vcpus)} dedicated vCPUs (threads={g.threads}) {where}, {memory}"
     return f"needs {len(cell.vcpus)} shared vCPUs at load {float(g.load):g} {where}, {memory}"
@@ -58,7 +59,9 @@ def _severity(shortfalls: list[tuple[int, Shortfall]]) -> tuple[int, float]:
 MAX_NODE_SETS = 2000  # node sets tried per model and cell count when explaining a guest that fits nowhere
 
 
-def _best_node_set(problem: Problem, cap, demands, guest) -> tuple[tuple, tuple[int, ...], list[tuple[int, int, Shortfall]]]:
+def _best_node_set(
+    problem: Problem, cap, demands, guest
+) -> tuple[tuple, tuple[int, ...], list[tuple[int, int, Shortfall]]]:
     """The set of empty nodes (one per cell, in cell order) with the fewest, smallest shortfalls:
     (severity, node ids, [(cell, node id, shortfall)])."""
     nodes = [n for n in cap.nodes if n.holds_cells]
@@ -66,7 +69,7 @@ def _best_node_set(problem: Problem, cap, demands, guest) -> tuple[tuple, tuple[
     for combo in itertools.islice(node_orders(nodes, guest, len(demands)), MAX_NODE_SETS):
         found = [
             (i, node.node_id, sf)
-            for i, (node, cell) in enumerate(zip(combo, demands))
+            for i, (node, cell) in enumerate(zip(combo, demands, strict=False))
             for sf in node_shortfalls(node, NodeTotals(), cell, problem.policy)
         ]
         severity = _severity([(n, sf) for _i, n, sf in found])
@@ -96,7 +99,9 @@ def _never_fits_on(problem: Problem, cls: GuestClass, model_name: str) -> tuple[
     for cells in counts:
         split = split_cells(g, cells)
         if split is None:
-            candidate = ((0, 1e9), f"cannot be split into {cells} cells ({g.vcpus} vCPUs, {format_memory(g.memory_kib)})")
+            candidate = (
+                (0, 1e9), f"cannot be split into {cells} cells ({g.vcpus} vCPUs, {format_memory(g.memory_kib)})"
+            )
         elif len(usable) < cells:
             candidate = ((0, 1e9), f"needs {cells} NUMA nodes, model {model_name} has {len(usable)} that hold cells")
         else:

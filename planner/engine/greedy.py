@@ -9,7 +9,7 @@ resources exactly as the model does (``planner.engine.problem.FleetState``), so 
 
 from __future__ import annotations
 
-from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, Problem, shape_key
+from planner.engine.problem import LOAD_SCALE, FleetState, GuestClass, Problem, shape_key
 
 
 def average_host(problem: Problem) -> tuple[float, float]:
@@ -18,7 +18,9 @@ def average_host(problem: Problem) -> tuple[float, float]:
     if not caps:
         return 1.0, 1.0
     cpus = sum(c.usable_cpus for c in caps) / len(caps)
-    memory = sum(sum(n.memory_4k_kib for n in c.nodes) + sum(s * p for n in c.nodes for s, p in n.pages.items()) for c in caps) / len(caps)
+    memory = sum(
+        sum(n.memory_4k_kib for n in c.nodes) + sum(s * p for n in c.nodes for s, p in n.pages.items()) for c in caps
+    ) / len(caps)
     return max(cpus, 1), max(memory, 1)
 
 

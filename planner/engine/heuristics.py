@@ -17,13 +17,13 @@ here is valid. Fixed guests are placed on their host before anything else; one t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 
-from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, score, shape_key
 from planner.engine.greedy import first_fitting_option
+from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, score, shape_key
 from planner.engine.resources import host_totals, pages_key
 
 EPS = 1e-9

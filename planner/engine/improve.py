@@ -1,8 +1,8 @@
 """Improvement rounds (large-neighbourhood search) over the worst hosts of a plan.
 
 Each round frees a few hosts' worth of guests — the least utilised hosts plus a few random others — and re-solves
-just those hosts and guests with the whole-fleet CP-SAT model (``planner.engine.cpsat_model``, same families), hinted with
-the current placement so a round never makes the plan worse. Everything outside the neighbourhood stays put, so
+just those hosts and guests with the whole-fleet CP-SAT model (``planner.engine.cpsat_model``, same families), hinted
+with the current placement so a round never makes the plan worse. Everything outside the neighbourhood stays put, so
 anti-affinity with guests elsewhere cannot break (guests only move between hosts of the neighbourhood).
 """
 
@@ -42,7 +42,7 @@ def _unplaced(problem: Problem, assignment: Assignment) -> dict[int, int]:
     return {cls.index: cls.size - placed[cls.index] for cls in problem.classes if cls.size > placed[cls.index]}
 
 
-def subproblem(problem: Problem, assignment: Assignment, hosts: list[str]):
+def subproblem(problem: Problem, assignment: Assignment, hosts: list[str]) -> tuple[Problem, list[int], Assignment]:
     """The neighbourhood's hosts with their guests, plus the guests the plan leaves out that may go there."""
     chosen = set(hosts)
     counts: dict[int, int] = defaultdict(int)
@@ -52,7 +52,8 @@ def subproblem(problem: Problem, assignment: Assignment, hosts: list[str]):
     for c, n in _unplaced(problem, assignment).items():
         if any(h in chosen for h in problem.classes[c].allowed_hosts):
             counts[c] += n
-    classes, back = [], []
+    classes: list[GuestClass] = []
+    back: list[int] = []
     for c, n in sorted(counts.items()):
         cls = problem.classes[c]
         allowed = tuple(h for h in cls.allowed_hosts if h in chosen)
@@ -86,7 +87,8 @@ def improve(problem: Problem, assignment: Assignment, deadline: float, seed: int
             break
         worst = used[: max(2, neighbourhood // 3)]
         # hosts of unplaced fixed guests join the neighbourhood, so those guests get a chance too
-        wanted = sorted({problem.classes[c].guest.host for c in _unplaced(problem, current)} - {None} - set(worst))
+        fixed_hosts = {problem.classes[c].guest.host for c in _unplaced(problem, current)}
+        wanted = sorted({h for h in fixed_hosts if h is not None} - set(worst))
         others = [h for h in used if h not in worst and h not in wanted]
         rng.shuffle(others)
         hosts = worst + wanted[:neighbourhood] + others[: max(neighbourhood - len(worst) - len(wanted), 0)]

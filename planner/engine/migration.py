@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import networkx as nx
 
 from planner.files.planfile import PlanFileError, plan_json_path, read_plan_document
-from planner.model.stats import MigrationOrder, MigrationStep, MoveAction
+from planner.model.stats import ActionKind, MigrationOrder, MigrationStep, MoveAction
 from planner.model.units import format_cpulist, format_page, parse_cpulist
 
 
@@ -56,7 +57,7 @@ class Previous:
 
     guests: Mapping[str, PreviousGuest]
     unplaced: frozenset[str] = frozenset()
-    host_models: Mapping[str, str] = field(default_factory=dict)
+    host_models: Mapping[str, str | None] = field(default_factory=dict)  # None: a host entry without a model
     source: str = "<plan>"
 
     @property
@@ -190,7 +191,7 @@ class _State:
         from planner.engine.problem import busy_units
 
         cls = self.problem.classes[c]
-        for node_id, cell in zip(self._option(c, host, o).nodes, self._option(c, host, o).cells):
+        for node_id, cell in zip(self._option(c, host, o).nodes, self._option(c, host, o).cells, strict=False):
             self.fleet.nodes[host][node_id].add(cell, -1)
         self.fleet.host_vcpus[host] -= cls.guest.vcpus
         self.fleet.host_load[host] -= busy_units(cls.guest)
@@ -252,7 +253,7 @@ class _Steps:
     def __init__(self) -> None:
         self.items: list[MigrationStep] = []
 
-    def add(self, kind: str, name: str, from_host, from_nodes, to_host, to_nodes, via_spare: str | None = None):
+    def add(self, kind: ActionKind, name: str, from_host, from_nodes, to_host, to_nodes, via_spare: str | None = None):
         self.items.append(MigrationStep(len(self.items) + 1, name, kind, from_host, tuple(from_nodes), to_host,
                                         tuple(to_nodes), via_spare))
 
@@ -277,7 +278,9 @@ def _changes(previous: Previous, plan, problem, state: _State):
             continue
         src = _source(problem, previous, class_of[name], old)
         p = plan.placed[name]
-        dst = (p.host, _option_index(problem, class_of[name], p.host, p.nodes))
+        dst_option = _option_index(problem, class_of[name], p.host, p.nodes)
+        assert dst_option is not None, f"{name}: the plan places it on nodes no option of its class has"
+        dst = (p.host, dst_option)
         if src is not None:
             state.place(class_of[name], *src)
         if src != dst:
@@ -327,7 +330,7 @@ def _order_moves(problem, previous: Previous, plan, state: _State, moves: list[_
         m = _first_fitting(state, graph, pending, departed)
         if m is not None:
             state.place(m.c, *m.dst)
-            kind = "re-pin" if m.src is not None and m.src[0] == m.dst[0] else "live-migrate"
+            kind: ActionKind = "re-pin" if m.src is not None and m.src[0] == m.dst[0] else "live-migrate"
             from_host = m.src[0] if m.src is not None else previous.guests[m.guest].host
             steps.add(kind, m.guest, from_host, m.src_nodes, m.dst[0], m.dst_nodes)
             departed.add(m.guest)
@@ -350,6 +353,7 @@ def _order_moves(problem, previous: Previous, plan, state: _State, moves: list[_
                 state.place(m.c, *m.src)
         if spare is None:
             return spare_used, [cycle], sorted(pending)
+        assert m is not None  # the cycle is not empty (pending is not) and the loop stopped on the move with a spare
         state.place(m.c, *spare)
         spare_nodes = _opt_nodes(problem, m.c, *spare)
         from_host = m.src[0] if m.src is not None else previous.guests[m.guest].host
@@ -402,9 +406,9 @@ def check_state(problem, scenario, where: Mapping[str, tuple[str, tuple[int, ...
                 keep=None) -> list[str]:
     """The checker's findings (``planner.verify.check``) on ``hosts`` in the state ``where`` (guest -> (host, nodes)):
     each host's guests are pinned (keeping ``keep`` pCPUs where free) and checked as a plan of those hosts."""
-    from planner.verify.check import check_plan
     from planner.engine.pinning import pin_host
     from planner.model.plan import Plan
+    from planner.verify.check import check_plan
 
     per_host: dict[str, list] = defaultdict(list)
     for name, (host, nodes) in where.items():
@@ -422,7 +426,9 @@ def check_state(problem, scenario, where: Mapping[str, tuple[str, tuple[int, ...
 def intermediate_states(previous: Previous, plan, order: MigrationOrder):
     """Yield (step number, guest -> (host, host nodes)) for the state after each step; step 0 is the state after
     the stops, i.e. the unchanged guests at their previous places (stops only free resources)."""
-    current = {n: (g.host, tuple(g.nodes)) for n, g in previous.guests.items()}
+    current: dict[str, tuple[str | None, tuple[int, ...]]] = {
+        n: (g.host, tuple(g.nodes)) for n, g in previous.guests.items()
+    }
     started = False
     for s in order.steps:
         if s.kind == "stop":
@@ -444,7 +450,9 @@ def _verify_steps(problem, plan, previous: Previous, steps: tuple[MigrationStep,
     keep = keep_pins(previous)
     order = MigrationOrder(steps)
     fleet = set(problem.host_model)
-    clean, findings, initial = 0, [], []
+    clean = 0
+    findings: list[str] = []
+    initial: list[str] = []
     by_step = {s.step: s for s in steps}
     for number, where in intermediate_states(previous, plan, order):
         where = {n: hn for n, hn in where.items() if hn[0] in fleet}
@@ -471,6 +479,7 @@ def plan_diff(old_dir: str | Path, new_dir: str | Path) -> dict[str, Any]:
     for name in sorted(set(old.guests) | set(new.guests)):
         a, b = old.guests.get(name), new.guests.get(name)
         if a is None:
+            assert b is not None  # the name is a guest of old or of new
             starts.append({"guest": name, "to_host": b.host, "to_nodes": list(b.nodes)})
         elif b is None:
             stops.append({"guest": name, "from_host": a.host, "from_nodes": list(a.nodes)})

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from planner.model.plan import CellPlacement, GuestPlacement
 from planner.engine.problem import Assignment, Problem, split_cells
+from planner.model.plan import CellPlacement, GuestPlacement
 from planner.model.scenario import Guest, HostModel
 
 
@@ -60,7 +60,7 @@ class _NodeCpus:
     full: list[bool]  # the core had all its threads free and in this node at the start
 
     @classmethod
-    def of(cls, model: HostModel, node_id: int) -> "_NodeCpus":
+    def of(cls, model: HostModel, node_id: int) -> _NodeCpus:
         cpus = set(model.node_by_id[node_id].cpus)
         cores, full = [], []
         for core in model.cores:
@@ -116,7 +116,7 @@ def _claim(model: HostModel, nodes: dict[int, _NodeCpus], guest: Guest, node_ids
     core_of = model.core_of_cpu
     chosen: list[tuple[int, tuple[int, ...], list[int]]] = []  # (node, its vCPUs, pCPUs in vCPU order)
     idle: set[int] = set()  # every thread the claim takes out of the free lists
-    for (vcpus, _mem), node_id, cpus in zip(split, node_ids, cell_cpus):
+    for (vcpus, _mem), node_id, cpus in zip(split, node_ids, cell_cpus, strict=False):
         free = nodes[node_id]
         if any(c not in core_of for c in cpus) or len(set(cpus)) != len(vcpus):
             return None
@@ -152,7 +152,7 @@ def _claim(model: HostModel, nodes: dict[int, _NodeCpus], guest: Guest, node_ids
                 free.cores[i] = [c for c in core if c not in idle]
                 free.full[i] = False
     for _node, vcpus, cpus in chosen:
-        for v, cpu in zip(vcpus, cpus):
+        for v, cpu in zip(vcpus, cpus, strict=False):
             pins[v] = (cpu,)
     return pins, emulator_cpu
 
@@ -196,7 +196,7 @@ def _pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, 
     def each_cell(policy_match):
         for guest, node_ids in guests:
             if guest.name not in claimed and policy_match(guest):
-                for (vcpus, _mem), node_id in zip(cells[guest.name], node_ids):
+                for (vcpus, _mem), node_id in zip(cells[guest.name], node_ids, strict=False):
                     yield guest, vcpus, nodes[node_id]
 
     for guest, vcpus, cpus in each_cell(lambda g: g.dedicated and g.threads == "isolate"):
@@ -207,7 +207,7 @@ def _pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, 
             a, b = cpus.take_pair()
             pins[guest.name][v], pins[guest.name][v + 1] = (a,), (b,)
     for guest, vcpus, cpus in each_cell(lambda g: g.dedicated and g.threads == "prefer"):
-        for v, cpu in zip(vcpus, cpus.take_singles(len(vcpus))):
+        for v, cpu in zip(vcpus, cpus.take_singles(len(vcpus)), strict=False):
             pins[guest.name][v] = (cpu,)
     for guest, node_ids in guests:
         if guest.emulator == "isolate" and guest.name not in emulator_own:
@@ -216,9 +216,10 @@ def _pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, 
     out = []
     for guest, node_ids in guests:
         if not guest.dedicated:
-            for (vcpus, _mem), node_id in zip(cells[guest.name], node_ids):
+            for (vcpus, _mem), node_id in zip(cells[guest.name], node_ids, strict=False):
                 for v in vcpus:
                     pins[guest.name][v] = pools[node_id]
+        emulator: tuple[int, ...]
         if guest.emulator == "isolate":
             emulator = (emulator_own[guest.name],)
         elif guest.emulator == "host" and model.reserved_cpus:
@@ -231,7 +232,7 @@ def _pin_host(problem: Problem, host: str, guests: list[tuple[Guest, tuple[int, 
                 host=host,
                 cells=tuple(
                     CellPlacement(cell_id=i, node_id=node_id, vcpus=vcpus, memory_kib=memory)
-                    for i, ((vcpus, memory), node_id) in enumerate(zip(cells[guest.name], node_ids))
+                    for i, ((vcpus, memory), node_id) in enumerate(zip(cells[guest.name], node_ids, strict=False))
                 ),
                 vcpu_pins=tuple(pins[guest.name]),
                 emulator_pins=emulator,

@@ -25,27 +25,29 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 from planner.engine.resources import (  # noqa: F401 - CellDemand, NodeCap, NodeTotals: re-exported
     LOAD_SCALE,
+    NODE_RESOURCES,
+    CellContext,
     CellDemand,
     NodeCap,
     NodeTotals,
-    NODE_RESOURCES,
-    CellContext,
+    Shortfall,
     add_amounts,
     cell_amounts,
-    Shortfall,
     host_amounts,
     host_explain,
     host_limit,
     load_units,
     memory_4k_room_kib,
     node_explain,
-    node_fits as rules_fit,
     node_limit,
+)
+from planner.engine.resources import (
+    node_fits as rules_fit,
 )
 from planner.model.scenario import Guest, HostModel, Policy, Scenario
 
@@ -143,7 +145,7 @@ def split_cells(guest: Guest, cells: int) -> list[tuple[tuple[int, ...], int]] |
     memories = [(units // cells + (i < units % cells)) * unit for i in range(cells)]
     memories[-1] += rest
     out, start = [], 0
-    for size, memory in zip(sizes, memories):
+    for size, memory in zip(sizes, memories, strict=False):
         out.append((tuple(range(start, start + size)), memory))
         start += size
     return out
@@ -160,7 +162,7 @@ def node_orders(nodes: list[NodeCap], guest: Guest, cells: int) -> Iterator[tupl
     for combo in itertools.combinations(nodes, cells):
         seen: set[tuple] = set()
         for order in itertools.permutations(combo):
-            key = tuple(sorted((size, node.node_id) for size, node in zip(sizes, order)))
+            key = tuple(sorted((size, node.node_id) for size, node in zip(sizes, order, strict=False)))
             if key not in seen:
                 seen.add(key)
                 yield order
@@ -194,12 +196,12 @@ def node_fits(cap: NodeCap, totals: NodeTotals, cell: CellDemand, policy: Policy
     return rules_fit(cap, totals, cell, policy)
 
 
-def option_capacity(cap: ModelCap, option: "Option", policy: Policy) -> int:
+def option_capacity(cap: ModelCap, option: Option, policy: Policy) -> int:
     """How many guests could take this option on an empty host, rule by rule (an upper bound): the most k for
     which every node rule's rows hold with k × each cell on its node, and the host rules with k × the vCPUs."""
     vcpus = max(sum(len(c.vcpus) for c in option.cells), 1)
     limits = [k for k in [host_limit(cap, vcpus, policy)] if k is not None]
-    for node_id, cell in zip(option.nodes, option.cells):
+    for node_id, cell in zip(option.nodes, option.cells, strict=False):
         k = node_limit(cap.node(node_id), cell, policy)
         if k is not None:
             limits.append(k)
@@ -261,7 +263,7 @@ def guest_options(guest: Guest, cap: ModelCap, policy: Policy) -> tuple[Option, 
         demands = cell_demands(guest, split, cap)
         options = []
         for combo in node_orders(eligible, guest, k):
-            if all(_cell_fits_empty(node, cell, policy) for node, cell in zip(combo, demands)):
+            if all(_cell_fits_empty(node, cell, policy) for node, cell in zip(combo, demands, strict=False)):
                 ids = tuple(node.node_id for node in combo)
                 cost = sum(
                     (cap.model.distance(a, b) + cap.model.distance(b, a)) // 2
@@ -298,10 +300,10 @@ def compile_problem(scenario: Scenario) -> Problem:
     groups: dict[tuple, list[Guest]] = defaultdict(list)
     for guest in scenario.guests:
         groups[_signature(guest)].append(guest)
-    classes = []
+    classes: list[GuestClass] = []
     all_hosts = tuple(h.name for h in scenario.hosts)
     host_model = {h.name: h.model for h in scenario.hosts}
-    for signature, guests in sorted(groups.items(), key=lambda kv: min(g.name for g in kv[1])):
+    for _key, guests in sorted(groups.items(), key=lambda kv: min(g.name for g in kv[1])):
         guests.sort(key=lambda g: g.name)
         rep = guests[0]
         models = {host_model[rep.host]} if rep.host else used_models
@@ -343,7 +345,7 @@ class FleetState:
         self.host_amounts: dict[int, tuple[Guest, dict[str, int]]] = {}  # id(guest) -> its host-scope amounts
 
     @classmethod
-    def from_assignment(cls, problem: Problem, assignment: Assignment) -> "FleetState":
+    def from_assignment(cls, problem: Problem, assignment: Assignment) -> FleetState:
         """The state of an assignment, placed in a fixed order (host, class, option)."""
         state = cls(problem)
         for (c, host, o), n in sorted(assignment.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
@@ -355,7 +357,7 @@ class FleetState:
         """(node id, shortfall) pairs that stop one more guest of ``cls`` going to ``host`` by ``option``."""
         out: list[tuple[int, Shortfall]] = []
         cap = self.problem.cap_of(host)
-        for node_id, cell in zip(option.nodes, option.cells):
+        for node_id, cell in zip(option.nodes, option.cells, strict=False):
             for s in node_shortfalls(cap.node(node_id), self.nodes[host][node_id], cell, self.problem.policy):
                 out.append((node_id, s))
         if isolation_scope(self.problem.policy) == "node":
@@ -373,7 +375,8 @@ class FleetState:
         """``not option_shortfalls(...)``, without wording the shortfalls (the fit test of greedy and patterns)."""
         cap, policy = self.problem.cap_of(host), self.problem.policy
         nodes = self.nodes[host]
-        if not all(rules_fit(cap.node(n), nodes[n], cell, policy) for n, cell in zip(option.nodes, option.cells)):
+        pairs = zip(option.nodes, option.cells, strict=False)
+        if not all(rules_fit(cap.node(n), nodes[n], cell, policy) for n, cell in pairs):
             return False
         if isolation_scope(policy) == "node":
             tenant = cls.guest.tenant_name
@@ -416,7 +419,7 @@ class FleetState:
 
     def place(self, cls: GuestClass, host: str, option_index: int) -> None:
         option = self.problem.classes[cls.index].options[self.problem.host_model[host]][option_index]
-        for node_id, cell in zip(option.nodes, option.cells):
+        for node_id, cell in zip(option.nodes, option.cells, strict=False):
             self.nodes[host][node_id].add(cell)
         self.host_vcpus[host] += cls.guest.vcpus
         self.host_load[host] += busy_units(cls.guest)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from planner.engine.bounds import lower_bounds
 from planner.engine.greedy import place_in_use_first
 from planner.engine.improve import improve
-from planner.model.plan import Plan, SolveStats
-from planner.engine.problem import FleetState, compile_problem, score
-from planner.model.scenario import Scenario
+from planner.engine.problem import FleetState, Problem, compile_problem, score
 from planner.engine.solver import PhaseFailures, bound_figures, default_workers, finish_plan, strict_mode
+from planner.model.plan import Plan, SolveStats
+from planner.model.scenario import Scenario
 from planner.model.stats import FewestMoves, QuickReplan, ReplanSummary
 
 
@@ -42,7 +42,9 @@ def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, se
         cls = class_of[guest.name]
         same = before is not None and old_guests.get(guest.name) == guest
         host = before.host if before else None
-        if same and host in problem.host_model and old_model.get(host) == problem.host_model[host]:
+        # ``same`` implies a previous placement, hence a host: the two middle tests only tell mypy so
+        if same and before is not None and host is not None and host in problem.host_model \
+                and old_model.get(host) == problem.host_model[host]:
             options = cls.options.get(problem.host_model[host], ())
             nodes = tuple(c.node_id for c in before.cells)
             index = next((i for i, o in enumerate(options) if o.nodes == nodes), None)
@@ -89,8 +91,8 @@ def replan(scenario: Scenario, previous: Plan, *, time_limit_s: float = 10.0, se
 def replan_fewest_moves(scenario: Scenario, previous, *, max_moves: int | None = None, time_limit_s: float = 20.0,
                         seed: int = 0, workers: int | None = None, strict: bool | None = None,
                         verify_order: bool = True) -> Plan:
-    """Plan ``scenario`` from a previous plan (``planner.engine.migration.Previous``, or a ``Plan``) moving as few guests
-    as it can: guests keep their host, nodes and pCPUs unless moving lets more guests in or frees hosts, within
+    """Plan ``scenario`` from a previous plan (``planner.engine.migration.Previous``, or a ``Plan``) moving as few
+    guests as it can: guests keep their host, nodes and pCPUs unless moving lets more guests in or frees hosts, within
     ``max_moves`` moves of guests that could have stayed (moves forced by a removed host or a changed guest are
     not counted against it).
 
@@ -141,7 +143,7 @@ class _Stay:
     prefer: dict[str, tuple[str, int]]
     kept: int
     forced: int
-    problem: object
+    problem: Problem
 
     def moves_of(self, assignment) -> int:
         """Guests that could have stayed but are not at their previous slot (voluntary moves)."""

@@ -22,21 +22,20 @@ exactly ``not node_explain(...)``.
 
 Adding a node rule: its ``_rows``/``_explain`` functions and a ``NodeRule`` in ``NODE_RULES`` here; a
 ``define_*`` function in ``planner.engine.cpsat_model`` (docstring with the maths, body ``add_node_rule``) listed in
-``FAMILIES`` and ``FAMILY_SCOPE``; a sample in ``tests/engine/test_resources.py``. A new counted resource: a ``Resource``
-in ``NODE_RESOURCES`` and the field of that name in ``CellDemand`` and ``NodeTotals``.
+``FAMILIES`` and ``FAMILY_SCOPE``; a sample in ``tests/engine/test_resources.py``. A new counted resource: a
+``Resource`` in ``NODE_RESOURCES`` and the field of that name in ``CellDemand`` and ``NodeTotals``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from planner.model.scenario import Guest, Policy
-
 
 LOAD_SCALE = 1000  # loads are counted in thousandths of a CPU, rounded up (never optimistic)
 GIB_KIB = 1024**2
@@ -191,7 +190,8 @@ NODE_RESOURCES: tuple[Resource, ...] = (
     Resource("memory_4k_kib", "KiB", "node", _memory_4k, lambda n, p: n.memory_4k_kib,
              "4K (non-hugepage) memory of the cell", "memory_4k"),
     Resource("memory_4k_dedicated_kib", "KiB", "node", lambda c: _memory_4k(c) if c.guest.dedicated else 0,
-             lambda n, p: n.free_4k_kib, "the part of the 4K memory that counts 1:1 (cpu: dedicated guests)", "memory_4k"),
+             lambda n, p: n.free_4k_kib, "the part of the 4K memory that counts 1:1 (cpu: dedicated guests)",
+             "memory_4k"),
     Resource("pages", "pages", "node",
              lambda c: c.memory_kib // c.guest.hugepage_kib if c.guest.hugepage_kib else 0,
              lambda n, p: sum(n.pages.values()), "hugepages of one size (per page size)", "hugepages_",
@@ -696,7 +696,7 @@ class _UnitSums(Sums):
 
 def compiled_rows(cap: NodeCap, policy: Policy, present: frozenset) -> tuple[LinearRow, ...]:
     """Every node rule's rows on ``cap`` as linear forms, for the variables ``present`` (cached on the node)."""
-    cache = cap.compiled.get(id(policy))
+    cache: tuple[Policy, dict[frozenset, tuple[LinearRow, ...]]] | None = cap.compiled.get(id(policy))
     if cache is None or cache[0] is not policy:  # the entry keeps its policy alive: its id is not reused
         cache = cap.compiled[id(policy)] = (policy, {})
     rows = cache[1].get(present)
@@ -722,7 +722,7 @@ def _most(rows_of: Callable[[int], list[Row]]) -> int | None:
     rows exist), lhs − rhs = base + k·slope; None: no row grows with k."""
     one, two = rows_of(1), rows_of(2)
     best = None
-    for r1, r2 in zip(one, two):
+    for r1, r2 in zip(one, two, strict=False):
         slope = (r2.lhs - r2.rhs) - (r1.lhs - r1.rhs)
         base = (r1.lhs - r1.rhs) - slope
         if slope > 0:
@@ -757,7 +757,11 @@ def host_limit(cap: Any, guest_vcpus: int, policy: Policy) -> int | None:
     """The most guests of ``guest_vcpus`` vCPUs an empty host takes by the host rules."""
     limits = []
     for rule in HOST_RULES:
-        k = _most(lambda times, rule=rule: rule.rows(cap, NumberSums({"vcpus": times * guest_vcpus}), policy, 1))
+
+        def rows(times: int, rule: HostRule = rule) -> list[Row]:
+            return rule.rows(cap, NumberSums({"vcpus": times * guest_vcpus}), policy, 1)
+
+        k = _most(rows)
         if k is not None:
             limits.append(k)
     return min(limits) if limits else None

@@ -14,25 +14,26 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ortools.sat.python import cp_model
 
-from planner.verify.check import check_plan
-from planner.engine.clock import Clock, clock, stop_requested, using
 from planner.engine.bounds import Bounds, describe, lower_bounds
+from planner.engine.clock import Clock, clock, stop_requested, using
 from planner.engine.cpsat_model import add_hint, build_model, read_assignment
 from planner.engine.decompose import decompose
 from planner.engine.explain import explain_all
 from planner.engine.greedy import greedy
 from planner.engine.improve import improve
 from planner.engine.pinning import pin_assignment
-from planner.model.plan import Plan, SolveStats
-from planner.model.stats import Failure, HeuristicScore, LowerBound, PatternFigures, SearchFigures
 from planner.engine.problem import Assignment, FleetState, Problem, compile_problem, model_size, score
+from planner.model.plan import Plan, PlanStatus, SolveStats
 from planner.model.scenario import Scenario
+from planner.model.stats import Failure, HeuristicScore, LowerBound, PatternFigures, SearchFigures
+from planner.verify.check import check_plan
 
 
 class PlanBug(RuntimeError):
@@ -103,7 +104,7 @@ def decode_objective(value: float, weights: dict[str, int]) -> tuple[int, int, i
 
 
 @contextlib.contextmanager
-def _stall_watch(solver: cp_model.CpSolver, callback: "_Callback", stall_s: float, start: float, active: bool):
+def _stall_watch(solver: cp_model.CpSolver, callback: _Callback, stall_s: float, start: float, active: bool):
     """Stops the search once no better solution came for ``stall_s`` seconds (wall-clock mode only)."""
     done = threading.Event()
 
@@ -131,6 +132,8 @@ def _stall_watch(solver: cp_model.CpSolver, callback: "_Callback", stall_s: floa
 class _Callback(cp_model.CpSolverSolutionCallback):
     """Reports progress; with ``stop_when`` = (Σ priority, host bound) it stops the search once a solution places
     everything on as few hosts as the lower bound allows, after a short grace for the distance cost."""
+
+    started_s: float  # set by ``_stall_watch`` before its watcher runs
 
     def __init__(self, weights: dict[str, int], start: float, progress: ProgressFn | None, stop_when=None):
         super().__init__()
@@ -201,8 +204,8 @@ def solve(
 
     ``method``: ``auto`` (pattern decomposition for ``pack``, then the whole-fleet model where it is small enough),
     ``direct`` (whole-fleet model only), ``patterns`` (decomposition only), ``greedy`` (no CP-SAT).
-    ``deterministic``: budgets in CP-SAT deterministic time (see ``planner.engine.clock``), so the same scenario and seed
-    give the same plan; by default the time limit is wall-clock seconds (better plans within the limit).
+    ``deterministic``: budgets in CP-SAT deterministic time (see ``planner.engine.clock``), so the same scenario and
+    seed give the same plan; by default the time limit is wall-clock seconds (better plans within the limit).
     ``strict``: a phase that fails after the greedy plan exists (patterns, improvement, CP-SAT, pinning a
     candidate) raises; by default (``VPLAN_STRICT`` unset) the best plan that pins and checks is returned and the
     failure is recorded in ``stats.failures`` (and its traceback in ``stats.error_report``)."""
@@ -215,8 +218,8 @@ def add_headroom(plan: Plan, strict: bool) -> Plan:
     """``policy.survive``: the plan with an evacuation per failure (``planner.engine.evacuate``), each judged by the
     checker. An evacuation that breaks a rule is a bug: raised in strict mode, else the plan is kept without
     evacuations and the failure recorded (the plan itself was checked)."""
-    from planner.verify.check import check_evacuations
     from planner.engine.evacuate import with_evacuations
+    from planner.verify.check import check_evacuations
 
     failures = PhaseFailures(strict)
     result = failures.run("evacuation", with_evacuations, plan)
@@ -228,7 +231,8 @@ def add_headroom(plan: Plan, strict: bool) -> Plan:
             result = dataclasses.replace(result, stats=dataclasses.replace(result.stats, headroom=headroom))
         if violations:
             lines = "\n".join(f"  [{v.rule}] {v.message}" for v in violations[:20])
-            failures.run("evacuation check", _raise_bug, f"an evacuation breaks {len(violations)} hard rule(s):\n{lines}")
+            message = f"an evacuation breaks {len(violations)} hard rule(s):\n{lines}"
+            failures.run("evacuation check", _raise_bug, message)
         else:
             return result
     return dataclasses.replace(plan, stats=failures.added_to(plan.stats))
@@ -492,7 +496,7 @@ def finish_plan(problem: Problem, chosen: Assignment, stats: SolveStats, proven:
     placements = pin_assignment(problem, chosen, prefer, keep)
     unplaced_names = [g.name for g in scenario.guests if g.name not in placements]
     unplaced = explain_all(problem, _state_of(problem, chosen), unplaced_names)
-    status_text = "partial" if unplaced else ("optimal" if proven else "feasible")
+    status_text: PlanStatus = "partial" if unplaced else ("optimal" if proven else "feasible")
     stats = dataclasses.replace(stats, wall_s=round(time.monotonic() - start, 3))
     plan = Plan(scenario=scenario, status=status_text, placed=placements, unplaced_reasons=unplaced, stats=stats)
     violations = check_plan(plan)
