@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from fractions import Fraction
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -211,11 +210,6 @@ def page_label(size_kib: int) -> str:
 
 def _ratio(num: float, den: float) -> float:
     return float(num) / float(den) if den else math.nan
-
-
-def _cores_of(model, cpus: Iterable[int]) -> Fraction:
-    core_of = model.core_of_cpu
-    return sum((Fraction(1, len(core_of.get(c, (c,)))) for c in cpus), Fraction(0))
 
 
 def _committed(dedicated: float, idle: float, emulator: float, pool: float, load_of_target: float,

@@ -31,12 +31,6 @@ from planner.model.scenario import Scenario
 
 Variants = Union[Mapping[str, Scenario], Sequence[Scenario]]
 
-SWEEP_EXTRA_COLUMNS: dict[str, str] = {
-    "variant": "the variant's label (its key, or the scenario name)",
-    "bound_hosts": "lower bound on the hosts the variant needs (plan.json headline.bound_hosts)",
-    "gap_hosts": "hosts_used - bound_hosts",
-}
-
 
 class SchedulerError(ValueError):
     """A ``--scheduler`` address that is malformed or where no Dask scheduler answers."""

@@ -36,7 +36,7 @@ from planner.io.catalogue import (  # noqa: E402,F401 - the catalogue, re-export
     read_flavours,
 )
 from planner.io.schema import PolicySpec, field_value
-from planner.model.scenario import DomainSettings, Guest, GuestCell, Host, HostModel, Policy, Scenario
+from planner.model.scenario import Guest, GuestCell, Host, HostModel, Policy, Scenario
 from planner.model.units import (
     NAME_RE,
     expand_name,
@@ -134,19 +134,6 @@ def _scale_cells(g: Guest, vcpus: int, memory_kib: int, unit: int) -> tuple[Gues
     ms = share([c.memory_kib for c in g.numa_cells], memory_kib - memory_kib % unit, unit)
     ms[-1] += memory_kib % unit
     return tuple(GuestCell(vcpus=v, memory_kib=m) for v, m in zip(vs, ms))
-
-
-def domain_settings(raw: Any, where: str = "domain", base_dir: str = "") -> "DomainSettings":
-    """A ``domain:`` mapping (scenario format: type, cpu_mode, cpu_model, machine, template relative to
-    ``base_dir``) → DomainSettings, checked as the loader checks it. Raises ``ValueError``."""
-    from planner.io.loader import INVALID, Problems, Templates, Where, read_domain_settings
-    from planner.model.scenario import DomainSettings
-
-    problems = Problems()
-    settings = read_domain_settings(raw, Where(where, "domain"), DomainSettings(), Templates(base_dir), problems)
-    if settings is INVALID or problems.count():
-        raise ValueError("; ".join(problems.lines) or f"{where}: invalid domain settings")
-    return settings
 
 
 def flavour_guest(flavour: str | Mapping[str, Any], name: str, policy: Policy | None = None, **overrides: Any) -> Guest:
