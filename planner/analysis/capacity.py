@@ -27,19 +27,19 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Mapping, Sequence
 
 import pandas as pd
 
-from planner.model.plan import Plan
+from planner.analysis.variants import resolve_model, scale_demand, set_policy, with_hosts
 from planner.engine.problem import ModelCap, compile_problem
 from planner.engine.resources import PAGES_PREFIX, TOTALS, guest_totals, host_totals, parse_pages_key, total_label
+from planner.model.errors import VplanError
+from planner.model.plan import Plan
 from planner.model.scenario import HostModel, Scenario
 from planner.model.units import format_page
-from planner.analysis.variants import resolve_model, scale_demand, set_policy, with_hosts
-from planner.model.errors import VplanError
 
 GROWTH_COLUMNS: dict[str, str] = {
     "factor": "demand factor (1.0 = the scenario as it is)",
@@ -187,7 +187,7 @@ def _search(lb: int, limit: int, attempt_many, batch: int, used=None,
     lo, best = lb - 1, None
     for i in range(0, len(sizes), max(batch, 1)):
         chunk = sizes[i:i + max(batch, 1)]
-        for size, plan in zip(chunk, attempt_many(chunk)):
+        for size, plan in zip(chunk, attempt_many(chunk), strict=False):
             plans[size] = plan
         fitting = [size for size in chunk if fits(plans[size])]
         if fitting:
@@ -263,7 +263,7 @@ def fewest_hosts(
 
     def attempt_many(ns: list[int]) -> list[Plan]:
         plans = run([with_hosts(base, model, n) for n in ns])
-        for n, plan in zip(ns, plans):
+        for n, plan in zip(ns, plans, strict=False):
             attempts.append(Attempt(n, len(plan.placed), len(plan.unplaced_reasons), len(plan.hosts_used),
                                     plan.status, plan.stats.solver_status, plan.stats.wall_s))
         return plans
@@ -372,7 +372,7 @@ def fewest_to_add(
 
     def attempt_many(ns: list[int]) -> list[Plan]:
         plans = run([add_hosts(base, new_model, n) for n in ns])
-        for n, plan in zip(ns, plans):
+        for n, plan in zip(ns, plans, strict=False):
             attempts.append(Attempt(n, len(plan.placed), len(plan.unplaced_reasons), added(plan), plan.status,
                                     plan.stats.solver_status, plan.stats.wall_s))
         return plans
@@ -411,9 +411,10 @@ def growth_curve(
     scaled_all = [scale_demand(scenario, factor, by=by) if factor != 1 else scenario for factor in factors]
     options = dict(time_limit_s=time_limit_s, seed=seed, workers=workers, deterministic=deterministic)
     if executor is None:
-        rows = [_growth_row(float(f), sc, model, options) for f, sc in zip(factors, scaled_all)]
+        rows = [_growth_row(float(f), sc, model, options) for f, sc in zip(factors, scaled_all, strict=False)]
     else:
-        futures = [executor.submit(_growth_row, float(f), sc, model, options) for f, sc in zip(factors, scaled_all)]
+        futures = [executor.submit(_growth_row, float(f), sc, model, options)
+                   for f, sc in zip(factors, scaled_all, strict=False)]
         rows = [f.result() for f in futures]
     frame = pd.DataFrame(rows, columns=list(GROWTH_COLUMNS))
     frame.attrs["model"] = model.name
@@ -442,7 +443,8 @@ def _growth_row(factor: float, scaled: Scenario, model: HostModel, options: dict
     }
 
 
-growth_curve.__doc__ += "\n".join(f"    {k:<24} {v}" for k, v in GROWTH_COLUMNS.items()) + "\n"
+growth_curve.__doc__ = ((growth_curve.__doc__ or "")
+                        + "\n".join(f"    {k:<24} {v}" for k, v in GROWTH_COLUMNS.items()) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------- runway
@@ -588,7 +590,7 @@ def runway(
         probe = sorted({lo + 1 + (i * span) // k + (span // k) // 2 for i in range(k)} - set(solved))
         probe = [p for p in probe if lo < p < hi] or [lo + 1]
         plans = run([scaled[p] for p in probe])
-        for p, plan in zip(probe, plans):
+        for p, plan in zip(probe, plans, strict=False):
             solved[p] = not plan.unplaced_reasons
         failing = [p for p in probe if not solved[p]]
         if failing:
@@ -697,8 +699,8 @@ def headroom(
     or host the scenario does not have."""
     from dataclasses import replace
 
-    from planner.engine.problem import FleetState, cell_demands, split_cells
     from planner.analysis.variants import flavour_guest, read_flavours
+    from planner.engine.problem import FleetState, cell_demands, split_cells
 
     if isinstance(flavour, str):
         catalogue = read_flavours()
@@ -724,7 +726,7 @@ def headroom(
         split = split_cells(guest, len(nodes))
         if split is None or any(n not in cap.model.node_index for n in nodes):
             raise ValueError(f"guest {name}: nodes {list(nodes)} do not fit host {host} of model {cap.model.name}")
-        for node_id, cell in zip(nodes, cell_demands(guest, split, cap)):
+        for node_id, cell in zip(nodes, cell_demands(guest, split, cap), strict=False):
             state.nodes[host][node_id].add(cell)
         state.host_vcpus[host] += guest.vcpus
         state.host_guests[host] += 1
@@ -744,7 +746,7 @@ def headroom(
             choice = next((o for o in options if state.fits(cls, host, o)), None)
             if choice is None:
                 break
-            for node_id, cell in zip(choice.nodes, choice.cells):
+            for node_id, cell in zip(choice.nodes, choice.cells, strict=False):
                 state.nodes[host][node_id].add(cell)
             state.host_vcpus[host] += probe.vcpus
             state.host_guests[host] += 1

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import pandas as pd
 
 from planner.model.plan import Plan
 from planner.model.scenario import Scenario
 
-PlanOrScenario = Union[Plan, Scenario]
+PlanOrScenario = Plan | Scenario
 
 GUEST_CHANGE_COLUMNS = ["guest", "change", "host_a", "nodes_a", "host_b", "nodes_b"]
 UTILISATION_COLUMNS = ["resource", "unit", "capacity_a", "used_a", "fraction_a", "capacity_b", "used_b", "fraction_b"]

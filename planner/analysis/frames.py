@@ -4,9 +4,9 @@ The ``Plan`` methods ``placements()``, ``node_usage()``, ``host_usage()``, ``unp
 the functions of the same name here. Every column is listed in ``COLUMNS`` (name -> meaning) and in
 ``docs/api.md``; units are in the names (``_kib``, ``_kib``, ``_cpus``, ``_fraction``, ``_s``).
 
-Usage figures are recomputed by the independent checker (``planner.verify.check.node_usage``), so they are the numbers the
-checker verified, not the solver's own counting. Fractions are plain floats (0.5 = 50 %); a fraction of a capacity
-that is 0 is NaN (a CPU-less or memory-less node, a node without hugepage pools).
+Usage figures are recomputed by the independent checker (``planner.verify.check.node_usage``), so they are the
+numbers the checker verified, not the solver's own counting. Fractions are plain floats (0.5 = 50 %); a fraction
+of a capacity that is 0 is NaN (a CPU-less or memory-less node, a node without hugepage pools).
 
 How full a node is for CPUs (``cpu_committed_cpus``) counts the CPUs taken whole (dedicated vCPUs, the idle
 siblings of ``threads: isolate`` vCPUs, ``emulator: isolate`` CPUs) plus the share of the shared pool that its
@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import math
 import weakref
-from fractions import Fraction
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from planner.model.units import format_cpulist, format_page
 
 if TYPE_CHECKING:  # pragma: no cover
-    from planner.verify.check import NodeUsage
     from planner.model.plan import Plan
+    from planner.verify.check import NodeUsage
 
 SMALL_PAGE_KIB = 4  # ordinary memory pages
 
@@ -183,7 +182,7 @@ def _column_doc(columns: dict[str, str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-_usage_cache: "weakref.WeakKeyDictionary[Plan, dict]" = weakref.WeakKeyDictionary()
+_usage_cache: weakref.WeakKeyDictionary[Plan, dict] = weakref.WeakKeyDictionary()
 
 
 def usage_by_host(plan: Plan) -> dict[str, dict[int, NodeUsage]]:
@@ -211,11 +210,6 @@ def page_label(size_kib: int) -> str:
 
 def _ratio(num: float, den: float) -> float:
     return float(num) / float(den) if den else math.nan
-
-
-def _cores_of(model, cpus: Iterable[int]) -> Fraction:
-    core_of = model.core_of_cpu
-    return sum((Fraction(1, len(core_of.get(c, (c,)))) for c in cpus), Fraction(0))
 
 
 def _committed(dedicated: float, idle: float, emulator: float, pool: float, load_of_target: float,
@@ -398,7 +392,7 @@ def host_usage(plan: Plan) -> pd.DataFrame:
         placed = by_host.get(host.name, [])
         vcpus = sum(sc.guest_by_name[p.guest].vcpus for p in placed)
         cores = len(model.cores)
-        row = {
+        row: dict[str, Any] = {
             "host": host.name,
             "model": host.model,
             "host_used": bool(placed),
@@ -510,7 +504,7 @@ utilisation figures are over the hosts used. Columns:
 """
 
 
-def write(plan: Plan, out_dir) -> "object":
+def write(plan: Plan, out_dir) -> object:
     """``planner.analysis.output.write_plan``: OUT/plan.json and one libvirt domain XML per placed guest, atomically."""
     from planner.analysis.output import write_plan
 

@@ -315,12 +315,13 @@ def _allocate(guests: int, classes: Sequence[GuestMix], flavours: Mapping[str, d
     # hugepage pools: ask for at most HUGEPAGE_MAX of each size; the rest of those guests become web guests
     asked: dict[int, int] = {}
     for name, n in per_flavour.items():
-        if prints[name].pages:
-            size, kib = prints[name].pages
+        pages = prints[name].pages
+        if pages:
+            size, kib = pages
             asked[size] = asked.get(size, 0) + kib * n
     moved = 0
     for cls in classes:
-        sizes = {prints[name].pages[0] for name in cls.ladder if prints[name].pages}
+        sizes = {pages[0] for pages in (prints[name].pages for name in cls.ladder) if pages}
         if not sizes:
             continue
         size = sizes.pop()

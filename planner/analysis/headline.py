@@ -62,7 +62,7 @@ def headline(plan: Plan) -> dict[str, Any]:
     bound = int(lower.hosts) if lower is not None and lower.hosts else None
     all_placed = not plan.unplaced_reasons
     gap_hosts = used - bound if bound is not None and all_placed else None
-    gap_pct = round(100.0 * gap_hosts / bound, 2) if gap_hosts is not None else None
+    gap_pct = round(100.0 * gap_hosts / bound, 2) if gap_hosts is not None and bound is not None else None
     return {
         "status": plan.status,
         "method": stats.solver,
@@ -106,7 +106,8 @@ def bound_text(h: dict[str, Any]) -> str:
     return text + f"; gap {h['gap_hosts']} host{'s' if h['gap_hosts'] != 1 else ''} ({h['gap_pct']:g} %)"
 
 
-def headline_lines(h: dict[str, Any], total_s: float | None = None, write_s: float | None = None) -> list[tuple[str, str]]:
+def headline_lines(h: dict[str, Any], total_s: float | None = None,
+                   write_s: float | None = None) -> list[tuple[str, str]]:
     """(label, text) pairs: status, guests, hosts, bound, time."""
     guests = f"{h['placed']:,} of {h['guests']:,} placed"
     if h["unplaced"]:

@@ -2,23 +2,24 @@
 
 Everything is written into a temporary directory beside OUT and renamed into place only when complete, so an
 existing OUT is either replaced whole or left untouched. OUT must be missing, empty or vplan's own earlier output
-(``planner.files.atomic``: its manifest lists what vplan wrote); anything else raises ``planner.files.atomic.OutputError``.
+(``planner.files.atomic``: its manifest lists what vplan wrote); anything else raises
+``planner.files.atomic.OutputError``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from planner.files.atomic import Written, write_directory_atomically
-from planner.verify.check import node_usage
+from planner.files.planfile import FORMAT_VERSION, solver_document, transition_document
 from planner.libvirt.domain import domain_xml
 from planner.model.plan import Plan
-from planner.files.planfile import FORMAT_VERSION, solver_document, transition_document
 from planner.model.units import format_cpulist, format_page
-
+from planner.verify.check import node_usage
 
 ERROR_FILE = "vplan-error.txt"
 
@@ -145,7 +146,7 @@ def evacuation_document(e) -> dict[str, Any]:
     }
 
 
-def write_plan(plan: Plan, out_dir: "str | Path", *, inputs=(), force: bool = False,
+def write_plan(plan: Plan, out_dir: str | Path, *, inputs=(), force: bool = False,
                progress: Callable[[int, int], None] | None = None) -> Path:
     """Write plan.json and one domain XML per placed guest into ``out_dir``, atomically. Returns the path.
 
@@ -155,7 +156,7 @@ def write_plan(plan: Plan, out_dir: "str | Path", *, inputs=(), force: bool = Fa
     return write_plan_output(plan, out_dir, inputs=inputs, force=force, progress=progress).path
 
 
-def write_plan_output(plan: Plan, out_dir: "str | Path", *, inputs=(), force: bool = False,
+def write_plan_output(plan: Plan, out_dir: str | Path, *, inputs=(), force: bool = False,
                       progress: Callable[[int, int], None] | None = None) -> Written:
     """:func:`write_plan`, returning also where a foreign OUT was renamed aside (``force``)."""
     total = len(plan.placed) + 1

@@ -14,7 +14,7 @@ any backend, Agg included (``planner.analysis.report`` draws on ``matplotlib.fig
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -98,7 +98,7 @@ def utilisation_heatmap(plan: Plan | pd.DataFrame, resource: str = "cpu", *, ax=
     grid = np.full((len(host_names), len(node_ids)), np.nan)
     row_of = {h: i for i, h in enumerate(host_names)}
     col_of = {n: j for j, n in enumerate(node_ids)}
-    for (host, node), value in zip(zip(frame["host"], frame["node"]), values):
+    for (host, node), value in zip(zip(frame["host"], frame["node"], strict=False), values, strict=False):
         grid[row_of[host], col_of[int(node)]] = value
     ax = _axes(ax, (1.6 + 0.7 * max(len(node_ids), 2), 1.2 + 0.35 * max(len(host_names), 2)))
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto",
@@ -142,15 +142,16 @@ def node_bars(plan: Plan | pd.DataFrame, *, ax=None, hosts="used"):
     xc, xm, xh = x - w, x, x + w
     ax.bar(xc, dedicated, w, color=COLOURS["dedicated"], label="CPU: dedicated")
     ax.bar(xc, isolated, w, bottom=dedicated, color=COLOURS["isolated"], label="CPU: isolate siblings, emulator")
-    ax.bar(xc, shared, w, bottom=dedicated + isolated, color=COLOURS["shared"], label="CPU: shared pool (binding limit)")
+    ax.bar(xc, shared, w, bottom=dedicated + isolated, color=COLOURS["shared"],
+           label="CPU: shared pool (binding limit)")
     ax.bar(xc, cpu_free, w, bottom=dedicated + isolated + shared, color=COLOURS["free"], edgecolor="#bbbbbb",
            linewidth=0.4, label="free")
     ax.bar(xm, memory, w, color=COLOURS["memory_used"], label="4K memory used")
     ax.bar(xm, memory_free, w, bottom=memory, color=COLOURS["free"], edgecolor="#bbbbbb", linewidth=0.4)
     ax.bar(xh, pages, w, color=COLOURS["hugepages_used"], label="hugepages used")
     ax.bar(xh, pages_free, w, bottom=pages, color=COLOURS["free"], edgecolor="#bbbbbb", linewidth=0.4)
-    ax.set_xticks(x, [f"{h} / {nd}" for h, nd in zip(frame["host"], frame["node"])], rotation=60, ha="right",
-                  fontsize=8)
+    ax.set_xticks(x, [f"{h} / {nd}" for h, nd in zip(frame["host"], frame["node"], strict=False)], rotation=60,
+                  ha="right", fontsize=8)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_ylim(0, 1.05)
     ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
@@ -193,7 +194,8 @@ def pin_map(plan: Plan, host: str, *, ax=None, labels: bool = True, max_legend: 
             for s in model.core_of_cpu.get(c, (c,)):
                 if s != c:
                     idle_owner[s] = name
-    named = list(dict.fromkeys([p.guest for p in guests_here if p.guest in set(owner.values()) | set(emulator.values())]))
+    named = list(dict.fromkeys([p.guest for p in guests_here
+                                if p.guest in set(owner.values()) | set(emulator.values())]))
     colour = {name: GUEST_PALETTE[i % len(GUEST_PALETTE)] for i, name in enumerate(named)}
     threads = max(len(core) for core in model.cores)
     gap = 0.35
@@ -208,7 +210,7 @@ def pin_map(plan: Plan, host: str, *, ax=None, labels: bool = True, max_legend: 
     width = max((len(c) for c in cores_by_node), default=1) * (threads + gap)
     ax = _axes(ax, (min(max(6.0, 0.22 * width + 2.5), 24.0), 0.9 * len(model.nodes) + 1.2))
     reserved = model.reserved_cpus
-    for r, (node, cores) in enumerate(zip(model.nodes, cores_by_node)):
+    for r, (node, cores) in enumerate(zip(model.nodes, cores_by_node, strict=False)):
         y = -r
         u = usage[node.id]
         pool = set(u.pool_cpus)
@@ -264,7 +266,7 @@ def growth_plot(curve: pd.DataFrame, *, ax=None):
     ax.plot(x, curve["lower_bound_hosts"].astype(float).to_numpy(), "s--", color="#ff7f0e", linewidth=1.8,
             markersize=4, label="lower bound (totals)", zorder=3)
     proven = curve["proven"].to_numpy() if "proven" in curve else np.ones(len(curve), dtype=bool)
-    for xi, yi, ok in zip(x, y, proven):
+    for xi, yi, ok in zip(x, y, proven, strict=False):
         ax.annotate(f"{'' if ok else '≤'}{int(yi)}", (xi, yi), textcoords="offset points", xytext=(0, 7),
                     ha="center", fontsize=8)
     ax.set_xticks(x, [f"×{v:g}" for v in x])

@@ -62,7 +62,8 @@ PLACEMENT_REPORT_COLUMNS = [
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 1.5em; color: #222;
        max-width: 1340px; }
-h1 { font-size: 1.5em; margin-bottom: 0.3em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+h1 { font-size: 1.5em; margin-bottom: 0.3em; } \
+h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; white-space: normal; max-width: 7em; vertical-align: bottom; }
@@ -113,7 +114,7 @@ def _table(frame: pd.DataFrame, columns: list[tuple[str, str, str]], css_class: 
     rows = []
     for record in frame[[c[0] for c in columns]].itertuples(index=False):
         cells = "".join(f"<td class='{kind if kind in ('text', 'reason', 'cpus') else 'num'}'>{_cell(v, kind)}</td>"
-                        for v, (_col, _header, kind) in zip(record, columns))
+                        for v, (_col, _header, kind) in zip(record, columns, strict=False))
         rows.append(f"<tr>{cells}</tr>")
     return f"<table class='{css_class}'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -144,7 +145,8 @@ def plot_images(plan: Plan, growth: pd.DataFrame | None = None, pin_maps: int = 
         plots.utilisation_heatmap(nodes, resource, ax=fig.add_subplot(), hosts=heat_hosts)
         images.append((caption + note, _png(fig)))
     nodes_per_host = nodes.groupby("host", sort=False).size()
-    bar_hosts, count = [], 0
+    bar_hosts: list[str] = []
+    count = 0
     for host in busiest:
         if bar_hosts and count + nodes_per_host[host] > max_bar_nodes:
             break
@@ -243,7 +245,7 @@ def report_html(plan: Plan, growth: pd.DataFrame | None = None, *, title: str | 
     parts += [f"<h2>Use over the {len(hosts_used):,} hosts used</h2>", _use_html(plan),
               f"<h2>Hosts used ({len(hosts_used):,})</h2>"]
     host_columns = list(HOST_REPORT_COLUMNS)
-    if all(str(h).startswith(str(m)) for h, m in zip(hosts_used["host"], hosts_used["model"])):
+    if all(str(h).startswith(str(m)) for h, m in zip(hosts_used["host"], hosts_used["model"], strict=False)):
         host_columns = [c for c in host_columns if c[0] != "model"]  # the host names already say it
     parts.append(_table(hosts_used, host_columns, "hosts"))
     if len(hosts_used) < len(hosts):

@@ -21,21 +21,16 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any
 
 import pandas as pd
 
 from planner.model.plan import Plan
 from planner.model.scenario import Scenario
 
-Variants = Union[Mapping[str, Scenario], Sequence[Scenario]]
-
-SWEEP_EXTRA_COLUMNS: dict[str, str] = {
-    "variant": "the variant's label (its key, or the scenario name)",
-    "bound_hosts": "lower bound on the hosts the variant needs (plan.json headline.bound_hosts)",
-    "gap_hosts": "hosts_used - bound_hosts",
-}
+Variants = Mapping[str, Scenario] | Sequence[Scenario]
 
 
 class SchedulerError(ValueError):
@@ -121,7 +116,7 @@ def solve_all(variants: Variants, *, executor: Executor | None = None, **options
     sequence of scenarios (labelled by their names)."""
     items = _labelled(variants)
     plans = solve_many([sc for _, sc in items], executor=executor, **options)
-    return {label: plan for (label, _), plan in zip(items, plans)}
+    return {label: plan for (label, _), plan in zip(items, plans, strict=False)}
 
 
 def sweep(variants: Variants, *, executor: Executor | None = None, **options: Any) -> pd.DataFrame:

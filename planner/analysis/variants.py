@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields, replace
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Literal, cast
 
 from planner.io.catalogue import (  # noqa: E402,F401 - the catalogue, re-exported for notebooks
     FLAVOURS_FILE,
@@ -36,7 +37,7 @@ from planner.io.catalogue import (  # noqa: E402,F401 - the catalogue, re-export
     read_flavours,
 )
 from planner.io.schema import PolicySpec, field_value
-from planner.model.scenario import DomainSettings, Guest, GuestCell, Host, HostModel, Policy, Scenario
+from planner.model.scenario import Guest, GuestCell, Host, HostModel, Policy, Scenario
 from planner.model.units import (
     NAME_RE,
     expand_name,
@@ -133,20 +134,7 @@ def _scale_cells(g: Guest, vcpus: int, memory_kib: int, unit: int) -> tuple[Gues
     vs = share([c.vcpus for c in g.numa_cells], vcpus, step)
     ms = share([c.memory_kib for c in g.numa_cells], memory_kib - memory_kib % unit, unit)
     ms[-1] += memory_kib % unit
-    return tuple(GuestCell(vcpus=v, memory_kib=m) for v, m in zip(vs, ms))
-
-
-def domain_settings(raw: Any, where: str = "domain", base_dir: str = "") -> "DomainSettings":
-    """A ``domain:`` mapping (scenario format: type, cpu_mode, cpu_model, machine, template relative to
-    ``base_dir``) → DomainSettings, checked as the loader checks it. Raises ``ValueError``."""
-    from planner.io.loader import INVALID, Problems, Templates, Where, read_domain_settings
-    from planner.model.scenario import DomainSettings
-
-    problems = Problems()
-    settings = read_domain_settings(raw, Where(where, "domain"), DomainSettings(), Templates(base_dir), problems)
-    if settings is INVALID or problems.count():
-        raise ValueError("; ".join(problems.lines) or f"{where}: invalid domain settings")
-    return settings
+    return tuple(GuestCell(vcpus=v, memory_kib=m) for v, m in zip(vs, ms, strict=False))
 
 
 def flavour_guest(flavour: str | Mapping[str, Any], name: str, policy: Policy | None = None, **overrides: Any) -> Guest:
@@ -255,7 +243,7 @@ def _selector(names: str | Iterable[str] | GuestSelector | None, where: GuestSel
     chosen: set[str] | None = None
     if names is not None:
         chosen = set()
-        items = [names] if isinstance(names, str) else list(names)
+        items = [names] if isinstance(names, str) else list(cast("Iterable[str]", names))
         by_lower = {n.lower(): n for n in all_names}
         for item in items:
             if any(ch in item for ch in "*?"):
@@ -344,7 +332,8 @@ def scale_demand(
                         break
                     k += 1
                 taken.add(copy_name.lower())
-                tags = g.anti_affinity if anti_affinity == "keep" else tuple(t + suffix.format(k=k) for t in g.anti_affinity)
+                tags = g.anti_affinity if anti_affinity == "keep" else tuple(t + suffix.format(k=k)
+                                                                             for t in g.anti_affinity)
                 out.append(replace(g, name=copy_name, host=None, anti_affinity=tags))
                 k += 1
         return _with_guests(scenario, out)
@@ -389,8 +378,8 @@ def _host_selector(hosts, all_names: list[str]) -> Callable[[Host], bool]:
     return lambda h: test(h.name, h)
 
 
-def swap_host_model(scenario: Scenario, model: HostModel | str, hosts: str | Iterable[str] | Callable[[Host], bool] | None = None
-                    ) -> Scenario:
+def swap_host_model(scenario: Scenario, model: HostModel | str,
+                    hosts: str | Iterable[str] | Callable[[Host], bool] | None = None) -> Scenario:
     """A new scenario whose hosts (all, or those named — exact, ``kvm[1-2]`` patterns, ``kvm*`` globs — or those
     for which a predicate on ``Host`` is true) have another host model: a ``HostModel``, the name of a model of the
     scenario, or the name of a catalogue model (``models/hosts/NAME.yaml``). Hosts keep their names, so fixed
@@ -425,10 +414,11 @@ _POLICY_FIELDS = {f.name for f in fields(Policy)}
 
 def set_policy(scenario: Scenario, **values: Any) -> Scenario:
     """A new scenario with policy values changed: ``cpu_overcommit_max`` (1..8), ``cpu_load_target`` (0 < x <= 1),
-    ``memory_overcommit`` (>= 1), ``node_memory_target`` (0 < x <= 1), ``objective`` (pack or spread), ``time_limit_s`` or ``time_limit`` and ``stall_s``
-    or ``stall`` (seconds or '60s'), ``survive`` ({hosts: 1}, {racks: 1} or None), ``anti_affinity_scope`` (host,
-    rack or zone), ``tenant_isolation`` (none, core, node, host), ``page_sharing`` (bool). Numbers are taken exactly (0.7 is 7/10). Guests with ``vcpus: auto`` are right-sized again when
-    the load target changes (⌈cpu_demand ÷ target⌉)."""
+    ``memory_overcommit`` (>= 1), ``node_memory_target`` (0 < x <= 1), ``objective`` (pack or spread),
+    ``time_limit_s`` or ``time_limit`` and ``stall_s`` or ``stall`` (seconds or '60s'), ``survive`` ({hosts: 1},
+    {racks: 1} or None), ``anti_affinity_scope`` (host, rack or zone), ``tenant_isolation`` (none, core, node, host),
+    ``page_sharing`` (bool). Numbers are taken exactly (0.7 is 7/10). Guests with ``vcpus: auto`` are right-sized
+    again when the load target changes (⌈cpu_demand ÷ target⌉)."""
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key in ("time_limit", "stall"):
@@ -522,11 +512,13 @@ def switch_page_size(
         for key, model in scenario.host_models.items():
             nodes = []
             for node in model.nodes:
-                moved = sum(size * n for size, n in node.hugepages.items() if size != new and (old is None or size == old))
+                moved = sum(size * n for size, n in node.hugepages.items()
+                            if size != new and (old is None or size == old))
                 if not moved:
                     nodes.append(node)
                     continue
-                pages = {size: n for size, n in node.hugepages.items() if size == new or (old is not None and size != old)}
+                pages = {size: n for size, n in node.hugepages.items()
+                         if size == new or (old is not None and size != old)}
                 pages[new] = pages.get(new, 0) + moved // new
                 nodes.append(replace(node, hugepages=dict(sorted(pages.items()))))
             if nodes != list(model.nodes):
@@ -535,7 +527,8 @@ def switch_page_size(
 
 
 # --------------------------------------------------------------------------------------------------- SMT
-def smt_off(scenario: Scenario, models: Iterable[str] | None = None, *, require: str = "isolate") -> Scenario:
+def smt_off(scenario: Scenario, models: Iterable[str] | None = None, *,
+            require: Literal["isolate", "prefer", "keep"] = "isolate") -> Scenario:
     """A new scenario with SMT turned off on the host models (all, or those named): one thread per core, keeping
     the first thread of each sibling group (with Linux's usual numbering the CPUs that stay are 0..N/T−1, as on a
     host booted with SMT off); nodes lose the other threads, reserved CPUs keep only the first threads.

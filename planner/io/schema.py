@@ -107,10 +107,6 @@ def _ref(name: str) -> dict[str, str]:
     return {REF: name}
 
 
-def _enum(choices: tuple[str, ...], description: str) -> dict:
-    return {"enum": list(choices), "description": description}
-
-
 def _value(parse: Callable[..., Any], schema: dict, description: str, title: str | None = None, **field: Any) -> Any:
     """A field whose YAML value goes through ``parse`` (the loader's parser: a ValueError is the message) and whose
     JSON Schema is ``schema``. The pydantic type stays ``Any``: the parser is the one judge of the value."""

@@ -92,7 +92,6 @@ class _Span:
     open_end: int  # just after the start tag's '>'
     attrs: str = ""
     self_closing: bool = False
-    close_start: int = -1  # the '<' of the end tag (== end for a self-closing element)
     end: int = -1
     children: list[_Span] = field(default_factory=list)
 
@@ -114,14 +113,14 @@ def _tokenise(text: str) -> _Span:
             elif root is None:
                 root = span
             if span.self_closing:
-                span.close_start = span.end = m.end()
+                span.end = m.end()
             else:
                 stack.append(span)
         elif m.group("close"):
             if not stack or stack[-1].tag != m.group("close"):
                 raise ValueError(f"unbalanced </{m.group('close')}> at offset {m.start()}")
             span = stack.pop()
-            span.close_start, span.end = m.start(), m.end()
+            span.end = m.end()
     if stack or root is None:
         raise ValueError("the document is not a single balanced element")
     return root

@@ -49,8 +49,6 @@ Public API::
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -891,14 +889,3 @@ def _page_findings(reads: list[_Read], scenario: Scenario, findings: list[Findin
                                     f"{listed})", d.path))
             lacking.update((d.host, node, size) for _c, _v, _m, node, p in r.cells if p == size)
     return lacking
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def document_json(result: AuditResult) -> str:
-    return json.dumps(result.document(), indent=2) + "\n"
