@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.engine.greedy import first_fitting_option
-from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, score, shape_key
+from planner.engine.problem import LOAD_SCALE, Assignment, FleetState, GuestClass, ModelCap, Problem, shape_key
 from planner.engine.resources import host_totals, pages_key
 
 EPS = 1e-9
@@ -275,10 +275,3 @@ def portfolio(problem: Problem, mix: Mapping[str, float] | None = None, deadline
     if mix:
         run("dot-product-lp", lambda: dot_product(problem, lp_rank(problem, mix, tables), tables=tables))
     return out
-
-
-def best_of(problem: Problem, plans: list[HeuristicPlan]) -> HeuristicPlan:
-    return max(plans, key=lambda p: score(problem, p.assignment))
-
-
-BUILT_IN = ("first-fit", "first-fit-decreasing", "dot-product", "dot-product-lp", "best-fit")
