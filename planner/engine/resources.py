@@ -348,7 +348,7 @@ def _smt_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
         out.append(Row("isolate_cores", s["iso"], cap.full_cores * scale, cell_needs=("iso",)))
     if s.has("pairs") or s.has("iso"):
         out.append(Row("require_pairs", s["pairs"] + cap.pairs_per_full_core * s["iso"], cap.pair_slots * scale,
-                       cell_needs=("pairs",)))
+                       cell_needs=("pairs", "iso")))  # an isolated core takes its pairs away from require guests
     return out
 
 
@@ -359,6 +359,10 @@ def _smt_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
     if cell.pairs and "require_pairs" in failed:
         free = cap.pair_slots - totals.pairs - (totals.iso + cell.iso) * cap.pairs_per_full_core
         out.append(Shortfall("free sibling pairs (threads=require)", cell.pairs, free, "pairs"))
+    elif cell.iso and "require_pairs" in failed:  # whole cores for isolate would take the pairs require guests hold
+        free = cap.pair_slots - totals.pairs - totals.iso * cap.pairs_per_full_core
+        out.append(Shortfall("sibling pairs of whole cores not held by threads=require guests (threads=isolate)",
+                             cell.iso * cap.pairs_per_full_core, free, "pairs"))
     return out
 
 

@@ -263,3 +263,19 @@ def test_fit_test_agrees_with_the_shortfalls_and_the_totals_with_their_fields():
         assert {v: n for v, n in totals.amounts.items() if isinstance(v, str)} == fields
         assert cell.amounts == cell_amounts(cell)
     assert 40 < fits < 360  # both outcomes seen
+
+
+def test_an_isolated_core_cannot_take_the_pairs_require_guests_hold():
+    """Found in review: the fit test skipped the require_pairs row for an isolate cell, so greedy placed it where
+    CP-SAT would not and pinning failed ("no sibling pair left"). 8 CPUs, T=2, CPUs 0 and 1 reserved: 2 whole cores,
+    2 pair slots; two require guests hold both, so the isolate guest is refused by every method, with the reason."""
+    from planner.engine.solver import solve
+    from planner.verify.check import check_plan
+
+    model = host_model(nodes=1, reserved=(0, 1))
+    sc = scenario([model], {"h1": "m"}, [dedicated("r1", 2, threads="require"), dedicated("r2", 2, threads="require"),
+                                      dedicated("i1", 1, threads="isolate")])
+    for method in ("greedy", "direct"):
+        plan = solve(sc, method=method, time_limit_s=5)
+        assert sorted(plan.placed) == ["r1", "r2"] and check_plan(plan) == [], method
+        assert "sibling pairs of whole cores not held by threads=require guests" in plan.unplaced_reasons["i1"]
