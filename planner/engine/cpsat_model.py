@@ -34,7 +34,6 @@ from planner.engine.resources import (
     Row,
     Sums,
     guest_demand,
-    pool,
 )
 
 LEVELS = ("placed", "hosts", "moves", "distance")  # strict priority order of the objective
@@ -57,6 +56,8 @@ class NodeTerms:
 
     terms: dict[str, list] = field(default_factory=lambda: defaultdict(list))
     keyed: dict[str, dict[int, list]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    # each resource's sum, built once for every rule that reads it (terms are all added before the rules run)
+    sums: dict[str, cp_model.LinearExprT] = field(default_factory=dict, repr=False)
 
     def add(self, var: cp_model.IntVar, cell) -> None:
         """The cell's amount of every node resource, times ``var``."""
@@ -86,7 +87,9 @@ class TermSums(Sums):
         return bool(self.t.terms.get(name)) or any(self.t.keyed.get(name, {}).values())
 
     def __getitem__(self, name: str) -> cp_model.LinearExprT:
-        return _sum(self.t.terms.get(name, []))
+        if name not in self.t.sums:
+            self.t.sums[name] = _sum(self.t.terms.get(name, []))
+        return self.t.sums[name]
 
     def keyed(self, name: str) -> dict[int, cp_model.LinearExprT]:
         return {key: _sum(terms) for key, terms in self.t.keyed.get(name, {}).items()}
@@ -142,7 +145,6 @@ class ModelBuild:
     x: dict[tuple[int, str, int], cp_model.IntVar] = field(default_factory=dict)
     by_host: dict[str, list[tuple[int, int, cp_model.IntVar]]] = field(default_factory=lambda: defaultdict(list))
     nodes: dict[tuple[str, int], NodeTerms] = field(default_factory=lambda: defaultdict(NodeTerms))
-    pool: dict[tuple[str, int], cp_model.LinearExprT] = field(default_factory=dict)
     used: dict[str, cp_model.IntVar] = field(default_factory=dict)
     upper: dict[int, int] = field(default_factory=dict)  # variable index -> upper bound
     max_load: cp_model.IntVar | None = None
@@ -164,6 +166,7 @@ def define_assignment(b: ModelBuild) -> Term:
     p = b.problem
     placed = []
     bound = 0
+    capacity: dict[tuple[str, int, int], int] = {}  # (host model, class, option) -> its upper bound: once per model
     for cls in p.classes:
         own = []
         for host in cls.allowed_hosts:
@@ -171,7 +174,10 @@ def define_assignment(b: ModelBuild) -> Term:
             upper_class = 1 if cls.guest.anti_affinity else cls.size
             cap = p.cap_of(host)
             for o, option in enumerate(options):
-                upper = min(upper_class, option_capacity(cap, option, p.policy))
+                key = (p.host_model[host], cls.index, o)
+                if key not in capacity:
+                    capacity[key] = option_capacity(cap, option, p.policy)
+                upper = min(upper_class, capacity[key])
                 var = b.model.new_int_var(0, upper, f"x[{cls.members[0]}+{cls.size - 1}|{host}|{o}]")
                 b.x[(cls.index, host, o)] = var
                 b.upper[var.index] = upper
@@ -205,9 +211,6 @@ def define_cpu_split(b: ModelBuild) -> None:
     """Split of each node's usable CPUs into dedicated and shared, decided by the model:
 
     pool(h,n) = usable(n) − T·iso − 2·pairs − singles ≥ 0. Named ``dedicated_cpus[HOST/NODE]``."""
-    p = b.problem
-    for (host, node_id), t in b.nodes.items():
-        b.pool[(host, node_id)] = pool(p.cap_of(host).node(node_id), TermSums(b, t, f"{host}/{node_id}"))
     add_node_rule(b, "define_cpu_split")
 
 

@@ -361,7 +361,7 @@ def _smt_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
         out.append(Shortfall("free sibling pairs (threads=require)", cell.pairs, free, "pairs"))
     elif cell.iso and "require_pairs" in failed:  # whole cores for isolate would take the pairs require guests hold
         free = cap.pair_slots - totals.pairs - totals.iso * cap.pairs_per_full_core
-        out.append(Shortfall("sibling pairs of whole cores not held by threads=require guests (threads=isolate)",
+        out.append(Shortfall("whole cores not split by threads=require pairs (threads=isolate)",
                              cell.iso * cap.pairs_per_full_core, free, "pairs"))
     return out
 
