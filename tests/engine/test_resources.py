@@ -278,4 +278,4 @@ def test_an_isolated_core_cannot_take_the_pairs_require_guests_hold():
     for method in ("greedy", "direct"):
         plan = solve(sc, method=method, time_limit_s=5)
         assert sorted(plan.placed) == ["r1", "r2"] and check_plan(plan) == [], method
-        assert "sibling pairs of whole cores not held by threads=require guests" in plan.unplaced_reasons["i1"]
+        assert "whole cores not split by threads=require pairs" in plan.unplaced_reasons["i1"]
