@@ -430,52 +430,54 @@ def _emulator_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
     return []
 
 
-def _memory_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
-    if not s.has("memory_4k_kib"):
-        return []
+def _committed(s: Sums, policy: Policy) -> Any:
+    """The physical 4K memory committed on a node, times a (memory_overcommit = a/b): a·D + b·S, with D the
+    dedicated guests' 4K memory (1:1) and S the shared guests' (written b·(D + S) + (a − b)·D over the totals)."""
     a, b = policy.memory_overcommit.numerator, policy.memory_overcommit.denominator
     total = b * s["memory_4k_kib"]
     if s.has("memory_4k_dedicated_kib") and a != b:
         total = total + (a - b) * s["memory_4k_dedicated_kib"]
-    return [Row("memory", total, a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB, cell_needs=("memory_4k_kib",))]
+    return total
+
+
+def _memory_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
+    if not s.has("memory_4k_kib"):
+        return []
+    a = policy.memory_overcommit.numerator
+    return [Row("memory", _committed(s, policy), a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB,
+                cell_needs=("memory_4k_kib",))]
 
 
 def _memory_target_rows(cap: NodeCap, s: Sums, policy: Policy, scale: Any) -> list[Row]:
     if not s.has("memory_4k_kib") or policy.node_memory_target >= 1:
         return []
-    a, b = policy.memory_overcommit.numerator, policy.memory_overcommit.denominator
+    a = policy.memory_overcommit.numerator
     p, q = policy.node_memory_target.numerator, policy.node_memory_target.denominator
-    total = b * s["memory_4k_kib"]
-    if s.has("memory_4k_dedicated_kib") and a != b:
-        total = total + (a - b) * s["memory_4k_dedicated_kib"]
-    return [Row("memory_target", q * total, p * a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB,
+    return [Row("memory_target", q * _committed(s, policy), p * a * cap.free_4k_kib * scale, lp_scale=1 / GIB_KIB,
                 cell_needs=("memory_4k_kib",))]
 
 
 def _memory_target_explain(cap, totals, cell, policy, failed) -> list[Shortfall]:
     if not cell.memory_4k_kib or "memory_target" not in failed:
         return []
-    a, b = policy.memory_overcommit.numerator, policy.memory_overcommit.denominator
     target = policy.node_memory_target
-    dedicated_kib = totals.memory_4k_dedicated_kib
-    shared_kib = totals.memory_4k_kib - dedicated_kib
-    slack = target * a * cap.free_4k_kib - a * dedicated_kib - b * shared_kib  # in 1/a KiB of physical memory
-    room = math.floor(slack / (a if cell.memory_4k_dedicated_kib else b))
+    room = memory_4k_room_kib(cap, totals, bool(cell.memory_4k_dedicated_kib), policy.memory_overcommit, target)
     return [Shortfall(f"4K memory under the node memory target ({float(target):.0%} of the free 4K memory)",
                       cell.memory_4k_kib, max(room, 0), "KiB")]
 
 
-def memory_4k_room_kib(cap: NodeCap, totals: NodeTotals, dedicated: bool, overcommit: Fraction) -> int:
+def memory_4k_room_kib(cap: NodeCap, totals: NodeTotals, dedicated: bool, overcommit: Fraction,
+                       share: Fraction = Fraction(1)) -> int:
     """4K memory a cell of a dedicated (1:1) or shared (overcommitted) guest may still take on the node.
 
-    Rule: dedicated 4K memory + shared 4K memory ÷ memory_overcommit ≤ free 4K memory, and no cell above the free
-    4K memory (overcommit is shared among guests, never inside one). In integers, with overcommit = a/b:
-    a·D + b·S ≤ a·free."""
+    Rule: dedicated 4K memory + shared 4K memory ÷ memory_overcommit ≤ ``share`` × free 4K memory (``share``: the
+    node memory target, 1 for the memory rule itself), and no cell above the free 4K memory (overcommit is shared
+    among guests, never inside one). In integers, with overcommit = a/b: a·D + b·S ≤ share·a·free."""
     a, b = overcommit.numerator, overcommit.denominator
     dedicated_kib = totals.memory_4k_dedicated_kib
     shared_kib = totals.memory_4k_kib - dedicated_kib
-    slack = a * (cap.free_4k_kib - dedicated_kib) - b * shared_kib  # in units of 1/a KiB of physical memory
-    room = slack // a if dedicated else slack // b
+    slack = share * a * cap.free_4k_kib - a * dedicated_kib - b * shared_kib  # in 1/a KiB of physical memory
+    room = math.floor(slack / (a if dedicated else b))
     return min(room, cap.free_4k_kib)
 
 
