@@ -232,12 +232,22 @@ def test_host_rule_explains_in_words():
 
 
 def test_fit_test_agrees_with_the_shortfalls_and_the_totals_with_their_fields():
-    """node_fits (compiled rows) is exactly ``not node_shortfalls`` (the rules' words), on random nodes and totals,
-    also over-full ones; NodeTotals.amounts follows its fields through adds and removals."""
+    """node_fits (compiled rows) is exactly ``not node_shortfalls`` (the rules' words) and exactly the rules' own rows
+    evaluated on the totals (``rule.rows`` over numbers: what CP-SAT and the LP are built from), on random nodes and
+    totals, also over-full ones; NodeTotals.amounts follows its fields through adds and removals."""
     import random
 
     from planner.engine.problem import node_fits
-    from planner.engine.resources import cell_amounts
+    from planner.engine.resources import NODE_RULES, cell_violations
+
+    def rows_allow(node, totals, cell, policy) -> bool:  # the declaration itself, not its compiled form
+        if cell_violations(node, cell):
+            return False
+        sums = NumberSums.of(totals, cell)
+        return not any(row.lhs > row.rhs and (not row.cell_needs or any(
+            getattr(cell, need) for need in row.cell_needs if isinstance(need, str)) or any(
+            getattr(cell, "page_kib") == need[1] for need in row.cell_needs if not isinstance(need, str)))
+            for rule in NODE_RULES for row in rule.rows(node, sums, policy, 1))
 
     rng = random.Random(7)
     guests = [*SAMPLES.values(), shared("h", 4, 6, load="0.9"), dedicated("e", 3, emulator="isolate"),
@@ -258,10 +268,10 @@ def test_fit_test_agrees_with_the_shortfalls_and_the_totals_with_their_fields():
         cell = rng.choice(cells)
         fit = node_fits(node, totals, cell, problem.policy)
         assert fit == (not node_shortfalls(node, totals, cell, problem.policy))
+        assert fit == rows_allow(node, totals, cell, problem.policy)
         fits += fit
         fields = {name: value for name, value in NumberSums.of(totals, cell, 0).values.items() if value}
         assert {v: n for v, n in totals.amounts.items() if isinstance(v, str)} == fields
-        assert cell.amounts == cell_amounts(cell)
     assert 40 < fits < 360  # both outcomes seen
 
 
