@@ -11,14 +11,12 @@ import typer
 
 from planner.io.loader import ScenarioError, load_scenario
 
-#: The exit-code table of every command: 0 done (every guest placed, input valid, nothing found), 1 an internal
-#: error (a plan that failed the checker is never written), 2 bad input (one message per problem naming file, key
-#: and item; nothing written), 3 done but not all of it (guests unplaced or stranded, findings reported).
+#: The exit-code table of every command: 0 done (every guest placed, input valid, nothing found); 1 an internal
+#: error (a plan that failed the checker is never written), and for ``vplan check`` findings; 2 bad input (one
+#: message per problem naming file, key and item; nothing written); 3 done but not all of it (guests unplaced or
+#: stranded).
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_UNPLACED = 0, 1, 2, 3
-EXIT_FINDINGS = EXIT_UNPLACED
-
-
-EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_UNPLACED = 0, 1, 2, 3
+EXIT_FINDINGS = 1  # vplan check: the plan or the deployed domains break a rule
 
 
 class _Group(typer.core.TyperGroup):

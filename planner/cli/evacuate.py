@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_UNPLACED = 0, 1, 2, 3
+from planner.cli.common import EXIT_BUG, EXIT_INPUT, EXIT_OK, EXIT_UNPLACED  # noqa: F401
 
 
 def evacuate(
@@ -31,12 +31,13 @@ def evacuate(
     """Re-place the guests of a failed host (--host) or rack (--rack) on the surviving hosts under every hard rule,
     with pins; print the moves, check them, and with -o write the evacuated fleet. Exit 0 all moved, 3 some
     stranded, 2 bad input."""
-    from planner.files.atomic import OutputError, check_output_dir
-    from planner.verify.check import check_evacuations
-    from planner.cli.common import load as _load
-    from planner.engine.evacuate import EvacuateError, evacuate as evacuate_fleet, failure_of, plan_from_document
     from planner.analysis.output import evacuation_document, write_plan_output
+    from planner.cli.common import load as _load
+    from planner.engine.evacuate import EvacuateError, failure_of, plan_from_document
+    from planner.engine.evacuate import evacuate as evacuate_fleet
+    from planner.files.atomic import OutputError, check_output_dir
     from planner.files.planfile import PlanFileError, plan_json_path, read_plan_document
+    from planner.verify.check import check_evacuations
 
     if (host is None) == (rack is None):
         print("vplan evacuate: give exactly one of --host H or --rack R", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import List, Optional
 
 import typer
 
-EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+from planner.cli.common import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK
 
 host_app = typer.Typer(add_completion=False, no_args_is_help=True,
                        help="Real hosts: import a host's topology capture as a host model.")
@@ -303,9 +303,9 @@ def check(
 def _check_evacuations(result, domains: List[Path]) -> None:
     """A --domains DIR that is a vplan solve output with evacuations (policy.survive): each failure's evacuated
     fleet is judged too (findings named after the failure)."""
+    from planner.files.planfile import PlanFileError
     from planner.verify.audit import Finding
     from planner.verify.evaccheck import EvacuationFileError, check_plan_evacuations
-    from planner.files.planfile import PlanFileError
 
     for d in domains:
         if not (d.is_dir() and (d / "plan.json").is_file()):

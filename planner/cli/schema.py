@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-EXIT_OK, EXIT_INPUT = 0, 2
+from planner.cli.common import EXIT_INPUT
 
 
 def schema_text(kind: str) -> str:
