@@ -389,7 +389,9 @@ def identity_edit(text: str, spec: DomainSpec, where: str) -> str:
             if len(backing) == 0:
                 backing.text = None
             _place(backing, etree.Element("nosharepages"), ("hugepages",))
-    _child(root, "vcpu", ("memory", "currentMemory", "memoryBacking")).text = str(spec.vcpus)
+    vcpu = _child(root, "vcpu", ("memory", "currentMemory", "memoryBacking"))
+    vcpu.text = str(spec.vcpus)
+    vcpu.attrib.pop("current", None)  # the template guest's online count is not this guest's: all planned vCPUs run
     os_element = _child(root, "os", ("vcpu", "cputune", "numatune", "iothreads", "resource", "sysinfo"))
     os_type = os_element.find("type")
     if os_type is None:
@@ -432,17 +434,25 @@ def check_template(template: DomainTemplate) -> None:
     """Raise ``ValueError`` (a message without the path) when vplan could not merge a plan into the template:
     the merge of a one-vCPU, one-cell plan is tried, so a template the loader accepts never fails at write
     time."""
+    from planner.libvirt.apply import ApplyError, memory_devices_kib
+
     settings = DomainSettings(template=template)
     arch = template.arch if template.arch in MACHINE_OF_ARCH else "x86_64"
+    try:  # the probe guest is as big as the template's own memory devices need (they sit in its cells)
+        devices_kib = sum(memory_devices_kib(etree.fromstring(template.text.encode("utf-8"), _PARSER), "template")
+                          .values())
+    except (etree.XMLSyntaxError, ApplyError):
+        devices_kib = 0  # the merge below says what is wrong
+    memory_kib = 1024 * 1024 + devices_kib
     spec = DomainSpec(
         name="vplan-template-check",
-        memory_kib=1024 * 1024,
-        current_memory_kib=1024 * 1024,
+        memory_kib=memory_kib,
+        current_memory_kib=memory_kib,
         vcpus=1,
         cputune=Cputune((VcpuPin(0, (0,)),), EmulatorPin((0,))),
         numatune=Numatune(NumatuneMemory("strict", (0,)), (MemNode(0, "strict", (0,)),)),
         os=OsSpec(arch=arch, machine=settings.effective_machine(arch, MACHINE_OF_ARCH[arch])),
-        cpu=cpu_part(Topology(1, 1, 1, 1), (NumaCell(0, (0,), 1024 * 1024, (Sibling(0, 10),)),), "host-passthrough",
+        cpu=cpu_part(Topology(1, 1, 1, 1), (NumaCell(0, (0,), memory_kib, (Sibling(0, 10),)),), "host-passthrough",
                      None),
         hugepages=Hugepages((Page(2048, (0,)),)),
         type="kvm",
@@ -451,5 +461,5 @@ def check_template(template: DomainTemplate) -> None:
     try:
         template_domain_xml(template.text, spec, "template")
     except ValueError as exc:
-        message = str(exc)
-        raise ValueError(message[len("template: "):] if message.startswith("template: ") else message) from None
+        message = str(exc).removeprefix("vplan-template-check: ").removeprefix("template: ")
+        raise ValueError(message) from None

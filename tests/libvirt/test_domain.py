@@ -240,3 +240,21 @@ def test_a_flavour_carries_domain_settings(tmp_path: Path) -> None:
     assert (guest.domain.type, guest.domain.effective_cpu_model()) == ("qemu", "qemu64")
     with pytest.raises(ValueError, match="guest f3: domain.cpu_mode: cpu_mode custom needs cpu_model"):
         flavour_guest({**flavour, "domain": {"cpu_mode": "custom"}}, "f3")
+
+
+def test_templates_from_virsh_dumpxml_with_vcpu_current_and_a_dimm(tmp_path: Path) -> None:
+    """Found in review: a template with ``<vcpu current='2'>4</vcpu>`` or a 2 GiB DIMM was refused at load time by
+    the one-vCPU, 1 GiB probe. The planned guest runs all its vCPUs (the template's ``current`` is dropped) and a
+    guest big enough for the DIMM is written with the DIMM kept."""
+    dimm = ("<memory model='dimm'><target><size unit='GiB'>2</size><node>0</node></target></memory>\n"
+            "    <interface")
+    (tmp_path / "t.xml").write_text(TEMPLATE.replace("<vcpu>2</vcpu>", "<vcpu current='2'>4</vcpu>")
+                                    .replace("<interface", dimm, 1)
+                                    .replace('<memory unit="GiB">2</memory>', '<maxMemory slots="4" unit="GiB">16'
+                                             '</maxMemory><memory unit="GiB">4</memory>'))
+    plan = solve(_scenario(tmp_path, "guests: [{name: a, vcpus: 4, memory: 6GiB, numa: 1, load: 0.5, domain: {template: t.xml}}]\n"),
+                 time_limit_s=5)
+    root = _root(plan, "a")
+    assert root.find("vcpu").text == "4" and root.find("vcpu").get("current") is None
+    assert root.find("devices/memory[@model='dimm']") is not None
+    assert sum(int(c.get("memory")) for c in root.findall("cpu/numa/cell")) == 4 * 1024 * 1024  # 6 GiB less the DIMM
