@@ -110,6 +110,11 @@ def fleets(draw, max_guests: int = 8) -> "tuple[str, object]":
     vcpu_caps = {h["name"]: ratio * len(models[h["model"]]["cores"]) for h in hosts}
     fixed_vcpus = {h: 0 for h in host_cpus}
     items = [draw(guests(i, host_cpus, max_cpus, vcpu_caps, fixed_vcpus)) for i in range(draw(st.integers(1, max_guests)))]
+    # a page size must be listed by some model's node (the loader refuses it otherwise): else 4K memory
+    listed = {size for spec in models.values() for n in spec["nodes"] for size in n.get("hugepages", {})}
+    for g in items:
+        if g.get("hugepages") not in (None, *listed):
+            del g["hugepages"]
     # listed cells need as many nodes that hold cells on some host (on its fixed host, for a fixed guest)
     holding = {m: sum(1 for n in spec["nodes"] if n["memory"] != "0GiB") for m, spec in models.items()}
     host_holding = {h["name"]: holding[h["model"]] for h in hosts}
