@@ -17,7 +17,6 @@ guests use up, whichever of the two shared-pool limits binds more: the expected 
 from __future__ import annotations
 
 import math
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -182,17 +181,11 @@ def _column_doc(columns: dict[str, str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-_usage_cache: weakref.WeakKeyDictionary[Plan, dict] = weakref.WeakKeyDictionary()
-
-
 def usage_by_host(plan: Plan) -> dict[str, dict[int, NodeUsage]]:
-    """``planner.verify.check.node_usage(plan)``, computed once per plan (a plan is immutable)."""
-    usage = _usage_cache.get(plan)
-    if usage is None:
-        from planner.verify.check import node_usage
+    """``planner.verify.check.node_usage(plan)``: the checker's usage, which it computes once per plan."""
+    from planner.verify.check import node_usage
 
-        usage = _usage_cache[plan] = node_usage(plan)
-    return usage
+    return node_usage(plan)
 
 
 def page_sizes(plan: Plan) -> list[int]:

@@ -20,6 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from planner.model.errors import VplanError
 from planner.model.plan import SolveStats
 from planner.model.stats import (
     Failure,
@@ -40,7 +41,7 @@ FORMAT_VERSION = 2  # 1: the unversioned plan.json of vplan 0.1 (bytes, page siz
 SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "plan.schema.json"
 
 
-class PlanFileError(ValueError):
+class PlanFileError(VplanError, ValueError):
     """A plan directory whose plan.json is missing, unreadable or of another format; the message names the file."""
 
 

@@ -76,7 +76,6 @@ from planner.io import schema
 from planner.io.values import (
     _cpus,
     _cpus_text,
-    _cut,
     _int,
     _memory,
     _num,
@@ -100,6 +99,7 @@ from planner.model.units import (
     format_memory,
     format_page,
     parse_page_kib,
+    shorten,
 )
 
 __all__ = ["ScenarioError", "load_guest", "load_scenario", "load_scenario_text"]
@@ -143,7 +143,7 @@ class Where:
         return Where(self.file, f"{self.path}.{text}" if self.path else text)
 
     def item(self, index: int, label: object = None) -> Where:
-        suffix = f" ({_cut(str(label))})" if label is not None else ""
+        suffix = f" ({shorten(str(label))})" if label is not None else ""
         return Where(self.file, f"{self.path}[{index}]{suffix}")
 
     def line(self, message: str) -> str:
@@ -454,7 +454,7 @@ def yaml_shape_ok(text: str, file: str, problems: Problems) -> bool:
                 line = event.start_mark.line + 1
                 if event.anchor not in sizes:
                     if any(anchor == event.anchor for anchor, _ in stack):
-                        problems.add(Where(file), f"line {line}: alias *{_cut(str(event.anchor))} is inside the "
+                        problems.add(Where(file), f"line {line}: alias *{shorten(str(event.anchor))} is inside the "
                                                    "node it names (recursive data)")
                         return False
                     continue  # an undefined alias: the parse reports it
@@ -463,7 +463,7 @@ def yaml_shape_ok(text: str, file: str, problems: Problems) -> bool:
                 if stack:
                     stack[-1][1] += size
                 if expanded > 2 * written + MAX_ALIAS_VALUES:
-                    problems.add(Where(file), f"line {line}: alias *{_cut(str(event.anchor))} expands the document "
+                    problems.add(Where(file), f"line {line}: alias *{shorten(str(event.anchor))} expands the document "
                                                f"to {expanded:,} values or more (aliases may add at most "
                                                f"{MAX_ALIAS_VALUES:,} values beyond twice those written out): write "
                                                "the values out")
@@ -519,9 +519,9 @@ def load_guest(spec: dict[str, Any], policy: Policy | None = None, *, name: str 
     problems = Problems()
     context = _GuestContext(policy=policy or Policy(), host_names=set(), pages={"pages_known": False},
                             templates=Templates(base_dir), any_host=True)
-    _, guests = _guest(item, Where(f"guest {_cut(shown)}"), context, _Hosts(), problems)
+    _, guests = _guest(item, Where(f"guest {shorten(shown)}"), context, _Hosts(), problems)
     if problems.count() or len(guests) != 1:
-        many = f"guest {_cut(shown)}: name: a pattern names {len(guests)} guests (give one name)"
+        many = f"guest {shorten(shown)}: name: a pattern names {len(guests)} guests (give one name)"
         raise ValueError("; ".join(problems.shown()) or many)
     return guests[0]
 

@@ -14,16 +14,17 @@ from collections.abc import Iterable
 from fractions import Fraction
 
 from planner.model.units import (
+    MAX_CPU_ID,
     NAME_RE,
     expand_name,
     format_cpulist,
     parse_cpulist,
     parse_duration_s,
     parse_memory_kib,
+    shorten,
     to_fraction,
 )
 
-MAX_CPU_ID = 65535  # sanity bound: a typo like '0-1000000000' must not build a billion-element set
 MAX_PATTERN_NAMES = 100_000
 SCOPES = ("host", "rack", "zone")
 
@@ -35,7 +36,7 @@ def _show(value: object, limit: int = 60) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(_cut(value, limit))
+        return repr(shorten(value, limit))
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -44,7 +45,7 @@ def _show(value: object, limit: int = 60) -> str:
         return "a set"
     if isinstance(value, Fraction):
         return _num(value)
-    return _cut(str(value), limit)
+    return shorten(str(value), limit)
 
 
 def _num(value: Fraction) -> str:
@@ -110,7 +111,7 @@ def _name(value: object) -> str:
     """A plain name (no pattern)."""
     _string_name(value)
     if not NAME_RE.match(value):
-        raise ValueError(f"'{_cut(value, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a "
+        raise ValueError(f"'{shorten(value, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a "
                          "letter or digit, at most 63 characters)")
     return value
 
@@ -126,7 +127,7 @@ def _pattern(value: object) -> list[str]:
     match = re.search(r"\[([0-9]+)-([0-9]+)\]", value)
     if match and (len(match.group(1)) > 9 or len(match.group(2)) > 9
                   or int(match.group(2)) - int(match.group(1)) >= MAX_PATTERN_NAMES):
-        raise ValueError(f"'{_cut(value, 80)}' expands to more than {MAX_PATTERN_NAMES} names")
+        raise ValueError(f"'{shorten(value, 80)}' expands to more than {MAX_PATTERN_NAMES} names")
     return expand_name(value)
 
 
@@ -135,7 +136,7 @@ def _cpus(value: object) -> tuple[int, ...]:
     if isinstance(value, str):
         big = [n for n in re.findall(r"[0-9]+", value) if len(n) > 9 or int(n) > MAX_CPU_ID]
         if big:
-            raise ValueError(f"'{_cut(value)}': CPU id {_cut(big[0])} is too large (at most {MAX_CPU_ID})")
+            raise ValueError(f"'{shorten(value)}': CPU id {shorten(big[0])} is too large (at most {MAX_CPU_ID})")
     if isinstance(value, list):
         big = [n for n in value if isinstance(n, int) and not isinstance(n, bool) and n > MAX_CPU_ID]
         if big:
@@ -144,10 +145,6 @@ def _cpus(value: object) -> tuple[int, ...]:
         raise ValueError("null (no value) is not a CPU list (expected e.g. '0-3,8,^2'; '' for none)")
     return parse_cpulist(value)
 
-
-def _cut(text: str, limit: int = 40) -> str:
-    """Long user text shortened for a message."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _memory(value: object, *, allow_zero: bool = False) -> int:

@@ -39,37 +39,37 @@ def parse_memory_kib(value: object, *, allow_zero: bool = False) -> int:
 
     A bare number is refused, except ``0`` when ``allow_zero`` (a memory-less node)."""
     if isinstance(value, bool):
-        raise ValueError(f"{_cut(repr(value), 80)} is not a memory size (expected e.g. 32GiB)")
+        raise ValueError(f"{shorten(repr(value), 80)} is not a memory size (expected e.g. 32GiB)")
     if isinstance(value, (int, float)):
         if allow_zero and value == 0:
             return 0
-        raise ValueError(f"{_cut(repr(value), 80)}: memory needs a unit, e.g. 32GiB")
+        raise ValueError(f"{shorten(repr(value), 80)}: memory needs a unit, e.g. 32GiB")
     if not isinstance(value, str):
-        raise ValueError(f"{_cut(repr(value), 80)} is not a memory size (expected e.g. 32GiB)")
+        raise ValueError(f"{shorten(repr(value), 80)} is not a memory size (expected e.g. 32GiB)")
     text = value.strip()
     if allow_zero and text == "0":
         return 0
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
-        raise ValueError(f"'{_cut(str(value), 80)}': memory needs a unit, e.g. 32GiB")
+        raise ValueError(f"'{shorten(str(value), 80)}': memory needs a unit, e.g. 32GiB")
     m = _MEMORY_RE.match(text)
     if not m:
-        raise ValueError(f"'{_cut(str(value), 80)}' is not a memory size (expected e.g. 32GiB, 1.5GiB, 512MiB)")
+        raise ValueError(f"'{shorten(str(value), 80)}' is not a memory size (expected e.g. 32GiB, 1.5GiB, 512MiB)")
     number, unit = m.groups()
     if unit not in KIB_PER_UNIT:
         units = " ".join(KIB_PER_UNIT)
-        raise ValueError(f"'{_cut(str(value), 80)}': unknown memory unit '{unit}' (units are case-sensitive: {units})")
+        raise ValueError(f"'{shorten(str(value), 80)}': unknown memory unit '{unit}' (units are case-sensitive: {units})")
     if len(number) > 30:
-        raise ValueError(f"'{_cut(text)}': memory size has too many digits")
+        raise ValueError(f"'{shorten(text)}': memory size has too many digits")
     try:
         kib = Fraction(Decimal(number)) * KIB_PER_UNIT[unit]
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
-        raise ValueError(f"'{_cut(str(value), 80)}' is not a memory size") from exc
+        raise ValueError(f"'{shorten(str(value), 80)}' is not a memory size") from exc
     if kib > MAX_MEMORY_KIB:
-        raise ValueError(f"'{_cut(text)}' is more than 4 PiB: not a real machine's memory")
+        raise ValueError(f"'{shorten(text)}' is more than 4 PiB: not a real machine's memory")
     return int(kib)  # floor for non-negative values
 
 
-def _cut(text: str, limit: int = 40) -> str:
+def shorten(text: str, limit: int = 40) -> str:
     """Long user text shortened for a message."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -82,11 +82,11 @@ def parse_page_kib(value: object) -> int:
     text = str(value).strip()
     m = _PAGE_RE.match(text)
     if not m:
-        raise ValueError(f"'{_cut(str(value))}' is not a page size (expected e.g. 2M, 2MiB, 1G, 1GiB)")
+        raise ValueError(f"'{shorten(str(value))}' is not a page size (expected e.g. 2M, 2MiB, 1G, 1GiB)")
     number, unit = int(m.group(1)), m.group(2)[0]
     if number <= 0:
-        raise ValueError(f"'{_cut(str(value), 80)}' is not a page size (must be positive)")
-    return check_page_kib(number * {"K": 1, "M": 1024, "G": 1024**2}[unit], f"'{_cut(str(value), 80)}'")
+        raise ValueError(f"'{shorten(str(value), 80)}' is not a page size (must be positive)")
+    return check_page_kib(number * {"K": 1, "M": 1024, "G": 1024**2}[unit], f"'{shorten(str(value), 80)}'")
 
 
 def check_page_kib(page_kib: int, shown: str) -> int:
@@ -123,25 +123,25 @@ def parse_cpulist(value: object, max_id: int = MAX_CPU_ID) -> tuple[int, ...]:
     Also takes a YAML list of non-negative integers; ``''`` and ``[]`` are empty. Ids above ``max_id`` are refused
     (before any range is built)."""
     if isinstance(value, bool):
-        raise ValueError(f"{_cut(repr(value), 80)} is not a CPU list (expected e.g. '0-3,8,^2')")
+        raise ValueError(f"{shorten(repr(value), 80)} is not a CPU list (expected e.g. '0-3,8,^2')")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{value} is not a CPU list (ids are non-negative)")
         if value > max_id:
-            raise ValueError(f"CPU id {_cut(str(value))} is too large (at most {max_id})")
+            raise ValueError(f"CPU id {shorten(str(value))} is too large (at most {max_id})")
         return (value,)
     if isinstance(value, (list, tuple)):
         ids: set[int] = set()
         for item in value:
             if isinstance(item, bool) or not isinstance(item, int) or item < 0:
-                raise ValueError(f"{_cut(repr(item))} in {_cut(repr(list(value)), 60)} is not a CPU id (expected a "
+                raise ValueError(f"{shorten(repr(item))} in {shorten(repr(list(value)), 60)} is not a CPU id (expected a "
                                  "non-negative integer)")
             if item > max_id:
-                raise ValueError(f"CPU id {_cut(str(item))} is too large (at most {max_id})")
+                raise ValueError(f"CPU id {shorten(str(item))} is too large (at most {max_id})")
             ids.add(item)
         return tuple(sorted(ids))
     if not isinstance(value, str):
-        raise ValueError(f"{_cut(repr(value), 80)} is not a CPU list (expected e.g. '0-3,8,^2')")
+        raise ValueError(f"{shorten(repr(value), 80)} is not a CPU list (expected e.g. '0-3,8,^2')")
     text = value.strip()
     if not text:
         return ()
@@ -150,18 +150,18 @@ def parse_cpulist(value: object, max_id: int = MAX_CPU_ID) -> tuple[int, ...]:
     for part in text.split(","):
         m = _RANGE_RE.match(part.strip())
         if not m:
-            raise ValueError(f"'{_cut(value)}' is not a CPU list (expected e.g. '0-3,8,^2')")
+            raise ValueError(f"'{shorten(value)}' is not a CPU list (expected e.g. '0-3,8,^2')")
         negate, lo_text, hi_text = m.groups()
         for number in (lo_text, hi_text):
             if number is not None and (len(number) > 9 or int(number) > max_id):
-                raise ValueError(f"'{_cut(value)}': CPU id {_cut(number)} is too large (at most {max_id})")
+                raise ValueError(f"'{shorten(value)}': CPU id {shorten(number)} is too large (at most {max_id})")
         lo = int(lo_text)
         hi = int(hi_text) if hi_text is not None else lo
         if hi < lo:
-            raise ValueError(f"'{_cut(str(value), 80)}' is not a CPU list: range {lo}-{hi} runs backwards")
+            raise ValueError(f"'{shorten(str(value), 80)}' is not a CPU list: range {lo}-{hi} runs backwards")
         (excluded if negate else included).update(range(lo, hi + 1))
     if not included and excluded:
-        raise ValueError(f"'{_cut(str(value), 80)}' is not a CPU list: it only excludes")
+        raise ValueError(f"'{shorten(str(value), 80)}' is not a CPU list: it only excludes")
     return tuple(sorted(included - excluded))
 
 
@@ -186,15 +186,15 @@ _PATTERN_RE = re.compile(r"([^\[\]]*)\[([0-9]+)-([0-9]+)\]([^\[\]]*)\Z")
 def expand_name(pattern: str) -> list[str]:
     """``'web[01-03]'`` → ['web01', 'web02', 'web03']; a plain name → [name]. Each result must be a valid name."""
     if not isinstance(pattern, str):
-        raise ValueError(f"{_cut(repr(pattern), 80)} is not a name")
+        raise ValueError(f"{shorten(repr(pattern), 80)} is not a name")
     if "[" in pattern or "]" in pattern:
         m = _PATTERN_RE.match(pattern)
         if not m:
-            raise ValueError(f"'{_cut(pattern, 80)}' is not a name pattern (expected one group, e.g. web[01-40])")
+            raise ValueError(f"'{shorten(pattern, 80)}' is not a name pattern (expected one group, e.g. web[01-40])")
         prefix, lo_text, hi_text, suffix = m.groups()
         lo, hi = int(lo_text), int(hi_text)
         if lo > hi:
-            raise ValueError(f"'{_cut(pattern, 80)}': pattern range {lo_text}-{hi_text} runs backwards")
+            raise ValueError(f"'{shorten(pattern, 80)}': pattern range {lo_text}-{hi_text} runs backwards")
         width = len(lo_text)
         names = [f"{prefix}{i:0{width}d}{suffix}" for i in range(lo, hi + 1)]
     else:
@@ -202,7 +202,7 @@ def expand_name(pattern: str) -> list[str]:
     for name in names:
         if not NAME_RE.match(name):
             raise ValueError(
-                f"'{_cut(name, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
+                f"'{shorten(name, 80)}' is not a valid name (letters, digits, '.', '_', '-', starting with a letter or "
                 "digit, at most 63 characters)"
             )
     return names
@@ -211,29 +211,29 @@ def expand_name(pattern: str) -> list[str]:
 def parse_duration_s(value: object) -> float:
     """``60``, ``'60s'``, ``'2m'``, ``'1.5m'`` → seconds."""
     if isinstance(value, bool):
-        raise ValueError(f"{_cut(repr(value), 80)} is not a duration (expected e.g. 60s or 2m)")
+        raise ValueError(f"{shorten(repr(value), 80)} is not a duration (expected e.g. 60s or 2m)")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m)?\s*", value)
         if not m:
-            raise ValueError(f"'{_cut(str(value), 80)}' is not a duration (expected e.g. 60s or 2m)")
+            raise ValueError(f"'{shorten(str(value), 80)}' is not a duration (expected e.g. 60s or 2m)")
         seconds = float(m.group(1)) * (60 if m.group(2) == "m" else 1)
     else:
-        raise ValueError(f"{_cut(repr(value), 80)} is not a duration (expected e.g. 60s or 2m)")
+        raise ValueError(f"{shorten(repr(value), 80)} is not a duration (expected e.g. 60s or 2m)")
     if not seconds > 0 or seconds == float("inf"):  # also refuses nan
-        raise ValueError(f"{_cut(repr(value), 80)}: a duration must be a positive, finite number of seconds")
+        raise ValueError(f"{shorten(repr(value), 80)}: a duration must be a positive, finite number of seconds")
     return seconds
 
 
 def to_fraction(value: object, what: str = "number") -> Fraction:
     """A YAML number (or numeric string) as an exact fraction: 0.7 → 7/10, not the float's binary expansion."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{_cut(repr(value), 80)} is not a {what}")
+        raise ValueError(f"{shorten(repr(value), 80)} is not a {what}")
     try:
         return Fraction(Decimal(str(value).strip()))
     except (InvalidOperation, ValueError, OverflowError) as exc:  # inf and nan have no exact fraction
-        raise ValueError(f"{_cut(repr(value), 80)} is not a {what}") from exc
+        raise ValueError(f"{shorten(repr(value), 80)} is not a {what}") from exc
 
 
 # libvirt scaled integers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from planner.model.plan import Plan
-from planner.model.scenario import DEFAULT_TENANT
 from planner.verify.rules.text import cpus, tenant
 from planner.verify.usage import GuestOnHost, HostUsage, PlanUsage
 from planner.verify.violation import Violation
@@ -32,7 +31,7 @@ def tenancy(plan: Plan, usage: PlanUsage) -> list[Violation]:
     for host, hu in usage.hosts.items():
         seen: dict[object, tuple[str, str]] = {}  # unit -> (tenant, first guest)
         for g in hu.guests:
-            name = g.guest.tenant if g.guest.tenant is not None else DEFAULT_TENANT
+            name = g.guest.tenant_name
             for unit, label in _units(level, hu, g):
                 first = seen.setdefault(unit, (name, g.name))
                 if first[0] != name:
