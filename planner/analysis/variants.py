@@ -223,13 +223,17 @@ def add_guests(
                 new.append(item)
                 continue
             spec = {**item, **overrides}
-            for guest_name in expand_name(spec.get("name", "")):
-                new.append(guest_from_spec(spec, policy, name=guest_name))
+            names = expand_name(spec.get("name", ""))
+            if names:  # guests of one item differ by name only: parsed once
+                first = guest_from_spec(spec, policy, name=names[0])
+                new += [first, *(replace(first, name=n) for n in names[1:])]
     elif flavour is not None:
         label = flavour if isinstance(flavour, str) else "guest"
         taken = {g.name.lower() for g in scenario.guests}
-        for guest_name in _names_for(name, count, label, taken, start):
-            new.append(flavour_guest(flavour, guest_name, policy, **overrides))
+        names = _names_for(name, count, label, taken, start)
+        if names:  # one flavour guest, parsed once, under every name
+            first = flavour_guest(flavour, names[0], policy, **overrides)
+            new += [first, *(replace(first, name=n) for n in names[1:])]
     else:
         raise ValueError("give guests, or a flavour and a count")
     return _with_guests(scenario, scenario.guests + tuple(new))

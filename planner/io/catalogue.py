@@ -35,9 +35,30 @@ def read_flavours(path: str | os.PathLike | None = None) -> dict[str, dict[str, 
     if key not in _CATALOGUE:
         from planner.files.safeio import read_input_text
 
-        data = yaml.safe_load(read_input_text(str(file), 1 << 20))
-        _CATALOGUE[key] = {str(name): dict(spec) for name, spec in data["flavours"].items()}
+        _CATALOGUE[key] = _flavours(file, yaml.safe_load(read_input_text(str(file), 1 << 20)))
     return copy.deepcopy(_CATALOGUE[key])
+
+
+def _flavours(file: Path, data: object) -> dict[str, dict[str, Any]]:
+    """The ``flavours:`` mapping of the catalogue, each flavour's keys judged as a scenario guest's
+    (``planner.io.schema.GuestSpec``, ``name`` aside). Raises ``ValueError`` naming the file, the key and the
+    flavour: ``models/flavours.yaml: flavours.small.vcpu: unknown key ...``."""
+    from planner.io.schema import GuestSpec, check_mapping
+
+    flavours = data.get("flavours") if isinstance(data, dict) else None
+    if not isinstance(flavours, dict):
+        raise ValueError(f"{file}: flavours: expected a mapping of flavour name -> guest keys")
+    problems = []
+    for name, spec in flavours.items():
+        if isinstance(spec, dict) and "name" in spec:
+            problems.append(f"{file}: flavours.{name}.name: a flavour has no name key (the guest is named apart)")
+            continue
+        result = check_mapping(GuestSpec, spec, required=())
+        problems += [f"{file}: flavours.{'.'.join(map(str, (name, *loc)))}: {message}"
+                     for loc, message in result.problems]
+    if problems:
+        raise ValueError("\n".join(problems))
+    return {str(name): dict(spec) for name, spec in flavours.items()}
 
 
 def available_models() -> list[str]:

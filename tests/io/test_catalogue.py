@@ -3,7 +3,6 @@
 The expected numbers of each host model are taken from its source capture (see the model file's header and
 tests/fixtures/hostimport/shared/hostcaps|numactl/SOURCES.md): node ids, CPU lists, sibling groups, memory per node
 and distances.
-Tests that need the scenario loader skip when ``planner.io.loader`` is not importable.
 """
 
 from __future__ import annotations
@@ -96,7 +95,9 @@ GUEST_KEYS = {"vcpus", "memory", "cpu", "threads", "load", "cpu_demand", "hugepa
 
 
 def _loader():
-    return pytest.importorskip("planner.io.loader")
+    from planner.io import loader
+
+    return loader
 
 
 def _wrap_model(tmp_path: Path, model_file: Path, guests: str = "guests: []\n") -> Path:
@@ -336,3 +337,23 @@ def test_generator_main_writes_file(tmp_path: Path):
     out = tmp_path / "f.yaml"
     assert main(["--hosts", "5", "--guests", "50", "--seed", "1", "-o", str(out)]) == 0
     assert out.read_text() == generate_fleet(5, 50, seed=1, out_path=out)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("x: 1\n", "flavours.yaml: flavours: expected a mapping of flavour name -> guest keys"),
+    ("flavours: {small: [1]}\n", "flavours.yaml: flavours.small: expected a mapping"),
+    ("flavours: {small: {vcpu: 2, memory: 1GiB}}\n", "flavours.yaml: flavours.small.vcpu: unknown key (did you mean "
+                                                       "'vcpus'?"),
+    ("flavours: {small: {vcpus: two, memory: 1GiB}}\n", "flavours.yaml: flavours.small.vcpus: 'two' is not an "
+                                                          "integer"),
+])
+def test_a_broken_flavour_catalogue_is_named_file_key_and_flavour(tmp_path, text, expected):
+    """Found in review: a catalogue without ``flavours:`` raised a bare KeyError, a bad flavour key surfaced as a
+    guest named 'probe'. Now one message names the file, the key path and the flavour."""
+    from planner.io.catalogue import read_flavours
+
+    path = tmp_path / "flavours.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        read_flavours(path)
+    assert str(info.value).startswith(str(tmp_path) + "/") and expected in str(info.value), str(info.value)
