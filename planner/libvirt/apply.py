@@ -595,7 +595,9 @@ class ApplyResult:
     moved_aside: str | None = None  # -o with force: where a foreign OUT was renamed
 
 
-def _plan_domains(plan_dir: Path) -> dict[str, etree._Element]:
+def plan_domains(plan_dir: Path) -> dict[str, etree._Element]:
+    """The domain XML of every placed guest of a plan directory (format version checked; each file inside the
+    directory and with vplan's parts), by guest name. Raises ``ApplyError`` naming the file."""
     from planner.files.planfile import PlanFileError, plan_json_path, read_plan_document
 
     plan_json = plan_json_path(plan_dir)
@@ -746,7 +748,7 @@ def apply_plan(plan_dir: str | os.PathLike, domains_dir: str | os.PathLike, out_
             check_output_dir(out, inputs=[plan_dir, domains_dir], force=force)
         except OutputError as exc:
             raise ApplyError(exc.problems) from None
-    plan = _plan_domains(plan_dir)
+    plan = plan_domains(plan_dir)
     files = _domain_files(domains_dir)
     merged: dict[str, tuple[Path, str]] = {}
     problems: list[str] = []

@@ -23,7 +23,6 @@ The commands change the running guests only (``--live``); the persistent definit
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,30 +126,20 @@ class LivePlan:
 
 
 def _read_plan(path: str | Path) -> tuple[Path, dict[str, tuple[str, etree._Element]]]:
+    """(plan.json, guest -> (host, planned domain)): read as ``vplan apply`` reads a plan (format version checked,
+    every domain file inside the plan directory)."""
+    from planner.files.planfile import PlanFileError, read_plan_document
+    from planner.libvirt.apply import ApplyError, plan_domains
+
     plan_dir, plan_json = plan_files(path)
     try:
-        document = json.loads(plan_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LiveError([f"{plan_json}: not found (PLAN is vplan solve's output directory or its plan.json)"]) \
-            from None
-    except (OSError, ValueError) as exc:
-        raise LiveError([f"{plan_json}: cannot read ({exc})"]) from None
-    guests = document.get("guests") if isinstance(document, dict) else None
-    if not isinstance(guests, dict):
-        raise LiveError([f"{plan_json}: no 'guests' mapping (not a vplan plan?)"])
-    result: dict[str, tuple[str, etree._Element]] = {}
-    problems = []
-    for name, entry in guests.items():
-        if not isinstance(entry, dict) or not entry.get("xml") or not entry.get("host"):
-            continue
-        xml = plan_dir / entry["xml"]
-        try:
-            result[name] = (str(entry["host"]), etree.parse(str(xml), _PARSER).getroot())
-        except (OSError, etree.XMLSyntaxError) as exc:
-            problems.append(f"{xml}: cannot read the plan's domain of {name} ({exc})")
-    if problems:
-        raise LiveError(problems)
-    return plan_json, result
+        guests = read_plan_document(plan_dir)["guests"]
+        roots = plan_domains(plan_dir)
+    except PlanFileError as exc:
+        raise LiveError([str(exc)]) from None
+    except ApplyError as exc:
+        raise LiveError(exc.problems) from None
+    return plan_json, {name: (str(guests[name]["host"]), root) for name, root in roots.items()}
 
 
 def _read_domains(paths: list[str | Path], hosts: set[str]) -> dict[str, tuple[str | None, etree._Element, Path]]:

@@ -154,3 +154,18 @@ def test_hugepages_gives_the_mount_and_libvirt_steps(planned: Path) -> None:
                                            "/dev/hugepages-2M",
                                   "fstab": "hugetlbfs /dev/hugepages-2M hugetlbfs pagesize=2M 0 0"}]
     assert host["qemu_conf"] == 'hugetlbfs_mount = ["/dev/hugepages-2M"]'
+
+
+def test_a_plan_naming_a_domain_outside_its_directory_is_refused(planned: Path, tmp_path: Path) -> None:
+    """Found in review: --live read whatever path plan.json named. It now reads the plan as apply does."""
+    from planner.libvirt.live import LiveError
+
+    copy = tmp_path / "plan"
+    shutil.copytree(planned, copy)
+    document = json.loads((copy / "plan.json").read_text())
+    document["guests"]["web"]["xml"] = "../../elsewhere.xml"
+    (copy / "plan.json").write_text(json.dumps(document))
+    with pytest.raises(LiveError) as info:
+        live_changes(copy, [_running(planned, tmp_path)])
+    assert info.value.problems == [f"{copy / 'plan.json'}: guests.web.xml: '../../elsewhere.xml' is not a file "
+                                   f"inside {copy}"]
