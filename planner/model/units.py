@@ -57,7 +57,8 @@ def parse_memory_kib(value: object, *, allow_zero: bool = False) -> int:
     number, unit = m.groups()
     if unit not in KIB_PER_UNIT:
         units = " ".join(KIB_PER_UNIT)
-        raise ValueError(f"'{shorten(str(value), 80)}': unknown memory unit '{unit}' (units are case-sensitive: {units})")
+        shown = shorten(str(value), 80)
+        raise ValueError(f"'{shown}': unknown memory unit '{unit}' (units are case-sensitive: {units})")
     if len(number) > 30:
         raise ValueError(f"'{shorten(text)}': memory size has too many digits")
     try:
@@ -134,7 +135,8 @@ def parse_cpulist(value: object, max_id: int = MAX_CPU_ID) -> tuple[int, ...]:
         ids: set[int] = set()
         for item in value:
             if isinstance(item, bool) or not isinstance(item, int) or item < 0:
-                raise ValueError(f"{shorten(repr(item))} in {shorten(repr(list(value)), 60)} is not a CPU id (expected a "
+                shown = shorten(repr(list(value)), 60)
+                raise ValueError(f"{shorten(repr(item))} in {shown} is not a CPU id (expected a "
                                  "non-negative integer)")
             if item > max_id:
                 raise ValueError(f"CPU id {shorten(str(item))} is too large (at most {max_id})")
